@@ -1,0 +1,169 @@
+package functions_test
+
+import (
+	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strings"
+	"testing"
+
+	"gopkg.in/yaml.v3"
+
+	"tidings/functions"
+	"tidings/lib/stack"
+)
+
+func loadStack(t *testing.T) *stack.File {
+	t.Helper()
+	sf, err := stack.Load("../stack.yml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return sf
+}
+
+// functionDirs lists the function packages: the folders under functions/.
+func functionDirs(t *testing.T) []string {
+	entries, err := os.ReadDir(".")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var dirs []string
+	for _, e := range entries {
+		if e.IsDir() {
+			dirs = append(dirs, e.Name())
+		}
+	}
+	return dirs
+}
+
+func TestStackListsEveryFunctionPackageAndNoOther(t *testing.T) {
+	sf := loadStack(t)
+	var inStack []string
+	for name := range sf.Functions {
+		inStack = append(inStack, name)
+	}
+	slices.Sort(inStack)
+	dirs := functionDirs(t)
+	if !slices.Equal(inStack, dirs) {
+		t.Errorf("stack.yml functions %v != packages under functions/ %v", inStack, dirs)
+	}
+	if !slices.Equal(functions.Names(), dirs) {
+		t.Errorf("registry %v != packages under functions/ %v", functions.Names(), dirs)
+	}
+}
+
+func TestStackFunctionsAreBuiltWithTheTemplate(t *testing.T) {
+	sf := loadStack(t)
+	for _, p := range sf.Configuration.Copy {
+		if _, err := os.Stat(filepath.Join("..", p)); err != nil {
+			t.Errorf("configuration.copy names %s, which does not exist", p)
+		}
+	}
+	for name, f := range sf.Functions {
+		if f.Handler != "./functions/"+name {
+			t.Errorf("%s: handler %q, want ./functions/%s", name, f.Handler, name)
+		}
+		var tmpl struct {
+			Language string `yaml:"language"`
+			Fprocess string `yaml:"fprocess"`
+		}
+		b, err := os.ReadFile(filepath.Join("..", "template", f.Lang, "template.yml"))
+		if err != nil {
+			t.Errorf("%s: lang %q has no template in template/: %v", name, f.Lang, err)
+			continue
+		}
+		if err := yaml.Unmarshal(b, &tmpl); err != nil || tmpl.Language != f.Lang || tmpl.Fprocess == "" {
+			t.Errorf("%s: template/%s/template.yml: language %q fprocess %q (%v)", name, f.Lang, tmpl.Language, tmpl.Fprocess, err)
+		}
+		if _, err := os.Stat(filepath.Join("..", "template", f.Lang, "Dockerfile")); err != nil {
+			t.Errorf("%s: template %s has no Dockerfile", name, f.Lang)
+		}
+		if f.Environment["FUNCTION"] != name {
+			t.Errorf("%s: environment FUNCTION=%q, want %q", name, f.Environment["FUNCTION"], name)
+		}
+		limits, err := f.CallLimits()
+		if err != nil || limits.Timeout <= 0 || limits.MaxInflight <= 0 {
+			t.Errorf("%s: needs exec_timeout and max_inflight; got %+v (%v)", name, limits, err)
+		}
+		if f.Labels["com.openfaas.scale.min"] == "" || f.Labels["com.openfaas.scale.max"] == "" {
+			t.Errorf("%s: missing com.openfaas.scale.min/max labels", name)
+		}
+		if !slices.Contains(f.Secrets, "tidings-jwt-secret") || f.Environment["DATABASE_URL"] == "" {
+			t.Errorf("%s: needs the JWT secret and DATABASE_URL (from the environment file)", name)
+		}
+	}
+}
+
+// TestDockerfileBuildsTheEntryPointFromTheCopiedModule checks the
+// template's Dockerfile against the layout faas-cli gives it: every folder it
+// copies from function/ is one stack.yml copies there, and the package it
+// builds is the template's entry point.
+func TestDockerfileBuildsTheEntryPointFromTheCopiedModule(t *testing.T) {
+	sf := loadStack(t)
+	b, err := os.ReadFile("../template/tidings-go/Dockerfile")
+	if err != nil {
+		t.Fatal(err)
+	}
+	df := string(b)
+	for _, m := range regexp.MustCompile(`COPY function/(\S+)`).FindAllStringSubmatch(df, -1) {
+		if !slices.Contains(sf.Configuration.Copy, "./"+m[1]) {
+			t.Errorf("Dockerfile copies function/%s, which stack.yml's configuration.copy does not provide", m[1])
+		}
+	}
+	m := regexp.MustCompile(`(?m)go build .* (\./\S+)\s*$`).FindStringSubmatch(strings.ReplaceAll(df, "\\\n", ""))
+	if m == nil {
+		t.Fatal("Dockerfile has no go build of a package")
+	}
+	if _, err := os.Stat(filepath.Join("..", m[1], "main.go")); err != nil {
+		t.Errorf("Dockerfile builds %s, which has no main.go", m[1])
+	}
+	if !strings.Contains(df, "of-watchdog") || !strings.Contains(df, `mode="http"`) {
+		t.Error("Dockerfile must run the handler behind of-watchdog in http mode")
+	}
+}
+
+func TestComposeRunsEveryFunctionWithItsStackImage(t *testing.T) {
+	sf := loadStack(t)
+	b, err := os.ReadFile("../docker-compose.yml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var compose struct {
+		Services map[string]struct {
+			Image       string            `yaml:"image"`
+			Environment map[string]string `yaml:"environment"`
+			Secrets     []string          `yaml:"secrets"`
+		} `yaml:"services"`
+		Secrets map[string]struct {
+			File string `yaml:"file"`
+		} `yaml:"secrets"`
+	}
+	if err := yaml.Unmarshal([]byte(stack.Substitute(string(b))), &compose); err != nil {
+		t.Fatal(err)
+	}
+	for _, svc := range []string{"redis", "postgres", "migrate"} {
+		if _, ok := compose.Services[svc]; !ok {
+			t.Errorf("docker-compose.yml has no %s service", svc)
+		}
+	}
+	for name, f := range sf.Functions {
+		svc, ok := compose.Services[name]
+		if !ok {
+			t.Errorf("docker-compose.yml has no service for function %s", name)
+			continue
+		}
+		if svc.Image != f.Image {
+			t.Errorf("%s: compose image %q, stack image %q", name, svc.Image, f.Image)
+		}
+		if svc.Environment["FUNCTION"] != name || svc.Environment["DATABASE_URL"] == "" || svc.Environment["REDIS_URL"] == "" {
+			t.Errorf("%s: compose environment %v lacks FUNCTION/DATABASE_URL/REDIS_URL", name, svc.Environment)
+		}
+		for _, s := range f.Secrets {
+			if !slices.Contains(svc.Secrets, s) || compose.Secrets[s].File == "" {
+				t.Errorf("%s: compose does not give secret %s", name, s)
+			}
+		}
+	}
+}

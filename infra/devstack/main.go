@@ -1,0 +1,144 @@
+// Command devstack runs the whole of tidings on one machine (`make up`):
+// it finds or starts PostgreSQL and Redis, applies migrations, and serves
+// every function of stack.yml at :8080/function/<name>. Ctrl-C stops all
+// it started.
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"tidings/functions"
+	"tidings/infra/fnhost"
+	"tidings/lib/config"
+	"tidings/lib/logging"
+	"tidings/lib/stack"
+	"tidings/lib/store"
+)
+
+func main() {
+	if err := run(); err != nil {
+		fmt.Fprintln(os.Stderr, "devstack:", err)
+		os.Exit(1)
+	}
+}
+
+func run() error {
+	stackPath := flag.String("stack", "stack.yml", "OpenFaaS stack file whose functions to serve")
+	addr := flag.String("functions-addr", config.Env("FUNCTIONS_ADDR", ":8080"), "address of the local FaaS host")
+	dbName := flag.String("db", "tidings", "database to create and use on a PostgreSQL found running")
+	stateDir := flag.String("state", ".dev", "directory for the dev secrets")
+	flag.Parse()
+
+	log := logging.New(os.Getenv("LOG_LEVEL"), "devstack")
+	slog.SetDefault(log)
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+
+	pg, err := ensurePostgres(ctx, log, config.Env("DEV_POSTGRES_PORT", "5432"), *dbName)
+	if err != nil {
+		return err
+	}
+	defer pg.Stop()
+	rd, err := ensureRedis(ctx, log, config.Env("DEV_REDIS_PORT", "6379"))
+	if err != nil {
+		return err
+	}
+	defer rd.Stop()
+	if err := devSecrets(filepath.Join(*stateDir, "secrets")); err != nil {
+		return err
+	}
+	os.Setenv("DATABASE_URL", pg.URL)
+	os.Setenv("REDIS_URL", rd.URL)
+
+	cfg, err := config.Load()
+	if err != nil {
+		return err
+	}
+	deps, err := functions.Connect(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	defer deps.Close()
+	if err := store.Migrate(ctx, deps.DB); err != nil {
+		return err
+	}
+	sf, err := stack.Load(*stackPath)
+	if err != nil {
+		return err
+	}
+	fns, err := fnhost.FromStack(sf, deps)
+	if err != nil {
+		return err
+	}
+	ln, err := net.Listen("tcp", *addr)
+	if err != nil {
+		return fmt.Errorf("functions: %w", err)
+	}
+	srv := &http.Server{Handler: fnhost.New(fns, cfg.MaxBodyBytes, log), ReadHeaderTimeout: 10 * time.Second}
+	go func() {
+		if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+			log.Error("functions host stopped", "err", err)
+			stop()
+		}
+	}()
+
+	base := "http://" + hostPort(ln.Addr())
+	fmt.Printf("tidings is up\n")
+	fmt.Printf("  functions   %s/function/<name>  (%s)\n", base, strings.Join(functions.Names(), ", "))
+	fmt.Printf("  login       %s/function/login\n", base)
+	fmt.Printf("  PostgreSQL  %s\n", pg.URL)
+	fmt.Printf("  Redis       %s\n", rd.URL)
+	fmt.Printf("Press Ctrl-C to stop.\n")
+
+	<-ctx.Done()
+	fmt.Println("stopping")
+	shutdown, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	return srv.Shutdown(shutdown)
+}
+
+// hostPort renders a listener address as a URL host, 127.0.0.1 for "any".
+func hostPort(a net.Addr) string {
+	tcp := a.(*net.TCPAddr)
+	if tcp.IP.IsUnspecified() {
+		return fmt.Sprintf("127.0.0.1:%d", tcp.Port)
+	}
+	return tcp.String()
+}
+
+// devSecrets makes the dev secrets once and keeps them, so tokens survive
+// a restart of the stack; it points SECRETS_DIR at them unless set.
+func devSecrets(dir string) error {
+	if os.Getenv("SECRETS_DIR") != "" {
+		return nil
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return err
+	}
+	for _, name := range []string{config.JWTSecret, config.InternalKey} {
+		path := filepath.Join(dir, name)
+		if _, err := os.Stat(path); err == nil {
+			continue
+		}
+		b := make([]byte, 32)
+		_, _ = rand.Read(b)
+		if err := os.WriteFile(path, []byte(hex.EncodeToString(b)), 0o600); err != nil {
+			return err
+		}
+	}
+	return os.Setenv("SECRETS_DIR", dir)
+}

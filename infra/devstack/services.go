@@ -1,0 +1,264 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"os/exec"
+	"os/user"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"syscall"
+	"time"
+
+	"github.com/alicebob/miniredis/v2"
+	"github.com/jackc/pgx/v5"
+	"github.com/redis/go-redis/v9"
+)
+
+// service is a backing server the stack uses; stop is nil for one that was
+// already running.
+type service struct {
+	URL  string
+	stop func()
+}
+
+func (s service) Stop() {
+	if s.stop != nil {
+		s.stop()
+	}
+}
+
+// answers reports whether something accepts TCP connections at addr.
+func answers(addr string) bool {
+	c, err := net.DialTimeout("tcp", addr, 500*time.Millisecond)
+	if err != nil {
+		return false
+	}
+	c.Close()
+	return true
+}
+
+// ensurePostgres returns $DATABASE_URL, else the server answering on the
+// port (creating database name there), else a throwaway server it starts.
+func ensurePostgres(ctx context.Context, log *slog.Logger, port, name string) (service, error) {
+	if u := os.Getenv("DATABASE_URL"); u != "" {
+		return service{URL: u}, nil
+	}
+	admin := fmt.Sprintf("postgres://postgres@127.0.0.1:%s/postgres?sslmode=disable", port)
+	if answers("127.0.0.1:" + port) {
+		log.Info("using the PostgreSQL server already running", "port", port)
+		return service{URL: dbURL(port, name)}, createDatabase(ctx, admin, name)
+	}
+	svc, err := startPostgres(ctx, log, port)
+	if err != nil {
+		return service{}, fmt.Errorf("no PostgreSQL on port %s and none could be started (set DATABASE_URL): %w", port, err)
+	}
+	if err := createDatabase(ctx, admin, name); err != nil {
+		svc.Stop()
+		return service{}, err
+	}
+	svc.URL = dbURL(port, name)
+	return svc, nil
+}
+
+func dbURL(port, name string) string {
+	return fmt.Sprintf("postgres://postgres@127.0.0.1:%s/%s?sslmode=disable", port, name)
+}
+
+func createDatabase(ctx context.Context, adminURL, name string) error {
+	conn, err := pgx.Connect(ctx, adminURL)
+	if err != nil {
+		return fmt.Errorf("connect to PostgreSQL as postgres (set DATABASE_URL if it needs a password): %w", err)
+	}
+	defer conn.Close(ctx)
+	var exists bool
+	if err := conn.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)`, name).Scan(&exists); err != nil {
+		return err
+	}
+	if !exists {
+		if _, err := conn.Exec(ctx, `CREATE DATABASE `+pgx.Identifier{name}.Sanitize()); err != nil {
+			return fmt.Errorf("create database %s: %w", name, err)
+		}
+	}
+	return nil
+}
+
+// postgresBin finds a PostgreSQL server binary on PATH or in Debian's
+// versioned directories, newest first.
+func postgresBin(name string) (string, error) {
+	if p, err := exec.LookPath(name); err == nil {
+		return p, nil
+	}
+	found, _ := filepath.Glob("/usr/lib/postgresql/*/bin/" + name)
+	if len(found) == 0 {
+		return "", fmt.Errorf("%s not found: install PostgreSQL", name)
+	}
+	sort.Strings(found)
+	return found[len(found)-1], nil
+}
+
+// startPostgres runs initdb and postgres in a temporary directory. PostgreSQL
+// refuses to run as root, so as root both run as the postgres user in a
+// directory that user owns.
+func startPostgres(ctx context.Context, log *slog.Logger, port string) (service, error) {
+	initdb, err := postgresBin("initdb")
+	if err != nil {
+		return service{}, err
+	}
+	postgres, err := postgresBin("postgres")
+	if err != nil {
+		return service{}, err
+	}
+	dir, err := os.MkdirTemp("", "tidings-postgres-")
+	if err != nil {
+		return service{}, err
+	}
+	cred, err := unprivileged(dir)
+	if err != nil {
+		os.RemoveAll(dir)
+		return service{}, err
+	}
+	data := filepath.Join(dir, "data")
+	initCmd := exec.CommandContext(ctx, initdb, "-D", data, "-U", "postgres", "-A", "trust", "-E", "UTF8", "--no-sync")
+	initCmd.SysProcAttr = &syscall.SysProcAttr{Credential: cred}
+	if out, err := initCmd.CombinedOutput(); err != nil {
+		os.RemoveAll(dir)
+		return service{}, fmt.Errorf("initdb: %v: %s", err, out)
+	}
+	proc, err := startProcess(dir, cred, postgres, "-D", data, "-p", port, "-k", dir,
+		"-c", "listen_addresses=127.0.0.1", "-c", "fsync=off")
+	if err != nil {
+		os.RemoveAll(dir)
+		return service{}, err
+	}
+	admin := fmt.Sprintf("postgres://postgres@127.0.0.1:%s/postgres?sslmode=disable", port)
+	stop := func() { stopProcess(proc, syscall.SIGINT); os.RemoveAll(dir) }
+	if err := waitFor(ctx, 30*time.Second, func(ctx context.Context) error {
+		conn, err := pgx.Connect(ctx, admin)
+		if err == nil {
+			conn.Close(ctx)
+		}
+		return err
+	}); err != nil {
+		stop()
+		return service{}, fmt.Errorf("postgres did not start (log in %s): %w", dir, err)
+	}
+	log.Info("started a throwaway PostgreSQL", "port", port, "dir", dir, "pid", proc.Process.Pid)
+	return service{stop: stop}, nil
+}
+
+// ensureRedis returns $REDIS_URL, else the server answering on the port,
+// else a throwaway redis-server, else an embedded one.
+func ensureRedis(ctx context.Context, log *slog.Logger, port string) (service, error) {
+	if u := os.Getenv("REDIS_URL"); u != "" {
+		return service{URL: u}, nil
+	}
+	url := fmt.Sprintf("redis://127.0.0.1:%s/0", port)
+	if answers("127.0.0.1:" + port) {
+		log.Info("using the Redis server already running", "port", port)
+		return service{URL: url}, nil
+	}
+	bin, err := exec.LookPath("redis-server")
+	if err != nil {
+		m := miniredis.NewMiniRedis()
+		if err := m.StartAddr("127.0.0.1:" + port); err != nil {
+			return service{}, fmt.Errorf("start embedded Redis: %w", err)
+		}
+		log.Info("no redis-server binary; started an embedded Redis", "port", port)
+		return service{URL: url, stop: m.Close}, nil
+	}
+	dir, err := os.MkdirTemp("", "tidings-redis-")
+	if err != nil {
+		return service{}, err
+	}
+	proc, err := startProcess(dir, nil, bin, "--port", port, "--bind", "127.0.0.1",
+		"--save", "", "--appendonly", "no", "--dir", dir)
+	if err != nil {
+		os.RemoveAll(dir)
+		return service{}, err
+	}
+	stop := func() { stopProcess(proc, syscall.SIGTERM); os.RemoveAll(dir) }
+	client := redis.NewClient(&redis.Options{Addr: "127.0.0.1:" + port})
+	defer client.Close()
+	if err := waitFor(ctx, 15*time.Second, func(ctx context.Context) error { return client.Ping(ctx).Err() }); err != nil {
+		stop()
+		return service{}, fmt.Errorf("redis-server did not start (log in %s): %w", dir, err)
+	}
+	log.Info("started a throwaway Redis", "port", port, "pid", proc.Process.Pid)
+	return service{URL: url, stop: stop}, nil
+}
+
+// unprivileged returns the credential to run a server as: nil for a normal
+// user, the postgres user (owning dir) for root.
+func unprivileged(dir string) (*syscall.Credential, error) {
+	if os.Geteuid() != 0 {
+		return nil, nil
+	}
+	u, err := user.Lookup("postgres")
+	if err != nil {
+		return nil, errors.New("running as root and there is no postgres user to run PostgreSQL as")
+	}
+	uid, _ := strconv.Atoi(u.Uid)
+	gid, _ := strconv.Atoi(u.Gid)
+	if err := os.Chown(dir, uid, gid); err != nil {
+		return nil, err
+	}
+	return &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}, nil
+}
+
+// startProcess starts a server in its own process group (so a terminal's
+// Ctrl-C reaches only us, and we stop servers in order) that the kernel
+// kills should this process die without stopping it. Its output goes to
+// dir/server.log.
+func startProcess(dir string, cred *syscall.Credential, bin string, args ...string) (*exec.Cmd, error) {
+	logFile, err := os.Create(filepath.Join(dir, "server.log"))
+	if err != nil {
+		return nil, err
+	}
+	cmd := exec.Command(bin, args...)
+	cmd.Stdout, cmd.Stderr = logFile, logFile
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL, Credential: cred}
+	if err := cmd.Start(); err != nil {
+		logFile.Close()
+		return nil, fmt.Errorf("start %s: %w", bin, err)
+	}
+	go func() { _ = cmd.Wait(); logFile.Close() }()
+	return cmd, nil
+}
+
+// stopProcess signals the server and waits for it to exit, killing it if
+// it takes too long.
+func stopProcess(cmd *exec.Cmd, sig syscall.Signal) {
+	_ = cmd.Process.Signal(sig)
+	for i := 0; i < 100; i++ {
+		if cmd.Process.Signal(syscall.Signal(0)) != nil {
+			return
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	_ = cmd.Process.Kill()
+}
+
+// waitFor retries check until it succeeds or the limit passes.
+func waitFor(ctx context.Context, limit time.Duration, check func(context.Context) error) error {
+	ctx, cancel := context.WithTimeout(ctx, limit)
+	defer cancel()
+	for {
+		attempt, cancelAttempt := context.WithTimeout(ctx, 2*time.Second)
+		err := check(attempt)
+		cancelAttempt()
+		if err == nil {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+}

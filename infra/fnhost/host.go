@@ -1,0 +1,66 @@
+// Package fnhost is the local stand-in for the OpenFaaS gateway: it serves
+// every function in one process at /function/<name>, the gateway's route
+// shape, each behind the timeout and concurrency limit stack.yml gives it.
+package fnhost
+
+import (
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"sort"
+
+	"tidings/functions"
+	"tidings/lib/fn"
+	"tidings/lib/stack"
+)
+
+// Function is one served function: its handler and its limits.
+type Function struct {
+	Handler fn.Handler
+	Limits  fn.Limits
+}
+
+// FromStack builds every function of the stack file from deps.
+func FromStack(f *stack.File, deps *functions.Deps) (map[string]Function, error) {
+	out := make(map[string]Function, len(f.Functions))
+	for name, def := range f.Functions {
+		h, err := functions.New(name, deps)
+		if err != nil {
+			return nil, fmt.Errorf("stack.yml: %w", err)
+		}
+		limits, err := def.CallLimits()
+		if err != nil {
+			return nil, fmt.Errorf("stack.yml: function %s: %w", name, err)
+		}
+		out[name] = Function{Handler: h, Limits: limits}
+	}
+	return out, nil
+}
+
+// New returns the host's HTTP handler for fns.
+func New(fns map[string]Function, maxBodyBytes int64, log *slog.Logger) http.Handler {
+	mux := http.NewServeMux()
+	names := make([]string, 0, len(fns))
+	for name, f := range fns {
+		names = append(names, name)
+		adapter := &fn.Adapter{Handler: f.Handler, MaxBodyBytes: maxBodyBytes, Log: log.With("function", name)}
+		h := fn.Limit(adapter, f.Limits)
+		mux.Handle("/function/"+name, h)
+		mux.Handle("/function/"+name+"/", h)
+	}
+	sort.Strings(names)
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { _, _ = w.Write([]byte("ok\n")) })
+	mux.HandleFunc("GET /system/functions", func(w http.ResponseWriter, r *http.Request) {
+		list := make([]map[string]string, len(names))
+		for i, n := range names {
+			list[i] = map[string]string{"name": n}
+		}
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(list)
+	})
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		fn.WriteError(w, fn.NotFound("no function at %s", r.URL.Path))
+	})
+	return mux
+}

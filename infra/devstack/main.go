@@ -40,7 +40,7 @@ func run() error {
 	stackPath := flag.String("stack", "stack.yml", "OpenFaaS stack file whose functions to serve")
 	addr := flag.String("functions-addr", config.Env("FUNCTIONS_ADDR", ":8080"), "address of the local FaaS host")
 	dbName := flag.String("db", "tidings", "database to create and use on a PostgreSQL found running")
-	stateDir := flag.String("state", ".dev", "directory for the dev secrets")
+	stateDir := flag.String("state", config.Env("DEV_STATE_DIR", ".dev"), "directory for the dev secrets")
 	flag.Parse()
 
 	log := logging.New(os.Getenv("LOG_LEVEL"), "devstack")

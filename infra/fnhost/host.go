@@ -4,11 +4,14 @@
 package fnhost
 
 import (
+	"crypto/rand"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"log/slog"
 	"net/http"
 	"sort"
+	"time"
 
 	"tidings/functions"
 	"tidings/lib/fn"
@@ -44,8 +47,9 @@ func New(fns map[string]Function, maxBodyBytes int64, log *slog.Logger) http.Han
 	names := make([]string, 0, len(fns))
 	for name, f := range fns {
 		names = append(names, name)
-		adapter := &fn.Adapter{Handler: f.Handler, MaxBodyBytes: maxBodyBytes, Log: log.With("function", name)}
-		h := fn.Limit(adapter, f.Limits)
+		flog := log.With("function", name)
+		adapter := &fn.Adapter{Handler: f.Handler, MaxBodyBytes: maxBodyBytes, Log: flog}
+		h := accessLog(fn.Limit(adapter, f.Limits), flog)
 		mux.Handle("/function/"+name, h)
 		mux.Handle("/function/"+name+"/", h)
 	}
@@ -63,4 +67,35 @@ func New(fns map[string]Function, maxBodyBytes int64, log *slog.Logger) http.Han
 		fn.WriteError(w, fn.NotFound("no function at %s", r.URL.Path))
 	})
 	return mux
+}
+
+// accessLog logs one line per call: never the body, query or headers,
+// which can carry passwords and tokens.
+func accessLog(next http.Handler, log *slog.Logger) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get(fn.CallIDHeader) == "" {
+			r.Header.Set(fn.CallIDHeader, newCallID())
+		}
+		rec := &statusRecorder{ResponseWriter: w, status: http.StatusOK}
+		start := time.Now()
+		next.ServeHTTP(rec, r)
+		log.Info("call", "method", r.Method, "status", rec.status,
+			"duration_ms", time.Since(start).Milliseconds(), "call_id", r.Header.Get(fn.CallIDHeader))
+	})
+}
+
+type statusRecorder struct {
+	http.ResponseWriter
+	status int
+}
+
+func (s *statusRecorder) WriteHeader(code int) {
+	s.status = code
+	s.ResponseWriter.WriteHeader(code)
+}
+
+func newCallID() string {
+	b := make([]byte, 8)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
 }

@@ -1,0 +1,64 @@
+package config
+
+import (
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+)
+
+func TestSecretsComeFromFilesThenTheEnvironment(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, JWTSecret), []byte("from-the-file-from-the-file-0123456\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("SECRETS_DIR", dir)
+	t.Setenv("JWT_SECRET", "from-the-environment-0123456789abcdef")
+	t.Setenv("INTERNAL_KEY", "internal-from-env")
+	t.Setenv("TOKEN_TTL", "90m")
+	c, err := Load()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(c.JWTSecret) != "from-the-file-from-the-file-0123456" {
+		t.Errorf("JWT secret %q: the file must win and be trimmed", c.JWTSecret)
+	}
+	if c.InternalKey != "internal-from-env" {
+		t.Errorf("internal key %q: want the environment fallback", c.InternalKey)
+	}
+	if c.TokenTTL != 90*time.Minute {
+		t.Errorf("TOKEN_TTL = %v, want 90m", c.TokenTTL)
+	}
+}
+
+func TestLoadRefusesMissingOrWeakSecretsAndBadNumbers(t *testing.T) {
+	t.Setenv("SECRETS_DIR", t.TempDir())
+	t.Setenv("INTERNAL_KEY", "k")
+	for name, env := range map[string]map[string]string{
+		"no JWT secret":   {"JWT_SECRET": ""},
+		"short secret":    {"JWT_SECRET": "short"},
+		"bad TTL":         {"JWT_SECRET": "0123456789abcdef0123456789abcdef", "TOKEN_TTL": "soon"},
+		"bad body limit":  {"JWT_SECRET": "0123456789abcdef0123456789abcdef", "MAX_BODY_BYTES": "big"},
+		"no internal key": {"JWT_SECRET": "0123456789abcdef0123456789abcdef", "INTERNAL_KEY": ""},
+	} {
+		t.Run(name, func(t *testing.T) {
+			for k, v := range env {
+				t.Setenv(k, v)
+			}
+			if _, err := Load(); err == nil {
+				t.Error("Load succeeded")
+			}
+		})
+	}
+}
+
+func TestParseDurationTakesBothWatchdogForms(t *testing.T) {
+	for in, want := range map[string]time.Duration{"10": 10 * time.Second, "1500ms": 1500 * time.Millisecond, "2m": 2 * time.Minute} {
+		if got, err := ParseDuration(in); err != nil || got != want {
+			t.Errorf("ParseDuration(%q) = %v, %v; want %v", in, got, err, want)
+		}
+	}
+	if _, err := ParseDuration("ten"); err == nil {
+		t.Error(`ParseDuration("ten") succeeded`)
+	}
+}

@@ -142,4 +142,3 @@ func processesMentioning(ports ...string) []string {
 	}
 	return found
 }
-

@@ -1,0 +1,124 @@
+package gateway
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+
+	"tidings/lib/store"
+)
+
+// Access answers the questions joins and pushes ask about topics. The
+// database answers them today; a cache can wrap it without the connection
+// code noticing.
+type Access interface {
+	// TopicOwner returns the owner of topicID, or store.ErrNotFound.
+	TopicOwner(ctx context.Context, topicID int64) (int64, error)
+	// IsSubscriber reports whether userID subscribes to topicID.
+	IsSubscriber(ctx context.Context, topicID, userID int64) (bool, error)
+}
+
+// DBAccess answers from PostgreSQL.
+type DBAccess struct{ Q store.Querier }
+
+// TopicOwner implements Access.
+func (a DBAccess) TopicOwner(ctx context.Context, topicID int64) (int64, error) {
+	return store.TopicOwner(ctx, a.Q, topicID)
+}
+
+// IsSubscriber implements Access.
+func (a DBAccess) IsSubscriber(ctx context.Context, topicID, userID int64) (bool, error) {
+	var ok bool
+	err := a.Q.QueryRow(ctx,
+		`SELECT EXISTS (SELECT 1 FROM subscriptions WHERE topic_id = $1 AND user_id = $2)`,
+		topicID, userID).Scan(&ok)
+	if err != nil {
+		return false, fmt.Errorf("subscription of user %d to topic %d: %w", userID, topicID, err)
+	}
+	return ok, nil
+}
+
+// Publisher carries out a `publish` push on topic:<id> for its owner: the
+// two-phase commit of a notification. It returns the reply's response.
+type Publisher interface {
+	Publish(ctx context.Context, userID, topicID int64, payload json.RawMessage) (any, error)
+}
+
+// topicKind is what a topic name routes to, like a `channel "user:*"` line
+// in a Phoenix socket.
+type topicKind int
+
+const (
+	kindUnmatched topicKind = iota
+	kindUser                // user:<id>
+	kindTopic               // topic:<id>
+)
+
+// route splits a topic into its kind and id; id is 0 when the part after the
+// colon is not a positive integer.
+func route(topic string) (topicKind, int64) {
+	prefix, rest, ok := strings.Cut(topic, ":")
+	if !ok {
+		return kindUnmatched, 0
+	}
+	var kind topicKind
+	switch prefix {
+	case "user":
+		kind = kindUser
+	case "topic":
+		kind = kindTopic
+	default:
+		return kindUnmatched, 0
+	}
+	id, err := strconv.ParseInt(rest, 10, 64)
+	if err != nil || id <= 0 || strconv.FormatInt(id, 10) != rest {
+		return kind, 0
+	}
+	return kind, id
+}
+
+// Refused is a join or push the gateway turns down; Reason goes into the
+// error reply. A Publisher returns it for refusals the client should see.
+type Refused struct{ Reason string }
+
+func (e *Refused) Error() string { return "refused: " + e.Reason }
+
+// authorizeJoin decides whether userID may join topic: user:<id> only for
+// that user, topic:<id> for its subscribers and its owner.
+func authorizeJoin(ctx context.Context, access Access, userID int64, kind topicKind, id int64) error {
+	if id == 0 {
+		return &Refused{ReasonInvalidTopic}
+	}
+	switch kind {
+	case kindUser:
+		if id != userID {
+			return &Refused{ReasonUnauthorized}
+		}
+		return nil
+	case kindTopic:
+		owner, err := access.TopicOwner(ctx, id)
+		if errors.Is(err, store.ErrNotFound) {
+			// The same answer as for someone else's topic: a stranger
+			// learns nothing about which topics exist.
+			return &Refused{ReasonUnauthorized}
+		}
+		if err != nil {
+			return fmt.Errorf("owner of topic %d: %w", id, err)
+		}
+		if owner == userID {
+			return nil
+		}
+		sub, err := access.IsSubscriber(ctx, id, userID)
+		if err != nil {
+			return err
+		}
+		if !sub {
+			return &Refused{ReasonUnauthorized}
+		}
+		return nil
+	}
+	return &Refused{ReasonUnmatchedTopic}
+}

@@ -1,0 +1,320 @@
+package gateway
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/gorilla/websocket"
+	"golang.org/x/time/rate"
+)
+
+// closeGrace is how long a closing connection waits for the client's close
+// frame before dropping the TCP connection.
+const closeGrace = time.Second
+
+// conn is one client socket: a reader (the goroutine that upgraded it)
+// that handles frames in order, as a Phoenix socket process does, and a
+// writer that drains a bounded outbound queue.
+type conn struct {
+	srv    *Server
+	ws     *websocket.Conn
+	id     uint64
+	userID int64
+
+	// send holds encoded frames for the writer. It is bounded: a client
+	// that cannot keep up is closed instead of growing it.
+	send    chan []byte
+	limiter *rate.Limiter
+
+	done        chan struct{} // closed by kill
+	once        sync.Once
+	closeCode   int
+	closeReason string
+	writerDone  chan struct{}
+
+	channels map[string]*channel // topic -> channel; reader goroutine only
+}
+
+// channel is a conn's membership of one topic, made by a join.
+type channel struct {
+	conn    *conn
+	topic   string
+	kind    topicKind
+	id      int64
+	joinRef json.RawMessage
+}
+
+func newConn(srv *Server, ws *websocket.Conn, id uint64, userID int64) *conn {
+	return &conn{
+		srv:        srv,
+		ws:         ws,
+		id:         id,
+		userID:     userID,
+		send:       make(chan []byte, srv.cfg.SendQueue),
+		limiter:    rate.NewLimiter(rate.Limit(srv.cfg.InboundRate), srv.cfg.InboundBurst),
+		done:       make(chan struct{}),
+		writerDone: make(chan struct{}),
+	}
+}
+
+// enqueue queues frame for the client without ever blocking: the hub calls
+// it for every member of a topic, and one slow client must not hold up the
+// rest. A full queue closes the connection.
+func (c *conn) enqueue(frame []byte) {
+	select {
+	case <-c.done:
+		return
+	default:
+	}
+	select {
+	case c.send <- frame:
+	default:
+		c.kill(websocket.ClosePolicyViolation, "outbound queue full")
+		// A write blocked on the client's full TCP window would hold the
+		// connection for a whole WriteTimeout; fail it now instead.
+		_ = c.ws.NetConn().SetWriteDeadline(time.Now())
+	}
+}
+
+// kill starts closing the connection with code; the first reason wins.
+func (c *conn) kill(code int, reason string) {
+	c.once.Do(func() {
+		c.closeCode, c.closeReason = code, reason
+		close(c.done)
+	})
+}
+
+func (c *conn) killed() bool {
+	select {
+	case <-c.done:
+		return true
+	default:
+		return false
+	}
+}
+
+// serve runs the connection until it closes.
+func (c *conn) serve() {
+	go c.writeLoop()
+	defer c.teardown()
+	c.ws.SetReadLimit(c.srv.cfg.MaxFrameBytes)
+	for {
+		deadline := time.Now().Add(c.srv.cfg.IdleTimeout)
+		if c.killed() {
+			deadline = time.Now().Add(closeGrace)
+		}
+		_ = c.ws.SetReadDeadline(deadline)
+		typ, data, err := c.ws.ReadMessage()
+		if err != nil {
+			c.readFailed(err)
+			return
+		}
+		if c.killed() {
+			continue // only the client's close frame matters now
+		}
+		if typ != websocket.TextMessage {
+			c.kill(websocket.CloseUnsupportedData, "binary frames are not supported")
+			continue
+		}
+		msg, err := Decode(data)
+		if err != nil {
+			// Phoenix's serializer raises on such a frame and the socket
+			// dies; closing says the same thing more politely.
+			c.kill(websocket.CloseInvalidFramePayloadData, "invalid message")
+			continue
+		}
+		if !c.limiter.Allow() {
+			c.reply(msg.JoinRef, msg.Ref, msg.Topic, StatusError, Reason{ReasonRateLimited})
+			continue
+		}
+		c.handle(msg)
+	}
+}
+
+func (c *conn) readFailed(err error) {
+	var ce *websocket.CloseError
+	var ne net.Error
+	switch {
+	case errors.As(err, &ce):
+		c.kill(websocket.CloseNormalClosure, "")
+	case errors.Is(err, websocket.ErrReadLimit):
+		// gorilla has already sent 1009 (message too big).
+		c.kill(websocket.CloseMessageTooBig, "frame too large")
+	case errors.As(err, &ne) && ne.Timeout() && !c.killed():
+		c.kill(websocket.CloseNormalClosure, "idle timeout")
+	default:
+		c.kill(websocket.CloseAbnormalClosure, "")
+	}
+}
+
+// writeLoop writes queued frames until the connection is killed, then says
+// why in a close frame.
+func (c *conn) writeLoop() {
+	defer close(c.writerDone)
+	for {
+		select {
+		case frame := <-c.send:
+			_ = c.ws.SetWriteDeadline(time.Now().Add(c.srv.cfg.WriteTimeout))
+			if err := c.ws.WriteMessage(websocket.TextMessage, frame); err != nil {
+				c.kill(websocket.CloseAbnormalClosure, "write failed")
+				_ = c.ws.NetConn().Close()
+				return
+			}
+		case <-c.done:
+			if c.closeCode == websocket.CloseAbnormalClosure {
+				_ = c.ws.NetConn().Close()
+				return
+			}
+			msg := websocket.FormatCloseMessage(c.closeCode, c.closeReason)
+			if err := c.ws.WriteControl(websocket.CloseMessage, msg, time.Now().Add(closeGrace)); err != nil {
+				_ = c.ws.NetConn().Close()
+				return
+			}
+			// Wake the reader so that it waits for the client's close
+			// frame only briefly.
+			_ = c.ws.NetConn().SetReadDeadline(time.Now().Add(closeGrace))
+			return
+		}
+	}
+}
+
+// teardown leaves every topic and releases the socket.
+func (c *conn) teardown() {
+	c.kill(websocket.CloseNormalClosure, "")
+	for _, ch := range c.channels {
+		c.srv.hub.Leave(ch)
+	}
+	<-c.writerDone
+	_ = c.ws.NetConn().Close()
+	c.srv.forget(c)
+	c.srv.log.Debug("connection closed", "conn", c.id, "user", c.userID, "code", c.closeCode, "reason", c.closeReason)
+}
+
+// handle answers one message the way a Phoenix socket and its channels do.
+func (c *conn) handle(msg Message) {
+	if msg.Topic == TopicPhoenix && msg.Event == EventHeartbeat {
+		c.reply(nil, msg.Ref, TopicPhoenix, StatusOK, nil)
+		return
+	}
+	ch := c.channels[msg.Topic]
+	if msg.Event == EventJoin {
+		if ch != nil {
+			// A second join replaces the first, which is closed first.
+			c.closeChannel(ch)
+		}
+		c.join(msg)
+		return
+	}
+	if ch == nil {
+		if msg.Event == EventLeave {
+			c.reply(msg.JoinRef, msg.Ref, msg.Topic, StatusOK, nil)
+			return
+		}
+		c.ignore(msg)
+		return
+	}
+	if msg.JoinRef != nil && !bytes.Equal(msg.JoinRef, ch.joinRef) {
+		// A message for an earlier join of this topic.
+		c.ignore(msg)
+		return
+	}
+	if msg.Event == EventLeave {
+		c.reply(ch.joinRef, msg.Ref, msg.Topic, StatusOK, nil)
+		c.closeChannel(ch)
+		return
+	}
+	c.push(ch, msg)
+}
+
+// ignore is Phoenix's answer to a message for a topic the socket has not
+// joined (or cannot join): an error reply without join_ref.
+func (c *conn) ignore(msg Message) {
+	c.reply(nil, msg.Ref, msg.Topic, StatusError, Reason{ReasonUnmatchedTopic})
+}
+
+func (c *conn) reply(joinRef, ref json.RawMessage, topic, status string, response any) {
+	c.enqueue(replyFrame(joinRef, ref, topic, status, response))
+}
+
+// closeChannel leaves ch and tells the client with phx_close, as Phoenix
+// does when a channel stops normally.
+func (c *conn) closeChannel(ch *channel) {
+	c.srv.hub.Leave(ch)
+	delete(c.channels, ch.topic)
+	c.enqueue(Message{JoinRef: ch.joinRef, Ref: ch.joinRef, Topic: ch.topic, Event: EventClose}.Encode())
+}
+
+func (c *conn) join(msg Message) {
+	kind, id := route(msg.Topic)
+	if kind == kindUnmatched {
+		c.ignore(msg)
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), c.srv.cfg.JoinTimeout)
+	defer cancel()
+	if err := authorizeJoin(ctx, c.srv.access, c.userID, kind, id); err != nil {
+		c.refuseJoin(msg, err)
+		return
+	}
+	ch := &channel{conn: c, topic: msg.Topic, kind: kind, id: id, joinRef: msg.JoinRef}
+	if err := c.srv.hub.Join(ctx, ch); err != nil {
+		c.refuseJoin(msg, err)
+		return
+	}
+	if c.channels == nil {
+		c.channels = map[string]*channel{}
+	}
+	c.channels[msg.Topic] = ch
+	c.reply(msg.JoinRef, msg.Ref, msg.Topic, StatusOK, nil)
+}
+
+func (c *conn) refuseJoin(msg Message, err error) {
+	var refused *Refused
+	if errors.As(err, &refused) {
+		c.reply(msg.JoinRef, msg.Ref, msg.Topic, StatusError, Reason{refused.Reason})
+		return
+	}
+	c.srv.log.Error("join failed", "conn", c.id, "user", c.userID, "topic", msg.Topic, "err", err)
+	c.reply(msg.JoinRef, msg.Ref, msg.Topic, StatusError, Reason{ReasonUnavailable})
+}
+
+// push handles a client event on a joined channel.
+func (c *conn) push(ch *channel, msg Message) {
+	if ch.kind != kindTopic || msg.Event != "publish" {
+		c.reply(ch.joinRef, msg.Ref, ch.topic, StatusError, Reason{ReasonUnknownEvent})
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), c.srv.cfg.PublishTimeout)
+	defer cancel()
+	owner, err := c.srv.access.TopicOwner(ctx, ch.id)
+	if err != nil {
+		c.srv.log.Error("publish: topic owner", "conn", c.id, "topic", ch.topic, "err", err)
+		c.reply(ch.joinRef, msg.Ref, ch.topic, StatusError, Reason{ReasonUnavailable})
+		return
+	}
+	if owner != c.userID {
+		c.reply(ch.joinRef, msg.Ref, ch.topic, StatusError, Reason{ReasonUnauthorized})
+		return
+	}
+	if c.srv.cfg.Publisher == nil {
+		c.reply(ch.joinRef, msg.Ref, ch.topic, StatusError, Reason{ReasonUnavailable})
+		return
+	}
+	resp, err := c.srv.cfg.Publisher.Publish(ctx, c.userID, ch.id, msg.Payload)
+	if err != nil {
+		c.srv.log.Warn("publish failed", "conn", c.id, "topic", ch.topic, "err", err)
+		var refused *Refused
+		reason := ReasonUnavailable
+		if errors.As(err, &refused) {
+			reason = refused.Reason
+		}
+		c.reply(ch.joinRef, msg.Ref, ch.topic, StatusError, Reason{reason})
+		return
+	}
+	c.reply(ch.joinRef, msg.Ref, ch.topic, StatusOK, resp)
+}

@@ -1,0 +1,531 @@
+// Package gateway is tidings' WebSocket gateway: Phoenix Channels V2 over
+// WebSocket at /socket/websocket, fan-out across replicas through Redis
+// pub/sub, and a pass-through of the public functions at /function/<name>.
+//
+// The pieces, one file each: protocol (the V2 frame codec), conn (one
+// client socket), hub (local topic membership), broker (Redis pub/sub),
+// access (who may join what), proxy (function pass-through), and server
+// (configuration, HTTP routes, start and graceful shutdown).
+package gateway
+
+import (
+	"context"
+	"crypto/subtle"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/gorilla/websocket"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/redis/go-redis/v9"
+
+	"tidings/lib/auth"
+	"tidings/lib/config"
+	"tidings/lib/fn"
+)
+
+// Config is everything the gateway needs; LoadConfig reads it from the
+// environment.
+type Config struct {
+	config.Config
+
+	Addr    string // GATEWAY_ADDR, default ":4000"
+	FaaSURL string // FAAS_URL: where /function/<name> is passed to
+
+	// AllowedOrigins (WS_ALLOWED_ORIGINS, comma-separated) are the Origin
+	// values a browser socket may come from: "*" allows any, empty allows
+	// only the gateway's own host (what Phoenix's check_origin does).
+	AllowedOrigins []string
+
+	MaxFrameBytes  int64         // WS_MAX_FRAME_BYTES: larger frames close the socket with 1009
+	SendQueue      int           // WS_SEND_QUEUE: frames queued per connection before it counts as too slow
+	IdleTimeout    time.Duration // WS_IDLE_TIMEOUT: a socket that sends nothing (no heartbeat) for this long is closed
+	WriteTimeout   time.Duration // WS_WRITE_TIMEOUT: one frame write may take this long
+	InboundRate    float64       // WS_INBOUND_RATE: frames per second a client may send, sustained
+	InboundBurst   int           // WS_INBOUND_BURST: frames a client may send at once
+	JoinTimeout    time.Duration // WS_JOIN_TIMEOUT: authorising and subscribing one join
+	PublishTimeout time.Duration // PUBLISH_TIMEOUT: one publish push
+
+	ShutdownTimeout time.Duration // SHUTDOWN_TIMEOUT: how long closing sockets may take
+
+	FunctionTimeout  time.Duration            // FUNCTION_TIMEOUT: default per pass-through call
+	FunctionTimeouts map[string]time.Duration // FUNCTION_TIMEOUTS: "gen-avatar=30s,login=5s"
+
+	// Access answers join and publish questions; nil means the database.
+	Access Access
+	// Publisher runs `publish` pushes; nil answers them "unavailable".
+	Publisher Publisher
+	// Logger; nil means slog.Default().
+	Logger *slog.Logger
+}
+
+// LoadConfig reads the configuration from the environment (see Config).
+func LoadConfig() (Config, error) {
+	base, err := config.Load()
+	if err != nil {
+		return Config{}, err
+	}
+	c := Config{
+		Config:  base,
+		Addr:    config.Env("GATEWAY_ADDR", ":4000"),
+		FaaSURL: config.Env("FAAS_URL", "http://127.0.0.1:8080"),
+	}
+	if v := config.Env("WS_ALLOWED_ORIGINS", ""); v != "" {
+		for _, o := range strings.Split(v, ",") {
+			if o = strings.TrimSpace(o); o != "" {
+				c.AllowedOrigins = append(c.AllowedOrigins, o)
+			}
+		}
+	}
+	durations := []struct {
+		key string
+		dst *time.Duration
+		def time.Duration
+	}{
+		{"WS_IDLE_TIMEOUT", &c.IdleTimeout, 60 * time.Second},
+		{"WS_WRITE_TIMEOUT", &c.WriteTimeout, 10 * time.Second},
+		{"WS_JOIN_TIMEOUT", &c.JoinTimeout, 5 * time.Second},
+		{"PUBLISH_TIMEOUT", &c.PublishTimeout, 15 * time.Second},
+		{"SHUTDOWN_TIMEOUT", &c.ShutdownTimeout, 10 * time.Second},
+		{"FUNCTION_TIMEOUT", &c.FunctionTimeout, 10 * time.Second},
+	}
+	for _, d := range durations {
+		if *d.dst, err = config.Duration(d.key, d.def); err != nil {
+			return c, err
+		}
+	}
+	if c.MaxFrameBytes, err = config.Int64("WS_MAX_FRAME_BYTES", 64<<10); err != nil {
+		return c, err
+	}
+	queue, err := config.Int64("WS_SEND_QUEUE", 256)
+	if err != nil {
+		return c, err
+	}
+	burst, err := config.Int64("WS_INBOUND_BURST", 100)
+	if err != nil {
+		return c, err
+	}
+	rateVal, err := config.Int64("WS_INBOUND_RATE", 50)
+	if err != nil {
+		return c, err
+	}
+	c.SendQueue, c.InboundBurst, c.InboundRate = int(queue), int(burst), float64(rateVal)
+	if c.FunctionTimeouts, err = parseTimeouts(config.Env("FUNCTION_TIMEOUTS", "")); err != nil {
+		return c, err
+	}
+	return c, nil
+}
+
+// parseTimeouts reads "name=10s,other=5" into a map.
+func parseTimeouts(v string) (map[string]time.Duration, error) {
+	out := map[string]time.Duration{}
+	for _, part := range strings.Split(v, ",") {
+		part = strings.TrimSpace(part)
+		if part == "" {
+			continue
+		}
+		name, val, ok := strings.Cut(part, "=")
+		if !ok {
+			return nil, fmt.Errorf("$FUNCTION_TIMEOUTS: %q is not name=duration", part)
+		}
+		d, err := config.ParseDuration(strings.TrimSpace(val))
+		if err != nil {
+			return nil, fmt.Errorf("$FUNCTION_TIMEOUTS: %s: %w", name, err)
+		}
+		out[strings.TrimSpace(name)] = d
+	}
+	return out, nil
+}
+
+// brokerCallTimeout bounds every single Redis call the gateway makes.
+const brokerCallTimeout = 5 * time.Second
+
+// Server is one gateway replica.
+type Server struct {
+	cfg    Config
+	log    *slog.Logger
+	tokens *auth.Tokens
+	access Access
+	rdb    *redis.Client
+	pool   *pgxpool.Pool // nil when Config.Access was given
+	hub    *Hub
+	broker *Broker
+	proxy  *Proxy
+
+	upgrader websocket.Upgrader
+	nextID   atomic.Uint64
+
+	mu      sync.Mutex
+	closing bool
+	conns   map[*conn]struct{}
+	wg      sync.WaitGroup
+}
+
+// New connects the gateway's dependencies: Redis must answer; PostgreSQL is
+// only checked, since joins of user channels work without it.
+func New(ctx context.Context, cfg Config) (*Server, error) {
+	if err := validate(&cfg); err != nil {
+		return nil, err
+	}
+	s := &Server{
+		cfg:    cfg,
+		log:    cfg.Logger,
+		tokens: auth.NewTokens(cfg.JWTSecret, 0),
+		access: cfg.Access,
+		conns:  map[*conn]struct{}{},
+		hub:    NewHub(),
+	}
+	s.upgrader = websocket.Upgrader{
+		// Small read buffers and pooled write buffers keep an idle
+		// connection cheap; frames larger than the buffer still work.
+		ReadBufferSize:  1024,
+		WriteBufferSize: 4096,
+		WriteBufferPool: &sync.Pool{},
+		Subprotocols:    []string{"phoenix"},
+		// The origin is checked before the upgrade, with a JSON answer.
+		CheckOrigin: func(*http.Request) bool { return true },
+	}
+	opts, err := redis.ParseURL(cfg.RedisURL)
+	if err != nil {
+		return nil, fmt.Errorf("REDIS_URL: %w", err)
+	}
+	s.rdb = redis.NewClient(opts)
+	pingCtx, cancel := context.WithTimeout(ctx, brokerCallTimeout)
+	defer cancel()
+	if err := s.rdb.Ping(pingCtx).Err(); err != nil {
+		_ = s.rdb.Close()
+		return nil, fmt.Errorf("connect to Redis: %w", err)
+	}
+	if s.access == nil {
+		if s.pool, err = pgxpool.New(ctx, cfg.DatabaseURL); err != nil {
+			_ = s.rdb.Close()
+			return nil, fmt.Errorf("DATABASE_URL: %w", err)
+		}
+		if err := s.pool.Ping(pingCtx); err != nil {
+			s.log.Warn("PostgreSQL is not answering; topic joins will fail until it does", "err", err)
+		}
+		s.access = DBAccess{Q: s.pool}
+	}
+	s.broker, err = NewBroker(ctx, s.rdb, cfg.RedisPrefix, s.log, s.hub.deliver)
+	if err != nil {
+		s.closeDeps()
+		return nil, err
+	}
+	s.hub.SetBroker(s.broker)
+	s.proxy, err = NewProxy(cfg.FaaSURL, PublicFunctions, cfg.FunctionTimeouts, cfg.FunctionTimeout, cfg.MaxBodyBytes, s.log)
+	if err != nil {
+		s.closeDeps()
+		return nil, err
+	}
+	return s, nil
+}
+
+func validate(cfg *Config) error {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if len(cfg.JWTSecret) == 0 {
+		return errors.New("gateway: JWT secret is required")
+	}
+	if cfg.RedisPrefix == "" {
+		return errors.New("gateway: Redis prefix is required")
+	}
+	positive := map[string]bool{
+		"WS_MAX_FRAME_BYTES": cfg.MaxFrameBytes > 0,
+		"WS_SEND_QUEUE":      cfg.SendQueue > 0,
+		"WS_IDLE_TIMEOUT":    cfg.IdleTimeout > 0,
+		"WS_WRITE_TIMEOUT":   cfg.WriteTimeout > 0,
+		"WS_INBOUND_RATE":    cfg.InboundRate > 0,
+		"WS_INBOUND_BURST":   cfg.InboundBurst > 0,
+		"WS_JOIN_TIMEOUT":    cfg.JoinTimeout > 0,
+		"PUBLISH_TIMEOUT":    cfg.PublishTimeout > 0,
+		"SHUTDOWN_TIMEOUT":   cfg.ShutdownTimeout > 0,
+		"FUNCTION_TIMEOUT":   cfg.FunctionTimeout > 0,
+		"MAX_BODY_BYTES":     cfg.MaxBodyBytes > 0,
+	}
+	for key, ok := range positive {
+		if !ok {
+			return fmt.Errorf("gateway: %s must be positive", key)
+		}
+	}
+	return nil
+}
+
+func (s *Server) closeDeps() {
+	if s.broker != nil {
+		_ = s.broker.Close()
+	}
+	_ = s.rdb.Close()
+	if s.pool != nil {
+		s.pool.Close()
+	}
+}
+
+// Handler returns the gateway's HTTP routes.
+func (s *Server) Handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /socket/websocket", s.serveSocket)
+	mux.Handle("/function/", s.proxy)
+	mux.HandleFunc("POST /internal/broadcast", s.serveBroadcast)
+	mux.HandleFunc("GET /healthz", s.serveHealth)
+	return mux
+}
+
+// Run listens on cfg.Addr and serves until ctx ends, then shuts down
+// gracefully. It is the whole gateway in one call, for main and for the
+// dev stack.
+func Run(ctx context.Context, cfg Config) error {
+	s, err := New(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	ln, err := net.Listen("tcp", cfg.Addr)
+	if err != nil {
+		s.closeDeps()
+		return fmt.Errorf("listen on %s: %w", cfg.Addr, err)
+	}
+	s.log.Info("gateway-ws listening", "addr", ln.Addr().String())
+	return s.Serve(ctx, ln)
+}
+
+// Serve serves on ln until ctx ends. Then it stops accepting, closes every
+// socket with 1001 (going away) so that clients reconnect to another
+// replica, and releases the server's dependencies.
+func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
+	hs := &http.Server{
+		Handler:           s.Handler(),
+		ReadHeaderTimeout: 10 * time.Second,
+		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
+	}
+	served := make(chan error, 1)
+	go func() { served <- hs.Serve(ln) }()
+	var err error
+	select {
+	case <-ctx.Done():
+	case err = <-served:
+	}
+	s.shutdown(hs)
+	s.closeDeps()
+	if errors.Is(err, http.ErrServerClosed) {
+		err = nil
+	}
+	return err
+}
+
+func (s *Server) shutdown(hs *http.Server) {
+	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.ShutdownTimeout)
+	defer cancel()
+	httpDone := make(chan struct{})
+	go func() {
+		_ = hs.Shutdown(ctx)
+		close(httpDone)
+	}()
+	s.mu.Lock()
+	s.closing = true
+	n := len(s.conns)
+	for c := range s.conns {
+		c.kill(websocket.CloseGoingAway, "server shutting down")
+	}
+	s.mu.Unlock()
+	s.log.Info("gateway-ws shutting down", "connections", n)
+	connsDone := make(chan struct{})
+	go func() {
+		s.wg.Wait()
+		close(connsDone)
+	}()
+	select {
+	case <-connsDone:
+	case <-ctx.Done():
+		s.log.Warn("shutdown timeout: connections still open")
+	}
+	<-httpDone
+}
+
+// Connections returns how many sockets are open.
+func (s *Server) Connections() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.conns)
+}
+
+// Topics returns how many topics have members on this replica.
+func (s *Server) Topics() int { return s.hub.Topics() }
+
+func (s *Server) track(c *conn) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closing {
+		return false
+	}
+	s.conns[c] = struct{}{}
+	s.wg.Add(1)
+	return true
+}
+
+func (s *Server) forget(c *conn) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, ok := s.conns[c]; ok {
+		delete(s.conns, c)
+		s.wg.Done()
+	}
+}
+
+// Broadcast sends event with payload to every member of topic on every
+// replica.
+func (s *Server) Broadcast(ctx context.Context, topic, event string, payload any) error {
+	frame, err := BroadcastFrame(topic, event, payload)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(ctx, brokerCallTimeout)
+	defer cancel()
+	return s.broker.Publish(ctx, topic, frame)
+}
+
+// Errors of the socket endpoint. Phoenix answers a refused connect with
+// 403 before any upgrade; so does the gateway.
+var (
+	errBadToken   = fn.Errorf(http.StatusForbidden, "unauthorized", "missing, invalid or expired token")
+	errBadOrigin  = fn.Errorf(http.StatusForbidden, "forbidden", "origin not allowed")
+	errBadVersion = fn.Errorf(http.StatusForbidden, "unsupported_vsn", "only the V2 serializer (vsn=2.x) is spoken")
+)
+
+func (s *Server) serveSocket(w http.ResponseWriter, r *http.Request) {
+	if !s.originAllowed(r) {
+		fn.WriteError(w, errBadOrigin)
+		return
+	}
+	q := r.URL.Query()
+	if vsn := q.Get("vsn"); vsn != "" && !strings.HasPrefix(vsn, "2.") {
+		fn.WriteError(w, errBadVersion)
+		return
+	}
+	userID, err := s.tokens.Verify(socketToken(r))
+	if err != nil {
+		fn.WriteError(w, errBadToken)
+		return
+	}
+	ws, err := s.upgrader.Upgrade(w, r, nil)
+	if err != nil {
+		return // the upgrader has answered 400
+	}
+	c := newConn(s, ws, s.nextID.Add(1), userID)
+	if !s.track(c) {
+		_ = ws.WriteControl(websocket.CloseMessage,
+			websocket.FormatCloseMessage(websocket.CloseGoingAway, "server shutting down"), time.Now().Add(closeGrace))
+		_ = ws.Close()
+		return
+	}
+	c.serve()
+}
+
+// authTokenPrefix marks the token phoenix.js (authToken option) sends as a
+// WebSocket subprotocol, so it stays out of URLs and logs.
+const authTokenPrefix = "base64url.bearer.phx."
+
+// socketToken takes the token from the `token` parameter, or else from
+// phoenix.js's subprotocol.
+func socketToken(r *http.Request) string {
+	if t := r.URL.Query().Get("token"); t != "" {
+		return t
+	}
+	for _, p := range websocket.Subprotocols(r) {
+		enc, ok := strings.CutPrefix(p, authTokenPrefix)
+		if !ok {
+			continue
+		}
+		for _, e := range []*base64.Encoding{base64.RawURLEncoding, base64.RawStdEncoding} {
+			if b, err := e.DecodeString(enc); err == nil {
+				return string(b)
+			}
+		}
+	}
+	return ""
+}
+
+// originAllowed is the origin check: any origin for "*", the listed ones
+// otherwise, and only the gateway's own host when none are listed. A
+// request without Origin is not from a browser and is let through.
+func (s *Server) originAllowed(r *http.Request) bool {
+	origin := r.Header.Get("Origin")
+	if origin == "" {
+		return true
+	}
+	if len(s.cfg.AllowedOrigins) == 0 {
+		host := strings.TrimPrefix(strings.TrimPrefix(origin, "http://"), "https://")
+		return strings.EqualFold(host, r.Host)
+	}
+	for _, o := range s.cfg.AllowedOrigins {
+		if o == "*" || strings.EqualFold(o, origin) {
+			return true
+		}
+	}
+	return false
+}
+
+// broadcastRequest is the body of POST /internal/broadcast.
+type broadcastRequest struct {
+	Topic   string          `json:"topic"`
+	Event   string          `json:"event"`
+	Payload json.RawMessage `json:"payload"`
+}
+
+// serveBroadcast lets tidings' own services push an event to a topic's
+// members on every replica; it needs the internal key.
+func (s *Server) serveBroadcast(w http.ResponseWriter, r *http.Request) {
+	key := r.Header.Get(auth.InternalKeyHeader)
+	if s.cfg.InternalKey == "" || subtle.ConstantTimeCompare([]byte(key), []byte(s.cfg.InternalKey)) != 1 {
+		fn.WriteError(w, fn.Unauthorized("missing or wrong internal key"))
+		return
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, s.cfg.MaxBodyBytes))
+	if err != nil {
+		fn.WriteError(w, fn.TooLarge(s.cfg.MaxBodyBytes))
+		return
+	}
+	var req broadcastRequest
+	if err := json.Unmarshal(body, &req); err != nil {
+		fn.WriteError(w, fn.BadRequest("body must be {topic, event, payload}: %v", err))
+		return
+	}
+	if kind, id := route(req.Topic); kind == kindUnmatched || id == 0 {
+		fn.WriteError(w, fn.BadRequest("topic must be user:<id> or topic:<id>"))
+		return
+	}
+	if req.Event == "" || strings.HasPrefix(req.Event, "phx_") {
+		fn.WriteError(w, fn.BadRequest("event must be a non-empty name not starting with phx_"))
+		return
+	}
+	if len(req.Payload) == 0 || req.Payload[0] != '{' {
+		fn.WriteError(w, fn.BadRequest("payload must be a JSON object"))
+		return
+	}
+	if err := s.Broadcast(r.Context(), req.Topic, req.Event, req.Payload); err != nil {
+		s.log.Error("broadcast failed", "topic", req.Topic, "event", req.Event, "err", err)
+		fn.WriteError(w, &fn.Error{Status: http.StatusServiceUnavailable, Code: "unavailable", Message: "broadcast failed"})
+		return
+	}
+	w.WriteHeader(http.StatusAccepted)
+}
+
+func (s *Server) serveHealth(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+	defer cancel()
+	w.Header().Set("Content-Type", "application/json")
+	if err := s.rdb.Ping(ctx).Err(); err != nil {
+		w.WriteHeader(http.StatusServiceUnavailable)
+		_, _ = w.Write([]byte(`{"status":"redis down"}`))
+		return
+	}
+	_, _ = fmt.Fprintf(w, `{"status":"ok","connections":%d,"topics":%d}`, s.Connections(), s.Topics())
+}

@@ -1,0 +1,202 @@
+// The official phoenix client (with ws as its transport) against a real
+// gateway-ws process: connect, joins, heartbeats past the idle timeout, a
+// broadcast, leave, and reconnect + rejoin after the gateway restarts.
+//
+// Needs Go, and Redis on loopback (TIDINGS_TEST_REDIS_URL overrides it).
+// Run: node --test gateway-ws/test/
+import { test, before, after } from "node:test";
+import assert from "node:assert/strict";
+import { spawn, execFileSync } from "node:child_process";
+import crypto from "node:crypto";
+import fs from "node:fs";
+import net from "node:net";
+import os from "node:os";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+import { Socket } from "phoenix";
+import WebSocket from "ws";
+
+const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..");
+const secret = crypto.randomBytes(32).toString("hex");
+const internalKey = crypto.randomBytes(16).toString("hex");
+const prefix = `tidings-test:${crypto.randomBytes(6).toString("hex")}:`;
+const idleTimeoutMs = 1000;
+const tmp = fs.mkdtempSync(path.join(os.tmpdir(), "gateway-ws-test-"));
+const bin = path.join(tmp, "gateway-ws");
+let port;
+let gateway; // the running child process
+
+// token mints what lib/auth issues: HS256, sub = user id, iss = tidings.
+function token(userID) {
+  const b64 = (obj) => Buffer.from(JSON.stringify(obj)).toString("base64url");
+  const now = Math.floor(Date.now() / 1000);
+  const unsigned = `${b64({ alg: "HS256", typ: "JWT" })}.${b64({ sub: String(userID), iss: "tidings", iat: now, exp: now + 3600 })}`;
+  const sig = crypto.createHmac("sha256", secret).update(unsigned).digest("base64url");
+  return `${unsigned}.${sig}`;
+}
+
+function freePort() {
+  return new Promise((resolve, reject) => {
+    const srv = net.createServer();
+    srv.on("error", reject);
+    srv.listen(0, "127.0.0.1", () => {
+      const { port } = srv.address();
+      srv.close(() => resolve(port));
+    });
+  });
+}
+
+// within fails a wait that would otherwise hang the test.
+function within(ms, what, promise) {
+  let timer;
+  const timeout = new Promise((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms waiting for ${what}`)), ms);
+  });
+  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
+}
+
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+async function startGateway() {
+  const child = spawn(bin, [], {
+    env: {
+      PATH: process.env.PATH,
+      GATEWAY_ADDR: `127.0.0.1:${port}`,
+      REDIS_URL: process.env.TIDINGS_TEST_REDIS_URL || "redis://127.0.0.1:6379/0",
+      REDIS_PREFIX: prefix,
+      // Only user channels are joined here, which need no database.
+      DATABASE_URL: process.env.TIDINGS_TEST_ADMIN_URL || "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable",
+      SECRETS_DIR: tmp,
+      JWT_SECRET: secret,
+      INTERNAL_KEY: internalKey,
+      WS_IDLE_TIMEOUT: `${idleTimeoutMs}ms`,
+      SHUTDOWN_TIMEOUT: "5s",
+      LOG_LEVEL: "warn",
+    },
+    stdio: ["ignore", "inherit", "inherit"],
+  });
+  const exited = new Promise((resolve) => child.on("exit", (code, signal) => resolve({ code, signal })));
+  child.exited = exited;
+  for (let i = 0; i < 100; i++) {
+    const early = await Promise.race([exited, sleep(100).then(() => null)]);
+    if (early) throw new Error(`gateway-ws exited at start: ${JSON.stringify(early)}`);
+    try {
+      const res = await fetch(`http://127.0.0.1:${port}/healthz`);
+      if (res.ok) return child;
+    } catch {
+      // not listening yet
+    }
+  }
+  child.kill("SIGKILL");
+  throw new Error("gateway-ws did not become healthy");
+}
+
+async function stopGateway(child) {
+  child.kill("SIGTERM");
+  const { code, signal } = await within(15000, "gateway-ws to exit", child.exited);
+  return { code, signal };
+}
+
+async function broadcast(topic, event, payload) {
+  const res = await fetch(`http://127.0.0.1:${port}/internal/broadcast`, {
+    method: "POST",
+    headers: { "Content-Type": "application/json", "X-Internal-Key": internalKey },
+    body: JSON.stringify({ topic, event, payload }),
+  });
+  assert.equal(res.status, 202, `internal broadcast answered ${res.status}: ${await res.text()}`);
+}
+
+// join resolves with the reply of the (first) join, ok or error.
+function join(channel) {
+  return new Promise((resolve) => {
+    channel
+      .join()
+      .receive("ok", (resp) => resolve({ status: "ok", resp }))
+      .receive("error", (resp) => resolve({ status: "error", resp }))
+      .receive("timeout", () => resolve({ status: "timeout" }));
+  });
+}
+
+before(async () => {
+  execFileSync("go", ["build", "-o", bin, "./gateway-ws"], { cwd: repoRoot, stdio: "inherit" });
+  port = await freePort();
+  gateway = await startGateway();
+});
+
+after(async () => {
+  if (gateway && gateway.exitCode === null) await stopGateway(gateway);
+  fs.rmSync(tmp, { recursive: true, force: true });
+});
+
+test("the official phoenix client joins, heartbeats, receives, leaves and survives a gateway restart", { timeout: 90000 }, async () => {
+  const userID = 4242;
+  let opens = 0;
+  let closes = 0;
+  const socket = new Socket(`ws://127.0.0.1:${port}/socket`, {
+    transport: WebSocket,
+    params: { token: token(userID) },
+    heartbeatIntervalMs: idleTimeoutMs / 4,
+    reconnectAfterMs: () => 100,
+    rejoinAfterMs: () => 100,
+    timeout: 5000,
+  });
+  socket.onOpen(() => opens++);
+  socket.onClose(() => closes++);
+  socket.connect();
+  try {
+    // Join our own channel; another user's is refused as Phoenix refuses.
+    const mine = socket.channel(`user:${userID}`, {});
+    assert.deepEqual(await within(10000, "join of own channel", join(mine)), { status: "ok", resp: {} });
+    const theirs = socket.channel(`user:${userID + 1}`, {});
+    assert.deepEqual(await within(10000, "join of another user's channel", join(theirs)), {
+      status: "error",
+      resp: { reason: "unauthorized" },
+    });
+    theirs.leave();
+
+    // Heartbeats keep the socket open past twice the idle timeout.
+    await sleep(idleTimeoutMs * 2.5);
+    assert.equal(closes, 0, "the socket closed although the client sent heartbeats");
+    assert.equal(opens, 1, "the socket reconnected although the client sent heartbeats");
+    const rtt = await within(5000, "a ping over the live socket", new Promise((resolve) => socket.ping(resolve)));
+    assert.ok(rtt >= 0);
+
+    // A broadcast reaches the channel.
+    const got = within(10000, "a notification", new Promise((resolve) => mine.on("notification", resolve)));
+    await broadcast(`user:${userID}`, "notification", { id: 1, title: "hello", body: "world" });
+    assert.deepEqual(await got, { id: 1, title: "hello", body: "world" });
+
+    // Leave.
+    const left = await within(10000, "leave", new Promise((resolve) => mine.leave().receive("ok", () => resolve("ok"))));
+    assert.equal(left, "ok");
+    assert.equal(mine.state, "closed");
+
+    // Join again and count every (re)join the client makes by itself.
+    const again = socket.channel(`user:${userID}`, {});
+    let joins = 0;
+    let rejoined;
+    const rejoinedOnce = new Promise((resolve) => (rejoined = resolve));
+    const received = [];
+    again.on("notification", (p) => received.push(p));
+    again.join().receive("ok", () => {
+      joins++;
+      if (joins === 2) rejoined();
+    });
+    for (let i = 0; i < 100 && joins < 1; i++) await sleep(50);
+    assert.equal(joins, 1, "the second join of the channel did not succeed");
+
+    // Restart the gateway on the same port: the client must reconnect and
+    // rejoin with nothing but its own retry logic.
+    const stopped = await stopGateway(gateway);
+    assert.equal(stopped.code, 0, `gateway-ws did not exit cleanly: ${JSON.stringify(stopped)}`);
+    gateway = await startGateway();
+    await within(20000, "the client to rejoin after the restart", rejoinedOnce);
+    assert.ok(opens >= 2, `the socket opened ${opens} times, want a reconnect`);
+
+    await broadcast(`user:${userID}`, "notification", { id: 2, title: "after restart" });
+    for (let i = 0; i < 200 && received.length === 0; i++) await sleep(50);
+    assert.deepEqual(received, [{ id: 2, title: "after restart" }]);
+  } finally {
+    socket.disconnect();
+  }
+});

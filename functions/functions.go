@@ -12,9 +12,18 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/redis/go-redis/v9"
 
+	"tidings/functions/ack-notification"
+	"tidings/functions/counter-commit"
+	"tidings/functions/counter-prepare"
+	"tidings/functions/counter-rollback"
 	"tidings/functions/create-topic"
+	"tidings/functions/get-counter"
+	"tidings/functions/list-notifications"
 	"tidings/functions/list-topics"
 	"tidings/functions/login"
+	"tidings/functions/notify-commit"
+	"tidings/functions/notify-prepare"
+	"tidings/functions/notify-rollback"
 	"tidings/functions/register"
 	"tidings/functions/subscribe"
 	"tidings/functions/unsubscribe"
@@ -32,14 +41,32 @@ type Deps struct {
 	Tokens *auth.Tokens
 }
 
-// registry builds each function's handler from the dependencies.
-var registry = map[string]func(d *Deps) fn.Handler{
-	"register":     func(d *Deps) fn.Handler { return register.New(d.DB, d.Tokens) },
-	"login":        func(d *Deps) fn.Handler { return login.New(d.DB, d.Tokens) },
-	"create-topic": func(d *Deps) fn.Handler { return createtopic.New(d.DB, d.Tokens) },
-	"list-topics":  func(d *Deps) fn.Handler { return listtopics.New(d.DB, d.Tokens) },
-	"subscribe":    func(d *Deps) fn.Handler { return subscribe.New(d.DB, d.Tokens) },
-	"unsubscribe":  func(d *Deps) fn.Handler { return unsubscribe.New(d.DB, d.Tokens) },
+// entry is one function: how to build it, and whether it is internal
+// (callable only with the internal key).
+type entry struct {
+	build    func(d *Deps) fn.Handler
+	internal bool
+}
+
+// registry holds every function.
+var registry = map[string]entry{
+	"register":           {build: func(d *Deps) fn.Handler { return register.New(d.DB, d.Tokens) }},
+	"login":              {build: func(d *Deps) fn.Handler { return login.New(d.DB, d.Tokens) }},
+	"create-topic":       {build: func(d *Deps) fn.Handler { return createtopic.New(d.DB, d.Tokens) }},
+	"list-topics":        {build: func(d *Deps) fn.Handler { return listtopics.New(d.DB, d.Tokens) }},
+	"subscribe":          {build: func(d *Deps) fn.Handler { return subscribe.New(d.DB, d.Tokens) }},
+	"unsubscribe":        {build: func(d *Deps) fn.Handler { return unsubscribe.New(d.DB, d.Tokens) }},
+	"list-notifications": {build: func(d *Deps) fn.Handler { return listnotifications.New(d.DB, d.Tokens) }},
+	"ack-notification":   {build: func(d *Deps) fn.Handler { return acknotification.New(d.DB, d.Tokens) }},
+	"get-counter":        {build: func(d *Deps) fn.Handler { return getcounter.New(d.DB, d.Tokens) }},
+
+	// The two-phase commit participants: only gateway-ws holds the key.
+	"notify-prepare":   {internal: true, build: func(d *Deps) fn.Handler { return notifyprepare.New(d.DB) }},
+	"notify-commit":    {internal: true, build: func(d *Deps) fn.Handler { return notifycommit.New(d.DB) }},
+	"notify-rollback":  {internal: true, build: func(d *Deps) fn.Handler { return notifyrollback.New(d.DB) }},
+	"counter-prepare":  {internal: true, build: func(d *Deps) fn.Handler { return counterprepare.New(d.DB) }},
+	"counter-commit":   {internal: true, build: func(d *Deps) fn.Handler { return countercommit.New(d.DB) }},
+	"counter-rollback": {internal: true, build: func(d *Deps) fn.Handler { return counterrollback.New(d.DB) }},
 }
 
 // Names lists every function, sorted.
@@ -54,12 +81,20 @@ func Names() []string {
 
 // New builds the named function's handler.
 func New(name string, d *Deps) (fn.Handler, error) {
-	build, ok := registry[name]
+	e, ok := registry[name]
 	if !ok {
 		return nil, fmt.Errorf("no function named %q", name)
 	}
-	return build(d), nil
+	h := e.build(d)
+	if e.internal {
+		h = auth.RequireInternal(d.Config.InternalKey, h)
+	}
+	return h, nil
 }
+
+// Internal reports whether the named function refuses calls without the
+// internal key; gateway-ws passes only the others through to clients.
+func Internal(name string) bool { return registry[name].internal }
 
 // Connect builds the dependencies from cfg: the database pool, the Redis
 // client and the token issuer. Close releases them.

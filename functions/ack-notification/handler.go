@@ -1,0 +1,61 @@
+// Package acknotification is the ack-notification function: the caller
+// marks a notification read, lowering their unread count once.
+package acknotification
+
+import (
+	"errors"
+	"net/http"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"tidings/lib/auth"
+	"tidings/lib/fn"
+	"tidings/lib/store"
+)
+
+// Request is the body ack-notification accepts.
+type Request struct {
+	NotificationID int64 `json:"notification_id"`
+}
+
+// Response is the caller's unread count after the ack.
+type Response struct {
+	Unread int64 `json:"unread"`
+}
+
+// Handler acknowledges notifications.
+type Handler struct {
+	db     *pgxpool.Pool
+	tokens *auth.Tokens
+}
+
+// New returns an ack-notification handler.
+func New(db *pgxpool.Pool, tokens *auth.Tokens) *Handler {
+	return &Handler{db: db, tokens: tokens}
+}
+
+// Handle implements fn.Handler. Acking twice is not an error and counts once.
+func (h *Handler) Handle(req fn.Request) (fn.Response, error) {
+	if err := fn.RequireMethod(req, http.MethodPost); err != nil {
+		return fn.Response{}, err
+	}
+	caller, err := h.tokens.Caller(req)
+	if err != nil {
+		return fn.Response{}, err
+	}
+	var in Request
+	if err := fn.DecodeJSON(req, &in); err != nil {
+		return fn.Response{}, err
+	}
+	if in.NotificationID <= 0 {
+		return fn.Response{}, fn.BadRequest("notification_id must be a positive integer")
+	}
+	unread, err := store.Ack(req.Context(), h.db, caller, in.NotificationID)
+	if errors.Is(err, store.ErrNotFound) {
+		return fn.Response{}, fn.NotFound("no notification %d was delivered to you", in.NotificationID)
+	}
+	if err != nil {
+		return fn.Response{}, err
+	}
+	return fn.JSON(http.StatusOK, Response{Unread: unread})
+}

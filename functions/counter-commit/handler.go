@@ -1,0 +1,46 @@
+// Package countercommit is the counter participant's commit: the held
+// increments are counted, once. It answers each recipient's new unread
+// count so the gateway can push it. Internal.
+package countercommit
+
+import (
+	"context"
+	"net/http"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"tidings/lib/barrier"
+	"tidings/lib/fn"
+	"tidings/lib/store"
+	"tidings/lib/twopc"
+)
+
+// Handler commits counter increments.
+type Handler struct {
+	barrier *barrier.Barrier
+}
+
+// New returns a counter-commit handler.
+func New(db *pgxpool.Pool) *Handler {
+	return &Handler{barrier: barrier.New(db, twopc.Counter)}
+}
+
+// Handle implements fn.Handler. A repeated commit answers no counts: the
+// first one applied them.
+func (h *Handler) Handle(req fn.Request) (fn.Response, error) {
+	txID, err := twopc.ReadDecision(req)
+	if err != nil {
+		return fn.Response{}, err
+	}
+	var unread map[int64]int64
+	err = h.barrier.Commit(req.Context(), txID, func(ctx context.Context, tx pgx.Tx) error {
+		var err error
+		unread, err = store.ApplyIncrements(ctx, tx, txID)
+		return err
+	})
+	if err != nil {
+		return fn.Response{}, barrier.Answer(err)
+	}
+	return fn.JSON(http.StatusOK, twopc.Outcome{TxID: txID, State: barrier.Committed, Unread: unread})
+}

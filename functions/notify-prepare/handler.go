@@ -1,0 +1,88 @@
+// Package notifyprepare is the persist participant's prepare: it stores a
+// notification and its deliveries, invisible to readers until commit.
+// Internal: only gateway-ws, holding the internal key, may call it.
+package notifyprepare
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"strings"
+	"unicode/utf8"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"tidings/lib/barrier"
+	"tidings/lib/fn"
+	"tidings/lib/store"
+	"tidings/lib/twopc"
+)
+
+// Handler prepares notifications.
+type Handler struct {
+	db      *pgxpool.Pool
+	barrier *barrier.Barrier
+}
+
+// New returns a notify-prepare handler.
+func New(db *pgxpool.Pool) *Handler {
+	return &Handler{db: db, barrier: barrier.New(db, twopc.Persist)}
+}
+
+// Handle implements fn.Handler: 200 with a yes vote, or an error (a no).
+func (h *Handler) Handle(req fn.Request) (fn.Response, error) {
+	if err := fn.RequireMethod(req, http.MethodPost); err != nil {
+		return fn.Response{}, err
+	}
+	var in twopc.NotifyPrepare
+	if err := fn.DecodeJSON(req, &in); err != nil {
+		return fn.Response{}, err
+	}
+	if err := validate(&in); err != nil {
+		return fn.Response{}, err
+	}
+	ctx := req.Context()
+	owner, err := store.TopicOwner(ctx, h.db, in.TopicID)
+	if errors.Is(err, store.ErrNotFound) {
+		return fn.Response{}, fn.NotFound("topic %d does not exist", in.TopicID)
+	}
+	if err != nil {
+		return fn.Response{}, err
+	}
+	if owner != in.SenderID {
+		return fn.Response{}, fn.Forbidden("only the topic's owner may publish on it")
+	}
+	err = h.barrier.Prepare(ctx, in.TxID, func(ctx context.Context, tx pgx.Tx) error {
+		_, err := store.PrepareNotification(ctx, tx, store.NewNotification{
+			TxID: in.TxID, TopicID: in.TopicID, SenderID: in.SenderID,
+			Title: in.Title, Body: in.Body, Email: in.Email, Recipients: in.Recipients,
+		})
+		return err
+	})
+	if err != nil {
+		return fn.Response{}, barrier.Answer(err)
+	}
+	id, err := store.NotificationByTx(ctx, h.db, in.TxID)
+	if err != nil {
+		return fn.Response{}, err
+	}
+	return fn.JSON(http.StatusOK, twopc.Vote{TxID: in.TxID, Prepared: true, NotificationID: id})
+}
+
+func validate(in *twopc.NotifyPrepare) error {
+	if err := twopc.CheckTxID(in.TxID); err != nil {
+		return err
+	}
+	in.Title = strings.TrimSpace(in.Title)
+	if in.Title == "" || utf8.RuneCountInString(in.Title) > twopc.MaxTitle {
+		return fn.BadRequest("title must be 1 to %d characters", twopc.MaxTitle)
+	}
+	if utf8.RuneCountInString(in.Body) > twopc.MaxBody {
+		return fn.BadRequest("body must be at most %d characters", twopc.MaxBody)
+	}
+	if in.TopicID <= 0 || in.SenderID <= 0 {
+		return fn.BadRequest("topic_id and sender_id must be positive")
+	}
+	return twopc.CheckRecipients(in.Recipients)
+}

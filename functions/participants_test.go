@@ -1,0 +1,237 @@
+package functions_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"tidings/functions"
+	"tidings/lib/auth"
+	"tidings/lib/config"
+	"tidings/lib/fn"
+	"tidings/lib/store"
+	"tidings/lib/testenv"
+)
+
+const internalKey = "internal-key-for-tests"
+
+// participants calls functions as gateway-ws does, with the internal key.
+type participants struct {
+	t    *testing.T
+	db   *testenv.DB
+	deps *functions.Deps
+}
+
+func newParticipants(t *testing.T) *participants {
+	db := testenv.NewDB(t)
+	return &participants{t: t, db: db, deps: &functions.Deps{
+		Config: config.Config{InternalKey: internalKey}, DB: db.Pool, Tokens: auth.NewTokens(testenv.JWTKey, time.Hour),
+	}}
+}
+
+func (p *participants) call(function, method, query, body, key, token string) (int, map[string]any) {
+	p.t.Helper()
+	h, err := functions.New(function, p.deps)
+	if err != nil {
+		p.t.Fatal(err)
+	}
+	r := httptest.NewRequest(method, "/?"+query, strings.NewReader(body))
+	if key != "" {
+		r.Header.Set(auth.InternalKeyHeader, key)
+	}
+	if token != "" {
+		r.Header.Set("Authorization", "Bearer "+token)
+	}
+	w := httptest.NewRecorder()
+	(&fn.Adapter{Handler: h}).ServeHTTP(w, r)
+	var out map[string]any
+	_ = json.Unmarshal(w.Body.Bytes(), &out)
+	return w.Code, out
+}
+
+func (p *participants) internal(function, body string) (int, map[string]any) {
+	p.t.Helper()
+	return p.call(function, "POST", "", body, internalKey, "")
+}
+
+func (p *participants) invariant() {
+	p.t.Helper()
+	if err := store.CheckInvariant(context.Background(), p.db.Pool); err != nil {
+		p.t.Error(err)
+	}
+}
+
+// world is an owner with a topic and two subscribers.
+func (p *participants) world() (owner, topic int64, subs []int64, tokens []string) {
+	ctx := context.Background()
+	owner, _ = testenv.User(p.t, p.db.Pool, "owner@example.com")
+	tp, err := store.CreateTopic(ctx, p.db.Pool, owner, "releases", "")
+	if err != nil {
+		p.t.Fatal(err)
+	}
+	for _, email := range []string{"s1@example.com", "s2@example.com"} {
+		id, token := testenv.User(p.t, p.db.Pool, email)
+		_ = store.Subscribe(ctx, p.db.Pool, tp.ID, id, false)
+		subs, tokens = append(subs, id), append(tokens, token)
+	}
+	return owner, tp.ID, subs, tokens
+}
+
+func notifyBody(tx string, topic, sender int64, recipients []int64) string {
+	r, _ := json.Marshal(recipients)
+	return fmt.Sprintf(`{"tx_id":%q,"topic_id":%d,"sender_id":%d,"title":"v1.0","body":"out now","recipients":%s}`, tx, topic, sender, r)
+}
+
+func counterBody(tx string, recipients []int64) string {
+	r, _ := json.Marshal(recipients)
+	return fmt.Sprintf(`{"tx_id":%q,"recipients":%s}`, tx, r)
+}
+
+func TestCommittedNotificationIsCountedOnceAndAckedOnce(t *testing.T) {
+	p := newParticipants(t)
+	owner, topic, subs, tokens := p.world()
+	if s, out := p.internal("notify-prepare", notifyBody("tx-1", topic, owner, subs)); s != 200 || out["notification_id"] == nil {
+		t.Fatalf("notify-prepare: %d %v", s, out)
+	}
+	if s, out := p.internal("counter-prepare", counterBody("tx-1", subs)); s != 200 {
+		t.Fatalf("counter-prepare: %d %v", s, out)
+	}
+	// Prepared: invisible to readers and not counted.
+	if _, out := p.call("list-notifications", "GET", "", "", "", tokens[0]); len(out["notifications"].([]any)) != 0 {
+		t.Errorf("a prepared notification is visible: %v", out)
+	}
+	if _, out := p.call("get-counter", "GET", "", "", "", tokens[0]); out["unread"] != 0.0 {
+		t.Errorf("a prepared increment is counted: %v", out)
+	}
+	for i := 0; i < 2; i++ { // duplicate commits count once
+		if s, out := p.internal("counter-commit", `{"tx_id":"tx-1"}`); s != 200 {
+			t.Fatalf("counter-commit #%d: %d %v", i+1, s, out)
+		}
+		if s, out := p.internal("notify-commit", `{"tx_id":"tx-1"}`); s != 200 {
+			t.Fatalf("notify-commit #%d: %d %v", i+1, s, out)
+		}
+	}
+	p.invariant()
+	_, listing := p.call("list-notifications", "GET", "limit=10", "", "", tokens[0])
+	list := listing["notifications"].([]any)
+	if len(list) != 1 {
+		t.Fatalf("subscriber sees %v, want the one notification", listing)
+	}
+	id := list[0].(map[string]any)["id"]
+	if _, out := p.call("get-counter", "GET", "", "", "", tokens[0]); out["unread"] != 1.0 {
+		t.Errorf("unread after commit: %v, want 1", out)
+	}
+	for i := 0; i < 2; i++ { // acking twice lowers once
+		s, out := p.call("ack-notification", "POST", "", fmt.Sprintf(`{"notification_id":%v}`, id), "", tokens[0])
+		if s != 200 || out["unread"] != 0.0 {
+			t.Errorf("ack #%d: %d %v, want unread 0", i+1, s, out)
+		}
+	}
+	if _, out := p.call("get-counter", "GET", "", "", "", tokens[1]); out["unread"] != 1.0 {
+		t.Errorf("the other subscriber's count: %v, want 1", out)
+	}
+	if s, _ := p.call("ack-notification", "POST", "", fmt.Sprintf(`{"notification_id":%v}`, id), "", ""); s != 401 {
+		t.Errorf("ack without a token: %d, want 401", s)
+	}
+	p.invariant()
+}
+
+func TestRollbackBeforePrepareRefusesThePrepare(t *testing.T) {
+	p := newParticipants(t)
+	owner, topic, subs, _ := p.world()
+	for _, f := range []string{"notify-rollback", "counter-rollback"} {
+		if s, out := p.internal(f, `{"tx_id":"tx-early"}`); s != 200 {
+			t.Fatalf("%s before prepare: %d %v, want 200", f, s, out)
+		}
+	}
+	if s, out := p.internal("notify-prepare", notifyBody("tx-early", topic, owner, subs)); s != 409 {
+		t.Errorf("notify-prepare after rollback: %d %v, want 409", s, out)
+	}
+	if s, out := p.internal("counter-prepare", counterBody("tx-early", subs)); s != 409 {
+		t.Errorf("counter-prepare after rollback: %d %v, want 409", s, out)
+	}
+	var n int
+	_ = p.db.Pool.QueryRow(context.Background(), `SELECT (SELECT count(*) FROM notifications) + (SELECT count(*) FROM pending_increments)`).Scan(&n)
+	if n != 0 {
+		t.Errorf("%d notifications or increments stored after a fenced prepare", n)
+	}
+	p.invariant()
+}
+
+func TestRolledBackTransactionLeavesNothingAndCannotCommit(t *testing.T) {
+	p := newParticipants(t)
+	owner, topic, subs, tokens := p.world()
+	p.internal("notify-prepare", notifyBody("tx-2", topic, owner, subs))
+	p.internal("counter-prepare", counterBody("tx-2", subs))
+	for i := 0; i < 2; i++ {
+		for _, f := range []string{"notify-rollback", "counter-rollback"} {
+			if s, out := p.internal(f, `{"tx_id":"tx-2"}`); s != 200 {
+				t.Fatalf("%s #%d: %d %v", f, i+1, s, out)
+			}
+		}
+	}
+	for _, f := range []string{"notify-commit", "counter-commit"} {
+		if s, out := p.internal(f, `{"tx_id":"tx-2"}`); s != 409 {
+			t.Errorf("%s after rollback: %d %v, want 409", f, s, out)
+		}
+	}
+	if _, out := p.call("get-counter", "GET", "", "", "", tokens[0]); out["unread"] != 0.0 {
+		t.Errorf("unread after rollback: %v, want 0", out)
+	}
+	p.invariant()
+}
+
+func TestParticipantsRefuseBadPreparesAndChangeNothing(t *testing.T) {
+	p := newParticipants(t)
+	owner, topic, subs, _ := p.world()
+	before := testenv.Snapshot(t, p.db.Pool)
+	for _, c := range []struct {
+		name, function, body string
+		status               int
+	}{
+		{"publisher is not the owner", "notify-prepare", notifyBody("tx-3", topic, subs[0], subs), 403},
+		{"missing topic", "notify-prepare", notifyBody("tx-3", 999, owner, subs), 404},
+		{"blank title", "notify-prepare", `{"tx_id":"tx-3","topic_id":1,"sender_id":1,"title":" ","recipients":[]}`, 400},
+		{"bad tx id", "counter-prepare", counterBody("tx 3; drop table", subs), 400},
+		{"bad recipient", "counter-prepare", counterBody("tx-3", []int64{-4}), 400},
+		{"commit of an unknown tx", "notify-commit", `{"tx_id":"tx-unknown"}`, 409},
+		{"malformed JSON", "counter-commit", `{"tx_id":`, 400},
+	} {
+		if s, out := p.internal(c.function, c.body); s != c.status {
+			t.Errorf("%s: %d %v, want %d", c.name, s, out, c.status)
+		}
+	}
+	if after := testenv.Snapshot(t, p.db.Pool); after != before {
+		t.Errorf("refused participant calls changed the database")
+	}
+}
+
+func TestInternalFunctionsRefuseCallsWithoutTheKey(t *testing.T) {
+	p := newParticipants(t)
+	owner, topic, subs, _ := p.world()
+	internal := 0
+	for _, name := range functions.Names() {
+		if !functions.Internal(name) {
+			continue
+		}
+		internal++
+		body := notifyBody("tx-x", topic, owner, subs)
+		for _, key := range []string{"", "wrong-key"} {
+			if s, out := p.call(name, "POST", "", body, key, ""); s != 401 {
+				t.Errorf("%s with key %q: %d %v, want 401", name, key, s, out)
+			}
+		}
+	}
+	if internal != 6 {
+		t.Errorf("%d internal functions, want the six notify-*/counter-*", internal)
+	}
+	var n int
+	_ = p.db.Pool.QueryRow(context.Background(), `SELECT count(*) FROM tx_barriers`).Scan(&n)
+	if n != 0 {
+		t.Errorf("calls without the key reached the barrier: %d rows", n)
+	}
+}

@@ -1,0 +1,99 @@
+// Package twopc holds the messages of tidings's two-phase commit: what the
+// coordinator in gateway-ws sends the participants (notify-*, counter-*)
+// and what they answer. The participants' behaviour lives in lib/barrier.
+package twopc
+
+import (
+	"net/http"
+	"regexp"
+
+	"tidings/lib/fn"
+)
+
+// Participant names, as recorded in barriers and transaction records.
+const (
+	Persist = "persist" // notify-prepare, notify-commit, notify-rollback
+	Counter = "counter" // counter-prepare, counter-commit, counter-rollback
+)
+
+// NotifyPrepare asks the persist participant to store a notification,
+// invisible until commit, delivered to Recipients.
+type NotifyPrepare struct {
+	TxID       string  `json:"tx_id"`
+	TopicID    int64   `json:"topic_id"`
+	SenderID   int64   `json:"sender_id"`
+	Title      string  `json:"title"`
+	Body       string  `json:"body"`
+	Email      bool    `json:"email"`
+	Recipients []int64 `json:"recipients"`
+}
+
+// CounterPrepare asks the counter participant to hold one unread increment
+// per recipient until commit.
+type CounterPrepare struct {
+	TxID       string  `json:"tx_id"`
+	Recipients []int64 `json:"recipients"`
+}
+
+// Decision is a commit or rollback of one transaction.
+type Decision struct {
+	TxID string `json:"tx_id"`
+}
+
+// Vote is a participant's yes to a prepare; a no is any error answer.
+type Vote struct {
+	TxID           string `json:"tx_id"`
+	Prepared       bool   `json:"prepared"`
+	NotificationID int64  `json:"notification_id,omitempty"`
+}
+
+// Outcome answers a commit or rollback.
+type Outcome struct {
+	TxID           string `json:"tx_id"`
+	State          string `json:"state"`
+	NotificationID int64  `json:"notification_id,omitempty"`
+	// Unread is each recipient's unread count after a counter commit.
+	Unread map[int64]int64 `json:"unread,omitempty"`
+}
+
+// Limits on what a notification may carry.
+const (
+	MaxTitle      = 200
+	MaxBody       = 5000
+	MaxRecipients = 100000
+)
+
+var txIDPattern = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
+
+// CheckTxID refuses a malformed transaction id with a 400.
+func CheckTxID(id string) error {
+	if !txIDPattern.MatchString(id) {
+		return fn.BadRequest("tx_id must be 1 to 64 letters, digits, '-' or '_'")
+	}
+	return nil
+}
+
+// CheckRecipients refuses a recipient list with non-positive or too many ids.
+func CheckRecipients(ids []int64) error {
+	if len(ids) > MaxRecipients {
+		return fn.BadRequest("at most %d recipients", MaxRecipients)
+	}
+	for _, id := range ids {
+		if id <= 0 {
+			return fn.BadRequest("recipients must be user ids")
+		}
+	}
+	return nil
+}
+
+// ReadDecision decodes a commit or rollback request and checks its id.
+func ReadDecision(req fn.Request) (string, error) {
+	if err := fn.RequireMethod(req, http.MethodPost); err != nil {
+		return "", err
+	}
+	var d Decision
+	if err := fn.DecodeJSON(req, &d); err != nil {
+		return "", err
+	}
+	return d.TxID, CheckTxID(d.TxID)
+}

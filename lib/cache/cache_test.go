@@ -1,0 +1,216 @@
+package cache_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"tidings/lib/cache"
+	"tidings/lib/testenv"
+)
+
+func TestEveryStoreReturnsWhatWasSetAndForgetsWhatWasDeleted(t *testing.T) {
+	for _, store := range stores {
+		t.Run(string(store), func(t *testing.T) {
+			r := testenv.NewRedis(t)
+			c := newCache(t, store, r.Client, r.Prefix)
+			ctx := context.Background()
+			if _, ok, err := c.Get(ctx, "k"); ok || err != nil {
+				t.Fatalf("Get of a key never set: found=%v err=%v, want a plain miss", ok, err)
+			}
+			if err := c.Set(ctx, "k", []byte("v1"), 0); err != nil {
+				t.Fatal(err)
+			}
+			// Twice: the first read of a near cache may come from Redis,
+			// the second from memory.
+			for range 2 {
+				if v, ok, err := c.Get(ctx, "k"); !ok || err != nil || string(v) != "v1" {
+					t.Fatalf("Get after Set: %q found=%v err=%v, want v1", v, ok, err)
+				}
+			}
+			if err := c.Delete(ctx, "k"); err != nil {
+				t.Fatal(err)
+			}
+			if v, ok, err := c.Get(ctx, "k"); ok || err != nil {
+				t.Fatalf("Get after Delete: %q found=%v err=%v, want a miss", v, ok, err)
+			}
+		})
+	}
+}
+
+func TestRedisKeysAndChannelStartWithThePrefixAndKeysCarryTheTTL(t *testing.T) {
+	r := testenv.NewRedis(t)
+	c := newCache(t, cache.Near, r.Client, r.Prefix)
+	ctx := context.Background()
+	if err := c.Set(ctx, "user:7", []byte("x"), time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	keys, err := r.Client.Keys(ctx, "*user:7").Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(keys) != 1 || keys[0] != r.Prefix+"cache:user:7" {
+		t.Fatalf("keys ending in user:7: %v, want only %q", keys, r.Prefix+"cache:user:7")
+	}
+	ttl, err := r.Client.PTTL(ctx, keys[0]).Result()
+	if err != nil || ttl <= 0 || ttl > time.Minute {
+		t.Fatalf("PTTL %s = %v (%v), want in (0, 1m]", keys[0], ttl, err)
+	}
+	channels, err := r.Client.PubSubChannels(ctx, r.Prefix+"*").Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(channels) != 1 || channels[0] != r.Prefix+"cache:invalidate" {
+		t.Fatalf("channels under the prefix: %v, want only %q", channels, r.Prefix+"cache:invalidate")
+	}
+}
+
+func TestMemoryEntriesExpireAfterTheirTTL(t *testing.T) {
+	c := newCache(t, cache.Memory, nil, "")
+	ctx := context.Background()
+	if err := c.Set(ctx, "short", []byte("v"), 20*time.Millisecond); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Set(ctx, "long", []byte("v"), time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the short-lived entry expires", func() bool {
+		_, ok, _ := c.Get(ctx, "short")
+		return !ok
+	})
+	if _, ok, _ := c.Get(ctx, "long"); !ok {
+		t.Fatal("the entry with a 1h TTL is gone too")
+	}
+}
+
+func TestGetOrLoadCallsTheLoaderOnceForConcurrentMissesOfOneKey(t *testing.T) {
+	const callers = 16
+	for _, store := range stores {
+		t.Run(string(store), func(t *testing.T) {
+			r := testenv.NewRedis(t)
+			c := newCache(t, store, r.Client, r.Prefix)
+			var calls atomic.Int64
+			release := make(chan struct{})
+			load := func(context.Context) ([]byte, error) {
+				calls.Add(1)
+				<-release
+				return []byte("loaded"), nil
+			}
+			var wg sync.WaitGroup
+			errs := make(chan error, callers)
+			for range callers {
+				wg.Go(func() {
+					v, err := c.GetOrLoad(context.Background(), "hot", 0, load)
+					if err == nil && string(v) != "loaded" {
+						err = fmt.Errorf("got %q, want loaded", v)
+					}
+					errs <- err
+				})
+			}
+			// The loader is held until every caller is waiting on a load
+			// (or, were loads not shared, inside its own loader call), so
+			// all of them miss at once.
+			eventually(t, "every caller waits for the load", func() bool {
+				return c.Stats().Waiting == callers || calls.Load() == callers
+			})
+			close(release)
+			wg.Wait()
+			close(errs)
+			for err := range errs {
+				if err != nil {
+					t.Fatal(err)
+				}
+			}
+			if n := calls.Load(); n != 1 {
+				t.Fatalf("%d concurrent misses called the loader %d times, want 1", callers, n)
+			}
+			v, err := c.GetOrLoad(context.Background(), "hot", 0, load)
+			if err != nil || string(v) != "loaded" || calls.Load() != 1 {
+				t.Fatalf("read after the load: %q %v, loader calls %d; want the cached value and no new call", v, err, calls.Load())
+			}
+		})
+	}
+}
+
+func TestGetOrLoadReturnsALoaderErrorAndCachesNothing(t *testing.T) {
+	for _, store := range stores {
+		t.Run(string(store), func(t *testing.T) {
+			r := testenv.NewRedis(t)
+			c := newCache(t, store, r.Client, r.Prefix)
+			ctx := context.Background()
+			notFound := errors.New("no such user")
+			_, err := c.GetOrLoad(ctx, "user:1", 0, func(context.Context) ([]byte, error) { return nil, notFound })
+			if !errors.Is(err, notFound) {
+				t.Fatalf("GetOrLoad error %v, want the loader's", err)
+			}
+			var calls atomic.Int64
+			v, err := c.GetOrLoad(ctx, "user:1", 0, constant("found", &calls))
+			if err != nil || string(v) != "found" || calls.Load() != 1 {
+				t.Fatalf("next read: %q %v after %d loads; want a fresh load", v, err, calls.Load())
+			}
+		})
+	}
+}
+
+func TestTypedCachesAStructUnderItsNamespace(t *testing.T) {
+	type user struct {
+		ID    int64  `json:"id"`
+		Email string `json:"email"`
+	}
+	r := testenv.NewRedis(t)
+	c := newCache(t, cache.Near, r.Client, r.Prefix)
+	users := cache.Of[user](c, "user")
+	ctx := context.Background()
+	loads := 0
+	load := func(context.Context) (user, error) {
+		loads++
+		return user{ID: 7, Email: "a@example.com"}, nil
+	}
+	for range 2 {
+		u, err := users.GetOrLoad(ctx, "7", time.Minute, load)
+		if err != nil || u != (user{7, "a@example.com"}) {
+			t.Fatalf("GetOrLoad: %+v %v", u, err)
+		}
+	}
+	if loads != 1 {
+		t.Fatalf("two reads loaded %d times, want 1", loads)
+	}
+	if raw, err := r.Client.Get(ctx, r.Prefix+"cache:user:7").Result(); err != nil || raw != `{"id":7,"email":"a@example.com"}` {
+		t.Fatalf("Redis holds %q (%v), want the JSON user", raw, err)
+	}
+	if err := users.Delete(ctx, "7"); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok, err := users.Get(ctx, "7"); ok || err != nil {
+		t.Fatalf("Get after Delete: found=%v err=%v", ok, err)
+	}
+}
+
+func TestConfigFromEnvReadsTheStoreAndTTLs(t *testing.T) {
+	t.Setenv("CACHE_STORE", "redis")
+	t.Setenv("CACHE_TTL", "90s")
+	t.Setenv("CACHE_LOCAL_TTL", "5")
+	cfg, err := cache.ConfigFromEnv("p:")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Store != cache.Redis || cfg.TTL != 90*time.Second || cfg.LocalTTL != 5*time.Second || cfg.Prefix != "p:" {
+		t.Fatalf("config %+v", cfg)
+	}
+	t.Setenv("CACHE_STORE", "")
+	if cfg, err := cache.ConfigFromEnv("p:"); err != nil || cfg.Store != cache.Near {
+		t.Fatalf("default store %q (%v), want near", cfg.Store, err)
+	}
+	t.Setenv("CACHE_STORE", "disk")
+	if _, err := cache.ConfigFromEnv("p:"); err == nil {
+		t.Fatal("CACHE_STORE=disk accepted")
+	}
+	t.Setenv("CACHE_STORE", "near")
+	if _, err := cache.ConfigFromEnv(""); err == nil {
+		t.Fatal("a near cache without a Redis prefix was accepted")
+	}
+}

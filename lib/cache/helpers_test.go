@@ -1,0 +1,55 @@
+package cache_test
+
+import (
+	"context"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"tidings/lib/cache"
+)
+
+// newCache builds a cache for t, closed when t ends. The short retry and
+// ping intervals only make outages end sooner; no test asserts on time.
+func newCache(t *testing.T, store cache.Store, rdb *redis.Client, prefix string) *cache.Cache {
+	t.Helper()
+	c, err := cache.New(cache.Config{
+		Store:        store,
+		Prefix:       prefix,
+		TTL:          time.Hour,
+		LocalTTL:     time.Hour, // so only an invalidation can make a near cache forget
+		RedisTimeout: time.Second,
+		RedisRetry:   20 * time.Millisecond,
+		PingInterval: 200 * time.Millisecond,
+	}, rdb)
+	if err != nil {
+		t.Fatalf("new %s cache: %v", store, err)
+	}
+	t.Cleanup(func() { _ = c.Close() })
+	return c
+}
+
+// eventually retries cond a bounded number of times, and fails t naming
+// what never happened.
+func eventually(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	for range 500 {
+		if cond() {
+			return
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	t.Fatalf("%s: did not happen within 500 tries", what)
+}
+
+// constant is a loader that returns v and counts its calls.
+func constant(v string, calls *atomic.Int64) func(context.Context) ([]byte, error) {
+	return func(context.Context) ([]byte, error) {
+		calls.Add(1)
+		return []byte(v), nil
+	}
+}
+
+var stores = []cache.Store{cache.Memory, cache.Redis, cache.Near}

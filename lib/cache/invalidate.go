@@ -1,0 +1,126 @@
+package cache
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"net"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// invalidationMessage is what the near store publishes after a change: the
+// keys every other replica must drop, and who changed them.
+type invalidationMessage struct {
+	From string   `json:"from"`
+	Keys []string `json:"keys"`
+}
+
+func (c *Cache) invalidation(keys ...string) string {
+	b, _ := json.Marshal(invalidationMessage{From: c.instance, Keys: keys})
+	return string(b)
+}
+
+// listen receives invalidations until ctx ends. Process memory is trusted
+// only while the subscription is known to be live: when it breaks, memory is
+// flushed and reads go to Redis (or the loader); when it is confirmed again,
+// memory is flushed once more, because messages published in between were
+// lost, and then used again.
+func (c *Cache) listen(ctx context.Context, subscribed chan<- struct{}) {
+	defer close(c.done)
+	ps := c.rdb.Subscribe(ctx, c.channel())
+	defer func() { _ = ps.Close() }()
+	first := true
+	pinged := false // a ping is out and no answer came since
+	backoff := minBackoff
+	for ctx.Err() == nil {
+		msg, err := ps.ReceiveTimeout(ctx, c.cfg.PingInterval)
+		if err != nil {
+			if ctx.Err() != nil {
+				return
+			}
+			var nerr net.Error
+			if errors.As(err, &nerr) && nerr.Timeout() {
+				if !pinged && ps.Ping(ctx) == nil {
+					// Quiet channel: the pong proves the connection
+					// is still there.
+					pinged = true
+					continue
+				}
+				// No answer to the last ping: the connection is dead
+				// without having been closed. Start a fresh one.
+				_ = ps.Close()
+				ps = c.rdb.Subscribe(ctx, c.channel())
+			}
+			pinged = false
+			c.setLive(false, err)
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(backoff):
+			}
+			backoff = min(2*backoff, maxBackoff)
+			continue
+		}
+		pinged = false
+		switch m := msg.(type) {
+		case *redis.Subscription:
+			if m.Kind == "subscribe" && m.Channel == c.channel() {
+				c.setLive(true, nil)
+				backoff = minBackoff
+				if first {
+					first = false
+					close(subscribed)
+				}
+			}
+		case *redis.Message:
+			c.apply(m.Payload)
+		}
+	}
+}
+
+// Reconnection backoff of the invalidation listener.
+const (
+	minBackoff = 50 * time.Millisecond
+	maxBackoff = 2 * time.Second
+)
+
+// setLive records the subscription's state. Both a loss and a
+// (re)subscription flush memory: messages may have been missed around either.
+func (c *Cache) setLive(live bool, err error) {
+	c.flushLocal()
+	if c.live.Swap(live) != live {
+		if live {
+			c.log.Info("cache: invalidation channel subscribed; process memory in use", "channel", c.channel())
+		} else {
+			c.log.Warn("cache: invalidation channel lost; process memory bypassed", "channel", c.channel(), "err", err)
+		}
+	}
+}
+
+// apply drops the keys of another replica's change from memory.
+func (c *Cache) apply(payload string) {
+	var m invalidationMessage
+	if err := json.Unmarshal([]byte(payload), &m); err != nil {
+		// A message this version cannot read may name any key.
+		c.log.Warn("cache: unreadable invalidation; flushing process memory", "err", err)
+		c.flushLocal()
+		return
+	}
+	if m.From == c.instance {
+		return
+	}
+	for _, k := range m.Keys {
+		c.invalidateLocal(k)
+	}
+	c.stats.invalidations.Add(uint64(len(m.Keys)))
+}
+
+func randomID() string {
+	b := make([]byte, 8)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}

@@ -17,25 +17,28 @@ import (
 // frame before dropping the TCP connection.
 const closeGrace = time.Second
 
-// conn is one client socket: a reader (the goroutine that upgraded it)
-// that handles frames in order, as a Phoenix socket process does, and a
-// writer that drains a bounded outbound queue.
+// conn is one client socket: a reader goroutine that handles frames in
+// order, as a Phoenix socket process does, and a bounded outbound queue
+// drained by a writer goroutine that runs only while there is something to
+// write. An idle connection so costs one parked goroutine and a few small
+// structs, which is what lets one replica hold many of them.
 type conn struct {
 	srv    *Server
 	ws     *websocket.Conn
 	id     uint64
 	userID int64
 
-	// send holds encoded frames for the writer. It is bounded: a client
-	// that cannot keep up is closed instead of growing it.
-	send    chan []byte
 	limiter *rate.Limiter
+
+	mu      sync.Mutex
+	queue   [][]byte // frames waiting for the writer; at most cfg.SendQueue
+	writing bool     // a writer goroutine is draining queue
 
 	done        chan struct{} // closed by kill
 	once        sync.Once
 	closeCode   int
 	closeReason string
-	writerDone  chan struct{}
+	closeSent   chan struct{} // closed once the close frame is out (or abandoned)
 
 	channels map[string]*channel // topic -> channel; reader goroutine only
 }
@@ -51,33 +54,64 @@ type channel struct {
 
 func newConn(srv *Server, ws *websocket.Conn, id uint64, userID int64) *conn {
 	return &conn{
-		srv:        srv,
-		ws:         ws,
-		id:         id,
-		userID:     userID,
-		send:       make(chan []byte, srv.cfg.SendQueue),
-		limiter:    rate.NewLimiter(rate.Limit(srv.cfg.InboundRate), srv.cfg.InboundBurst),
-		done:       make(chan struct{}),
-		writerDone: make(chan struct{}),
+		srv:       srv,
+		ws:        ws,
+		id:        id,
+		userID:    userID,
+		limiter:   rate.NewLimiter(rate.Limit(srv.cfg.InboundRate), srv.cfg.InboundBurst),
+		done:      make(chan struct{}),
+		closeSent: make(chan struct{}),
 	}
 }
 
 // enqueue queues frame for the client without ever blocking: the hub calls
 // it for every member of a topic, and one slow client must not hold up the
-// rest. A full queue closes the connection.
+// rest. A full queue closes the connection instead of growing.
 func (c *conn) enqueue(frame []byte) {
-	select {
-	case <-c.done:
+	c.mu.Lock()
+	if c.killed() {
+		c.mu.Unlock()
 		return
-	default:
 	}
-	select {
-	case c.send <- frame:
-	default:
+	if len(c.queue) >= c.srv.cfg.SendQueue {
+		c.mu.Unlock()
 		c.kill(websocket.ClosePolicyViolation, "outbound queue full")
 		// A write blocked on the client's full TCP window would hold the
 		// connection for a whole WriteTimeout; fail it now instead.
 		_ = c.ws.NetConn().SetWriteDeadline(time.Now())
+		return
+	}
+	c.queue = append(c.queue, frame)
+	start := !c.writing
+	c.writing = true
+	c.mu.Unlock()
+	if start {
+		go c.writeQueued()
+	}
+}
+
+// writeQueued writes frames until the queue is empty, then exits.
+func (c *conn) writeQueued() {
+	for {
+		c.mu.Lock()
+		batch := c.queue
+		c.queue = nil
+		if len(batch) == 0 || c.killed() {
+			c.writing = false
+			c.mu.Unlock()
+			return
+		}
+		c.mu.Unlock()
+		for _, frame := range batch {
+			if c.killed() {
+				break
+			}
+			_ = c.ws.SetWriteDeadline(time.Now().Add(c.srv.cfg.WriteTimeout))
+			if err := c.ws.WriteMessage(websocket.TextMessage, frame); err != nil {
+				c.kill(websocket.CloseAbnormalClosure, "write failed")
+				break
+			}
+		}
 	}
 }
 
@@ -86,7 +120,24 @@ func (c *conn) kill(code int, reason string) {
 	c.once.Do(func() {
 		c.closeCode, c.closeReason = code, reason
 		close(c.done)
+		go c.sendClose()
 	})
+}
+
+// sendClose says why in a close frame, then gives the client closeGrace to
+// answer with its own before the reader gives up.
+func (c *conn) sendClose() {
+	defer close(c.closeSent)
+	if c.closeCode == websocket.CloseAbnormalClosure {
+		_ = c.ws.NetConn().Close()
+		return
+	}
+	msg := websocket.FormatCloseMessage(c.closeCode, c.closeReason)
+	if err := c.ws.WriteControl(websocket.CloseMessage, msg, time.Now().Add(closeGrace)); err != nil {
+		_ = c.ws.NetConn().Close()
+		return
+	}
+	_ = c.ws.NetConn().SetReadDeadline(time.Now().Add(closeGrace))
 }
 
 func (c *conn) killed() bool {
@@ -100,7 +151,6 @@ func (c *conn) killed() bool {
 
 // serve runs the connection until it closes.
 func (c *conn) serve() {
-	go c.writeLoop()
 	defer c.teardown()
 	c.ws.SetReadLimit(c.srv.cfg.MaxFrameBytes)
 	for {
@@ -152,44 +202,13 @@ func (c *conn) readFailed(err error) {
 	}
 }
 
-// writeLoop writes queued frames until the connection is killed, then says
-// why in a close frame.
-func (c *conn) writeLoop() {
-	defer close(c.writerDone)
-	for {
-		select {
-		case frame := <-c.send:
-			_ = c.ws.SetWriteDeadline(time.Now().Add(c.srv.cfg.WriteTimeout))
-			if err := c.ws.WriteMessage(websocket.TextMessage, frame); err != nil {
-				c.kill(websocket.CloseAbnormalClosure, "write failed")
-				_ = c.ws.NetConn().Close()
-				return
-			}
-		case <-c.done:
-			if c.closeCode == websocket.CloseAbnormalClosure {
-				_ = c.ws.NetConn().Close()
-				return
-			}
-			msg := websocket.FormatCloseMessage(c.closeCode, c.closeReason)
-			if err := c.ws.WriteControl(websocket.CloseMessage, msg, time.Now().Add(closeGrace)); err != nil {
-				_ = c.ws.NetConn().Close()
-				return
-			}
-			// Wake the reader so that it waits for the client's close
-			// frame only briefly.
-			_ = c.ws.NetConn().SetReadDeadline(time.Now().Add(closeGrace))
-			return
-		}
-	}
-}
-
 // teardown leaves every topic and releases the socket.
 func (c *conn) teardown() {
 	c.kill(websocket.CloseNormalClosure, "")
 	for _, ch := range c.channels {
 		c.srv.hub.Leave(ch)
 	}
-	<-c.writerDone
+	<-c.closeSent
 	_ = c.ws.NetConn().Close()
 	c.srv.forget(c)
 	c.srv.log.Debug("connection closed", "conn", c.id, "user", c.userID, "code", c.closeCode, "reason", c.closeReason)

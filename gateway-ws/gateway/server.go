@@ -426,7 +426,9 @@ func (s *Server) serveSocket(w http.ResponseWriter, r *http.Request) {
 		_ = ws.Close()
 		return
 	}
-	c.serve()
+	// A fresh goroutine with a small stack reads from here on; the HTTP
+	// handler's, grown while serving the upgrade, ends.
+	go c.serve()
 }
 
 // authTokenPrefix marks the token phoenix.js (authToken option) sends as a

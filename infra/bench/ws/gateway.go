@@ -1,0 +1,248 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/gorilla/websocket"
+	"github.com/jackc/pgx/v5"
+
+	"tidings/gateway-ws/gateway"
+	"tidings/lib/auth"
+	"tidings/lib/store"
+)
+
+// gatewayTarget is one gateway-ws process with conns sockets joined to one
+// topic, published to through its internal broadcast endpoint.
+type gatewayTarget struct {
+	srv         *server
+	addr        string
+	topic       string
+	users       []int64
+	tokens      *auth.Tokens
+	internalKey string
+	http        *http.Client
+	dialer      websocket.Dialer
+
+	mu    sync.Mutex
+	conns []*websocket.Conn
+}
+
+func benchGateway(ctx context.Context, o options) (result, error) {
+	dbURL, topicID, users, dropDB, err := benchDatabase(ctx, o)
+	if err != nil {
+		return result{}, err
+	}
+	defer dropDB()
+	bin, cleanup, err := gatewayBinary(o)
+	if err != nil {
+		return result{}, err
+	}
+	defer cleanup()
+
+	port, err := freePort()
+	if err != nil {
+		return result{}, err
+	}
+	secret, internalKey := randomHex(32), randomHex(16)
+	prefix := "tidings-bench:" + randomHex(6) + ":"
+	srv, err := startServer(bin, nil, []string{
+		"PATH=" + os.Getenv("PATH"),
+		fmt.Sprintf("GATEWAY_ADDR=127.0.0.1:%d", port),
+		"REDIS_URL=" + o.redisURL,
+		"REDIS_PREFIX=" + prefix,
+		"DATABASE_URL=" + dbURL,
+		"SECRETS_DIR=" + os.TempDir() + "/tidings-bench-no-secrets",
+		"JWT_SECRET=" + secret,
+		"INTERNAL_KEY=" + internalKey,
+		"WS_IDLE_TIMEOUT=30m", // the clients are idle on purpose
+		"LOG_LEVEL=warn",
+	})
+	if err != nil {
+		return result{}, err
+	}
+	defer srv.stop()
+	addr := fmt.Sprintf("127.0.0.1:%d", port)
+	if err := srv.waitHTTP(ctx, "http://"+addr+"/healthz"); err != nil {
+		return result{}, err
+	}
+	t := &gatewayTarget{
+		srv:         srv,
+		addr:        addr,
+		topic:       fmt.Sprintf("topic:%d", topicID),
+		users:       users,
+		tokens:      auth.NewTokens([]byte(secret), time.Hour),
+		internalKey: internalKey,
+		http:        &http.Client{Timeout: 30 * time.Second},
+		dialer:      websocket.Dialer{ReadBufferSize: 1024, WriteBufferSize: 1024, HandshakeTimeout: 30 * time.Second},
+	}
+	return measure(ctx, "gateway-ws (Phoenix V2, Redis fan-out)", t, o)
+}
+
+func (t *gatewayTarget) pid() int { return t.srv.pid() }
+
+func (t *gatewayTarget) connect(ctx context.Context, i int, rec *recorder) error {
+	tok, _, err := t.tokens.Issue(t.users[i])
+	if err != nil {
+		return err
+	}
+	ws, _, err := t.dialer.DialContext(ctx, fmt.Sprintf("ws://%s/socket/websocket?vsn=2.0.0&token=%s", t.addr, tok), nil)
+	if err != nil {
+		return err
+	}
+	join := gateway.Message{JoinRef: json.RawMessage(`"1"`), Ref: json.RawMessage(`"1"`), Topic: t.topic, Event: gateway.EventJoin, Payload: json.RawMessage(`{}`)}
+	if err := ws.WriteMessage(websocket.TextMessage, join.Encode()); err != nil {
+		ws.Close()
+		return err
+	}
+	_ = ws.SetReadDeadline(time.Now().Add(30 * time.Second))
+	_, data, err := ws.ReadMessage()
+	if err != nil {
+		ws.Close()
+		return fmt.Errorf("join reply: %w", err)
+	}
+	if !bytes.Contains(data, []byte(`"status":"ok"`)) {
+		ws.Close()
+		return fmt.Errorf("join refused: %s", data)
+	}
+	_ = ws.SetReadDeadline(time.Time{})
+	t.mu.Lock()
+	t.conns = append(t.conns, ws)
+	t.mu.Unlock()
+	go func() {
+		for {
+			_, data, err := ws.ReadMessage()
+			if err != nil {
+				return
+			}
+			if m, err := gateway.Decode(data); err == nil && m.Event == "bench" {
+				rec.deliver(m.Payload)
+			}
+		}
+	}()
+	return nil
+}
+
+func (t *gatewayTarget) publish(ctx context.Context, payload []byte) error {
+	body, _ := json.Marshal(map[string]any{"topic": t.topic, "event": "bench", "payload": json.RawMessage(payload)})
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+t.addr+"/internal/broadcast", bytes.NewReader(body))
+	if err != nil {
+		return err
+	}
+	req.Header.Set(auth.InternalKeyHeader, t.internalKey)
+	resp, err := t.http.Do(req)
+	if err != nil {
+		return err
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusAccepted {
+		return fmt.Errorf("broadcast: HTTP %d", resp.StatusCode)
+	}
+	return nil
+}
+
+func (t *gatewayTarget) closeClients() {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for _, c := range t.conns {
+		c.Close()
+	}
+	t.conns = nil
+}
+
+// benchDatabase creates a migrated database with one topic and conns
+// subscribers, and returns a function that drops it.
+func benchDatabase(ctx context.Context, o options) (url string, topicID int64, users []int64, drop func(), err error) {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
+	defer cancel()
+	admin, err := pgx.Connect(ctx, o.adminURL)
+	if err != nil {
+		return "", 0, nil, nil, fmt.Errorf("connect to PostgreSQL: %w", err)
+	}
+	defer admin.Close(ctx)
+	name := "tidings_bench_" + randomHex(6)
+	if _, err := admin.Exec(ctx, "CREATE DATABASE "+name); err != nil {
+		return "", 0, nil, nil, fmt.Errorf("create bench database: %w", err)
+	}
+	drop = func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		if c, err := pgx.Connect(ctx, o.adminURL); err == nil {
+			_, _ = c.Exec(ctx, "DROP DATABASE IF EXISTS "+name+" WITH (FORCE)")
+			c.Close(ctx)
+		}
+	}
+	fail := func(e error) (string, int64, []int64, func(), error) {
+		drop()
+		return "", 0, nil, nil, e
+	}
+	url, err = withDatabase(o.adminURL, name)
+	if err != nil {
+		return fail(err)
+	}
+	pool, err := store.Open(ctx, url)
+	if err != nil {
+		return fail(err)
+	}
+	defer pool.Close()
+	if err := store.Migrate(ctx, pool); err != nil {
+		return fail(err)
+	}
+	var owner int64
+	if err := pool.QueryRow(ctx, `INSERT INTO users (email, name, password_hash) VALUES ('owner@bench.test', 'owner', 'x') RETURNING id`).Scan(&owner); err != nil {
+		return fail(err)
+	}
+	topic, err := store.CreateTopic(ctx, pool, owner, "bench", "")
+	if err != nil {
+		return fail(err)
+	}
+	rows, err := pool.Query(ctx, `
+		WITH u AS (
+			INSERT INTO users (email, name, password_hash)
+			SELECT 'bench' || g || '@bench.test', 'bench ' || g, 'x' FROM generate_series(1, $1) g
+			RETURNING id
+		), s AS (
+			INSERT INTO subscriptions (topic_id, user_id) SELECT $2, id FROM u
+		)
+		SELECT id FROM u ORDER BY id`, o.conns, topic.ID)
+	if err != nil {
+		return fail(err)
+	}
+	users, err = pgx.CollectRows(rows, pgx.RowTo[int64])
+	if err != nil {
+		return fail(err)
+	}
+	if len(users) != o.conns {
+		return fail(errors.New("seeding users came up short"))
+	}
+	return url, topic.ID, users, drop, nil
+}
+
+// gatewayBinary returns the gateway binary to run, building it when none
+// was given.
+func gatewayBinary(o options) (string, func(), error) {
+	if o.gatewayBin != "" {
+		return o.gatewayBin, func() {}, nil
+	}
+	dir, err := os.MkdirTemp("", "tidings-bench-")
+	if err != nil {
+		return "", nil, err
+	}
+	bin := filepath.Join(dir, "gateway-ws")
+	cmd := exec.Command("go", "build", "-o", bin, "./gateway-ws")
+	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
+	if err := cmd.Run(); err != nil {
+		os.RemoveAll(dir)
+		return "", nil, fmt.Errorf("go build ./gateway-ws (run the bench from the repository root, or pass -gateway-bin): %w", err)
+	}
+	return bin, func() { os.RemoveAll(dir) }, nil
+}

@@ -1,0 +1,122 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+)
+
+// natsTarget is a nats-server with a WebSocket listener; the clients
+// connect over ws:// and subscribe one subject, the publisher over TCP.
+type natsTarget struct {
+	srv *server
+	ws  string
+	pub *nats.Conn
+
+	mu    sync.Mutex
+	conns []*nats.Conn
+}
+
+const natsSubject = "bench"
+
+func benchNATS(ctx context.Context, o options) (result, error) {
+	clientPort, err := freePort()
+	if err != nil {
+		return result{}, err
+	}
+	wsPort, err := freePort()
+	if err != nil {
+		return result{}, err
+	}
+	monitorPort, err := freePort()
+	if err != nil {
+		return result{}, err
+	}
+	dir, err := os.MkdirTemp("", "tidings-bench-nats-")
+	if err != nil {
+		return result{}, err
+	}
+	defer os.RemoveAll(dir)
+	conf := filepath.Join(dir, "nats.conf")
+	err = os.WriteFile(conf, []byte(fmt.Sprintf(`
+listen: 127.0.0.1:%d
+http: 127.0.0.1:%d
+max_connections: %d
+websocket {
+  listen: "127.0.0.1:%d"
+  no_tls: true
+}
+`, clientPort, monitorPort, o.conns+100, wsPort)), 0o600)
+	if err != nil {
+		return result{}, err
+	}
+	bin, err := exec.LookPath(o.natsBin)
+	if err != nil {
+		return result{}, fmt.Errorf("find %s: %w", o.natsBin, err)
+	}
+	srv, err := startServer(bin, []string{"-c", conf}, []string{"PATH=" + os.Getenv("PATH")})
+	if err != nil {
+		return result{}, err
+	}
+	defer srv.stop()
+	if err := srv.waitHTTP(ctx, fmt.Sprintf("http://127.0.0.1:%d/healthz", monitorPort)); err != nil {
+		return result{}, err
+	}
+	pub, err := nats.Connect(fmt.Sprintf("nats://127.0.0.1:%d", clientPort), nats.Name("bench-publisher"))
+	if err != nil {
+		return result{}, fmt.Errorf("connect publisher: %w", err)
+	}
+	defer pub.Close()
+	t := &natsTarget{srv: srv, ws: fmt.Sprintf("ws://127.0.0.1:%d", wsPort), pub: pub}
+	version := "nats-server"
+	if out, err := exec.Command(bin, "--version").Output(); err == nil {
+		version = strings.TrimSpace(string(out))
+	}
+	return measure(ctx, version+" (WebSocket)", t, o)
+}
+
+func (t *natsTarget) pid() int { return t.srv.pid() }
+
+func (t *natsTarget) connect(ctx context.Context, i int, rec *recorder) error {
+	nc, err := nats.Connect(t.ws, nats.NoReconnect(), nats.Timeout(30*time.Second))
+	if err != nil {
+		return err
+	}
+	if _, err := nc.Subscribe(natsSubject, func(m *nats.Msg) { rec.deliver(m.Data) }); err != nil {
+		nc.Close()
+		return err
+	}
+	// The subscription is in force once the server has answered a ping
+	// sent after it.
+	if err := nc.FlushTimeout(30 * time.Second); err != nil {
+		nc.Close()
+		return err
+	}
+	t.mu.Lock()
+	t.conns = append(t.conns, nc)
+	t.mu.Unlock()
+	return nil
+}
+
+func (t *natsTarget) publish(ctx context.Context, payload []byte) error {
+	if err := t.pub.Publish(natsSubject, payload); err != nil {
+		return err
+	}
+	return t.pub.FlushTimeout(10 * time.Second)
+}
+
+func (t *natsTarget) closeClients() {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for _, c := range t.conns {
+		c.Close()
+	}
+	t.conns = nil
+}

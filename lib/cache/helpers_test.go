@@ -13,7 +13,7 @@ import (
 
 // newCache builds a cache for t, closed when t ends. The short retry and
 // ping intervals only make outages end sooner; no test asserts on time.
-func newCache(t *testing.T, store cache.Store, rdb *redis.Client, prefix string) *cache.Cache {
+func newCache(t testing.TB, store cache.Store, rdb *redis.Client, prefix string) *cache.Cache {
 	t.Helper()
 	c, err := cache.New(cache.Config{
 		Store:        store,
@@ -33,7 +33,7 @@ func newCache(t *testing.T, store cache.Store, rdb *redis.Client, prefix string)
 
 // eventually retries cond a bounded number of times, and fails t naming
 // what never happened.
-func eventually(t *testing.T, what string, cond func() bool) {
+func eventually(t testing.TB, what string, cond func() bool) {
 	t.Helper()
 	for range 500 {
 		if cond() {

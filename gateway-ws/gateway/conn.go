@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net"
 	"sync"
 	"time"
@@ -152,6 +153,14 @@ func (c *conn) killed() bool {
 // serve runs the connection until it closes.
 func (c *conn) serve() {
 	defer c.teardown()
+	defer func() {
+		// This goroutine is the gateway's own, not net/http's: a bug here
+		// must close one socket, not end the process.
+		if r := recover(); r != nil {
+			c.srv.log.Error("connection panicked", "conn", c.id, "user", c.userID, "panic", fmt.Sprint(r))
+			c.kill(websocket.CloseInternalServerErr, "internal error")
+		}
+	}()
 	c.ws.SetReadLimit(c.srv.cfg.MaxFrameBytes)
 	for {
 		deadline := time.Now().Add(c.srv.cfg.IdleTimeout)
@@ -247,6 +256,21 @@ func (c *conn) handle(msg Message) {
 		c.closeChannel(ch)
 		return
 	}
+	c.pushGuarded(ch, msg)
+}
+
+// pushGuarded runs a push so that a bug in its handler costs only the
+// channel, never the socket or the process: like a crashed Phoenix channel,
+// it is dropped and the client gets phx_error, on which phoenix.js rejoins.
+func (c *conn) pushGuarded(ch *channel, msg Message) {
+	defer func() {
+		if r := recover(); r != nil {
+			c.srv.log.Error("push handler panicked", "conn", c.id, "user", c.userID, "topic", ch.topic, "event", msg.Event, "panic", fmt.Sprint(r))
+			c.srv.hub.Leave(ch)
+			delete(c.channels, ch.topic)
+			c.enqueue(Message{JoinRef: ch.joinRef, Ref: ch.joinRef, Topic: ch.topic, Event: EventError}.Encode())
+		}
+	}()
 	c.push(ch, msg)
 }
 

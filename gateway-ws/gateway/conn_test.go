@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
@@ -262,4 +263,58 @@ func TestClientThatNeverReadsIsClosedWithBoundedMemory(t *testing.T) {
 		t.Fatalf("live heap grew by %d bytes while writing to a stuck client, want at most %d", growth, bound)
 	}
 	t.Logf("closed after %d frames (%d KiB); peak live heap growth %d KiB", sent, sent*16, growth>>10)
+}
+
+// publisherFunc adapts a function to Publisher, standing in for the 2PC
+// coordinator that a later issue plugs in.
+type publisherFunc func(ctx context.Context, userID, topicID int64, payload json.RawMessage) (any, error)
+
+func (f publisherFunc) Publish(ctx context.Context, userID, topicID int64, payload json.RawMessage) (any, error) {
+	return f(ctx, userID, topicID, payload)
+}
+
+func TestPublishPushRepliesWithThePublishersAnswer(t *testing.T) {
+	db := testenv.NewDB(t)
+	cfg := testConfig(testenv.NewRedis(t), db.URL)
+	var got string
+	cfg.Publisher = publisherFunc(func(_ context.Context, userID, topicID int64, payload json.RawMessage) (any, error) {
+		got = fmt.Sprintf("%d %d %s", userID, topicID, payload)
+		if strings.Contains(string(payload), "refuse") {
+			return nil, &Refused{Reason: "title required"}
+		}
+		return map[string]int64{"notification_id": 77}, nil
+	})
+	g := startGateway(t, cfg)
+	topicID, ownerID, _ := seedTopic(t, db, 0)
+	topic := fmt.Sprintf("topic:%d", topicID)
+	owner := dial(t, g, ownerID)
+	jr := owner.mustJoin(topic)
+
+	owner.sendRaw(fmt.Sprintf(`[%q,"8",%q,"publish",{"title":"t"}]`, jr, topic))
+	owner.expect(fmt.Sprintf(`[%q,"8",%q,"phx_reply",{"status":"ok","response":{"notification_id":77}}]`, jr, topic))
+	if want := fmt.Sprintf(`%d %d {"title":"t"}`, ownerID, topicID); got != want {
+		t.Fatalf("publisher called with %q, want %q", got, want)
+	}
+	owner.sendRaw(fmt.Sprintf(`[%q,"9",%q,"publish",{"refuse":true}]`, jr, topic))
+	owner.expect(fmt.Sprintf(`[%q,"9",%q,"phx_reply",{"status":"error","response":{"reason":"title required"}}]`, jr, topic))
+}
+
+func TestCrashingPushErrorsTheChannelNotTheSocket(t *testing.T) {
+	db := testenv.NewDB(t)
+	cfg := testConfig(testenv.NewRedis(t), db.URL)
+	cfg.Publisher = publisherFunc(func(context.Context, int64, int64, json.RawMessage) (any, error) {
+		panic("publisher bug")
+	})
+	g := startGateway(t, cfg)
+	topicID, ownerID, _ := seedTopic(t, db, 0)
+	topic := fmt.Sprintf("topic:%d", topicID)
+	owner := dial(t, g, ownerID)
+	jr := owner.mustJoin(topic)
+	owner.send(jr, "8", topic, "publish", map[string]string{"title": "t"})
+	owner.expect(fmt.Sprintf(`[%q,%q,%q,"phx_error",{}]`, jr, jr, topic))
+	// The channel is gone, the socket is not, and a rejoin works.
+	owner.send(jr, "9", topic, "publish", map[string]string{"title": "t"})
+	owner.expect(fmt.Sprintf(`[null,"9",%q,"phx_reply",{"status":"error","response":{"reason":"unmatched topic"}}]`, topic))
+	owner.heartbeat()
+	owner.mustJoin(topic)
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"strings"
 	"testing"
 	"time"
 
@@ -110,4 +111,54 @@ func TestJoinIsConfirmedBeforeTheOkReply(t *testing.T) {
 		}
 		c.expect(fmt.Sprintf(`[null,null,%q,"counter",{"unread":%d}]`, topic, i))
 	}
+}
+
+func TestDeliveryResumesAfterTheRedisSubscriptionIsCut(t *testing.T) {
+	rds := testenv.NewRedis(t)
+	g := startGateway(t, testConfig(rds, testenv.AdminURL()))
+	c := dial(t, g, 12)
+	c.mustJoin("user:12")
+	ctx := context.Background()
+	channel := rds.Prefix + "ws:user:12"
+	numsub := func() int64 {
+		n, err := rds.Client.PubSubNumSub(ctx, channel).Result()
+		if err != nil {
+			t.Fatalf("PUBSUB NUMSUB: %v", err)
+		}
+		return n[channel]
+	}
+
+	// Fault: Redis drops this replica's pub/sub connection (as on a Redis
+	// restart or a network cut) while a socket is joined.
+	list, err := rds.Client.ClientList(ctx).Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	killed := 0
+	for _, line := range strings.Split(list, "\n") {
+		if strings.Contains(line, " name=gateway-ws:"+rds.Prefix+" ") && !strings.Contains(line, " sub=0 ") {
+			id := strings.TrimPrefix(strings.Fields(line)[0], "id=")
+			if err := rds.Client.Do(ctx, "CLIENT", "KILL", "ID", id).Err(); err != nil {
+				t.Fatalf("CLIENT KILL ID %s: %v", id, err)
+			}
+			killed++
+		}
+	}
+	if killed != 1 {
+		t.Fatalf("found %d pub/sub connections of the gateway to cut, want 1", killed)
+	}
+	// Must hold afterwards: the broker reconnects and resubscribes by
+	// itself, and the joined socket receives again.
+	n := numsub()
+	for i := 0; i < 250 && n != 1; i++ {
+		time.Sleep(20 * time.Millisecond)
+		n = numsub()
+	}
+	if n != 1 {
+		t.Fatalf("after the cut: %d Redis subscribers on %s, want the gateway back", n, channel)
+	}
+	if err := g.srv.Broadcast(ctx, "user:12", "counter", map[string]int{"unread": 5}); err != nil {
+		t.Fatal(err)
+	}
+	c.expect(`[null,null,"user:12","counter",{"unread":5}]`)
 }

@@ -198,6 +198,11 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("REDIS_URL: %w", err)
 	}
+	if opts.ClientName == "" {
+		// Named after the prefix so that operators (and tests) can tell
+		// this deployment's connections apart in CLIENT LIST.
+		opts.ClientName = "gateway-ws:" + cfg.RedisPrefix
+	}
 	s.rdb = redis.NewClient(opts)
 	pingCtx, cancel := context.WithTimeout(ctx, brokerCallTimeout)
 	defer cancel()

@@ -17,6 +17,7 @@ import (
 	"tidings/functions/counter-prepare"
 	"tidings/functions/counter-rollback"
 	"tidings/functions/create-topic"
+	"tidings/functions/gen-avatar"
 	"tidings/functions/get-counter"
 	"tidings/functions/list-notifications"
 	"tidings/functions/list-topics"
@@ -59,6 +60,7 @@ var registry = map[string]entry{
 	"list-notifications": {build: func(d *Deps) fn.Handler { return listnotifications.New(d.DB, d.Tokens) }},
 	"ack-notification":   {build: func(d *Deps) fn.Handler { return acknotification.New(d.DB, d.Tokens) }},
 	"get-counter":        {build: func(d *Deps) fn.Handler { return getcounter.New(d.DB, d.Tokens) }},
+	"gen-avatar":         {build: func(*Deps) fn.Handler { return genavatar.New() }},
 
 	// The two-phase commit participants: only gateway-ws holds the key.
 	"notify-prepare":   {internal: true, build: func(d *Deps) fn.Handler { return notifyprepare.New(d.DB) }},

@@ -63,6 +63,16 @@ func New(fns map[string]Function, maxBodyBytes int64, log *slog.Logger) http.Han
 		w.Header().Set("Content-Type", "application/json")
 		_ = json.NewEncoder(w).Encode(list)
 	})
+	// The OpenFaaS gateway's status route, which gateway-ws health-checks.
+	mux.HandleFunc("GET /system/function/{name}", func(w http.ResponseWriter, r *http.Request) {
+		name := r.PathValue("name")
+		if _, ok := fns[name]; !ok {
+			fn.WriteError(w, fn.NotFound("no function named %s", name))
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(map[string]any{"name": name, "replicas": 1, "availableReplicas": 1})
+	})
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		fn.WriteError(w, fn.NotFound("no function at %s", r.URL.Path))
 	})

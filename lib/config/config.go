@@ -135,3 +135,21 @@ func Int64(key string, def int64) (int64, error) {
 	}
 	return n, nil
 }
+
+// Map parses $key as a comma-separated list of name=value pairs
+// ("login=5s,gen-avatar=30s"), for per-function settings.
+func Map(key string) (map[string]string, error) {
+	out := map[string]string{}
+	v := strings.TrimSpace(os.Getenv(key))
+	if v == "" {
+		return out, nil
+	}
+	for _, pair := range strings.Split(v, ",") {
+		name, value, ok := strings.Cut(strings.TrimSpace(pair), "=")
+		if !ok || name == "" || value == "" {
+			return nil, fmt.Errorf("$%s: %q is not name=value", key, pair)
+		}
+		out[strings.TrimSpace(name)] = strings.TrimSpace(value)
+	}
+	return out, nil
+}

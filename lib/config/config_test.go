@@ -62,3 +62,15 @@ func TestParseDurationTakesBothWatchdogForms(t *testing.T) {
 		t.Error(`ParseDuration("ten") succeeded`)
 	}
 }
+
+func TestMapParsesPerFunctionSettings(t *testing.T) {
+	t.Setenv("PER_FN", " login=5s, gen-avatar=30s ")
+	m, err := Map("PER_FN")
+	if err != nil || len(m) != 2 || m["login"] != "5s" || m["gen-avatar"] != "30s" {
+		t.Errorf("Map = %v, %v", m, err)
+	}
+	t.Setenv("PER_FN", "login")
+	if _, err := Map("PER_FN"); err == nil {
+		t.Error("a pair without = was accepted")
+	}
+}

@@ -91,3 +91,13 @@ func Unsubscribe(ctx context.Context, q Querier, topicID, userID int64) error {
 	}
 	return nil
 }
+
+// Subscribers returns the ids of a topic's subscribers.
+func Subscribers(ctx context.Context, q Querier, topicID int64) ([]int64, error) {
+	rows, err := q.Query(ctx, `SELECT user_id FROM subscriptions WHERE topic_id = $1 ORDER BY user_id`, topicID)
+	if err != nil {
+		return nil, mapError(err)
+	}
+	ids, err := pgx.CollectRows(rows, pgx.RowTo[int64])
+	return ids, mapError(err)
+}

@@ -1,0 +1,389 @@
+package coordinator
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"sync"
+	"testing"
+	"time"
+
+	"tidings/functions"
+	"tidings/gateway-ws/invoke"
+	"tidings/infra/fnhost"
+	"tidings/lib/auth"
+	"tidings/lib/config"
+	"tidings/lib/fn"
+	"tidings/lib/logging"
+	"tidings/lib/stack"
+	"tidings/lib/store"
+	"tidings/lib/testenv"
+)
+
+const internalKey = "coordinator-test-key"
+
+// participantHost serves the real functions over HTTP on a fixed address,
+// and can be stopped and started again like a participant process.
+type participantHost struct {
+	t    *testing.T
+	addr string
+	fns  map[string]fnhost.Function
+	mu   sync.Mutex
+	srv  *http.Server
+}
+
+func (h *participantHost) start() {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	ln, err := net.Listen("tcp", h.addr)
+	if err != nil {
+		h.t.Fatalf("restart participant host on %s: %v", h.addr, err)
+	}
+	h.addr = ln.Addr().String()
+	h.srv = &http.Server{Handler: fnhost.New(h.fns, 1<<20, logging.NewTo(io.Discard, "error", "test"))}
+	go func() { _ = h.srv.Serve(ln) }()
+}
+
+func (h *participantHost) stop() {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	_ = h.srv.Close()
+}
+
+type delivery struct {
+	topic, event string
+	payload      map[string]any
+}
+
+type harness struct {
+	t      *testing.T
+	db     *testenv.DB
+	rd     *testenv.Redis
+	host   *participantHost
+	inv    *invoke.Invoker
+	coord  *Coordinator
+	mu     sync.Mutex
+	events []delivery
+}
+
+func newHarness(t *testing.T, settings map[string]invoke.Settings, crash func(Fault) bool) *harness {
+	db := testenv.NewDB(t)
+	rd := testenv.NewRedis(t)
+	deps := &functions.Deps{Config: config.Config{InternalKey: internalKey}, DB: db.Pool, Tokens: auth.NewTokens(testenv.JWTKey, time.Hour)}
+	sf, err := stack.Load("../../stack.yml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	fns, err := fnhost.FromStack(sf, deps)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := &harness{t: t, db: db, rd: rd, host: &participantHost{t: t, addr: "127.0.0.1:0", fns: fns}}
+	h.host.start()
+	t.Cleanup(h.host.stop)
+	h.inv = invoke.New(invoke.Config{
+		FaaSURL: "http://" + h.host.addr, InternalKey: internalKey,
+		Default:     invoke.Settings{Timeout: 5 * time.Second, MaxInflight: 16, BreakerFailures: 3, BreakerOpenFor: 100 * time.Millisecond},
+		PerFunction: settings,
+		Log:         logging.NewTo(io.Discard, "error", "test"),
+	})
+	h.coord = h.newCoordinator(crash)
+	return h
+}
+
+// newCoordinator is a coordinator process: a restart is a new one on the
+// same Redis and functions, with none of the old one's memory.
+func (h *harness) newCoordinator(crash func(Fault) bool) *Coordinator {
+	return New(Config{
+		Redis: h.rd.Client, Prefix: h.rd.Prefix, DB: h.db.Pool, Calls: h.inv,
+		Log:       logging.NewTo(io.Discard, "error", "test"),
+		RetryBase: 10 * time.Millisecond, RetryMax: 100 * time.Millisecond,
+		PhaseTwoTimeout: 20 * time.Second, StuckAfter: time.Nanosecond,
+		Crash: crash,
+		Deliver: func(ctx context.Context, topic, event string, payload any) error {
+			h.mu.Lock()
+			defer h.mu.Unlock()
+			h.events = append(h.events, delivery{topic, event, payload.(map[string]any)})
+			return nil
+		},
+	})
+}
+
+// world is an owner with a topic and two subscribers.
+func (h *harness) world() (owner, topic int64, subs []int64) {
+	ctx := context.Background()
+	owner, _ = testenv.User(h.t, h.db.Pool, "owner@example.com")
+	tp, err := store.CreateTopic(ctx, h.db.Pool, owner, "releases", "")
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	for _, email := range []string{"s1@example.com", "s2@example.com"} {
+		id, _ := testenv.User(h.t, h.db.Pool, email)
+		if err := store.Subscribe(ctx, h.db.Pool, tp.ID, id, false); err != nil {
+			h.t.Fatal(err)
+		}
+		subs = append(subs, id)
+	}
+	return owner, tp.ID, subs
+}
+
+// settled checks the invariant and that no record is left unfinished.
+func (h *harness) settled() {
+	h.t.Helper()
+	ctx := context.Background()
+	if err := store.CheckInvariant(ctx, h.db.Pool); err != nil {
+		h.t.Error(err)
+	}
+	if open, err := h.rd.Client.ZCard(ctx, h.rd.Prefix+"tx:open").Result(); err != nil || open != 0 {
+		h.t.Errorf("%d transaction records left unfinished (%v)", open, err)
+	}
+}
+
+func (h *harness) count(sql string, args ...any) int {
+	var n int
+	if err := h.db.Pool.QueryRow(context.Background(), sql, args...).Scan(&n); err != nil {
+		h.t.Fatal(err)
+	}
+	return n
+}
+
+func (h *harness) txState(id string) string {
+	s, _ := h.coord.records.state(context.Background(), id)
+	return s
+}
+
+func TestPublishCommitsStoresCountsAndDelivers(t *testing.T) {
+	h := newHarness(t, nil, nil)
+	owner, topic, subs := h.world()
+	res, err := h.coord.Publish(context.Background(), owner, topic, Message{Title: " v1.0 ", Body: "out now"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.NotificationID == 0 || res.Recipients != 2 || res.Pending {
+		t.Errorf("result %+v, want a notification for 2 recipients", res)
+	}
+	if s := h.txState(res.TxID); s != Committed {
+		t.Errorf("record state %q, want committed", s)
+	}
+	h.settled()
+	if len(h.events) != 2 {
+		t.Fatalf("%d deliveries, want one per subscriber: %v", len(h.events), h.events)
+	}
+	for i, e := range h.events {
+		if e.event != "notification" || e.payload["unread"] != int64(1) || e.payload["title"] != "v1.0" || e.payload["id"] != res.NotificationID {
+			t.Errorf("delivery %d = %+v", i, e)
+		}
+	}
+	if h.events[0].topic != fmt.Sprintf("user:%d", subs[0]) && h.events[1].topic != fmt.Sprintf("user:%d", subs[0]) {
+		t.Errorf("no delivery to user:%d: %v", subs[0], h.events)
+	}
+	if h.count(`SELECT count(*) FROM notifications WHERE state = 'committed'`) != 1 {
+		t.Error("the notification is not committed")
+	}
+}
+
+func TestPublishByANonOwnerIsRefusedAndNothingHappens(t *testing.T) {
+	h := newHarness(t, nil, nil)
+	_, topic, subs := h.world()
+	before := testenv.Snapshot(t, h.db.Pool)
+	_, err := h.coord.Publish(context.Background(), subs[0], topic, Message{Title: "hijack"})
+	var refusal *Refusal
+	if !errors.As(err, &refusal) || refusal.Reason != "forbidden" {
+		t.Fatalf("publish by a subscriber: %v, want a forbidden refusal", err)
+	}
+	for _, bad := range []Message{{Title: ""}, {Title: string(make([]byte, 300))}} {
+		if _, err := h.coord.Publish(context.Background(), subs[0], topic, bad); !errors.As(err, &refusal) {
+			t.Errorf("publish of %q: %v, want a refusal", bad.Title, err)
+		}
+	}
+	if after := testenv.Snapshot(t, h.db.Pool); after != before {
+		t.Error("a refused publish changed the database")
+	}
+	if n, _ := h.rd.Client.Keys(context.Background(), h.rd.Prefix+"*").Result(); len(n) != 0 {
+		t.Errorf("a refused publish wrote transaction records: %v", n)
+	}
+}
+
+// failing replaces a function of the participant host.
+func (h *harness) replace(name string, handler fn.Handler) {
+	f := h.host.fns[name]
+	f.Handler = handler
+	h.host.stop()
+	h.host.fns[name] = f
+	h.host.start()
+}
+
+func TestPrepareFailureRollsEverythingBack(t *testing.T) {
+	h := newHarness(t, nil, nil)
+	owner, topic, _ := h.world()
+	// Fault: counter-prepare fails (500) on every call.
+	h.replace("counter-prepare", fn.HandlerFunc(func(fn.Request) (fn.Response, error) {
+		return fn.Response{}, errors.New("injected counter-prepare failure")
+	}))
+	_, err := h.coord.Publish(context.Background(), owner, topic, Message{Title: "doomed"})
+	var aborted *AbortedError
+	if !errors.As(err, &aborted) {
+		t.Fatalf("publish with a failing counter-prepare: %v, want AbortedError", err)
+	}
+	if s := h.txState(aborted.TxID); s != Aborted {
+		t.Errorf("record state %q, want aborted", s)
+	}
+	if n := h.count(`SELECT count(*) FROM notifications`); n != 0 {
+		t.Errorf("%d notifications stored after an aborted publish", n)
+	}
+	if len(h.events) != 0 {
+		t.Errorf("an aborted publish was delivered: %v", h.events)
+	}
+	h.settled()
+}
+
+func TestPrepareTimeoutRollsBackAndFencesTheLatePrepare(t *testing.T) {
+	h := newHarness(t, map[string]invoke.Settings{
+		"counter-prepare": {Timeout: 50 * time.Millisecond, MaxInflight: 4, BreakerFailures: 10, BreakerOpenFor: time.Second},
+	}, nil)
+	owner, topic, _ := h.world()
+	real := h.host.fns["counter-prepare"].Handler
+	rolledBack := make(chan struct{})
+	lateAnswer := make(chan int, 1)
+	// Fault: counter-prepare stalls past its timeout, and reaches the
+	// database only after the coordinator has rolled back.
+	h.replace("counter-prepare", fn.HandlerFunc(func(req fn.Request) (fn.Response, error) {
+		<-req.Context().Done()
+		<-rolledBack
+		req.WithContext(context.Background())
+		resp, err := real.Handle(req)
+		status := resp.StatusCode
+		if e := fn.AsError(err); e != nil {
+			status = e.Status
+		}
+		lateAnswer <- status
+		return resp, err
+	}))
+	_, err := h.coord.Publish(context.Background(), owner, topic, Message{Title: "too slow"})
+	var aborted *AbortedError
+	if !errors.As(err, &aborted) {
+		t.Fatalf("publish with a stalled counter-prepare: %v, want AbortedError", err)
+	}
+	close(rolledBack)
+	if status := <-lateAnswer; status != 409 {
+		t.Errorf("the late prepare answered %d, want 409 (fenced by the rollback)", status)
+	}
+	if n := h.count(`SELECT count(*) FROM pending_increments`) + h.count(`SELECT count(*) FROM notifications`); n != 0 {
+		t.Errorf("%d rows left by an aborted publish", n)
+	}
+	h.settled()
+}
+
+func TestParticipantKilledBetweenPrepareAndCommitStillCommits(t *testing.T) {
+	var h *harness
+	restarted := make(chan struct{})
+	// Fault: once both have voted, the participant host dies; it comes
+	// back while the coordinator is retrying the commit.
+	h = newHarness(t, nil, func(at Fault) bool {
+		if at == AfterPrepare {
+			h.host.stop()
+			go func() {
+				time.Sleep(200 * time.Millisecond)
+				h.host.start()
+				close(restarted)
+			}()
+		}
+		return false
+	})
+	owner, topic, _ := h.world()
+	res, err := h.coord.Publish(context.Background(), owner, topic, Message{Title: "survives"})
+	if err != nil || res.Pending {
+		t.Fatalf("publish across a participant restart: %+v %v, want committed", res, err)
+	}
+	<-restarted
+	if s := h.txState(res.TxID); s != Committed {
+		t.Errorf("record state %q, want committed", s)
+	}
+	h.settled()
+	if n := h.count(`SELECT unread FROM counters WHERE user_id = (SELECT min(user_id) FROM subscriptions)`); n != 1 {
+		t.Errorf("unread %d, want 1", n)
+	}
+}
+
+func TestCoordinatorCrashAfterDecisionIsCommittedByRecovery(t *testing.T) {
+	h := newHarness(t, nil, func(at Fault) bool { return at == AfterDecision })
+	owner, topic, _ := h.world()
+	if _, err := h.coord.Publish(context.Background(), owner, topic, Message{Title: "decided"}); !errors.Is(err, ErrCrashed) {
+		t.Fatalf("publish: %v, want the injected crash", err)
+	}
+	if n := h.count(`SELECT count(*) FROM notifications WHERE state = 'prepared'`); n != 1 {
+		t.Fatalf("%d prepared notifications at the crash, want 1", n)
+	}
+	restarted := h.newCoordinator(nil)
+	if n, err := restarted.Recover(context.Background()); err != nil || n != 1 {
+		t.Fatalf("recovery finished %d (%v), want 1", n, err)
+	}
+	if n := h.count(`SELECT count(*) FROM notifications WHERE state = 'committed'`); n != 1 {
+		t.Errorf("%d committed notifications after recovery, want 1", n)
+	}
+	h.settled()
+	if len(h.events) != 2 {
+		t.Errorf("recovery delivered %d events, want one per subscriber", len(h.events))
+	}
+}
+
+func TestCoordinatorCrashBeforeDecisionIsRolledBackByRecovery(t *testing.T) {
+	h := newHarness(t, nil, func(at Fault) bool { return at == AfterPrepare })
+	owner, topic, _ := h.world()
+	if _, err := h.coord.Publish(context.Background(), owner, topic, Message{Title: "undecided"}); !errors.Is(err, ErrCrashed) {
+		t.Fatalf("publish: %v, want the injected crash", err)
+	}
+	restarted := h.newCoordinator(nil)
+	if n, err := restarted.Recover(context.Background()); err != nil || n != 1 {
+		t.Fatalf("recovery finished %d (%v), want 1", n, err)
+	}
+	if n := h.count(`SELECT count(*) FROM notifications`); n != 0 {
+		t.Errorf("%d notifications after recovery rolled back, want 0", n)
+	}
+	h.settled()
+	if len(h.events) != 0 {
+		t.Errorf("a rolled-back publish was delivered: %v", h.events)
+	}
+}
+
+func TestBreakerOpensOnADownParticipantAndClosesWhenItIsBack(t *testing.T) {
+	h := newHarness(t, nil, nil)
+	owner, topic, _ := h.world()
+	h.host.stop() // fault: every participant unreachable
+	ctx := context.Background()
+	sawOpen := false
+	for i := 0; i < 10 && !sawOpen; i++ { // threshold is 3 consecutive failures
+		_, err := h.coord.Publish(ctx, owner, topic, Message{Title: "down"})
+		if err == nil {
+			t.Fatal("publish succeeded with the participants down")
+		}
+		sawOpen = errors.Is(err, invoke.ErrOpen)
+	}
+	if !sawOpen {
+		t.Fatal("the breaker never opened for a participant that is down")
+	}
+	h.host.start()
+	var err error
+	for i := 0; i < 50; i++ { // bounded: the breaker half-opens after 100ms
+		if _, err = h.coord.Publish(ctx, owner, topic, Message{Title: "back"}); err == nil {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if err != nil {
+		t.Fatalf("publishes still fail after the participant is back: %v", err)
+	}
+	for _, s := range h.inv.Statuses() {
+		if s.Breaker != "closed" && (s.Name == "notify-prepare" || s.Name == "counter-prepare") {
+			t.Errorf("breaker of %s is %s, want closed", s.Name, s.Breaker)
+		}
+	}
+	// The rollbacks of the failed publishes were left to recovery.
+	if _, err := h.newCoordinator(nil).Recover(ctx); err != nil {
+		t.Fatal(err)
+	}
+	h.settled()
+}

@@ -1,0 +1,152 @@
+package coordinator
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// States of a transaction record. Committing is the decision point: once
+// it is recorded the transaction commits, whoever finishes it.
+const (
+	Preparing  = "preparing"
+	Committing = "committing"
+	Committed  = "committed"
+	Aborting   = "aborting"
+	Aborted    = "aborted"
+)
+
+// Record is a transaction as kept in Redis.
+type Record struct {
+	ID             string
+	State          string
+	Participants   []string
+	Payload        Payload
+	NotificationID int64
+	CreatedAt      time.Time
+}
+
+// Payload is what is being published.
+type Payload struct {
+	TopicID    int64   `json:"topic_id"`
+	SenderID   int64   `json:"sender_id"`
+	Title      string  `json:"title"`
+	Body       string  `json:"body"`
+	Email      bool    `json:"email"`
+	Recipients []int64 `json:"recipients"`
+}
+
+// records keeps transaction records: a hash per transaction, and a sorted
+// set of the unfinished ones by start time, which recovery scans.
+type records struct {
+	rdb    *redis.Client
+	prefix string
+	ttl    time.Duration // how long a finished record is kept
+}
+
+func (r *records) key(id string) string { return r.prefix + "tx:" + id }
+func (r *records) open() string         { return r.prefix + "tx:open" }
+
+func (r *records) create(ctx context.Context, rec *Record) error {
+	payload, err := json.Marshal(rec.Payload)
+	if err != nil {
+		return err
+	}
+	parts, _ := json.Marshal(rec.Participants)
+	now := rec.CreatedAt.UnixMilli()
+	_, err = r.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
+		p.HSet(ctx, r.key(rec.ID), "state", rec.State, "payload", payload, "participants", parts,
+			"created_at", now, "updated_at", now)
+		p.ZAdd(ctx, r.open(), redis.Z{Score: float64(now), Member: rec.ID})
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("record transaction %s: %w", rec.ID, err)
+	}
+	return nil
+}
+
+// transitionScript moves a record from one state to the next only if it is
+// still in the first, so a recovering replica and the original publisher
+// can never decide differently. A final state leaves the open set and
+// starts the record's expiry.
+var transitionScript = redis.NewScript(`
+local cur = redis.call('HGET', KEYS[1], 'state')
+if cur ~= ARGV[1] then return cur or '' end
+redis.call('HSET', KEYS[1], 'state', ARGV[2], 'updated_at', ARGV[3])
+if ARGV[4] == '1' then
+  redis.call('ZREM', KEYS[2], ARGV[5])
+  redis.call('PEXPIRE', KEYS[1], ARGV[6])
+end
+return 'OK'`)
+
+// errMoved is a transition lost to another replica that moved the record first.
+type errMoved struct{ state string }
+
+func (e *errMoved) Error() string { return "transaction record is already " + e.state }
+
+func (r *records) transition(ctx context.Context, id, from, to string) error {
+	final := "0"
+	if to == Committed || to == Aborted {
+		final = "1"
+	}
+	res, err := transitionScript.Run(ctx, r.rdb, []string{r.key(id), r.open()},
+		from, to, time.Now().UnixMilli(), final, id, r.ttl.Milliseconds()).Text()
+	if err != nil {
+		return fmt.Errorf("record %s -> %s for %s: %w", from, to, id, err)
+	}
+	if res != "OK" {
+		return &errMoved{state: res}
+	}
+	return nil
+}
+
+// stuck returns the ids of unfinished records started before cutoff.
+func (r *records) stuck(ctx context.Context, cutoff time.Time) ([]string, error) {
+	return r.rdb.ZRangeArgs(ctx, redis.ZRangeArgs{
+		Key: r.open(), ByScore: true, Start: "-inf", Stop: strconv.FormatInt(cutoff.UnixMilli(), 10), Count: 1000,
+	}).Result()
+}
+
+func (r *records) load(ctx context.Context, id string) (*Record, error) {
+	h, err := r.rdb.HGetAll(ctx, r.key(id)).Result()
+	if err != nil {
+		return nil, err
+	}
+	if len(h) == 0 {
+		return nil, errRecordGone
+	}
+	rec := &Record{ID: id, State: h["state"]}
+	if err := json.Unmarshal([]byte(h["payload"]), &rec.Payload); err != nil {
+		return nil, fmt.Errorf("record %s: payload: %w", id, err)
+	}
+	_ = json.Unmarshal([]byte(h["participants"]), &rec.Participants)
+	created, _ := strconv.ParseInt(h["created_at"], 10, 64)
+	rec.CreatedAt = time.UnixMilli(created)
+	rec.NotificationID, _ = strconv.ParseInt(h["notification_id"], 10, 64)
+	return rec, nil
+}
+
+func (r *records) setNotification(ctx context.Context, id string, notificationID int64) error {
+	return r.rdb.HSet(ctx, r.key(id), "notification_id", notificationID).Err()
+}
+
+func (r *records) forget(ctx context.Context, id string) error {
+	return r.rdb.ZRem(ctx, r.open(), id).Err()
+}
+
+var errRecordGone = errors.New("transaction record is gone")
+
+// State returns a transaction's recorded state ("" when there is none).
+func (r *records) state(ctx context.Context, id string) (string, error) {
+	s, err := r.rdb.HGet(ctx, r.key(id), "state").Result()
+	if errors.Is(err, redis.Nil) {
+		return "", nil
+	}
+	return s, err
+}

@@ -1,0 +1,314 @@
+// Package invoke is how gateway-ws calls tidings functions through the FaaS
+// gateway: every call goes through the function's circuit breaker, under
+// its timeout and concurrency limit, carrying the internal key. A health
+// checker marks functions down after repeated failed checks.
+package invoke
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/sony/gobreaker/v2"
+
+	"tidings/lib/auth"
+	"tidings/lib/config"
+)
+
+// Settings are one function's call limits.
+type Settings struct {
+	Timeout         time.Duration // one call, all of it
+	MaxInflight     int           // calls at once from this gateway
+	BreakerFailures uint32        // consecutive failures that open the breaker
+	BreakerOpenFor  time.Duration // how long it stays open before a trial call
+}
+
+// Config configures an Invoker.
+type Config struct {
+	FaaSURL     string // functions are at FaaSURL/function/<name>
+	InternalKey string
+	BasicAuth   string // "user:password" for the FaaS gateway's /system API, if it wants one
+	Default     Settings
+	PerFunction map[string]Settings // overrides, by function name
+
+	HealthInterval time.Duration // 0: no health checks
+	HealthFailures int           // failed checks in a row that mark a function down
+
+	Client *http.Client
+	Log    *slog.Logger
+}
+
+// ConfigFromEnv reads the invoker's settings: FUNCTION_TIMEOUT,
+// FUNCTION_MAX_INFLIGHT, BREAKER_FAILURES, BREAKER_OPEN_FOR as defaults,
+// FUNCTION_TIMEOUTS and FUNCTION_MAX_INFLIGHTS ("name=value,...") per
+// function, HEALTH_INTERVAL and HEALTH_FAILURES.
+func ConfigFromEnv(faasURL, internalKey string) (Config, error) {
+	c := Config{FaaSURL: faasURL, InternalKey: internalKey, BasicAuth: config.Env("FAAS_BASIC_AUTH", "")}
+	var err error
+	if c.Default.Timeout, err = config.Duration("FUNCTION_TIMEOUT", 10*time.Second); err != nil {
+		return c, err
+	}
+	inflight, err := config.Int64("FUNCTION_MAX_INFLIGHT", 64)
+	if err != nil {
+		return c, err
+	}
+	c.Default.MaxInflight = int(inflight)
+	failures, err := config.Int64("BREAKER_FAILURES", 5)
+	if err != nil {
+		return c, err
+	}
+	c.Default.BreakerFailures = uint32(failures)
+	if c.Default.BreakerOpenFor, err = config.Duration("BREAKER_OPEN_FOR", 5*time.Second); err != nil {
+		return c, err
+	}
+	if c.HealthInterval, err = config.Duration("HEALTH_INTERVAL", 5*time.Second); err != nil {
+		return c, err
+	}
+	hf, err := config.Int64("HEALTH_FAILURES", 3)
+	if err != nil {
+		return c, err
+	}
+	c.HealthFailures = int(hf)
+
+	c.PerFunction = map[string]Settings{}
+	timeouts, err := config.Map("FUNCTION_TIMEOUTS")
+	if err != nil {
+		return c, err
+	}
+	inflights, err := config.Map("FUNCTION_MAX_INFLIGHTS")
+	if err != nil {
+		return c, err
+	}
+	for name, v := range timeouts {
+		s := c.settings(name)
+		if s.Timeout, err = config.ParseDuration(v); err != nil {
+			return c, fmt.Errorf("FUNCTION_TIMEOUTS %s: %w", name, err)
+		}
+		c.PerFunction[name] = s
+	}
+	for name, v := range inflights {
+		s := c.settings(name)
+		if _, err := fmt.Sscanf(v, "%d", &s.MaxInflight); err != nil || s.MaxInflight <= 0 {
+			return c, fmt.Errorf("FUNCTION_MAX_INFLIGHTS %s: not a positive count: %q", name, v)
+		}
+		c.PerFunction[name] = s
+	}
+	return c, nil
+}
+
+func (c Config) settings(name string) Settings {
+	if s, ok := c.PerFunction[name]; ok {
+		return s
+	}
+	return c.Default
+}
+
+// Errors a call fails with before reaching the function.
+var (
+	ErrOpen = errors.New("circuit open: the function failed repeatedly and is not being called for now")
+	ErrBusy = errors.New("too many calls in flight to the function")
+	ErrDown = errors.New("the function is marked down by health checks")
+)
+
+// CallError is a function's answer outside 2xx: a refusal (4xx, the
+// function's own verdict) or a failure (5xx, 429).
+type CallError struct {
+	Function string
+	Status   int
+	Code     string
+	Message  string
+}
+
+func (e *CallError) Error() string {
+	return fmt.Sprintf("%s answered %d %s: %s", e.Function, e.Status, e.Code, e.Message)
+}
+
+// failure reports whether the answer counts against the function's health,
+// as opposed to the function refusing the request on its merits.
+func (e *CallError) failure() bool { return e.Status >= 500 || e.Status == http.StatusTooManyRequests }
+
+// Invoker calls functions.
+type Invoker struct {
+	cfg    Config
+	client *http.Client
+	log    *slog.Logger
+
+	mu  sync.Mutex
+	fns map[string]*function
+}
+
+// function is one function's breaker, slots and health.
+type function struct {
+	name     string
+	settings Settings
+	breaker  *gobreaker.CircuitBreaker[[]byte]
+	slots    chan struct{}
+
+	mu       sync.Mutex
+	down     bool
+	failures int
+}
+
+// New returns an Invoker.
+func New(cfg Config) *Invoker {
+	client := cfg.Client
+	if client == nil {
+		client = &http.Client{}
+	}
+	log := cfg.Log
+	if log == nil {
+		log = slog.Default()
+	}
+	return &Invoker{cfg: cfg, client: client, log: log, fns: map[string]*function{}}
+}
+
+func (inv *Invoker) function(name string) *function {
+	inv.mu.Lock()
+	defer inv.mu.Unlock()
+	if f, ok := inv.fns[name]; ok {
+		return f
+	}
+	s := inv.cfg.settings(name)
+	if s.MaxInflight <= 0 {
+		s.MaxInflight = 64
+	}
+	if s.BreakerFailures == 0 {
+		s.BreakerFailures = 5
+	}
+	f := &function{name: name, settings: s, slots: make(chan struct{}, s.MaxInflight)}
+	f.breaker = gobreaker.NewCircuitBreaker[[]byte](gobreaker.Settings{
+		Name:        name,
+		MaxRequests: 1,
+		Timeout:     s.BreakerOpenFor,
+		ReadyToTrip: func(c gobreaker.Counts) bool { return c.ConsecutiveFailures >= s.BreakerFailures },
+		IsSuccessful: func(err error) bool {
+			var ce *CallError
+			return err == nil || (errors.As(err, &ce) && !ce.failure())
+		},
+		// A caller giving up is not the function failing.
+		IsExcluded: func(err error) bool { return errors.Is(err, context.Canceled) },
+		OnStateChange: func(name string, from, to gobreaker.State) {
+			inv.log.Warn("circuit breaker changed state", "function", name, "from", from.String(), "to", to.String())
+		},
+	})
+	inv.fns[name] = f
+	return f
+}
+
+// Call POSTs body (JSON-encoded) to the named function and decodes a 2xx
+// answer into out (when out is not nil). Non-2xx answers are *CallError.
+func (inv *Invoker) Call(ctx context.Context, name string, body, out any) error {
+	f := inv.function(name)
+	if f.isDown() {
+		return fmt.Errorf("%s: %w", name, ErrDown)
+	}
+	select {
+	case f.slots <- struct{}{}:
+		defer func() { <-f.slots }()
+	case <-ctx.Done():
+		return fmt.Errorf("%s: %w", name, ErrBusy)
+	}
+	payload, err := json.Marshal(body)
+	if err != nil {
+		return err
+	}
+	answer, err := f.breaker.Execute(func() ([]byte, error) { return inv.post(ctx, f, payload) })
+	if errors.Is(err, gobreaker.ErrOpenState) || errors.Is(err, gobreaker.ErrTooManyRequests) {
+		return fmt.Errorf("%s: %w", name, ErrOpen)
+	}
+	if err != nil {
+		return err
+	}
+	if out != nil {
+		if err := json.Unmarshal(answer, out); err != nil {
+			return fmt.Errorf("%s: decode answer: %w", name, err)
+		}
+	}
+	return nil
+}
+
+func (inv *Invoker) post(ctx context.Context, f *function, payload []byte) ([]byte, error) {
+	ctx, cancel := context.WithTimeout(ctx, f.settings.Timeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, inv.url("/function/"+f.name), bytes.NewReader(payload))
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set(auth.InternalKeyHeader, inv.cfg.InternalKey)
+	resp, err := inv.client.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("call %s: %w", f.name, err)
+	}
+	defer resp.Body.Close()
+	answer, err := io.ReadAll(io.LimitReader(resp.Body, 4<<20))
+	if err != nil {
+		return nil, fmt.Errorf("read %s's answer: %w", f.name, err)
+	}
+	if resp.StatusCode/100 == 2 {
+		return answer, nil
+	}
+	ce := &CallError{Function: f.name, Status: resp.StatusCode}
+	var e struct {
+		Error struct{ Code, Message string }
+	}
+	if json.Unmarshal(answer, &e) == nil && e.Error.Code != "" {
+		ce.Code, ce.Message = e.Error.Code, e.Error.Message
+	} else {
+		ce.Code, ce.Message = "unexpected", strings.TrimSpace(string(answer))
+	}
+	return nil, ce
+}
+
+func (inv *Invoker) url(path string) string { return strings.TrimRight(inv.cfg.FaaSURL, "/") + path }
+
+// Status is one function's state as the gateway sees it.
+type Status struct {
+	Name     string `json:"name"`
+	Up       bool   `json:"up"`
+	Breaker  string `json:"breaker"`
+	Inflight int    `json:"inflight"`
+}
+
+// Statuses lists every function called or checked so far, by name.
+func (inv *Invoker) Statuses() []Status {
+	inv.mu.Lock()
+	fns := make([]*function, 0, len(inv.fns))
+	for _, f := range inv.fns {
+		fns = append(fns, f)
+	}
+	inv.mu.Unlock()
+	out := make([]Status, 0, len(fns))
+	for _, f := range fns {
+		out = append(out, Status{Name: f.name, Up: !f.isDown(), Breaker: f.breaker.State().String(), Inflight: len(f.slots)})
+	}
+	sortStatuses(out)
+	return out
+}
+
+func (f *function) isDown() bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.down
+}
+
+// NotSent reports whether a failed call certainly never reached the
+// function: refused by its breaker, its concurrency limit or its health,
+// or its connection refused. A coordinator need not roll back a prepare
+// that was never sent.
+func NotSent(err error) bool {
+	if errors.Is(err, ErrOpen) || errors.Is(err, ErrBusy) || errors.Is(err, ErrDown) {
+		return true
+	}
+	var op *net.OpError
+	return errors.As(err, &op) && op.Op == "dial"
+}

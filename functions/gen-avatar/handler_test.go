@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -188,5 +189,20 @@ func TestAvatarOverHTTPCarriesTheCacheHeaders(t *testing.T) {
 	adapter.ServeHTTP(w, httptest.NewRequest(http.MethodPost, "/?seed=ada", nil))
 	if w.Code != http.StatusMethodNotAllowed {
 		t.Fatalf("POST: status %d, want 405", w.Code)
+	}
+}
+
+// BenchmarkRender is one avatar, PNG encoding included; infra/bench/avatar
+// compares it with jdenticon.
+func BenchmarkRender(b *testing.B) {
+	for _, size := range []int{64, 256} {
+		b.Run(strconv.Itoa(size), func(b *testing.B) {
+			r := genavatar.NewRenderer()
+			for b.Loop() {
+				if _, err := r.Render("ada@example.com", size); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
 	}
 }

@@ -91,27 +91,24 @@ func (c *conn) enqueue(frame []byte) {
 	}
 }
 
-// writeQueued writes frames until the queue is empty, then exits.
+// writeQueued writes frames until the queue is empty, then exits. It takes
+// one frame at a time so that the queue's bound is the whole backlog.
 func (c *conn) writeQueued() {
 	for {
 		c.mu.Lock()
-		batch := c.queue
-		c.queue = nil
-		if len(batch) == 0 || c.killed() {
+		if len(c.queue) == 0 || c.killed() {
+			c.queue = nil
 			c.writing = false
 			c.mu.Unlock()
 			return
 		}
+		frame := c.queue[0]
+		c.queue[0] = nil
+		c.queue = c.queue[1:]
 		c.mu.Unlock()
-		for _, frame := range batch {
-			if c.killed() {
-				break
-			}
-			_ = c.ws.SetWriteDeadline(time.Now().Add(c.srv.cfg.WriteTimeout))
-			if err := c.ws.WriteMessage(websocket.TextMessage, frame); err != nil {
-				c.kill(websocket.CloseAbnormalClosure, "write failed")
-				break
-			}
+		_ = c.ws.SetWriteDeadline(time.Now().Add(c.srv.cfg.WriteTimeout))
+		if err := c.ws.WriteMessage(websocket.TextMessage, frame); err != nil {
+			c.kill(websocket.CloseAbnormalClosure, "write failed")
 		}
 	}
 }

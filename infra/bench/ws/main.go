@@ -103,7 +103,7 @@ func report(o options, results []result) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "### %s\n\n", time.Now().UTC().Format("2006-01-02 15:04 MST"))
 	fmt.Fprintf(&b, "- machine: %s\n", machine())
-	fmt.Fprintf(&b, "- command: `go run ./infra/bench/ws %s`\n", strings.Join(os.Args[1:], " "))
+	fmt.Fprintf(&b, "- command: `%s`\n", strings.Join(append([]string{"go run ./infra/bench/ws"}, os.Args[1:]...), " "))
 	fmt.Fprintf(&b, "- workload: %d WebSocket connections joined to one topic; %d latency rounds; a burst of %d broadcasts; payload ~%d B\n\n",
 		o.conns, o.rounds, o.burst, o.payload)
 	b.WriteString("| system | connections | p50 | p99 | max | deliveries/s | RSS growth | per idle connection |\n")
@@ -115,10 +115,19 @@ func report(o options, results []result) string {
 	}
 	if len(results) == 2 {
 		gw, nats := results[0], results[1]
-		fmt.Fprintf(&b, "\nBars: gateway-ws p99 / NATS p99 = %.2f (at most 2); gateway-ws per idle connection = %.1f KiB (at most 24).\n",
-			float64(gw.p99)/float64(nats.p99), float64(gw.rssGrowth)/float64(gw.conns)/1024)
+		ratio := float64(gw.p99) / float64(nats.p99)
+		perConn := float64(gw.rssGrowth) / float64(gw.conns) / 1024
+		fmt.Fprintf(&b, "\nBars: gateway-ws p99 / NATS p99 = %.2f (at most 2: %s); gateway-ws per idle connection = %.1f KiB (at most 24: %s).\n",
+			ratio, verdict(ratio <= 2), perConn, verdict(perConn <= 24))
 	}
 	return b.String()
 }
 
 func ms(d time.Duration) string { return fmt.Sprintf("%.2f ms", float64(d)/float64(time.Millisecond)) }
+
+func verdict(ok bool) string {
+	if ok {
+		return "met"
+	}
+	return "MISSED"
+}

@@ -15,7 +15,6 @@ import (
 	"log/slog"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 	"unicode/utf8"
 
@@ -44,9 +43,9 @@ const (
 // Config configures a Coordinator.
 type Config struct {
 	Redis  *redis.Client
-	Prefix string         // key prefix in Redis
-	DB     store.Querier  // topics, subscribers and counters, read-only
-	Calls  Caller         // the participants
+	Prefix string        // key prefix in Redis
+	DB     store.Querier // topics, subscribers and counters, read-only
+	Calls  Caller        // the participants
 	Log    *slog.Logger
 	// Deliver sends an event to a channel topic on every gateway replica.
 	Deliver func(ctx context.Context, topic, event string, payload any) error
@@ -63,12 +62,13 @@ type Config struct {
 	Crash func(Fault) bool
 }
 
-// Stats count transactions since start.
+// Stats count transactions across every replica and restart; they are
+// kept in Redis beside the records.
 type Stats struct {
-	Published int64 `json:"published"`
-	Committed int64 `json:"committed"`
-	Aborted   int64 `json:"aborted"`
-	Recovered int64 `json:"recovered"`
+	Published int64 `json:"published"` // transactions started
+	Committed int64 `json:"committed"` // finished by commit
+	Aborted   int64 `json:"aborted"`   // finished by rollback
+	Recovered int64 `json:"recovered"` // finished by recovery (also counted above)
 }
 
 // Coordinator publishes notifications as two-phase commits.
@@ -76,8 +76,6 @@ type Coordinator struct {
 	cfg     Config
 	records *records
 	log     *slog.Logger
-
-	published, committed, aborted, recovered atomic.Int64
 }
 
 // New returns a Coordinator; zero durations get defaults.
@@ -100,9 +98,9 @@ func New(cfg Config) *Coordinator {
 	return &Coordinator{cfg: cfg, log: log, records: &records{rdb: cfg.Redis, prefix: cfg.Prefix, ttl: cfg.RecordTTL}}
 }
 
-// Stats returns the counts since start.
-func (c *Coordinator) Stats() Stats {
-	return Stats{Published: c.published.Load(), Committed: c.committed.Load(), Aborted: c.aborted.Load(), Recovered: c.recovered.Load()}
+// Stats returns the counts.
+func (c *Coordinator) Stats(ctx context.Context) (Stats, error) {
+	return c.records.stats(ctx)
 }
 
 // Message is what a publisher sends.
@@ -160,7 +158,7 @@ func (c *Coordinator) Publish(ctx context.Context, sender, topicID int64, msg Me
 	if err := c.records.create(ctx, rec); err != nil {
 		return Result{}, fmt.Errorf("cannot start the transaction: %w", err)
 	}
-	c.published.Add(1)
+	c.records.count(ctx, "published")
 
 	if reached, err := c.prepare(ctx, rec); err != nil {
 		log.Info("prepare failed; rolling back", "err", err)
@@ -295,7 +293,7 @@ func (c *Coordinator) finishCommit(ctx context.Context, rec *Record) error {
 	if err != nil {
 		return err
 	}
-	c.committed.Add(1)
+	c.records.count(ctx, "committed")
 	c.deliver(ctx, rec, counted.Unread)
 	return nil
 }
@@ -320,7 +318,7 @@ func (c *Coordinator) finishRollback(ctx context.Context, rec *Record, rollbacks
 	if err := c.records.transition(ctx, rec.ID, Aborting, Aborted); err != nil {
 		return err
 	}
-	c.aborted.Add(1)
+	c.records.count(ctx, "aborted")
 	return nil
 }
 

@@ -328,6 +328,10 @@ func TestCoordinatorCrashAfterDecisionIsCommittedByRecovery(t *testing.T) {
 	if len(h.events) != 2 {
 		t.Errorf("recovery delivered %d events, want one per subscriber", len(h.events))
 	}
+	stats, err := restarted.Stats(context.Background())
+	if err != nil || stats != (Stats{Published: 1, Committed: 1, Recovered: 1}) {
+		t.Errorf("stats %+v (%v), want 1 published, committed and recovered", stats, err)
+	}
 }
 
 func TestCoordinatorCrashBeforeDecisionIsRolledBackByRecovery(t *testing.T) {

@@ -36,23 +36,27 @@ func (c *Coordinator) Recover(ctx context.Context) (int, error) {
 	done := 0
 	var errs []error
 	for _, id := range ids {
-		if err := c.recoverOne(ctx, id); err != nil {
+		finished, err := c.recoverOne(ctx, id)
+		if err != nil {
 			errs = append(errs, err)
 			continue
 		}
-		done++
+		if finished {
+			done++
+			c.records.count(ctx, "recovered")
+		}
 	}
-	c.recovered.Add(int64(done))
 	return done, errors.Join(errs...)
 }
 
-func (c *Coordinator) recoverOne(ctx context.Context, id string) error {
+// recoverOne finishes one transaction, reporting whether it had to.
+func (c *Coordinator) recoverOne(ctx context.Context, id string) (bool, error) {
 	rec, err := c.records.load(ctx, id)
 	if errors.Is(err, errRecordGone) {
-		return c.records.forget(ctx, id)
+		return false, c.records.forget(ctx, id)
 	}
 	if err != nil {
-		return err
+		return false, err
 	}
 	log := c.log.With("tx", id, "state", rec.State)
 	switch rec.State {
@@ -60,20 +64,20 @@ func (c *Coordinator) recoverOne(ctx context.Context, id string) error {
 		var moved *errMoved
 		err := c.records.transition(ctx, id, Preparing, Aborting)
 		if errors.As(err, &moved) {
-			return nil // its publisher decided meanwhile; it finishes it
+			return false, nil // its publisher decided meanwhile; it finishes it
 		}
 		if err != nil {
-			return err
+			return false, err
 		}
 		log.Info("recovery: rolling back a transaction that never decided")
-		return c.finishRollback(ctx, rec, allParticipants)
+		return true, c.finishRollback(ctx, rec, allParticipants)
 	case Aborting:
 		log.Info("recovery: finishing a rollback")
-		return c.finishRollback(ctx, rec, allParticipants)
+		return true, c.finishRollback(ctx, rec, allParticipants)
 	case Committing:
 		log.Info("recovery: finishing a commit")
-		return c.finishCommit(ctx, rec)
+		return true, c.finishCommit(ctx, rec)
 	default: // final: only the open-set entry was left
-		return c.records.forget(ctx, id)
+		return false, c.records.forget(ctx, id)
 	}
 }

@@ -33,6 +33,7 @@ import (
 	"fmt"
 	"hash/maphash"
 	"log/slog"
+	"runtime/debug"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -281,7 +282,7 @@ func (c *Cache) GetOrLoad(ctx context.Context, key string, ttl time.Duration, lo
 		lctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.cfg.LoadTimeout)
 		defer cancel()
 		c.stats.loads.Add(1)
-		v, err := load(lctx)
+		v, err := safeLoad(lctx, load)
 		if err != nil {
 			c.stats.loadErrors.Add(1)
 			return nil, err
@@ -302,6 +303,18 @@ func (c *Cache) GetOrLoad(ctx context.Context, key string, ttl time.Duration, lo
 		c.stats.waiting.Add(-1)
 		return nil, ctx.Err()
 	}
+}
+
+// safeLoad calls load, turning a panic into an error: singleflight runs the
+// load on a goroutine of its own, where a panic would end the process
+// instead of reaching the caller's recover (the function adapter's).
+func safeLoad(ctx context.Context, load func(ctx context.Context) ([]byte, error)) (v []byte, err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			err = fmt.Errorf("cache: loader panicked: %v\n%s", p, debug.Stack())
+		}
+	}()
+	return load(ctx)
 }
 
 // getLocal reads process memory when this store has it and it can be
@@ -357,21 +370,22 @@ func (c *Cache) localTTL(pttl time.Duration) time.Duration {
 	return min(pttl, c.cfg.LocalTTL)
 }
 
-// redisGet reads a value and its remaining lifetime in one round trip; a
-// missing key is (nil, 0, nil).
+// redisGet reads a value and, when process memory is to hold it too, its
+// remaining lifetime, in one round trip; a missing key is (nil, 0, nil).
 func (c *Cache) redisGet(ctx context.Context, key string) ([]byte, time.Duration, error) {
 	var get *redis.StringCmd
-	var pttl *redis.DurationCmd
+	pttl := &redis.DurationCmd{}
 	err := c.redisCall(ctx, func(ctx context.Context) error {
+		if c.local == nil {
+			get = c.rdb.Get(ctx, c.redisKey(key))
+			return ignoreNil(get.Err())
+		}
 		_, err := c.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
 			get = p.Get(ctx, c.redisKey(key))
 			pttl = p.PTTL(ctx, c.redisKey(key))
 			return nil
 		})
-		if errors.Is(err, redis.Nil) {
-			return nil
-		}
-		return err
+		return ignoreNil(err)
 	})
 	if err != nil {
 		return nil, 0, fmt.Errorf("get %s: %w", key, err)
@@ -381,6 +395,14 @@ func (c *Cache) redisGet(ctx context.Context, key string) ([]byte, time.Duration
 		return nil, 0, nil
 	}
 	return v, pttl.Val(), err
+}
+
+// ignoreNil treats Redis's "no such key" as success: a miss is no failure.
+func ignoreNil(err error) error {
+	if errors.Is(err, redis.Nil) {
+		return nil
+	}
+	return err
 }
 
 // redisCall runs f under cfg.RedisTimeout. A failure that is not the

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -212,5 +213,13 @@ func TestConfigFromEnvReadsTheStoreAndTTLs(t *testing.T) {
 	t.Setenv("CACHE_STORE", "near")
 	if _, err := cache.ConfigFromEnv(""); err == nil {
 		t.Fatal("a near cache without a Redis prefix was accepted")
+	}
+}
+
+func TestGetOrLoadTurnsALoaderPanicIntoAnError(t *testing.T) {
+	c := newCache(t, cache.Memory, nil, "")
+	_, err := c.GetOrLoad(context.Background(), "k", 0, func(context.Context) ([]byte, error) { panic("loader bug") })
+	if err == nil || !strings.Contains(err.Error(), "loader bug") {
+		t.Fatalf("GetOrLoad with a panicking loader: %v, want an error naming the panic", err)
 	}
 }

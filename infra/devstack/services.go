@@ -18,6 +18,8 @@ import (
 	"github.com/alicebob/miniredis/v2"
 	"github.com/jackc/pgx/v5"
 	"github.com/redis/go-redis/v9"
+
+	"tidings/infra/proc"
 )
 
 // service is a backing server the stack uses; stop is nil for one that was
@@ -130,15 +132,15 @@ func startPostgres(ctx context.Context, log *slog.Logger, port string) (service,
 		os.RemoveAll(dir)
 		return service{}, fmt.Errorf("initdb: %v: %s", err, out)
 	}
-	proc, err := startProcess(dir, cred, postgres, "-D", data, "-p", port, "-k", dir,
+	server, err := proc.Start(filepath.Join(dir, "server.log"), cred, nil, postgres, "-D", data, "-p", port, "-k", dir,
 		"-c", "listen_addresses=127.0.0.1", "-c", "fsync=off")
 	if err != nil {
 		os.RemoveAll(dir)
 		return service{}, err
 	}
 	admin := fmt.Sprintf("postgres://postgres@127.0.0.1:%s/postgres?sslmode=disable", port)
-	stop := func() { stopProcess(proc, syscall.SIGINT); os.RemoveAll(dir) }
-	if err := waitFor(ctx, 30*time.Second, func(ctx context.Context) error {
+	stop := func() { server.Stop(syscall.SIGINT); os.RemoveAll(dir) }
+	if err := proc.WaitFor(ctx, 30*time.Second, func(ctx context.Context) error {
 		conn, err := pgx.Connect(ctx, admin)
 		if err == nil {
 			conn.Close(ctx)
@@ -148,7 +150,7 @@ func startPostgres(ctx context.Context, log *slog.Logger, port string) (service,
 		stop()
 		return service{}, fmt.Errorf("postgres did not start (log in %s): %w", dir, err)
 	}
-	log.Info("started a throwaway PostgreSQL", "port", port, "dir", dir, "pid", proc.Process.Pid)
+	log.Info("started a throwaway PostgreSQL", "port", port, "dir", dir, "pid", server.Cmd.Process.Pid)
 	return service{stop: stop}, nil
 }
 
@@ -176,20 +178,20 @@ func ensureRedis(ctx context.Context, log *slog.Logger, port string) (service, e
 	if err != nil {
 		return service{}, err
 	}
-	proc, err := startProcess(dir, nil, bin, "--port", port, "--bind", "127.0.0.1",
+	server, err := proc.Start(filepath.Join(dir, "server.log"), nil, nil, bin, "--port", port, "--bind", "127.0.0.1",
 		"--save", "", "--appendonly", "no", "--dir", dir)
 	if err != nil {
 		os.RemoveAll(dir)
 		return service{}, err
 	}
-	stop := func() { stopProcess(proc, syscall.SIGTERM); os.RemoveAll(dir) }
+	stop := func() { server.Stop(syscall.SIGTERM); os.RemoveAll(dir) }
 	client := redis.NewClient(&redis.Options{Addr: "127.0.0.1:" + port})
 	defer client.Close()
-	if err := waitFor(ctx, 15*time.Second, func(ctx context.Context) error { return client.Ping(ctx).Err() }); err != nil {
+	if err := proc.WaitFor(ctx, 15*time.Second, func(ctx context.Context) error { return client.Ping(ctx).Err() }); err != nil {
 		stop()
 		return service{}, fmt.Errorf("redis-server did not start (log in %s): %w", dir, err)
 	}
-	log.Info("started a throwaway Redis", "port", port, "pid", proc.Process.Pid)
+	log.Info("started a throwaway Redis", "port", port, "pid", server.Cmd.Process.Pid)
 	return service{URL: url, stop: stop}, nil
 }
 
@@ -209,56 +211,4 @@ func unprivileged(dir string) (*syscall.Credential, error) {
 		return nil, err
 	}
 	return &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}, nil
-}
-
-// startProcess starts a server in its own process group (so a terminal's
-// Ctrl-C reaches only us, and we stop servers in order) that the kernel
-// kills should this process die without stopping it. Its output goes to
-// dir/server.log.
-func startProcess(dir string, cred *syscall.Credential, bin string, args ...string) (*exec.Cmd, error) {
-	logFile, err := os.Create(filepath.Join(dir, "server.log"))
-	if err != nil {
-		return nil, err
-	}
-	cmd := exec.Command(bin, args...)
-	cmd.Stdout, cmd.Stderr = logFile, logFile
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL, Credential: cred}
-	if err := cmd.Start(); err != nil {
-		logFile.Close()
-		return nil, fmt.Errorf("start %s: %w", bin, err)
-	}
-	go func() { _ = cmd.Wait(); logFile.Close() }()
-	return cmd, nil
-}
-
-// stopProcess signals the server and waits for it to exit, killing it if
-// it takes too long.
-func stopProcess(cmd *exec.Cmd, sig syscall.Signal) {
-	_ = cmd.Process.Signal(sig)
-	for i := 0; i < 100; i++ {
-		if cmd.Process.Signal(syscall.Signal(0)) != nil {
-			return
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	_ = cmd.Process.Kill()
-}
-
-// waitFor retries check until it succeeds or the limit passes.
-func waitFor(ctx context.Context, limit time.Duration, check func(context.Context) error) error {
-	ctx, cancel := context.WithTimeout(ctx, limit)
-	defer cancel()
-	for {
-		attempt, cancelAttempt := context.WithTimeout(ctx, 2*time.Second)
-		err := check(attempt)
-		cancelAttempt()
-		if err == nil {
-			return nil
-		}
-		select {
-		case <-ctx.Done():
-			return err
-		case <-time.After(200 * time.Millisecond):
-		}
-	}
 }

@@ -2,6 +2,9 @@
 // gateway-ws process: connect, joins, heartbeats past the idle timeout, a
 // broadcast, leave, and reconnect + rejoin after the gateway restarts.
 //
+// A second test runs two gateway processes on one Redis and proves that a
+// client on one receives what is published through the other.
+//
 // Needs Go, and Redis on loopback (TIDINGS_TEST_REDIS_URL overrides it).
 // Run: node --test gateway-ws/test/
 import { test, before, after } from "node:test";
@@ -57,11 +60,11 @@ function within(ms, what, promise) {
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
-async function startGateway() {
+async function startGateway(listenPort = port) {
   const child = spawn(bin, [], {
     env: {
       PATH: process.env.PATH,
-      GATEWAY_ADDR: `127.0.0.1:${port}`,
+      GATEWAY_ADDR: `127.0.0.1:${listenPort}`,
       REDIS_URL: process.env.TIDINGS_TEST_REDIS_URL || "redis://127.0.0.1:6379/0",
       REDIS_PREFIX: prefix,
       // Only user channels are joined here, which need no database.
@@ -81,7 +84,7 @@ async function startGateway() {
     const early = await Promise.race([exited, sleep(100).then(() => null)]);
     if (early) throw new Error(`gateway-ws exited at start: ${JSON.stringify(early)}`);
     try {
-      const res = await fetch(`http://127.0.0.1:${port}/healthz`);
+      const res = await fetch(`http://127.0.0.1:${listenPort}/healthz`);
       if (res.ok) return child;
     } catch {
       // not listening yet
@@ -97,8 +100,8 @@ async function stopGateway(child) {
   return { code, signal };
 }
 
-async function broadcast(topic, event, payload) {
-  const res = await fetch(`http://127.0.0.1:${port}/internal/broadcast`, {
+async function broadcast(topic, event, payload, throughPort = port) {
+  const res = await fetch(`http://127.0.0.1:${throughPort}/internal/broadcast`, {
     method: "POST",
     headers: { "Content-Type": "application/json", "X-Internal-Key": internalKey },
     body: JSON.stringify({ topic, event, payload }),
@@ -198,5 +201,28 @@ test("the official phoenix client joins, heartbeats, receives, leaves and surviv
     assert.deepEqual(received, [{ id: 2, title: "after restart" }]);
   } finally {
     socket.disconnect();
+  }
+});
+
+test("a phoenix client on one gateway process receives what is published through another", { timeout: 60000 }, async () => {
+  const portB = await freePort();
+  const gatewayB = await startGateway(portB);
+  const userID = 5151;
+  const socket = new Socket(`ws://127.0.0.1:${port}/socket`, {
+    transport: WebSocket,
+    params: { token: token(userID) },
+    reconnectAfterMs: () => 100,
+    timeout: 5000,
+  });
+  socket.connect();
+  try {
+    const channel = socket.channel(`user:${userID}`, {});
+    const got = within(10000, "the notification published through B", new Promise((resolve) => channel.on("counter", resolve)));
+    assert.deepEqual(await within(10000, "join on A", join(channel)), { status: "ok", resp: {} });
+    await broadcast(`user:${userID}`, "counter", { unread: 7 }, portB);
+    assert.deepEqual(await got, { unread: 7 });
+  } finally {
+    socket.disconnect();
+    await stopGateway(gatewayB);
   }
 });

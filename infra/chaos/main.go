@@ -1,0 +1,272 @@
+// Command chaos is `make chaos`: several publishers publish through several
+// gateway-ws replicas while the participant host (the functions) and the
+// gateways are killed with SIGKILL at random and restarted, and gateways
+// also crash at the two-phase commit's fault points. Then it lets recovery
+// finish and checks what must hold: every user's unread count equals the
+// committed notifications delivered to them minus their acks, nothing is
+// left prepared, no transaction record is unfinished, and every publish
+// that was answered ok is committed. It prints published, committed,
+// aborted and recovered counts, and exits 1 if anything does not hold.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	mathrand "math/rand/v2"
+	"os"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"tidings/infra/proc"
+	"tidings/infra/stackrun"
+	"tidings/lib/store"
+)
+
+func main() {
+	r := &run{}
+	flag.IntVar(&r.publishers, "publishers", 3, "concurrent publishers, each the owner of a topic")
+	flag.IntVar(&r.subscribers, "subscribers", 3, "subscribers of every topic")
+	flag.IntVar(&r.publishes, "publishes", 60, "publishes in all")
+	gateways := flag.Int("gateways", 2, "gateway-ws replicas")
+	flag.DurationVar(&r.killEvery, "kill-every", 400*time.Millisecond, "mean time between kills")
+	crashRate := flag.Float64("crash-rate", 0.05, "chance a gateway crashes at each 2PC fault point")
+	limit := flag.Duration("timeout", 4*time.Minute, "bound on the whole run")
+	flag.Parse()
+
+	ctx, cancel := context.WithTimeout(context.Background(), *limit)
+	defer cancel()
+	err := r.run(ctx, *gateways, *crashRate)
+	if r.stack != nil {
+		r.stack.Close()
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "chaos:", err)
+		os.Exit(1)
+	}
+}
+
+type run struct {
+	publishers, subscribers, publishes int
+	killEvery                          time.Duration
+
+	stack            *stackrun.Stack
+	host             *stackrun.Node
+	gateways         []*stackrun.Node
+	topics           []topic
+	subscriberTokens []string
+
+	ok, failed, acks atomic.Int64
+	okIDs            sync.Map // notification id -> struct{}
+}
+
+type topic struct {
+	id    int64
+	token string // its owner's
+}
+
+func (r *run) run(ctx context.Context, gateways int, crashRate float64) error {
+	var err error
+	fmt.Println("building and starting the stack")
+	if r.stack, err = stackrun.New(ctx, "chaos"); err != nil {
+		return err
+	}
+	if r.host, err = r.stack.StartHost(ctx); err != nil {
+		return err
+	}
+	for i := 0; i < gateways; i++ {
+		g, err := r.stack.StartGateway(ctx, r.host,
+			"RECOVERY_INTERVAL=300ms", "RECOVERY_STUCK_AFTER=1500ms", "PHASE_TWO_TIMEOUT=2s",
+			"FUNCTION_TIMEOUT=2s", "BREAKER_OPEN_FOR=300ms", "HEALTH_INTERVAL=0",
+			"COORDINATOR_CRASH_RATE="+strconv.FormatFloat(crashRate, 'f', -1, 64))
+		if err != nil {
+			return err
+		}
+		r.gateways = append(r.gateways, g)
+	}
+	if err := r.world(ctx); err != nil {
+		return err
+	}
+	return r.chaos(ctx)
+}
+
+// world registers the publishers (each owning a topic) and the
+// subscribers, who subscribe to every topic.
+func (r *run) world(ctx context.Context) error {
+	register := func(email string) (string, error) {
+		var out struct{ Token string }
+		err := r.call(ctx, "register", "", map[string]string{"email": email, "password": "chaos-password", "name": "chaos"}, &out)
+		return out.Token, err
+	}
+	for i := 0; i < r.subscribers; i++ {
+		tok, err := register(fmt.Sprintf("sub%d@chaos.test", i))
+		if err != nil {
+			return err
+		}
+		r.subscriberTokens = append(r.subscriberTokens, tok)
+	}
+	for i := 0; i < r.publishers; i++ {
+		owner, err := register(fmt.Sprintf("pub%d@chaos.test", i))
+		if err != nil {
+			return err
+		}
+		var created struct {
+			Topic struct{ ID int64 }
+		}
+		if err := r.call(ctx, "create-topic", owner, map[string]string{"name": fmt.Sprintf("topic %d", i)}, &created); err != nil {
+			return err
+		}
+		for _, tok := range r.subscriberTokens {
+			if err := r.call(ctx, "subscribe", tok, map[string]int64{"topic_id": created.Topic.ID}, nil); err != nil {
+				return err
+			}
+		}
+		r.topics = append(r.topics, topic{id: created.Topic.ID, token: owner})
+	}
+	return nil
+}
+
+func (r *run) call(ctx context.Context, function, token string, body, out any) error {
+	return stackrun.Post(ctx, "http://"+r.host.Addr+"/function/"+function, token, body, out)
+}
+
+func (r *run) chaos(ctx context.Context) error {
+	fmt.Printf("publishing %d notifications from %d publishers through %d gateways, killing every ~%v\n",
+		r.publishes, r.publishers, len(r.gateways), r.killEvery)
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	for i, t := range r.topics {
+		n := r.publishes / r.publishers
+		if i < r.publishes%r.publishers {
+			n++
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			r.publish(ctx, t, n)
+		}()
+	}
+	go func() { wg.Wait(); close(done) }()
+	r.kill(ctx, done)
+
+	fmt.Println("publishers done; letting recovery finish")
+	if err := r.restartDead(ctx); err != nil {
+		return err
+	}
+	err := proc.WaitFor(ctx, 90*time.Second, func(ctx context.Context) error {
+		open, err := r.stack.Redis.ZCard(ctx, r.stack.Prefix+"tx:open").Result()
+		if err == nil && open > 0 {
+			err = fmt.Errorf("%d transaction records still unfinished", open)
+		}
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	return r.verify(ctx)
+}
+
+// publish sends n publishes on t through random gateways; a third of the
+// committed ones are then acked by a subscriber.
+func (r *run) publish(ctx context.Context, t topic, n int) {
+	for i := 0; i < n; i++ {
+		g := r.gateways[mathrand.IntN(len(r.gateways))]
+		var out struct {
+			NotificationID int64 `json:"notification_id"`
+		}
+		err := stackrun.Post(ctx, fmt.Sprintf("http://%s/api/topics/%d/notifications", g.Addr, t.id), t.token,
+			map[string]string{"title": fmt.Sprintf("chaos %d", i), "body": "payload"}, &out)
+		if err != nil || out.NotificationID == 0 {
+			r.failed.Add(1)
+			continue
+		}
+		r.ok.Add(1)
+		r.okIDs.Store(out.NotificationID, struct{}{})
+		if mathrand.IntN(3) == 0 {
+			tok := r.subscriberTokens[mathrand.IntN(len(r.subscriberTokens))]
+			if r.call(ctx, "ack-notification", tok, map[string]int64{"notification_id": out.NotificationID}, nil) == nil {
+				r.acks.Add(1)
+			}
+		}
+	}
+}
+
+// kill kills a random process every ~killEvery until done, and restarts
+// whatever is dead (killed, or crashed at a fault point) shortly after.
+func (r *run) kill(ctx context.Context, done <-chan struct{}) {
+	nodes := append([]*stackrun.Node{r.host}, r.gateways...)
+	for {
+		select {
+		case <-done:
+			return
+		case <-ctx.Done():
+			return
+		case <-time.After(time.Duration(float64(r.killEvery) * (0.5 + mathrand.Float64()))):
+		}
+		nodes[mathrand.IntN(len(nodes))].Kill()
+		time.Sleep(time.Duration(50+mathrand.IntN(250)) * time.Millisecond)
+		if err := r.restartDead(ctx); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+		}
+	}
+}
+
+func (r *run) restartDead(ctx context.Context) error {
+	for _, n := range append([]*stackrun.Node{r.host}, r.gateways...) {
+		if n.Exited() {
+			if err := n.Start(ctx); err != nil {
+				return fmt.Errorf("restart %s: %w", n.Name, err)
+			}
+		}
+	}
+	return nil
+}
+
+// verify checks the invariant and prints the counts.
+func (r *run) verify(ctx context.Context) error {
+	var problems []error
+	pool := r.stack.Pool
+	if err := store.CheckInvariant(ctx, pool); err != nil {
+		problems = append(problems, err)
+	}
+	var ids []int64
+	r.okIDs.Range(func(k, _ any) bool { ids = append(ids, k.(int64)); return true })
+	var committedOK, committed int64
+	if err := pool.QueryRow(ctx, `SELECT count(*) FILTER (WHERE id = ANY($1)), count(*) FROM notifications WHERE state = 'committed'`,
+		ids).Scan(&committedOK, &committed); err != nil {
+		return err
+	}
+	if committedOK != int64(len(ids)) {
+		problems = append(problems, fmt.Errorf("%d publishes were answered ok but only %d of them are committed", len(ids), committedOK))
+	}
+	stats, err := r.stack.Redis.HGetAll(ctx, r.stack.Prefix+"tx:stats").Result()
+	if err != nil {
+		return err
+	}
+	gatewayKills := 0
+	for _, g := range r.gateways {
+		gatewayKills += g.Kills()
+	}
+	n := func(k string) string {
+		if stats[k] == "" {
+			return "0"
+		}
+		return stats[k]
+	}
+	fmt.Println()
+	fmt.Println("| published | committed | aborted | recovered | answered ok | failed | acks | gateway kills | participant kills |")
+	fmt.Println("| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+	fmt.Printf("| %s | %s | %s | %s | %d | %d | %d | %d | %d |\n", n("published"), n("committed"), n("aborted"),
+		n("recovered"), r.ok.Load(), r.failed.Load(), r.acks.Load(), gatewayKills, r.host.Kills())
+	fmt.Printf("\ncommitted notifications in PostgreSQL: %d\n", committed)
+	for _, p := range problems {
+		fmt.Println("FAIL:", p)
+	}
+	if len(problems) > 0 {
+		return fmt.Errorf("the invariant does not hold")
+	}
+	fmt.Println("invariant holds: unread = committed deliveries - acks for every user; nothing prepared or pending; no unfinished transaction")
+	return nil
+}

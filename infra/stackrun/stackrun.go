@@ -1,0 +1,282 @@
+// Package stackrun runs a throwaway tidings stack as real processes for
+// the tools that measure or torture it (`make chaos`, `make bench`): its
+// own database and Redis prefix on the local servers, fresh secrets, the
+// function host, and gateway-ws replicas, each a process that can be killed
+// and started again on the same address.
+package stackrun
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/redis/go-redis/v9"
+
+	"tidings/infra/proc"
+	"tidings/lib/config"
+	"tidings/lib/store"
+	"tidings/lib/testenv"
+)
+
+// Stack is a running throwaway stack.
+type Stack struct {
+	Dir      string
+	DBURL    string
+	RedisURL string
+	Prefix   string
+	Pool     *pgxpool.Pool
+	Redis    *redis.Client
+
+	dbName string
+	common []string
+	nodes  []*Node
+}
+
+// New builds the binaries and makes the database, Redis prefix and secrets.
+func New(ctx context.Context, name string) (*Stack, error) {
+	s := &Stack{}
+	var err error
+	if s.Dir, err = os.MkdirTemp("", "tidings-"+name+"-"); err != nil {
+		return nil, err
+	}
+	for _, b := range [][2]string{{"devstack", "./infra/devstack"}, {"gateway", "./gateway-ws"}} {
+		out, err := exec.CommandContext(ctx, "go", "build", "-o", filepath.Join(s.Dir, b[0]), b[1]).CombinedOutput()
+		if err != nil {
+			s.Close()
+			return nil, fmt.Errorf("build %s: %v\n%s", b[1], err, out)
+		}
+	}
+	suffix := randomHex(4)
+	s.dbName, s.Prefix = "tidings_"+name+"_"+suffix, "tidings-"+name+":"+suffix+":"
+	conn, err := pgx.Connect(ctx, testenv.AdminURL())
+	if err != nil {
+		s.Close()
+		return nil, fmt.Errorf("connect to PostgreSQL: %w", err)
+	}
+	_, err = conn.Exec(ctx, "CREATE DATABASE "+s.dbName)
+	conn.Close(ctx)
+	if err != nil {
+		s.dbName = ""
+		s.Close()
+		return nil, err
+	}
+	s.DBURL = testenv.WithDatabase(testenv.AdminURL(), s.dbName)
+	if s.Pool, err = store.Open(ctx, s.DBURL); err == nil {
+		err = store.Migrate(ctx, s.Pool)
+	}
+	if err != nil {
+		s.Close()
+		return nil, err
+	}
+	s.RedisURL = testenv.RedisURL()
+	opts, err := redis.ParseURL(s.RedisURL)
+	if err != nil {
+		s.Close()
+		return nil, err
+	}
+	s.Redis = redis.NewClient(opts)
+	secrets := filepath.Join(s.Dir, "secrets")
+	_ = os.MkdirAll(secrets, 0o700)
+	for _, name := range []string{config.JWTSecret, config.InternalKey} {
+		if err := os.WriteFile(filepath.Join(secrets, name), []byte(randomHex(32)), 0o600); err != nil {
+			s.Close()
+			return nil, err
+		}
+	}
+	s.common = []string{"DATABASE_URL=" + s.DBURL, "REDIS_URL=" + s.RedisURL, "REDIS_PREFIX=" + s.Prefix,
+		"SECRETS_DIR=" + secrets, "LOG_LEVEL=warn", "JWT_SECRET=", "INTERNAL_KEY="}
+	return s, nil
+}
+
+// StartHost starts the function host (the participants) with env added.
+func (s *Stack) StartHost(ctx context.Context, env ...string) (*Node, error) {
+	addr := FreeAddr()
+	n := &Node{Name: "functions", Addr: addr, bin: filepath.Join(s.Dir, "devstack"), args: []string{"-gateway=false"},
+		logPath: filepath.Join(s.Dir, "functions.log"), env: append(append(s.common, "FUNCTIONS_ADDR="+addr), env...)}
+	return n, s.start(ctx, n)
+}
+
+// StartGateway starts a gateway-ws replica calling functions at host.
+func (s *Stack) StartGateway(ctx context.Context, host *Node, env ...string) (*Node, error) {
+	addr := FreeAddr()
+	i := len(s.nodes)
+	n := &Node{Name: fmt.Sprintf("gateway-%d", i), Addr: addr, bin: filepath.Join(s.Dir, "gateway"),
+		logPath: filepath.Join(s.Dir, fmt.Sprintf("gateway-%d.log", i)),
+		env:     append(append(s.common, "GATEWAY_ADDR="+addr, "FAAS_URL=http://"+host.Addr), env...)}
+	return n, s.start(ctx, n)
+}
+
+func (s *Stack) start(ctx context.Context, n *Node) error {
+	s.nodes = append(s.nodes, n)
+	if err := n.Start(ctx); err != nil {
+		return fmt.Errorf("start %s: %w (log %s)", n.Name, err, n.logPath)
+	}
+	return nil
+}
+
+// Close stops every process and removes the database, keys and files
+// (the files stay when $STACK_KEEP is set, for reading the logs).
+func (s *Stack) Close() {
+	for _, n := range s.nodes {
+		n.Stop()
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if s.Pool != nil {
+		s.Pool.Close()
+	}
+	if s.dbName != "" {
+		testenv.DropDatabase(s.dbName)
+	}
+	if s.Redis != nil {
+		iter := s.Redis.Scan(ctx, 0, s.Prefix+"*", 500).Iterator()
+		for iter.Next(ctx) {
+			s.Redis.Del(ctx, iter.Val())
+		}
+		s.Redis.Close()
+	}
+	if s.Dir != "" && os.Getenv("STACK_KEEP") == "" {
+		os.RemoveAll(s.Dir)
+	}
+}
+
+// Node is one process of the stack, restartable on its address.
+type Node struct {
+	Name, Addr string
+
+	bin, logPath string
+	args, env    []string
+	mu           sync.Mutex
+	p            *proc.Process
+	kills        int
+}
+
+// Start starts the process and waits until /healthz answers.
+func (n *Node) Start(ctx context.Context) error {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	p, err := proc.Start(n.logPath, nil, n.env, n.bin, n.args...)
+	if err != nil {
+		return err
+	}
+	n.p = p
+	return proc.WaitFor(ctx, 30*time.Second, func(ctx context.Context) error {
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+n.Addr+"/healthz", nil)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			return err
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			return fmt.Errorf("%s /healthz: %d", n.Name, resp.StatusCode)
+		}
+		return nil
+	})
+}
+
+// Kill ends the process with SIGKILL, as a crash would.
+func (n *Node) Kill() {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.p != nil {
+		n.p.Kill()
+		n.kills++
+	}
+}
+
+// Stop ends the process gracefully.
+func (n *Node) Stop() {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.p != nil {
+		n.p.Stop(syscall.SIGTERM)
+	}
+}
+
+// Exited reports whether the process is no longer running.
+func (n *Node) Exited() bool {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.p == nil {
+		return true
+	}
+	select {
+	case <-n.p.Exited():
+		return true
+	default:
+		return false
+	}
+}
+
+// Kills counts the SIGKILLs sent to the node.
+func (n *Node) Kills() int {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.kills
+}
+
+// Pid is the process's id, for reading its memory.
+func (n *Node) Pid() int {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.p.Cmd.Process.Pid
+}
+
+// Post sends body as JSON with an optional Bearer token and decodes a 2xx
+// answer into out.
+func Post(ctx context.Context, target, token string, body, out any) error {
+	b, _ := json.Marshal(body)
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, target, bytes.NewReader(b))
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	raw, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode/100 != 2 {
+		return fmt.Errorf("POST %s: %d %s", target, resp.StatusCode, raw)
+	}
+	if out != nil {
+		return json.Unmarshal(raw, out)
+	}
+	return nil
+}
+
+// FreeAddr returns a loopback address with a port free right now.
+func FreeAddr() string {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		panic(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+func randomHex(n int) string {
+	b := make([]byte, n)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}

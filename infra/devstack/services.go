@@ -10,7 +10,6 @@ import (
 	"os/exec"
 	"os/user"
 	"path/filepath"
-	"sort"
 	"strconv"
 	"syscall"
 	"time"
@@ -90,29 +89,15 @@ func createDatabase(ctx context.Context, adminURL, name string) error {
 	return nil
 }
 
-// postgresBin finds a PostgreSQL server binary on PATH or in Debian's
-// versioned directories, newest first.
-func postgresBin(name string) (string, error) {
-	if p, err := exec.LookPath(name); err == nil {
-		return p, nil
-	}
-	found, _ := filepath.Glob("/usr/lib/postgresql/*/bin/" + name)
-	if len(found) == 0 {
-		return "", fmt.Errorf("%s not found: install PostgreSQL", name)
-	}
-	sort.Strings(found)
-	return found[len(found)-1], nil
-}
-
 // startPostgres runs initdb and postgres in a temporary directory. PostgreSQL
 // refuses to run as root, so as root both run as the postgres user in a
 // directory that user owns.
 func startPostgres(ctx context.Context, log *slog.Logger, port string) (service, error) {
-	initdb, err := postgresBin("initdb")
+	initdb, err := proc.PostgresBinary("initdb")
 	if err != nil {
 		return service{}, err
 	}
-	postgres, err := postgresBin("postgres")
+	postgres, err := proc.PostgresBinary("postgres")
 	if err != nil {
 		return service{}, err
 	}

@@ -8,6 +8,8 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
+	"sort"
 	"syscall"
 	"time"
 )
@@ -81,4 +83,18 @@ func WaitFor(ctx context.Context, limit time.Duration, check func(context.Contex
 		case <-time.After(100 * time.Millisecond):
 		}
 	}
+}
+
+// PostgresBinary finds a PostgreSQL program (initdb, postgres, pgbench) on
+// PATH or in Debian's versioned directories, newest first.
+func PostgresBinary(name string) (string, error) {
+	if p, err := exec.LookPath(name); err == nil {
+		return p, nil
+	}
+	found, _ := filepath.Glob("/usr/lib/postgresql/*/bin/" + name)
+	if len(found) == 0 {
+		return "", fmt.Errorf("%s not found: install PostgreSQL", name)
+	}
+	sort.Strings(found)
+	return found[len(found)-1], nil
 }

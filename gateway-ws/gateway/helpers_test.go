@@ -62,7 +62,7 @@ type testGateway struct {
 	stop func() error
 }
 
-func startGateway(t *testing.T, cfg Config) *testGateway {
+func startGateway(t testing.TB, cfg Config) *testGateway {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	srv, err := New(ctx, cfg)

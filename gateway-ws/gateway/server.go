@@ -74,6 +74,14 @@ func LoadConfig() (Config, error) {
 	if err != nil {
 		return Config{}, err
 	}
+	return ConfigFrom(base)
+}
+
+// ConfigFrom adds the gateway's own settings from the environment to an
+// already loaded base configuration, for a process (the dev stack) that
+// has one.
+func ConfigFrom(base config.Config) (Config, error) {
+	var err error
 	c := Config{
 		Config:  base,
 		Addr:    config.Env("GATEWAY_ADDR", ":4000"),
@@ -309,6 +317,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	hs := &http.Server{
 		Handler:           s.Handler(),
 		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       2 * time.Minute, // idle keep-alive connections of the pass-through
 		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
 	}
 	served := make(chan error, 1)

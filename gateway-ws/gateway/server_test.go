@@ -5,7 +5,9 @@ import (
 	"encoding/base64"
 	"errors"
 	"net/http"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/gorilla/websocket"
 
@@ -144,4 +146,64 @@ func TestNewFailsWithoutRedis(t *testing.T) {
 	if _, err := New(context.Background(), cfg); err == nil || errors.Is(err, context.Canceled) {
 		t.Fatalf("New with WS_SEND_QUEUE=0: %v, want a configuration error", err)
 	}
+}
+
+// FuzzSocketFrame sends arbitrary text frames over a live socket: whatever
+// comes in, the gateway either answers and stays usable (a heartbeat sent
+// afterwards is answered) or closes the socket with a close frame whose
+// code says why; it never drops the connection without one or dies.
+func FuzzSocketFrame(f *testing.F) {
+	for _, seed := range []string{
+		`[null,"1","phoenix","heartbeat",{}]`,
+		`["1","1","user:1","phx_join",{}]`,
+		`["1","1","user:2","phx_join",{}]`,
+		`["1","1","room:x","phx_join",{}]`,
+		`["1","2","user:1","phx_leave",{}]`,
+		`["1","2","user:1","publish",{"title":"t"}]`,
+		`[null,null,"topic:1","phx_join",null]`,
+		`not json`, `[1,2,3]`, `[]`, `{}`, `[null,null,null,null,null]`,
+	} {
+		f.Add(seed)
+	}
+	g := startGateway(f, testConfig(testenv.NewRedis(f), testenv.AdminURL()))
+	tok, _, err := testTokens.Issue(1)
+	if err != nil {
+		f.Fatal(err)
+	}
+	allowedCloses := map[int]bool{
+		websocket.CloseInvalidFramePayloadData: true,
+		websocket.CloseMessageTooBig:           true,
+	}
+	f.Fuzz(func(t *testing.T, frame string) {
+		ws, _, err := websocket.DefaultDialer.Dial(g.socketURL(tok), nil)
+		if err != nil {
+			t.Fatalf("dial: %v", err)
+		}
+		defer ws.Close()
+		if err := ws.WriteMessage(websocket.TextMessage, []byte(frame)); err != nil {
+			t.Fatalf("send: %v", err)
+		}
+		_ = ws.WriteMessage(websocket.TextMessage, []byte(`[null,"fuzz-probe","phoenix","heartbeat",{}]`))
+		for range 20 {
+			_ = ws.SetReadDeadline(time.Now().Add(10 * time.Second))
+			_, data, err := ws.ReadMessage()
+			var ce *websocket.CloseError
+			if errors.As(err, &ce) {
+				if !allowedCloses[ce.Code] {
+					t.Fatalf("frame %q: closed with %d %q", frame, ce.Code, ce.Text)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("frame %q: connection dropped without a close frame: %v", frame, err)
+			}
+			if _, err := Decode(data); err != nil {
+				t.Fatalf("frame %q: gateway sent an undecodable frame %q", frame, data)
+			}
+			if strings.Contains(string(data), `"fuzz-probe"`) {
+				return
+			}
+		}
+		t.Fatalf("frame %q: no answer to the probe heartbeat within 20 frames", frame)
+	})
 }

@@ -28,6 +28,7 @@
 package cache
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -155,10 +156,17 @@ func (c *Cache) Close() error {
 // Store reports which store the cache uses.
 func (c *Cache) Store() Store { return c.cfg.Store }
 
-// Get returns the value under key and whether it was found. A Redis failure
-// is returned as an error wrapping ErrUnavailable; callers that have a source
-// of truth should use GetOrLoad instead.
+// Get returns a copy of the value under key and whether it was found. A
+// Redis failure is returned as an error wrapping ErrUnavailable; callers
+// that have a source of truth should use GetOrLoad instead.
 func (c *Cache) Get(ctx context.Context, key string) ([]byte, bool, error) {
+	v, ok, err := c.get(ctx, key)
+	return bytes.Clone(v), ok, err
+}
+
+// get is Get without the copy: the slice may be the one in process memory,
+// so only a caller that never changes it (Typed decodes it) may use it.
+func (c *Cache) get(ctx context.Context, key string) ([]byte, bool, error) {
 	if v, ok := c.getLocal(key); ok {
 		c.stats.localHits.Add(1)
 		return v, true, nil
@@ -169,12 +177,12 @@ func (c *Cache) Get(ctx context.Context, key string) ([]byte, bool, error) {
 	}
 	stripe, flushes := c.epoch(key), c.flushes.Load()
 	start := c.epochs[stripe].Load()
-	v, pttl, err := c.redisGet(ctx, key)
+	v, found, pttl, err := c.redisGet(ctx, key)
 	if err != nil {
 		c.stats.misses.Add(1)
 		return nil, false, err
 	}
-	if v == nil {
+	if !found {
 		c.stats.misses.Add(1)
 		return nil, false, nil
 	}
@@ -192,6 +200,7 @@ func (c *Cache) Set(ctx context.Context, key string, val []byte, ttl time.Durati
 	if ttl <= 0 {
 		ttl = c.cfg.TTL
 	}
+	val = bytes.Clone(val) // the caller may reuse its slice
 	if c.rdb == nil {
 		c.local.Set(key, localEntry{val: val, ttl: ttl})
 		return nil
@@ -265,9 +274,16 @@ func (c *Cache) Delete(ctx context.Context, keys ...string) error {
 // cfg.LoadTimeout, because callers that share it must not fail when the
 // first one gives up; each caller still stops waiting when its own ctx ends.
 // A Redis failure never fails the read: the value comes from load. A load
-// error is returned as is and nothing is cached.
+// error is returned as is and nothing is cached. The value returned is the
+// caller's own copy.
 func (c *Cache) GetOrLoad(ctx context.Context, key string, ttl time.Duration, load func(ctx context.Context) ([]byte, error)) ([]byte, error) {
-	if v, ok, err := c.Get(ctx, key); ok {
+	v, err := c.getOrLoad(ctx, key, ttl, load)
+	return bytes.Clone(v), err
+}
+
+// getOrLoad is GetOrLoad without the copy; see get.
+func (c *Cache) getOrLoad(ctx context.Context, key string, ttl time.Duration, load func(ctx context.Context) ([]byte, error)) ([]byte, error) {
+	if v, ok, err := c.get(ctx, key); ok {
 		return v, nil
 	} else if err != nil && !errors.Is(err, ErrUnavailable) {
 		return nil, err
@@ -276,7 +292,7 @@ func (c *Cache) GetOrLoad(ctx context.Context, key string, ttl time.Duration, lo
 	ch := c.flight.DoChan(key, func() (any, error) {
 		// A flight that finished just before this one began may have
 		// stored the value already.
-		if v, ok, _ := c.Get(ctx, key); ok {
+		if v, ok, _ := c.get(ctx, key); ok {
 			return v, nil
 		}
 		lctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.cfg.LoadTimeout)
@@ -371,30 +387,30 @@ func (c *Cache) localTTL(pttl time.Duration) time.Duration {
 }
 
 // redisGet reads a value and, when process memory is to hold it too, its
-// remaining lifetime, in one round trip; a missing key is (nil, 0, nil).
-func (c *Cache) redisGet(ctx context.Context, key string) ([]byte, time.Duration, error) {
+// remaining lifetime, in one round trip.
+func (c *Cache) redisGet(ctx context.Context, key string) (val []byte, found bool, pttl time.Duration, err error) {
 	var get *redis.StringCmd
-	pttl := &redis.DurationCmd{}
-	err := c.redisCall(ctx, func(ctx context.Context) error {
+	ttlCmd := &redis.DurationCmd{}
+	err = c.redisCall(ctx, func(ctx context.Context) error {
 		if c.local == nil {
 			get = c.rdb.Get(ctx, c.redisKey(key))
 			return ignoreNil(get.Err())
 		}
 		_, err := c.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
 			get = p.Get(ctx, c.redisKey(key))
-			pttl = p.PTTL(ctx, c.redisKey(key))
+			ttlCmd = p.PTTL(ctx, c.redisKey(key))
 			return nil
 		})
 		return ignoreNil(err)
 	})
 	if err != nil {
-		return nil, 0, fmt.Errorf("get %s: %w", key, err)
+		return nil, false, 0, fmt.Errorf("get %s: %w", key, err)
 	}
-	v, err := get.Bytes()
+	val, err = get.Bytes()
 	if errors.Is(err, redis.Nil) {
-		return nil, 0, nil
+		return nil, false, 0, nil
 	}
-	return v, pttl.Val(), err
+	return val, err == nil, ttlCmd.Val(), err
 }
 
 // ignoreNil treats Redis's "no such key" as success: a miss is no failure.

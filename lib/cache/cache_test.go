@@ -223,3 +223,41 @@ func TestGetOrLoadTurnsALoaderPanicIntoAnError(t *testing.T) {
 		t.Fatalf("GetOrLoad with a panicking loader: %v, want an error naming the panic", err)
 	}
 }
+
+func TestChangingASetOrReturnedSliceLeavesTheCachedValueAlone(t *testing.T) {
+	for _, store := range stores {
+		t.Run(string(store), func(t *testing.T) {
+			r := testenv.NewRedis(t)
+			c := newCache(t, store, r.Client, r.Prefix)
+			ctx := context.Background()
+			val := []byte("abc")
+			if err := c.Set(ctx, "k", val, 0); err != nil {
+				t.Fatal(err)
+			}
+			val[0] = 'X'
+			for range 2 { // the second read of a near cache comes from memory
+				got, _, _ := c.Get(ctx, "k")
+				if string(got) != "abc" {
+					t.Fatalf("Get: %q, want abc", got)
+				}
+				got[0] = 'Y'
+			}
+		})
+	}
+}
+
+func TestEmptyValuesAreFound(t *testing.T) {
+	for _, store := range stores {
+		t.Run(string(store), func(t *testing.T) {
+			r := testenv.NewRedis(t)
+			c := newCache(t, store, r.Client, r.Prefix)
+			ctx := context.Background()
+			if err := c.Set(ctx, "empty", nil, 0); err != nil {
+				t.Fatal(err)
+			}
+			if _, ok, err := c.Get(ctx, "empty"); !ok || err != nil {
+				t.Fatalf("Get of an empty value: found=%v err=%v, want found", ok, err)
+			}
+		})
+	}
+}

@@ -26,7 +26,7 @@ func (t *Typed[V]) Key(k string) string { return t.ns + ":" + k }
 // Get returns the value under k and whether it was found; see Cache.Get.
 func (t *Typed[V]) Get(ctx context.Context, k string) (V, bool, error) {
 	var v V
-	b, ok, err := t.c.Get(ctx, t.Key(k))
+	b, ok, err := t.c.get(ctx, t.Key(k))
 	if !ok || err != nil {
 		return v, false, err
 	}
@@ -59,7 +59,7 @@ func (t *Typed[V]) Delete(ctx context.Context, ks ...string) error {
 // between versions) is loaded again rather than failing the read.
 func (t *Typed[V]) GetOrLoad(ctx context.Context, k string, ttl time.Duration, load func(ctx context.Context) (V, error)) (V, error) {
 	var v V
-	b, err := t.c.GetOrLoad(ctx, t.Key(k), ttl, func(ctx context.Context) ([]byte, error) {
+	b, err := t.c.getOrLoad(ctx, t.Key(k), ttl, func(ctx context.Context) ([]byte, error) {
 		return t.encodeLoad(ctx, k, load)
 	})
 	if err != nil {

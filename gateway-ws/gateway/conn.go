@@ -243,8 +243,9 @@ func (c *conn) handle(msg Message) {
 		c.ignore(msg)
 		return
 	}
-	if msg.JoinRef != nil && !bytes.Equal(msg.JoinRef, ch.joinRef) {
-		// A message for an earlier join of this topic.
+	if ch.joinRef != nil && !bytes.Equal(msg.JoinRef, ch.joinRef) {
+		// A message for an earlier join of this topic (or, like in
+		// Phoenix, one without join_ref for a channel joined with one).
 		c.ignore(msg)
 		return
 	}

@@ -109,6 +109,8 @@ func TestBadMessagesGetPhoenixAnswersAndSocketSurvives(t *testing.T) {
 	// A message for an earlier join of a joined topic is not for this channel.
 	c.send("old", "21", "user:3", "dance", map[string]any{})
 	c.expect(`[null,"21","user:3","phx_reply",{"status":"error","response":{"reason":"unmatched topic"}}]`)
+	c.send(nil, "22", "user:3", "dance", map[string]any{})
+	c.expect(`[null,"22","user:3","phx_reply",{"status":"error","response":{"reason":"unmatched topic"}}]`)
 	c.heartbeat()
 }
 
@@ -317,4 +319,17 @@ func TestCrashingPushErrorsTheChannelNotTheSocket(t *testing.T) {
 	owner.expect(fmt.Sprintf(`[null,"9",%q,"phx_reply",{"status":"error","response":{"reason":"unmatched topic"}}]`, topic))
 	owner.heartbeat()
 	owner.mustJoin(topic)
+}
+
+func TestTopicJoinWithDatabaseDownRepliesUnavailable(t *testing.T) {
+	// Fault: PostgreSQL does not answer (nothing listens on the port) for
+	// the whole test. Must hold: topic joins get an error reply, user
+	// channels and the socket keep working.
+	g := startGateway(t, testConfig(testenv.NewRedis(t), "postgres://postgres@127.0.0.1:1/tidings?sslmode=disable&connect_timeout=2"))
+	c := dial(t, g, 1)
+	if got, want := c.join("topic:1"), `["1","1","topic:1","phx_reply",{"status":"error","response":{"reason":"unavailable"}}]`; got != want {
+		t.Fatalf("topic join with the database down: got %s, want %s", got, want)
+	}
+	c.mustJoin("user:1")
+	c.heartbeat()
 }

@@ -23,7 +23,7 @@ const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../
 const secret = crypto.randomBytes(32).toString("hex");
 const internalKey = crypto.randomBytes(16).toString("hex");
 const prefix = `tidings-test:${crypto.randomBytes(6).toString("hex")}:`;
-const idleTimeoutMs = 1000;
+const idleTimeoutMs = 2000;
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), "gateway-ws-test-"));
 const bin = path.join(tmp, "gateway-ws");
 let port;

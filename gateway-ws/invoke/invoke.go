@@ -150,7 +150,7 @@ type Invoker struct {
 type function struct {
 	name     string
 	settings Settings
-	breaker  *gobreaker.CircuitBreaker[[]byte]
+	breaker  *gobreaker.CircuitBreaker[*Answer]
 	slots    chan struct{}
 
 	mu       sync.Mutex
@@ -185,7 +185,7 @@ func (inv *Invoker) function(name string) *function {
 		s.BreakerFailures = 5
 	}
 	f := &function{name: name, settings: s, slots: make(chan struct{}, s.MaxInflight)}
-	f.breaker = gobreaker.NewCircuitBreaker[[]byte](gobreaker.Settings{
+	f.breaker = gobreaker.NewCircuitBreaker[*Answer](gobreaker.Settings{
 		Name:        name,
 		MaxRequests: 1,
 		Timeout:     s.BreakerOpenFor,
@@ -207,64 +207,84 @@ func (inv *Invoker) function(name string) *function {
 // Call POSTs body (JSON-encoded) to the named function and decodes a 2xx
 // answer into out (when out is not nil). Non-2xx answers are *CallError.
 func (inv *Invoker) Call(ctx context.Context, name string, body, out any) error {
-	f := inv.function(name)
-	if f.isDown() {
-		return fmt.Errorf("%s: %w", name, ErrDown)
-	}
-	select {
-	case f.slots <- struct{}{}:
-		defer func() { <-f.slots }()
-	case <-ctx.Done():
-		return fmt.Errorf("%s: %w", name, ErrBusy)
-	}
 	payload, err := json.Marshal(body)
 	if err != nil {
 		return err
 	}
-	answer, err := f.breaker.Execute(func() ([]byte, error) { return inv.post(ctx, f, payload) })
-	if errors.Is(err, gobreaker.ErrOpenState) || errors.Is(err, gobreaker.ErrTooManyRequests) {
-		return fmt.Errorf("%s: %w", name, ErrOpen)
-	}
+	answer, err := inv.Do(ctx, name, http.MethodPost, "", payload)
 	if err != nil {
 		return err
 	}
 	if out != nil {
-		if err := json.Unmarshal(answer, out); err != nil {
+		if err := json.Unmarshal(answer.Body, out); err != nil {
 			return fmt.Errorf("%s: decode answer: %w", name, err)
 		}
 	}
 	return nil
 }
 
-func (inv *Invoker) post(ctx context.Context, f *function, payload []byte) ([]byte, error) {
+// Answer is a function's 2xx answer.
+type Answer struct {
+	Status      int
+	ContentType string
+	Body        []byte
+}
+
+// Do calls the named function with any method, query string and body,
+// through its breaker, slots and timeout. Non-2xx answers are *CallError.
+func (inv *Invoker) Do(ctx context.Context, name, method, query string, body []byte) (*Answer, error) {
+	f := inv.function(name)
+	if f.isDown() {
+		return nil, fmt.Errorf("%s: %w", name, ErrDown)
+	}
+	select {
+	case f.slots <- struct{}{}:
+		defer func() { <-f.slots }()
+	case <-ctx.Done():
+		return nil, fmt.Errorf("%s: %w", name, ErrBusy)
+	}
+	answer, err := f.breaker.Execute(func() (*Answer, error) { return inv.send(ctx, f, method, query, body) })
+	if errors.Is(err, gobreaker.ErrOpenState) || errors.Is(err, gobreaker.ErrTooManyRequests) {
+		return nil, fmt.Errorf("%s: %w", name, ErrOpen)
+	}
+	return answer, err
+}
+
+func (inv *Invoker) send(ctx context.Context, f *function, method, query string, body []byte) (*Answer, error) {
 	ctx, cancel := context.WithTimeout(ctx, f.settings.Timeout)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, inv.url("/function/"+f.name), bytes.NewReader(payload))
+	target := inv.url("/function/" + f.name)
+	if query != "" {
+		target += "?" + query
+	}
+	req, err := http.NewRequestWithContext(ctx, method, target, bytes.NewReader(body))
 	if err != nil {
 		return nil, err
 	}
-	req.Header.Set("Content-Type", "application/json")
+	if len(body) > 0 {
+		req.Header.Set("Content-Type", "application/json")
+	}
 	req.Header.Set(auth.InternalKeyHeader, inv.cfg.InternalKey)
 	resp, err := inv.client.Do(req)
 	if err != nil {
 		return nil, fmt.Errorf("call %s: %w", f.name, err)
 	}
 	defer resp.Body.Close()
-	answer, err := io.ReadAll(io.LimitReader(resp.Body, 4<<20))
+	raw, err := io.ReadAll(io.LimitReader(resp.Body, 4<<20))
 	if err != nil {
 		return nil, fmt.Errorf("read %s's answer: %w", f.name, err)
 	}
 	if resp.StatusCode/100 == 2 {
-		return answer, nil
+		return &Answer{Status: resp.StatusCode, ContentType: resp.Header.Get("Content-Type"), Body: raw}, nil
 	}
 	ce := &CallError{Function: f.name, Status: resp.StatusCode}
 	var e struct {
 		Error struct{ Code, Message string }
 	}
-	if json.Unmarshal(answer, &e) == nil && e.Error.Code != "" {
+	if json.Unmarshal(raw, &e) == nil && e.Error.Code != "" {
 		ce.Code, ce.Message = e.Error.Code, e.Error.Message
 	} else {
-		ce.Code, ce.Message = "unexpected", strings.TrimSpace(string(answer))
+		ce.Code, ce.Message = "unexpected", strings.TrimSpace(string(raw))
 	}
 	return nil, ce
 }

@@ -159,6 +159,19 @@ func (c *conn) serve() {
 		}
 	}()
 	c.ws.SetReadLimit(c.srv.cfg.MaxFrameBytes)
+	// WebSocket pings count as activity too, as they do for Cowboy's idle
+	// timeout under Phoenix.
+	c.ws.SetPingHandler(func(data string) error {
+		if !c.killed() {
+			_ = c.ws.SetReadDeadline(time.Now().Add(c.srv.cfg.IdleTimeout))
+		}
+		err := c.ws.WriteControl(websocket.PongMessage, []byte(data), time.Now().Add(closeGrace))
+		var ne net.Error
+		if errors.Is(err, websocket.ErrCloseSent) || (errors.As(err, &ne) && ne.Timeout()) {
+			return nil // the connection is closing or the pong is late: not a read error
+		}
+		return err
+	})
 	for {
 		deadline := time.Now().Add(c.srv.cfg.IdleTimeout)
 		if c.killed() {

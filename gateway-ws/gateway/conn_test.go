@@ -333,3 +333,18 @@ func TestTopicJoinWithDatabaseDownRepliesUnavailable(t *testing.T) {
 	c.mustJoin("user:1")
 	c.heartbeat()
 }
+
+func TestWebSocketPingsCountAsActivity(t *testing.T) {
+	cfg := testConfig(testenv.NewRedis(t), testenv.AdminURL())
+	cfg.IdleTimeout = 300 * time.Millisecond
+	g := startGateway(t, cfg)
+	c := dial(t, g, 1)
+	// Only protocol-level pings for three idle timeouts, no heartbeats.
+	for range 9 {
+		if err := c.ws.WriteControl(websocket.PingMessage, []byte("p"), time.Now().Add(time.Second)); err != nil {
+			t.Fatalf("ping: %v", err)
+		}
+		time.Sleep(cfg.IdleTimeout / 3)
+	}
+	c.heartbeat() // the pongs are skipped by the client; the socket is still open
+}

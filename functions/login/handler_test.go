@@ -16,7 +16,7 @@ func setup(t *testing.T) (*testenv.DB, *auth.Tokens, store.User) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	u, err := store.CreateUser(context.Background(), db.Pool, "ada@example.com", "Ada", hash)
+	u, err := store.CreateUser(context.Background(), db.Pool, "ada@example.com", "Ada", hash, "")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -3,6 +3,8 @@
 package register
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"net/http"
 	"net/mail"
@@ -66,7 +68,7 @@ func (h *Handler) Handle(req fn.Request) (fn.Response, error) {
 	if err != nil {
 		return fn.Response{}, err
 	}
-	user, err := store.CreateUser(req.Context(), h.db, email, in.Name, hash)
+	user, err := store.CreateUser(req.Context(), h.db, email, in.Name, hash, AvatarURL(email))
 	if errors.Is(err, store.ErrConflict) {
 		return fn.Response{}, fn.Conflict("email %s is already registered", email)
 	}
@@ -78,6 +80,14 @@ func (h *Handler) Handle(req fn.Request) (fn.Response, error) {
 		return fn.Response{}, err
 	}
 	return fn.JSON(http.StatusCreated, Response{User: user, Token: token, ExpiresAt: exp})
+}
+
+// AvatarURL is a user's avatar: gen-avatar seeded with a hash of the
+// lower-cased email, so it is stable for the account without revealing
+// the address. It is relative, served wherever the functions are.
+func AvatarURL(email string) string {
+	sum := sha256.Sum256([]byte(strings.ToLower(email)))
+	return "/function/gen-avatar?seed=" + hex.EncodeToString(sum[:8])
 }
 
 // validate checks the request and returns the email in its stored form.

@@ -24,6 +24,10 @@ func TestRegisterCreatesAUserAndSignsThemIn(t *testing.T) {
 	if out.User.ID == 0 || out.User.Email != "Ada@Example.com" || out.User.Name != "Ada" {
 		t.Errorf("user = %+v, want id, trimmed email and name", out.User)
 	}
+	if out.User.AvatarURL != AvatarURL("ada@example.com") || !strings.HasPrefix(out.User.AvatarURL, "/function/gen-avatar?seed=") ||
+		strings.Contains(out.User.AvatarURL, "example") {
+		t.Errorf("avatar_url %q: want gen-avatar seeded by the email's hash, not the email", out.User.AvatarURL)
+	}
 	if id, err := tokens.Verify(out.Token); err != nil || id != out.User.ID {
 		t.Errorf("token names user %d (%v), want %d", id, err, out.User.ID)
 	}

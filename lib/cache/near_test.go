@@ -116,7 +116,7 @@ func TestCacheWithRedisStoppedAnswersFromTheDatabaseAndRecovers(t *testing.T) {
 			reader := cache.Of[store.User](readerCache, "user")
 			ctx := context.Background()
 
-			u, err := store.CreateUser(ctx, db.Pool, "ada@example.com", "Ada", "not-a-hash")
+			u, err := store.CreateUser(ctx, db.Pool, "ada@example.com", "Ada", "not-a-hash", "")
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -24,10 +24,10 @@ func scanUser(row interface{ Scan(...any) error }) (User, error) {
 }
 
 // CreateUser inserts a user; ErrConflict when the email (in any case) is taken.
-func CreateUser(ctx context.Context, q Querier, email, name, passwordHash string) (User, error) {
+func CreateUser(ctx context.Context, q Querier, email, name, passwordHash, avatarURL string) (User, error) {
 	return scanUser(q.QueryRow(ctx,
-		`INSERT INTO users (email, name, password_hash) VALUES ($1, $2, $3) RETURNING `+userColumns,
-		email, name, passwordHash))
+		`INSERT INTO users (email, name, password_hash, avatar_url) VALUES ($1, $2, $3, $4) RETURNING `+userColumns,
+		email, name, passwordHash, avatarURL))
 }
 
 // UserByEmail finds a user by email, ignoring case.

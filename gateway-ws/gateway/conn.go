@@ -76,10 +76,10 @@ func (c *conn) enqueue(frame []byte) {
 	}
 	if len(c.queue) >= c.srv.cfg.SendQueue {
 		c.mu.Unlock()
-		c.kill(websocket.ClosePolicyViolation, "outbound queue full")
-		// A write blocked on the client's full TCP window would hold the
-		// connection for a whole WriteTimeout; fail it now instead.
-		_ = c.ws.NetConn().SetWriteDeadline(time.Now())
+		// No close frame: it would queue behind everything the client has
+		// not read. Dropping the TCP connection also ends a write blocked
+		// on the client's full window at once, not after WriteTimeout.
+		c.kill(websocket.CloseAbnormalClosure, "outbound queue full")
 		return
 	}
 	c.queue = append(c.queue, frame)

@@ -26,6 +26,7 @@ import (
 	"tidings/functions/notify-prepare"
 	"tidings/functions/notify-rollback"
 	"tidings/functions/register"
+	"tidings/functions/send-mail"
 	"tidings/functions/subscribe"
 	"tidings/functions/unsubscribe"
 	"tidings/lib/auth"
@@ -69,6 +70,9 @@ var registry = map[string]entry{
 	"counter-prepare":  {internal: true, build: func(d *Deps) fn.Handler { return counterprepare.New(d.DB) }},
 	"counter-commit":   {internal: true, build: func(d *Deps) fn.Handler { return countercommit.New(d.DB) }},
 	"counter-rollback": {internal: true, build: func(d *Deps) fn.Handler { return counterrollback.New(d.DB) }},
+
+	// Mail goes out only through gateway-ws's job queue.
+	"send-mail": {internal: true, build: func(d *Deps) fn.Handler { return sendmail.FromEnv(d.DB, d.Config) }},
 }
 
 // Names lists every function, sorted.

@@ -226,8 +226,8 @@ func TestInternalFunctionsRefuseCallsWithoutTheKey(t *testing.T) {
 			}
 		}
 	}
-	if internal != 6 {
-		t.Errorf("%d internal functions, want the six notify-*/counter-*", internal)
+	if internal != 7 {
+		t.Errorf("%d internal functions, want the six notify-*/counter-* and send-mail", internal)
 	}
 	var n int
 	_ = p.db.Pool.QueryRow(context.Background(), `SELECT count(*) FROM tx_barriers`).Scan(&n)

@@ -21,6 +21,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"tidings/gateway-ws/invoke"
+	"tidings/lib/config"
 	"tidings/lib/store"
 	"tidings/lib/twopc"
 )
@@ -50,16 +51,39 @@ type Config struct {
 	// Deliver sends an event to a channel topic on every gateway replica.
 	Deliver func(ctx context.Context, topic, event string, payload any) error
 
-	PhaseTwoTimeout  time.Duration // how long commit or rollback is retried before recovery takes over
-	RetryBase        time.Duration // first backoff between retries
-	RetryMax         time.Duration // largest backoff
-	StuckAfter       time.Duration // an unfinished record older than this is recovered
-	RecoveryInterval time.Duration // how often recovery runs
-	RecordTTL        time.Duration // how long a finished record is kept
+	Settings
 
 	// Crash, when set, is asked at each Fault point; true means the
 	// coordinator dies there (a test returns true; chaos exits the process).
 	Crash func(Fault) bool
+}
+
+// Settings are the coordinator's timings.
+type Settings struct {
+	PhaseTwoTimeout  time.Duration // PHASE_TWO_TIMEOUT: how long commit or rollback is retried before recovery takes over
+	RetryBase        time.Duration // RETRY_BASE: first backoff between retries
+	RetryMax         time.Duration // RETRY_MAX: largest backoff
+	StuckAfter       time.Duration // RECOVERY_STUCK_AFTER: an unfinished record older than this is recovered
+	RecoveryInterval time.Duration // RECOVERY_INTERVAL: how often recovery runs
+	RecordTTL        time.Duration // TX_RECORD_TTL: how long a finished record is kept
+}
+
+// SettingsFromEnv reads the Settings; unset ones get New's defaults.
+func SettingsFromEnv() (Settings, error) {
+	var s Settings
+	for _, d := range []struct {
+		key string
+		dst *time.Duration
+	}{
+		{"PHASE_TWO_TIMEOUT", &s.PhaseTwoTimeout}, {"RETRY_BASE", &s.RetryBase}, {"RETRY_MAX", &s.RetryMax},
+		{"RECOVERY_STUCK_AFTER", &s.StuckAfter}, {"RECOVERY_INTERVAL", &s.RecoveryInterval}, {"TX_RECORD_TTL", &s.RecordTTL},
+	} {
+		var err error
+		if *d.dst, err = config.Duration(d.key, 0); err != nil {
+			return s, err
+		}
+	}
+	return s, nil
 }
 
 // Stats count transactions across every replica and restart; they are

@@ -99,9 +99,11 @@ func newHarness(t *testing.T, settings map[string]invoke.Settings, crash func(Fa
 func (h *harness) newCoordinator(crash func(Fault) bool) *Coordinator {
 	return New(Config{
 		Redis: h.rd.Client, Prefix: h.rd.Prefix, DB: h.db.Pool, Calls: h.inv,
-		Log:       logging.NewTo(io.Discard, "error", "test"),
-		RetryBase: 10 * time.Millisecond, RetryMax: 100 * time.Millisecond,
-		PhaseTwoTimeout: 20 * time.Second, StuckAfter: time.Nanosecond,
+		Log: logging.NewTo(io.Discard, "error", "test"),
+		Settings: Settings{
+			RetryBase: 10 * time.Millisecond, RetryMax: 100 * time.Millisecond,
+			PhaseTwoTimeout: 20 * time.Second, StuckAfter: time.Nanosecond,
+		},
 		Crash: crash,
 		Deliver: func(ctx context.Context, topic, event string, payload any) error {
 			h.mu.Lock()

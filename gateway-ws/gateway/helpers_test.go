@@ -11,6 +11,7 @@ import (
 	"os"
 	"strings"
 	"testing"
+	"tidings/gateway-ws/invoke"
 	"time"
 
 	"github.com/gorilla/websocket"
@@ -50,7 +51,7 @@ func testConfig(rds *testenv.Redis, databaseURL string) Config {
 		JoinTimeout:     5 * time.Second,
 		PublishTimeout:  5 * time.Second,
 		ShutdownTimeout: 5 * time.Second,
-		FunctionTimeout: 5 * time.Second,
+		Calls:           invoke.Config{Default: invoke.Settings{Timeout: 5 * time.Second, MaxInflight: 64, BreakerFailures: 5, BreakerOpenFor: time.Second}},
 		Logger:          slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
 	}
 }

@@ -3,81 +3,96 @@ package gateway
 import (
 	"context"
 	"errors"
+	"io"
 	"log/slog"
 	"net/http"
-	"net/http/httputil"
-	"net/url"
+	"strconv"
 	"strings"
-	"time"
 
+	"tidings/functions"
+	"tidings/gateway-ws/invoke"
 	"tidings/lib/fn"
 )
 
-// PublicFunctions are the functions a browser may call through the gateway.
-// Internal ones (notify-*, counter-*, send-mail) are never passed through.
-var PublicFunctions = []string{
-	"register", "login", "create-topic", "list-topics", "subscribe", "unsubscribe",
-	"list-notifications", "ack-notification", "get-counter", "gen-avatar",
+// PublicFunctions are the functions a browser may call through the gateway:
+// every function of the registry but the internal ones (notify-*,
+// counter-*, send-mail), which are never passed through.
+func PublicFunctions() []string {
+	var public []string
+	for _, name := range functions.Names() {
+		if !functions.Internal(name) {
+			public = append(public, name)
+		}
+	}
+	return public
 }
 
 // Proxy passes /function/<name> through to the FaaS gateway, so that a
-// browser needs one origin, with a timeout per function.
+// browser needs one origin. Each call goes through the function's breaker,
+// concurrency limit and timeout, like every call gateway-ws makes.
 type Proxy struct {
-	timeouts map[string]time.Duration // name -> timeout; a name is public iff present
-	maxBody  int64
-	rp       *httputil.ReverseProxy
+	calls   *invoke.Invoker
+	public  map[string]bool
+	maxBody int64
+	log     *slog.Logger
 }
 
-// NewProxy returns a proxy to faasURL for the public functions, each with
-// its timeout in timeouts or else def.
-func NewProxy(faasURL string, public []string, timeouts map[string]time.Duration, def time.Duration, maxBody int64, log *slog.Logger) (*Proxy, error) {
-	target, err := url.Parse(faasURL)
-	if err != nil || target.Scheme == "" || target.Host == "" {
-		return nil, errors.New("FaaS gateway URL must be absolute, e.g. http://127.0.0.1:8080")
-	}
-	p := &Proxy{timeouts: map[string]time.Duration{}, maxBody: maxBody}
+// NewProxy returns a proxy for the public functions.
+func NewProxy(calls *invoke.Invoker, public []string, maxBody int64, log *slog.Logger) *Proxy {
+	p := &Proxy{calls: calls, public: map[string]bool{}, maxBody: maxBody, log: log}
 	for _, name := range public {
-		p.timeouts[name] = def
-		if t, ok := timeouts[name]; ok {
-			p.timeouts[name] = t
-		}
+		p.public[name] = true
 	}
-	p.rp = &httputil.ReverseProxy{
-		Rewrite: func(r *httputil.ProxyRequest) {
-			r.SetURL(target)
-			r.SetXForwarded()
-		},
-		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
-			if errors.Is(r.Context().Err(), context.DeadlineExceeded) {
-				fn.WriteError(w, fn.Timeout)
-				return
-			}
-			var tooLarge *http.MaxBytesError
-			if errors.As(err, &tooLarge) {
-				fn.WriteError(w, fn.TooLarge(maxBody))
-				return
-			}
-			log.Warn("function call failed", "path", r.URL.Path, "err", err)
-			fn.WriteError(w, &fn.Error{Status: http.StatusBadGateway, Code: "bad_gateway", Message: "function unavailable"})
-		},
-	}
-	return p, nil
+	return p
 }
+
+// hopHeaders belong to one connection and are not passed on.
+var hopHeaders = []string{"Connection", "Keep-Alive", "Proxy-Authenticate", "Proxy-Authorization",
+	"Te", "Trailer", "Transfer-Encoding", "Upgrade", "Content-Length"}
 
 // ServeHTTP implements http.Handler for paths /function/<name>[/...].
 func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	rest := strings.TrimPrefix(r.URL.Path, "/function/")
 	name, _, _ := strings.Cut(rest, "/")
-	timeout, ok := p.timeouts[name]
-	if !ok {
+	if !p.public[name] {
 		fn.WriteError(w, fn.NotFound("no public function %q", name))
 		return
 	}
-	ctx, cancel := context.WithTimeout(r.Context(), timeout)
-	defer cancel()
-	r = r.WithContext(ctx)
-	if r.Body != nil {
-		r.Body = http.MaxBytesReader(w, r.Body, p.maxBody)
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, p.maxBody))
+	if err != nil {
+		fn.WriteError(w, fn.TooLarge(p.maxBody))
+		return
 	}
-	p.rp.ServeHTTP(w, r)
+	header := r.Header.Clone()
+	for _, h := range hopHeaders {
+		header.Del(h)
+	}
+	answer, err := p.calls.Send(r.Context(), name, invoke.Request{Method: r.Method, Query: r.URL.RawQuery, Header: header, Body: body})
+	if err != nil {
+		fn.WriteError(w, callFailure(name, err, p.log))
+		return
+	}
+	for k, vs := range answer.Header {
+		w.Header()[k] = vs
+	}
+	for _, h := range hopHeaders {
+		w.Header().Del(h)
+	}
+	w.Header().Set("Content-Length", strconv.Itoa(len(answer.Body)))
+	w.WriteHeader(answer.Status)
+	_, _ = w.Write(answer.Body)
+}
+
+// callFailure is the client's answer to a call that got no answer.
+func callFailure(name string, err error, log *slog.Logger) *fn.Error {
+	switch {
+	case errors.Is(err, context.DeadlineExceeded):
+		return fn.Timeout
+	case errors.Is(err, invoke.ErrBusy):
+		return fn.Busy
+	case errors.Is(err, invoke.ErrOpen), errors.Is(err, invoke.ErrDown):
+		return &fn.Error{Status: http.StatusServiceUnavailable, Code: "unavailable", Message: name + " is unavailable; retry later"}
+	}
+	log.Warn("function call failed", "function", name, "err", err)
+	return &fn.Error{Status: http.StatusBadGateway, Code: "bad_gateway", Message: "function unavailable"}
 }

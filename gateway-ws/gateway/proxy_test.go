@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+	"tidings/gateway-ws/invoke"
 	"time"
 
 	"tidings/lib/testenv"
@@ -41,7 +42,7 @@ func startUpstream(t *testing.T) string {
 func TestProxyPassesPublicFunctionsWithTheirTimeouts(t *testing.T) {
 	cfg := testConfig(testenv.NewRedis(t), testenv.AdminURL())
 	cfg.FaaSURL = startUpstream(t)
-	cfg.FunctionTimeouts = map[string]time.Duration{"gen-avatar": 100 * time.Millisecond}
+	cfg.Calls.PerFunction = map[string]invoke.Settings{"gen-avatar": {Timeout: 100 * time.Millisecond, MaxInflight: 4}}
 	cfg.MaxBodyBytes = 1024
 	g := startGateway(t, cfg)
 

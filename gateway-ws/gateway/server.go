@@ -28,6 +28,9 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/redis/go-redis/v9"
 
+	"tidings/functions"
+	"tidings/gateway-ws/coordinator"
+	"tidings/gateway-ws/invoke"
 	"tidings/lib/auth"
 	"tidings/lib/config"
 	"tidings/lib/fn"
@@ -57,8 +60,14 @@ type Config struct {
 
 	ShutdownTimeout time.Duration // SHUTDOWN_TIMEOUT: how long closing sockets may take
 
-	FunctionTimeout  time.Duration            // FUNCTION_TIMEOUT: default per pass-through call
-	FunctionTimeouts map[string]time.Duration // FUNCTION_TIMEOUTS: "gen-avatar=30s,login=5s"
+	// Calls are the settings of every function call the gateway makes
+	// (pass-through and 2PC): timeouts, concurrency limits, breakers, health
+	// checks; see invoke.ConfigFromEnv.
+	Calls invoke.Config
+	// TwoPC are the coordinator's timings; see coordinator.SettingsFromEnv.
+	TwoPC coordinator.Settings
+	// Crash, when set, may stop the process at a 2PC fault point (chaos).
+	Crash func(coordinator.Fault) bool
 
 	// Access answers join and publish questions; nil means the database.
 	Access Access
@@ -104,7 +113,6 @@ func ConfigFrom(base config.Config) (Config, error) {
 		{"WS_JOIN_TIMEOUT", &c.JoinTimeout, 5 * time.Second},
 		{"PUBLISH_TIMEOUT", &c.PublishTimeout, 15 * time.Second},
 		{"SHUTDOWN_TIMEOUT", &c.ShutdownTimeout, 10 * time.Second},
-		{"FUNCTION_TIMEOUT", &c.FunctionTimeout, 10 * time.Second},
 	}
 	for _, d := range durations {
 		if *d.dst, err = config.Duration(d.key, d.def); err != nil {
@@ -127,31 +135,13 @@ func ConfigFrom(base config.Config) (Config, error) {
 		return c, err
 	}
 	c.SendQueue, c.InboundBurst, c.InboundRate = int(queue), int(burst), float64(rateVal)
-	if c.FunctionTimeouts, err = parseTimeouts(config.Env("FUNCTION_TIMEOUTS", "")); err != nil {
+	if c.Calls, err = invoke.ConfigFromEnv(c.FaaSURL, base.InternalKey); err != nil {
+		return c, err
+	}
+	if c.TwoPC, err = coordinator.SettingsFromEnv(); err != nil {
 		return c, err
 	}
 	return c, nil
-}
-
-// parseTimeouts reads "name=10s,other=5" into a map.
-func parseTimeouts(v string) (map[string]time.Duration, error) {
-	out := map[string]time.Duration{}
-	for _, part := range strings.Split(v, ",") {
-		part = strings.TrimSpace(part)
-		if part == "" {
-			continue
-		}
-		name, val, ok := strings.Cut(part, "=")
-		if !ok {
-			return nil, fmt.Errorf("$FUNCTION_TIMEOUTS: %q is not name=duration", part)
-		}
-		d, err := config.ParseDuration(strings.TrimSpace(val))
-		if err != nil {
-			return nil, fmt.Errorf("$FUNCTION_TIMEOUTS: %s: %w", name, err)
-		}
-		out[strings.TrimSpace(name)] = d
-	}
-	return out, nil
 }
 
 // brokerCallTimeout bounds every single Redis call the gateway makes.
@@ -164,10 +154,12 @@ type Server struct {
 	tokens *auth.Tokens
 	access Access
 	rdb    *redis.Client
-	pool   *pgxpool.Pool // nil when Config.Access was given
+	pool   *pgxpool.Pool
 	hub    *Hub
 	broker *Broker
 	proxy  *Proxy
+	calls  *invoke.Invoker
+	coord  *coordinator.Coordinator
 
 	upgrader websocket.Upgrader
 	nextID   atomic.Uint64
@@ -218,14 +210,14 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		_ = s.rdb.Close()
 		return nil, fmt.Errorf("connect to Redis: %w", err)
 	}
+	if s.pool, err = pgxpool.New(ctx, cfg.DatabaseURL); err != nil {
+		_ = s.rdb.Close()
+		return nil, fmt.Errorf("DATABASE_URL: %w", err)
+	}
+	if err := s.pool.Ping(pingCtx); err != nil {
+		s.log.Warn("PostgreSQL is not answering; topic joins will fail until it does", "err", err)
+	}
 	if s.access == nil {
-		if s.pool, err = pgxpool.New(ctx, cfg.DatabaseURL); err != nil {
-			_ = s.rdb.Close()
-			return nil, fmt.Errorf("DATABASE_URL: %w", err)
-		}
-		if err := s.pool.Ping(pingCtx); err != nil {
-			s.log.Warn("PostgreSQL is not answering; topic joins will fail until it does", "err", err)
-		}
 		s.access = DBAccess{Q: s.pool}
 	}
 	s.broker, err = NewBroker(ctx, s.rdb, cfg.RedisPrefix, s.log, s.hub.deliver)
@@ -234,10 +226,16 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		return nil, err
 	}
 	s.hub.SetBroker(s.broker)
-	s.proxy, err = NewProxy(cfg.FaaSURL, PublicFunctions, cfg.FunctionTimeouts, cfg.FunctionTimeout, cfg.MaxBodyBytes, s.log)
-	if err != nil {
-		s.closeDeps()
-		return nil, err
+	calls := cfg.Calls
+	calls.FaaSURL, calls.InternalKey, calls.Log = cfg.FaaSURL, cfg.InternalKey, s.log
+	s.calls = invoke.New(calls)
+	s.proxy = NewProxy(s.calls, PublicFunctions(), cfg.MaxBodyBytes, s.log)
+	s.coord = coordinator.New(coordinator.Config{
+		Redis: s.rdb, Prefix: cfg.RedisPrefix, DB: s.pool, Calls: s.calls, Log: s.log,
+		Deliver: s.Broadcast, Settings: cfg.TwoPC, Crash: cfg.Crash,
+	})
+	if s.cfg.Publisher == nil {
+		s.cfg.Publisher = coordinatorPublisher{s.coord}
 	}
 	return s, nil
 }
@@ -262,7 +260,7 @@ func validate(cfg *Config) error {
 		"WS_JOIN_TIMEOUT":    cfg.JoinTimeout > 0,
 		"PUBLISH_TIMEOUT":    cfg.PublishTimeout > 0,
 		"SHUTDOWN_TIMEOUT":   cfg.ShutdownTimeout > 0,
-		"FUNCTION_TIMEOUT":   cfg.FunctionTimeout > 0,
+		"FUNCTION_TIMEOUT":   cfg.Calls.Default.Timeout > 0,
 		"MAX_BODY_BYTES":     cfg.MaxBodyBytes > 0,
 	}
 	for key, ok := range positive {
@@ -289,6 +287,7 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("GET /socket/websocket", s.serveSocket)
 	mux.Handle("/function/", s.proxy)
 	mux.HandleFunc("POST /internal/broadcast", s.serveBroadcast)
+	mux.HandleFunc("POST /api/topics/{id}/notifications", s.servePublish)
 	mux.HandleFunc("GET /healthz", s.serveHealth)
 	return mux
 }
@@ -322,6 +321,11 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	}
 	served := make(chan error, 1)
 	go func() { served <- hs.Serve(ln) }()
+	// Finish what a dead replica left, and watch the functions' health.
+	background, stopBackground := context.WithCancel(ctx)
+	defer stopBackground()
+	go s.coord.RunRecovery(background)
+	go s.calls.RunHealthChecks(background, functions.Names())
 	var err error
 	select {
 	case <-ctx.Done():

@@ -223,70 +223,116 @@ func (inv *Invoker) Call(ctx context.Context, name string, body, out any) error 
 	return nil
 }
 
-// Answer is a function's 2xx answer.
-type Answer struct {
-	Status      int
-	ContentType string
-	Body        []byte
+// Request is a call to a function. Internal calls carry the internal key;
+// calls passed through for a client never do.
+type Request struct {
+	Method   string
+	Query    string
+	Header   http.Header
+	Body     []byte
+	Internal bool
 }
 
-// Do calls the named function with any method, query string and body,
-// through its breaker, slots and timeout. Non-2xx answers are *CallError.
+// Answer is what a function answered.
+type Answer struct {
+	Status int
+	Header http.Header
+	Body   []byte
+}
+
+// Do makes an internal call with any method, query string and body. A
+// non-2xx answer is a *CallError.
 func (inv *Invoker) Do(ctx context.Context, name, method, query string, body []byte) (*Answer, error) {
+	header := http.Header{}
+	if len(body) > 0 {
+		header.Set("Content-Type", "application/json")
+	}
+	answer, err := inv.Send(ctx, name, Request{Method: method, Query: query, Header: header, Body: body, Internal: true})
+	if err != nil {
+		return nil, err
+	}
+	if answer.Status/100 != 2 {
+		return nil, callError(name, answer)
+	}
+	return answer, nil
+}
+
+// Send calls the named function through its breaker, slots and timeout and
+// returns whatever it answered; the error is for calls that got no answer.
+// 5xx and 429 answers count against the breaker.
+func (inv *Invoker) Send(ctx context.Context, name string, req Request) (*Answer, error) {
 	f := inv.function(name)
 	if f.isDown() {
 		return nil, fmt.Errorf("%s: %w", name, ErrDown)
 	}
+	// The timeout covers waiting for a slot too: a caller never waits
+	// longer than the function may take.
+	ctx, cancel := context.WithTimeout(ctx, f.settings.Timeout)
+	defer cancel()
 	select {
 	case f.slots <- struct{}{}:
 		defer func() { <-f.slots }()
 	case <-ctx.Done():
 		return nil, fmt.Errorf("%s: %w", name, ErrBusy)
 	}
-	answer, err := f.breaker.Execute(func() (*Answer, error) { return inv.send(ctx, f, method, query, body) })
+	var answer *Answer
+	_, err := f.breaker.Execute(func() (*Answer, error) {
+		var err error
+		answer, err = inv.send(ctx, f, req)
+		if err == nil && (answer.Status >= 500 || answer.Status == http.StatusTooManyRequests) {
+			return answer, callError(f.name, answer) // a failure for the breaker; the caller still gets the answer
+		}
+		return answer, err
+	})
 	if errors.Is(err, gobreaker.ErrOpenState) || errors.Is(err, gobreaker.ErrTooManyRequests) {
 		return nil, fmt.Errorf("%s: %w", name, ErrOpen)
 	}
-	return answer, err
+	if answer != nil {
+		return answer, nil
+	}
+	return nil, err
 }
 
-func (inv *Invoker) send(ctx context.Context, f *function, method, query string, body []byte) (*Answer, error) {
-	ctx, cancel := context.WithTimeout(ctx, f.settings.Timeout)
-	defer cancel()
+func (inv *Invoker) send(ctx context.Context, f *function, r Request) (*Answer, error) {
 	target := inv.url("/function/" + f.name)
-	if query != "" {
-		target += "?" + query
+	if r.Query != "" {
+		target += "?" + r.Query
 	}
-	req, err := http.NewRequestWithContext(ctx, method, target, bytes.NewReader(body))
+	req, err := http.NewRequestWithContext(ctx, r.Method, target, bytes.NewReader(r.Body))
 	if err != nil {
 		return nil, err
 	}
-	if len(body) > 0 {
-		req.Header.Set("Content-Type", "application/json")
+	for k, vs := range r.Header {
+		req.Header[k] = vs
 	}
-	req.Header.Set(auth.InternalKeyHeader, inv.cfg.InternalKey)
+	req.Header.Del(auth.InternalKeyHeader)
+	if r.Internal {
+		req.Header.Set(auth.InternalKeyHeader, inv.cfg.InternalKey)
+	}
 	resp, err := inv.client.Do(req)
 	if err != nil {
 		return nil, fmt.Errorf("call %s: %w", f.name, err)
 	}
 	defer resp.Body.Close()
-	raw, err := io.ReadAll(io.LimitReader(resp.Body, 4<<20))
+	raw, err := io.ReadAll(io.LimitReader(resp.Body, 8<<20))
 	if err != nil {
 		return nil, fmt.Errorf("read %s's answer: %w", f.name, err)
 	}
-	if resp.StatusCode/100 == 2 {
-		return &Answer{Status: resp.StatusCode, ContentType: resp.Header.Get("Content-Type"), Body: raw}, nil
-	}
-	ce := &CallError{Function: f.name, Status: resp.StatusCode}
+	return &Answer{Status: resp.StatusCode, Header: resp.Header, Body: raw}, nil
+}
+
+// callError reads a non-2xx answer in the contract's error shape.
+func callError(name string, a *Answer) *CallError {
+	ce := &CallError{Function: name, Status: a.Status}
 	var e struct {
 		Error struct{ Code, Message string }
 	}
-	if json.Unmarshal(raw, &e) == nil && e.Error.Code != "" {
+	if json.Unmarshal(a.Body, &e) == nil && e.Error.Code != "" {
 		ce.Code, ce.Message = e.Error.Code, e.Error.Message
 	} else {
-		ce.Code, ce.Message = "unexpected", strings.TrimSpace(string(raw))
+		ce.Code, ce.Message = "unexpected", strings.TrimSpace(string(a.Body))
 	}
-	return nil, ce
+	return ce
 }
 
 func (inv *Invoker) url(path string) string { return strings.TrimRight(inv.cfg.FaaSURL, "/") + path }

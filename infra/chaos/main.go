@@ -11,9 +11,11 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	mathrand "math/rand/v2"
+	"net"
 	"os"
 	"strconv"
 	"sync"
@@ -29,7 +31,7 @@ func main() {
 	r := &run{}
 	flag.IntVar(&r.publishers, "publishers", 3, "concurrent publishers, each the owner of a topic")
 	flag.IntVar(&r.subscribers, "subscribers", 3, "subscribers of every topic")
-	flag.IntVar(&r.publishes, "publishes", 60, "publishes in all")
+	flag.DurationVar(&r.duration, "duration", 8*time.Second, "how long the publishers publish under chaos")
 	gateways := flag.Int("gateways", 2, "gateway-ws replicas")
 	flag.DurationVar(&r.killEvery, "kill-every", 400*time.Millisecond, "mean time between kills")
 	crashRate := flag.Float64("crash-rate", 0.05, "chance a gateway crashes at each 2PC fault point")
@@ -49,8 +51,8 @@ func main() {
 }
 
 type run struct {
-	publishers, subscribers, publishes int
-	killEvery                          time.Duration
+	publishers, subscribers int
+	duration, killEvery     time.Duration
 
 	stack            *stackrun.Stack
 	host             *stackrun.Node
@@ -133,19 +135,16 @@ func (r *run) call(ctx context.Context, function, token string, body, out any) e
 }
 
 func (r *run) chaos(ctx context.Context) error {
-	fmt.Printf("publishing %d notifications from %d publishers through %d gateways, killing every ~%v\n",
-		r.publishes, r.publishers, len(r.gateways), r.killEvery)
+	fmt.Printf("publishing for %v from %d publishers through %d gateways, killing every ~%v\n",
+		r.duration, r.publishers, len(r.gateways), r.killEvery)
 	done := make(chan struct{})
 	var wg sync.WaitGroup
-	for i, t := range r.topics {
-		n := r.publishes / r.publishers
-		if i < r.publishes%r.publishers {
-			n++
-		}
+	until := time.Now().Add(r.duration)
+	for _, t := range r.topics {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			r.publish(ctx, t, n)
+			r.publish(ctx, t, until)
 		}()
 	}
 	go func() { wg.Wait(); close(done) }()
@@ -168,18 +167,28 @@ func (r *run) chaos(ctx context.Context) error {
 	return r.verify(ctx)
 }
 
-// publish sends n publishes on t through random gateways; a third of the
-// committed ones are then acked by a subscriber.
-func (r *run) publish(ctx context.Context, t topic, n int) {
-	for i := 0; i < n; i++ {
+// publish publishes on t through random gateways until the time is up; a third of the
+// committed ones are then acked by a subscriber. Like a client behind a
+// load balancer, it moves to another gateway when one refuses the
+// connection (the publish certainly was not sent); any other failure
+// counts, since the publish may or may not have happened.
+func (r *run) publish(ctx context.Context, t topic, until time.Time) {
+	for i := 0; time.Now().Before(until) && ctx.Err() == nil; {
 		g := r.gateways[mathrand.IntN(len(r.gateways))]
 		var out struct {
 			NotificationID int64 `json:"notification_id"`
 		}
 		err := stackrun.Post(ctx, fmt.Sprintf("http://%s/api/topics/%d/notifications", g.Addr, t.id), t.token,
 			map[string]string{"title": fmt.Sprintf("chaos %d", i), "body": "payload"}, &out)
+		var op *net.OpError
+		if errors.As(err, &op) && op.Op == "dial" {
+			time.Sleep(20 * time.Millisecond)
+			continue
+		}
+		i++
 		if err != nil || out.NotificationID == 0 {
 			r.failed.Add(1)
+			time.Sleep(50 * time.Millisecond)
 			continue
 		}
 		r.ok.Add(1)
@@ -194,19 +203,24 @@ func (r *run) publish(ctx context.Context, t topic, n int) {
 }
 
 // kill kills a random process every ~killEvery until done, and restarts
-// whatever is dead (killed, or crashed at a fault point) shortly after.
+// whatever is dead (killed, or crashed at a fault point) 50-300ms later.
 func (r *run) kill(ctx context.Context, done <-chan struct{}) {
 	nodes := append([]*stackrun.Node{r.host}, r.gateways...)
+	nextKill := time.After(r.killEvery / 2)
+	restart := time.NewTicker(50 * time.Millisecond)
+	defer restart.Stop()
 	for {
 		select {
 		case <-done:
 			return
 		case <-ctx.Done():
 			return
-		case <-time.After(time.Duration(float64(r.killEvery) * (0.5 + mathrand.Float64()))):
+		case <-nextKill:
+			nodes[mathrand.IntN(len(nodes))].Kill()
+			time.Sleep(time.Duration(50+mathrand.IntN(250)) * time.Millisecond)
+			nextKill = time.After(time.Duration(float64(r.killEvery) * (0.5 + mathrand.Float64())))
+		case <-restart.C:
 		}
-		nodes[mathrand.IntN(len(nodes))].Kill()
-		time.Sleep(time.Duration(50+mathrand.IntN(250)) * time.Millisecond)
 		if err := r.restartDead(ctx); err != nil {
 			fmt.Fprintln(os.Stderr, err)
 		}

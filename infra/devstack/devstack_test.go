@@ -36,14 +36,14 @@ func TestMakeUpStartsEverythingAndCtrlCStopsIt(t *testing.T) {
 	if _, err := exec.LookPath("make"); err != nil {
 		t.Skip("make not installed")
 	}
-	pgPort, redisPort, fnPort := freePort(t), freePort(t), freePort(t)
+	pgPort, redisPort, fnPort, gwPort := freePort(t), freePort(t), freePort(t), freePort(t)
 	root, _ := filepath.Abs("../..")
 	cmd := exec.Command("make", "-s", "up")
 	cmd.Dir = root
 	cmd.Env = append(os.Environ(),
 		"DATABASE_URL=", "REDIS_URL=", "SECRETS_DIR=",
 		"DEV_POSTGRES_PORT="+pgPort, "DEV_REDIS_PORT="+redisPort,
-		"FUNCTIONS_ADDR=127.0.0.1:"+fnPort, "DEV_STATE_DIR="+t.TempDir())
+		"FUNCTIONS_ADDR=127.0.0.1:"+fnPort, "GATEWAY_ADDR=127.0.0.1:"+gwPort, "DEV_STATE_DIR="+t.TempDir())
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	stdout, _ := cmd.StdoutPipe()
 	stderr := &strings.Builder{}
@@ -88,18 +88,21 @@ wait:
 	if loginURL != "http://127.0.0.1:"+fnPort+"/function/login" {
 		t.Fatalf("login URL %q; output:\n%s", loginURL, strings.Join(printed, "\n"))
 	}
-	for _, want := range []string{"127.0.0.1:" + pgPort, "127.0.0.1:" + redisPort} {
+	for _, want := range []string{"127.0.0.1:" + pgPort, "127.0.0.1:" + redisPort, "ws://127.0.0.1:" + gwPort + "/socket/websocket"} {
 		if !strings.Contains(strings.Join(printed, "\n"), want) {
 			t.Errorf("output does not show the throwaway server at %s:\n%s", want, strings.Join(printed, "\n"))
 		}
 	}
-	resp, err := http.Post(loginURL, "application/json", strings.NewReader(`{"email":"nobody@example.com","password":"whatever-it-is"}`))
-	if err != nil {
-		t.Fatalf("login: %v", err)
-	}
-	resp.Body.Close()
-	if resp.StatusCode != 401 {
-		t.Fatalf("login of an unknown user: %d, want 401", resp.StatusCode)
+	// login answers directly and through gateway-ws's pass-through.
+	for _, url := range []string{loginURL, "http://127.0.0.1:" + gwPort + "/function/login"} {
+		resp, err := http.Post(url, "application/json", strings.NewReader(`{"email":"nobody@example.com","password":"whatever-it-is"}`))
+		if err != nil {
+			t.Fatalf("login at %s: %v", url, err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != 401 {
+			t.Fatalf("login of an unknown user at %s: %d, want 401", url, resp.StatusCode)
+		}
 	}
 
 	// Ctrl-C in a terminal signals the whole foreground process group.
@@ -111,7 +114,7 @@ wait:
 	case <-time.After(30 * time.Second):
 		t.Fatalf("make up did not stop within 30s of Ctrl-C:\n%s", stderr)
 	}
-	for _, port := range []string{pgPort, redisPort, fnPort} {
+	for _, port := range []string{pgPort, redisPort, fnPort, gwPort} {
 		if answers("127.0.0.1:" + port) {
 			t.Errorf("port %s still answers after Ctrl-C", port)
 		}

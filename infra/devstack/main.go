@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"tidings/functions"
+	"tidings/gateway-ws/gateway"
 	"tidings/infra/fnhost"
 	"tidings/lib/config"
 	"tidings/lib/logging"
@@ -41,6 +42,7 @@ func run() error {
 	addr := flag.String("functions-addr", config.Env("FUNCTIONS_ADDR", ":8080"), "address of the local FaaS host")
 	dbName := flag.String("db", "tidings", "database to create and use on a PostgreSQL found running")
 	stateDir := flag.String("state", config.Env("DEV_STATE_DIR", ".dev"), "directory for the dev secrets")
+	withGateway := flag.Bool("gateway", true, "also run gateway-ws (at $GATEWAY_ADDR, default :4000)")
 	flag.Parse()
 
 	log := logging.New(os.Getenv("LOG_LEVEL"), "devstack")
@@ -97,18 +99,67 @@ func run() error {
 	}()
 
 	base := "http://" + hostPort(ln.Addr())
+	gatewayDone := make(chan error, 1)
+	gatewayURL := ""
+	if *withGateway {
+		gcfg, err := gatewayConfig(cfg, sf, base)
+		if err != nil {
+			return err
+		}
+		gln, err := net.Listen("tcp", gcfg.Addr)
+		if err != nil {
+			return fmt.Errorf("gateway-ws: %w", err)
+		}
+		gatewayURL = "http://" + hostPort(gln.Addr())
+		gw, err := gateway.New(ctx, gcfg)
+		if err != nil {
+			gln.Close()
+			return err
+		}
+		go func() { gatewayDone <- gw.Serve(ctx, gln) }()
+	} else {
+		gatewayDone <- nil
+	}
 	fmt.Printf("tidings is up\n")
 	fmt.Printf("  functions   %s/function/<name>  (%s)\n", base, strings.Join(functions.Names(), ", "))
 	fmt.Printf("  login       %s/function/login\n", base)
+	if gatewayURL != "" {
+		ws := strings.Replace(gatewayURL, "http://", "ws://", 1)
+		fmt.Printf("  gateway-ws  %s  (WebSocket %s/socket/websocket?vsn=2.0.0&token=JWT)\n", gatewayURL, ws)
+	}
 	fmt.Printf("  PostgreSQL  %s\n", pg.URL)
 	fmt.Printf("  Redis       %s\n", rd.URL)
 	fmt.Printf("Press Ctrl-C to stop.\n")
 
 	<-ctx.Done()
 	fmt.Println("stopping")
+	gwErr := <-gatewayDone // gateway-ws closes its sockets first
 	shutdown, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	return srv.Shutdown(shutdown)
+	return errors.Join(gwErr, srv.Shutdown(shutdown))
+}
+
+// gatewayConfig is gateway-ws's configuration for the dev stack: its own
+// environment, calling the local host, with each function's timeout and
+// concurrency limit from stack.yml.
+func gatewayConfig(cfg config.Config, sf *stack.File, faasURL string) (gateway.Config, error) {
+	gcfg, err := gateway.ConfigFrom(cfg)
+	if err != nil {
+		return gcfg, err
+	}
+	gcfg.FaaSURL, gcfg.Logger = faasURL, logging.New(cfg.LogLevel, "gateway-ws")
+	for name, f := range sf.Functions {
+		limits, err := f.CallLimits()
+		if err != nil {
+			return gcfg, err
+		}
+		settings := gcfg.Calls.Default
+		settings.Timeout, settings.MaxInflight = limits.Timeout, limits.MaxInflight
+		if _, set := gcfg.Calls.PerFunction[name]; !set {
+			gcfg.Calls.PerFunction[name] = settings
+		}
+	}
+	return gcfg, nil
 }
 
 // hostPort renders a listener address as a URL host, 127.0.0.1 for "any".

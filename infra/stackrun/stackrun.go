@@ -174,6 +174,17 @@ func (n *Node) Start(ctx context.Context) error {
 		return err
 	}
 	n.p = p
+	// Stop waiting as soon as the process exits: a crash at start-up must
+	// not cost the whole wait.
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go func() {
+		select {
+		case <-p.Exited():
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
 	return proc.WaitFor(ctx, 30*time.Second, func(ctx context.Context) error {
 		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+n.Addr+"/healthz", nil)
 		resp, err := http.DefaultClient.Do(req)

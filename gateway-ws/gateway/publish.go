@@ -1,0 +1,100 @@
+package gateway
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"net/http"
+	"strconv"
+	"strings"
+
+	"tidings/gateway-ws/coordinator"
+	"tidings/lib/fn"
+)
+
+// Refusal reasons of a publish, beside the join reasons.
+const (
+	ReasonInvalid  = "invalid"
+	ReasonNotFound = "not_found"
+	ReasonAborted  = "aborted"
+)
+
+// coordinatorPublisher publishes through the two-phase commit coordinator.
+type coordinatorPublisher struct{ coord *coordinator.Coordinator }
+
+// Publish implements Publisher: the reply is the committed notification's
+// {notification_id, tx_id, recipients}.
+func (p coordinatorPublisher) Publish(ctx context.Context, userID, topicID int64, payload json.RawMessage) (any, error) {
+	var msg coordinator.Message
+	dec := json.NewDecoder(bytes.NewReader(payload))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&msg); err != nil {
+		return nil, &Refused{ReasonInvalid}
+	}
+	res, err := p.coord.Publish(ctx, userID, topicID, msg)
+	var refusal *coordinator.Refusal
+	var aborted *coordinator.AbortedError
+	switch {
+	case errors.As(err, &refusal):
+		reason := map[string]string{"forbidden": ReasonUnauthorized, "not_found": ReasonNotFound}[refusal.Reason]
+		if reason == "" {
+			reason = ReasonInvalid
+		}
+		return nil, &Refused{reason}
+	case errors.As(err, &aborted):
+		return nil, &Refused{ReasonAborted}
+	case err != nil:
+		return nil, err
+	}
+	return res, nil
+}
+
+// servePublish is POST /api/topics/{id}/notifications: the `publish` push
+// for clients that speak HTTP, with a Bearer token.
+func (s *Server) servePublish(w http.ResponseWriter, r *http.Request) {
+	token, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+	userID, err := s.tokens.Verify(strings.TrimSpace(token))
+	if !ok || err != nil {
+		fn.WriteError(w, fn.Unauthorized("missing or invalid Bearer token"))
+		return
+	}
+	topicID, err := strconv.ParseInt(r.PathValue("id"), 10, 64)
+	if err != nil || topicID <= 0 {
+		fn.WriteError(w, fn.BadRequest("topic id must be a positive integer"))
+		return
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, s.cfg.MaxBodyBytes))
+	if err != nil {
+		fn.WriteError(w, fn.TooLarge(s.cfg.MaxBodyBytes))
+		return
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), s.cfg.PublishTimeout)
+	defer cancel()
+	res, err := s.cfg.Publisher.Publish(ctx, userID, topicID, body)
+	var refused *Refused
+	switch {
+	case errors.As(err, &refused):
+		status := map[string]int{ReasonUnauthorized: http.StatusForbidden, ReasonNotFound: http.StatusNotFound,
+			ReasonInvalid: http.StatusBadRequest}[refused.Reason]
+		if status == 0 {
+			status = http.StatusServiceUnavailable
+		}
+		fn.WriteError(w, &fn.Error{Status: status, Code: refused.Reason, Message: publishRefusals[refused.Reason]})
+		return
+	case err != nil:
+		s.log.Warn("publish failed", "user", userID, "topic", topicID, "err", err)
+		fn.WriteError(w, &fn.Error{Status: http.StatusServiceUnavailable, Code: ReasonUnavailable, Message: "publishing is unavailable; retry later"})
+		return
+	}
+	resp, _ := fn.JSON(http.StatusCreated, res)
+	fn.WriteResponse(w, resp)
+}
+
+var publishRefusals = map[string]string{
+	ReasonUnauthorized: "only the topic's owner may publish on it",
+	ReasonNotFound:     "no such topic",
+	ReasonInvalid:      "body must be {title, body?, email?} with a title of 1 to 200 characters",
+	ReasonAborted:      "the publish was rolled back (a participant failed or timed out); nothing was stored",
+}

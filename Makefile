@@ -4,15 +4,17 @@ BIN     := $(CURDIR)/.bin
 STATICCHECK_VERSION := v0.8.2
 export GOFLAGS := -buildvcs=false
 
-.PHONY: up test services vet lint unit secrets images clean
+.PHONY: up test services vet lint unit node fuzz chaos bench secrets images clean
 
 ## up: run everything on this machine (Ctrl-C stops it all)
 up:
 	@$(GO) build -o $(BIN)/devstack ./infra/devstack
 	@$(BIN)/devstack
 
-## test: vet, staticcheck and every test against real PostgreSQL and Redis
-test: services vet lint unit
+## test: vet, staticcheck and every test against real PostgreSQL and Redis:
+## Go tests, the Node tests with the official phoenix client, a short fuzz
+## of the frame decoder, and a small chaos run
+test: services vet lint unit node fuzz chaos
 
 services:
 	@bash infra/test-services.sh
@@ -28,6 +30,28 @@ $(BIN)/staticcheck:
 
 unit:
 	$(GO) test -count=1 -timeout 15m ./...
+
+node:
+	npm ci --prefix gateway-ws/test --no-audit --no-fund --silent
+	npm --prefix gateway-ws/test test
+
+fuzz:
+	$(GO) test ./gateway-ws/gateway/ -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime 10s
+
+## chaos: publishes under random SIGKILLs and crashes; checks the invariant
+CHAOS_DURATION ?= 8s
+chaos:
+	$(GO) run ./infra/chaos -duration $(CHAOS_DURATION)
+
+## bench: every benchmark, each beside its peer measured in the same run;
+## the tables also land in build/bench.md (copy them to docs/benchmarks.md)
+BENCH_CONNS ?= 10000
+bench:
+	@mkdir -p build
+	@{ $(GO) run ./infra/bench/ws -conns $(BENCH_CONNS) && echo && \
+	   $(GO) run ./infra/bench/publish && echo && \
+	   $(GO) run ./infra/bench/avatar && echo && \
+	   $(GO) run ./infra/bench/cache; } | tee build/bench.md
 
 ## secrets: make the dev secrets docker-compose.yml mounts
 secrets:

@@ -22,6 +22,11 @@ wait_for() { # what, command...
   echo "$what did not come up" >&2; return 1
 }
 
+# Node.js runs the tests with the official phoenix client.
+if ! command -v npm >/dev/null; then
+  apt_install nodejs npm
+fi
+
 redis_up() { redis-cli -h 127.0.0.1 -p $REDISPORT ping | grep -q PONG; }
 if ! command -v redis-cli >/dev/null || ! redis_up; then
   command -v redis-server >/dev/null || apt_install redis-server

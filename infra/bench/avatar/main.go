@@ -24,12 +24,12 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strconv"
 	"strings"
 	"time"
 
 	genavatar "tidings/functions/gen-avatar"
+	"tidings/infra/bench/machine"
 )
 
 func main() {
@@ -83,7 +83,7 @@ func run(n int, sizeList, dir, node string) error {
 
 	fmt.Printf("### Avatars: gen-avatar beside jdenticon\n\n")
 	fmt.Printf("%s; node %s, jdenticon %s. `go run ./infra/bench/avatar -n %d -sizes %s`, %s. One core each; PNG encoding included.\n\n",
-		machine(), strings.TrimSpace(string(nodeVersion)), jdenticonVersion(dir), n, sizeList,
+		machine.Describe(), strings.TrimSpace(string(nodeVersion)), jdenticonVersion(dir), n, sizeList,
 		time.Now().UTC().Format("2006-01-02 15:04 UTC"))
 	fmt.Println("| renderer | size | avatars/s | bytes/avatar | vs jdenticon |")
 	fmt.Println("| --- | ---: | ---: | ---: | ---: |")
@@ -189,18 +189,4 @@ func jdenticonVersion(dir string) string {
 		return "unknown"
 	}
 	return p.Version
-}
-
-// machine describes where the bench ran.
-func machine() string {
-	cpu := "unknown CPU"
-	if b, err := os.ReadFile("/proc/cpuinfo"); err == nil {
-		for _, line := range strings.Split(string(b), "\n") {
-			if v, ok := strings.CutPrefix(line, "model name"); ok {
-				cpu = strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(v), ":"))
-				break
-			}
-		}
-	}
-	return fmt.Sprintf("%s, %d CPUs, %s/%s, %s", cpu, runtime.NumCPU(), runtime.GOOS, runtime.GOARCH, runtime.Version())
 }

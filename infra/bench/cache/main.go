@@ -31,15 +31,14 @@ import (
 	"math"
 	mrand "math/rand/v2"
 	"os"
-	"runtime"
 	"slices"
 	"strconv"
-	"strings"
 	"sync"
 	"time"
 
 	"github.com/redis/go-redis/v9"
 
+	"tidings/infra/bench/machine"
 	"tidings/lib/cache"
 )
 
@@ -111,7 +110,7 @@ func run(o options) error {
 
 	fmt.Printf("### Cache: get latency and hit ratio per store\n\n")
 	fmt.Printf("%s; Redis %s on loopback. `go run ./infra/bench/cache -ops %d -keys %d -s %g -workers %d -capacity %d -load %s -writes %g -value %d`, %s.\n\n",
-		machine(), info["Server"]["redis_version"], o.ops, o.keys, o.s, o.workers, o.capacity, o.load, o.writes, o.value,
+		machine.Describe(), info["Server"]["redis_version"], o.ops, o.keys, o.s, o.workers, o.capacity, o.load, o.writes, o.value,
 		time.Now().UTC().Format("2006-01-02 15:04 UTC"))
 	fmt.Println("| store | get p50 | get p99 | hit p50 | hit p99 | ops/s | hit ratio | from memory |")
 	fmt.Println("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
@@ -224,20 +223,6 @@ func cleanup(rdb *redis.Client, prefix string) {
 	if len(batch) > 0 {
 		rdb.Del(ctx, batch...)
 	}
-}
-
-// machine describes where the bench ran.
-func machine() string {
-	cpu := "unknown CPU"
-	if b, err := os.ReadFile("/proc/cpuinfo"); err == nil {
-		for _, line := range strings.Split(string(b), "\n") {
-			if v, ok := strings.CutPrefix(line, "model name"); ok {
-				cpu = strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(v), ":"))
-				break
-			}
-		}
-	}
-	return fmt.Sprintf("%s, %d CPUs, %s/%s, %s", cpu, runtime.NumCPU(), runtime.GOOS, runtime.GOARCH, runtime.Version())
 }
 
 func randomHex(n int) string {

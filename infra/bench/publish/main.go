@@ -22,6 +22,7 @@ import (
 	"sync"
 	"time"
 
+	"tidings/infra/bench/machine"
 	"tidings/infra/proc"
 	"tidings/infra/stackrun"
 )
@@ -160,10 +161,9 @@ func run(publishers, subscribers int, duration time.Duration) error {
 	if ratio < 0.3 {
 		verdict = "NOT met"
 	}
-	host2, _ := os.Hostname()
-	fmt.Printf("## Publishing (two-phase commit through gateway-ws)\n\n")
-	fmt.Printf("%s, %d cores, %s; %d publishers, %d subscribers per topic, %v per side.\n\n",
-		host2, runtime.NumCPU(), time.Now().UTC().Format("2006-01-02"), publishers, subscribers, duration)
+	fmt.Printf("## Publishing: two-phase commit through gateway-ws beside pgbench\n\n")
+	fmt.Printf("%s, %s; `go run ./infra/bench/publish -publishers %d -subscribers %d -duration %v`.\n\n",
+		machine.Describe(), time.Now().UTC().Format("2006-01-02 15:04 UTC"), publishers, subscribers, duration)
 	fmt.Println("| system | publishes/s | p50 | p99 | failures |")
 	fmt.Println("| --- | ---: | ---: | ---: | ---: |")
 	fmt.Printf("| tidings (gateway-ws → notify-*, counter-* → PostgreSQL, Redis log) | %.0f | %s | %s | %d |\n",

@@ -26,6 +26,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"tidings/infra/bench/machine"
 )
 
 type options struct {
@@ -102,7 +104,7 @@ func envOr(key, def string) string {
 func report(o options, results []result) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "### %s\n\n", time.Now().UTC().Format("2006-01-02 15:04 MST"))
-	fmt.Fprintf(&b, "- machine: %s\n", machine())
+	fmt.Fprintf(&b, "- machine: %s\n", machine.Describe())
 	fmt.Fprintf(&b, "- command: `%s`\n", strings.Join(append([]string{"go run ./infra/bench/ws"}, os.Args[1:]...), " "))
 	fmt.Fprintf(&b, "- workload: %d WebSocket connections joined to one topic; %d latency rounds; a burst of %d broadcasts; payload ~%d B\n\n",
 		o.conns, o.rounds, o.burst, o.payload)

@@ -416,9 +416,11 @@ func (q *Queue) drop(ctx context.Context, function, entry string) {
 
 // write runs one MULTI, retried with backoff for up to half of ClaimIdle
 // so that a short Redis outage does not turn a finished attempt into a
-// reclaimed one. The outcome is written even when ctx is being cancelled:
-// the attempt is over either way.
+// reclaimed one. The first try runs even when ctx is cancelled (the
+// attempt is over either way); a stopping worker does not wait for Redis
+// to come back.
 func (q *Queue) write(ctx context.Context, what string, cmds func(redis.Pipeliner)) error {
+	stopping := ctx.Done()
 	ctx = context.WithoutCancel(ctx)
 	deadline := time.Now().Add(q.cfg.ClaimIdle / 2)
 	wait := outageFirstWait
@@ -432,7 +434,13 @@ func (q *Queue) write(ctx context.Context, what string, cmds func(redis.Pipeline
 		if time.Now().Add(wait).After(deadline) {
 			return fmt.Errorf("%s: %w", what, err)
 		}
-		time.Sleep(wait)
+		t := time.NewTimer(wait)
+		select {
+		case <-stopping:
+			t.Stop()
+			return fmt.Errorf("%s: %w", what, err)
+		case <-t.C:
+		}
 		wait = min(2*wait, outageMaxWait)
 	}
 }

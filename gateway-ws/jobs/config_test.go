@@ -1,0 +1,57 @@
+package jobs_test
+
+import (
+	"net/http"
+	"slices"
+	"testing"
+	"time"
+
+	"tidings/gateway-ws/jobs"
+)
+
+func TestConfigFromEnvReadsPerFunctionSettings(t *testing.T) {
+	t.Setenv("REDIS_PREFIX", "app:")
+	t.Setenv("JOB_TTL", "90s")
+	t.Setenv("JOB_MAX_ATTEMPTS", "7")
+	t.Setenv("JOB_CLAIM_IDLE", "2m")
+	t.Setenv("JOB_CONCURRENCY", "3")
+	t.Setenv("JOB_CONCURRENCIES", "send-mail=8, gen-avatar=2")
+	t.Setenv("JOB_TIMEOUTS", "send-mail=20s")
+	t.Setenv("JOB_PUBLIC_FUNCTIONS", "gen-avatar, report")
+	t.Setenv("JOB_METHODS", "report=get")
+	c, err := jobs.ConfigFromEnv()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Prefix != "app:jobs:" || c.TTL != 90*time.Second || c.MaxAttempts != 7 || c.ClaimIdle != 2*time.Minute || c.Concurrency != 3 {
+		t.Errorf("config %+v", c)
+	}
+	if c.Concurrencies["send-mail"] != 8 || c.Concurrencies["gen-avatar"] != 2 || c.Timeouts["send-mail"] != 20*time.Second {
+		t.Errorf("per function: %v %v", c.Concurrencies, c.Timeouts)
+	}
+	if !slices.Equal(c.PublicFunctions, []string{"gen-avatar", "report"}) {
+		t.Errorf("public functions %v", c.PublicFunctions)
+	}
+	if c.Methods["gen-avatar"] != http.MethodGet || c.Methods["report"] != http.MethodGet {
+		t.Errorf("methods %v: gen-avatar keeps GET, report is GET", c.Methods)
+	}
+}
+
+func TestConfigFromEnvRefusesBadSettings(t *testing.T) {
+	for name, env := range map[string][2]string{
+		"claim idle not above the timeout": {"JOB_TIMEOUTS", "send-mail=5m"},
+		"zero concurrency":                 {"JOB_CONCURRENCIES", "send-mail=0"},
+		"not name=value":                   {"JOB_CONCURRENCIES", "send-mail"},
+		"bad duration":                     {"JOB_TTL", "soon"},
+		"a method other than GET and POST": {"JOB_METHODS", "gen-avatar=DELETE"},
+		"default timeout above claim idle": {"JOB_TIMEOUT", "2m"},
+		"not a number":                     {"JOB_MAX_ATTEMPTS", "many"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			t.Setenv(env[0], env[1])
+			if _, err := jobs.ConfigFromEnv(); err == nil {
+				t.Errorf("%s=%s accepted", env[0], env[1])
+			}
+		})
+	}
+}

@@ -212,3 +212,58 @@ func TestFailingJobsRetryWithBackoffThenFailIntoTheDeadLetterStream(t *testing.T
 		}
 	}
 }
+
+func TestJobsRunWithinTheirFunctionsConcurrencyLimitAndTimeout(t *testing.T) {
+	rd := testenv.NewRedis(t)
+	var inflight, most atomic.Int32
+	fns := map[string]fnhost.Function{
+		"slow": {Handler: fn.HandlerFunc(func(fn.Request) (fn.Response, error) {
+			n := inflight.Add(1)
+			defer inflight.Add(-1)
+			for m := most.Load(); n > m && !most.CompareAndSwap(m, n); m = most.Load() {
+			}
+			time.Sleep(30 * time.Millisecond)
+			return fn.JSON(200, map[string]bool{"ok": true})
+		})},
+		// Answers only when the caller gives up.
+		"hangs": {Handler: fn.HandlerFunc(func(req fn.Request) (fn.Response, error) {
+			<-req.Context().Done()
+			return fn.Response{}, req.Context().Err()
+		})},
+	}
+	cfg := testConfig(rd.Prefix, &events{})
+	cfg.Concurrency = 8
+	cfg.Concurrencies = map[string]int{"slow": 2}
+	cfg.Timeouts = map[string]time.Duration{"hangs": 100 * time.Millisecond}
+	cfg.MaxAttempts = 2
+	q, err := jobs.New(rd.Client, host(t, fns), tokens(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	run(t, q)
+	a := serve(t, q)
+	ann := user(t, 3)
+	ctx := context.Background()
+	var ids []string
+	for range 8 {
+		id, err := q.Enqueue(ctx, 3, "slow", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, id)
+	}
+	hangs, err := q.Enqueue(ctx, 3, "hangs", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range ids {
+		a.waitStatus(id, ann, jobs.Worked)
+	}
+	if m := most.Load(); m > 2 || m < 1 {
+		t.Errorf("at most %d slow jobs ran at once, want 1 or 2 (the limit is 2)", m)
+	}
+	job := a.waitStatus(hangs, ann, jobs.Failed)
+	if e, _ := job["error"].(map[string]any); e["code"] != "timeout" || job["attempts"] != 2.0 {
+		t.Errorf("hanging job %v, want failed with code timeout after 2 attempts", job)
+	}
+}

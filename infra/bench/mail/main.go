@@ -24,7 +24,6 @@ import (
 	"log/slog"
 	"net/http/httptest"
 	"os"
-	"runtime"
 	"sort"
 	"strconv"
 	"strings"
@@ -37,6 +36,7 @@ import (
 	"tidings/functions"
 	"tidings/gateway-ws/invoke"
 	"tidings/gateway-ws/jobs"
+	"tidings/infra/bench/machine"
 	"tidings/infra/fnhost"
 	"tidings/infra/mailsink"
 	"tidings/lib/config"
@@ -110,7 +110,7 @@ func run(mails int, limits []int, levels string) error {
 		"`go run ./infra/bench/mail -mails %d -concurrency %s`, %s. "+
 		"Queue rows: enqueue all, then wait for every job worked; latency is enqueue to worked. "+
 		"Direct rows: the same number of send-mail calls through invoke at the same concurrency, no queue.\n\n",
-		machine(), redisVersion, mails, levels, time.Now().UTC().Format("2006-01-02 15:04 UTC"))
+		machine.Describe(), redisVersion, mails, levels, time.Now().UTC().Format("2006-01-02 15:04 UTC"))
 	fmt.Println("| path | concurrency limit | mails | mails/s | p50 latency | p95 latency | received by SMTP | failed |")
 	fmt.Println("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
 	for _, r := range rows {
@@ -321,20 +321,6 @@ func percentiles(d []time.Duration) (p50, p95 time.Duration) {
 }
 
 func ms(d time.Duration) string { return fmt.Sprintf("%.1f ms", float64(d.Microseconds())/1000) }
-
-// machine describes where the bench ran.
-func machine() string {
-	cpu := "unknown CPU"
-	if b, err := os.ReadFile("/proc/cpuinfo"); err == nil {
-		for _, line := range strings.Split(string(b), "\n") {
-			if v, ok := strings.CutPrefix(line, "model name"); ok {
-				cpu = strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(v), ":"))
-				break
-			}
-		}
-	}
-	return fmt.Sprintf("%s, %d CPUs, %s/%s, %s", cpu, runtime.NumCPU(), runtime.GOOS, runtime.GOARCH, runtime.Version())
-}
 
 func randomHex(n int) string {
 	b := make([]byte, n)

@@ -8,6 +8,7 @@ package stackrun
 import (
 	"bytes"
 	"context"
+	"errors"
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
@@ -185,7 +186,7 @@ func (n *Node) Start(ctx context.Context) error {
 		case <-ctx.Done():
 		}
 	}()
-	return proc.WaitFor(ctx, 30*time.Second, func(ctx context.Context) error {
+	err = proc.WaitFor(ctx, 30*time.Second, func(ctx context.Context) error {
 		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+n.Addr+"/healthz", nil)
 		resp, err := http.DefaultClient.Do(req)
 		if err != nil {
@@ -197,7 +198,16 @@ func (n *Node) Start(ctx context.Context) error {
 		}
 		return nil
 	})
+	select {
+	case <-p.Exited():
+		return fmt.Errorf("%s: %w", n.Name, ErrExited)
+	default:
+		return err
+	}
 }
+
+// ErrExited is a start whose process exited before it was healthy.
+var ErrExited = errors.New("exited while starting")
 
 // Kill ends the process with SIGKILL, as a crash would.
 func (n *Node) Kill() {

@@ -109,7 +109,7 @@ func TestCacheWithRedisStoppedAnswersFromTheDatabaseAndRecovers(t *testing.T) {
 	for _, kind := range []cache.Store{cache.Redis, cache.Near} {
 		t.Run(string(kind), func(t *testing.T) {
 			db := testenv.NewDB(t)
-			srv := startRedisServer(t)
+			srv := testenv.StartRedisServer(t)
 			const prefix = "tidings-test:"
 			writer := cache.Of[store.User](newCache(t, kind, srv.Client(), prefix), "user")
 			readerCache := newCache(t, kind, srv.Client(), prefix)

@@ -1,0 +1,93 @@
+package testenv
+
+import (
+	"context"
+	"net"
+	"os/exec"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// RedisServer is a throwaway redis-server on a loopback port of its own,
+// so a test can kill Redis and start it again without touching the server
+// other tests share.
+type RedisServer struct {
+	t    testing.TB
+	bin  string
+	port int
+	dir  string
+	cmd  *exec.Cmd
+}
+
+// StartRedisServer starts a redis-server without persistence on a free
+// loopback port; it is killed when t ends.
+func StartRedisServer(t testing.TB) *RedisServer {
+	t.Helper()
+	bin, err := exec.LookPath("redis-server")
+	if err != nil {
+		t.Fatalf("redis-server is needed: %v", err)
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := l.Addr().(*net.TCPAddr).Port
+	_ = l.Close()
+	s := &RedisServer{t: t, bin: bin, port: port, dir: t.TempDir()}
+	s.Start()
+	t.Cleanup(s.Stop)
+	return s
+}
+
+// Addr is the server's host:port.
+func (s *RedisServer) Addr() string { return "127.0.0.1:" + strconv.Itoa(s.port) }
+
+// URL is the server's redis:// URL.
+func (s *RedisServer) URL() string { return "redis://" + s.Addr() + "/0" }
+
+// Client is a new client of the server, closed when the test ends, as
+// another process would have; it fails fast while the server is down.
+func (s *RedisServer) Client() *redis.Client {
+	c := redis.NewClient(&redis.Options{Addr: s.Addr(), MaxRetries: -1, DialTimeout: time.Second, ReadTimeout: 2 * time.Second})
+	s.t.Cleanup(func() { _ = c.Close() })
+	return c
+}
+
+// Start runs the server (again) on its port and waits until it answers.
+func (s *RedisServer) Start() {
+	s.t.Helper()
+	s.cmd = exec.Command(s.bin, "--port", strconv.Itoa(s.port), "--bind", "127.0.0.1",
+		"--save", "", "--appendonly", "no", "--dir", s.dir, "--loglevel", "warning")
+	if err := s.cmd.Start(); err != nil {
+		s.t.Fatalf("start redis-server: %v", err)
+	}
+	c := redis.NewClient(&redis.Options{Addr: s.Addr(), MaxRetries: -1})
+	defer c.Close()
+	for i := 0; ; i++ {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		err := c.Ping(ctx).Err()
+		cancel()
+		if err == nil {
+			return
+		}
+		if i == 200 {
+			s.t.Fatalf("redis-server on %s does not answer: %v", s.Addr(), err)
+		}
+		time.Sleep(25 * time.Millisecond)
+	}
+}
+
+// Stop kills the server (SIGKILL, as a crash) and waits until it is gone.
+func (s *RedisServer) Stop() {
+	if s.cmd != nil && s.cmd.Process != nil {
+		_ = s.cmd.Process.Kill()
+		_ = s.cmd.Wait()
+		s.cmd = nil
+	}
+}
+
+// String names the server in failure messages.
+func (s *RedisServer) String() string { return "redis-server " + s.Addr() }

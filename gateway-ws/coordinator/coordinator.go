@@ -10,6 +10,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -29,6 +30,11 @@ import (
 // Caller calls a function by name; *invoke.Invoker is one.
 type Caller interface {
 	Call(ctx context.Context, name string, body, out any) error
+}
+
+// Enqueuer queues a job; *jobs.Queue is one.
+type Enqueuer interface {
+	Enqueue(ctx context.Context, owner int64, function string, payload json.RawMessage) (string, error)
 }
 
 // Fault names a point in a transaction where a test or `make chaos` may
@@ -52,6 +58,9 @@ type Config struct {
 	Deliver func(ctx context.Context, topic, event string, payload any) error
 
 	Settings
+
+	// Jobs queues the mails of publishes with email on; nil turns mail off.
+	Jobs Enqueuer
 
 	// Crash, when set, is asked at each Fault point; true means the
 	// coordinator dies there (a test returns true; chaos exits the process).
@@ -309,6 +318,11 @@ func (c *Coordinator) finishCommit(ctx context.Context, rec *Record) error {
 	if persisted.NotificationID != 0 {
 		rec.NotificationID = persisted.NotificationID
 	}
+	// Before the record says committed, so a crash here is redone by
+	// recovery; send-mail's idempotency key keeps it to one mail each.
+	if err := c.enqueueMails(ctx, rec); err != nil {
+		return err
+	}
 	err := c.records.transition(ctx, rec.ID, Committing, Committed)
 	var moved *errMoved
 	if errors.As(err, &moved) && moved.state == Committed {
@@ -391,6 +405,40 @@ func (c *Coordinator) deliver(ctx context.Context, rec *Record, unread map[int64
 			c.log.Warn("live delivery failed", "tx", rec.ID, "user", user, "err", err)
 		}
 	}
+}
+
+// enqueueMails queues one send-mail job per recipient who subscribes with
+// email on, for a publish that asked for mail. The publisher owns the
+// jobs, so their progress shows on the publisher's user channel.
+func (c *Coordinator) enqueueMails(ctx context.Context, rec *Record) error {
+	p := rec.Payload
+	if !p.Email || c.cfg.Jobs == nil {
+		return nil
+	}
+	topic, recipients, err := store.MailRecipients(ctx, c.cfg.DB, p.TopicID, p.Recipients)
+	if err != nil {
+		return fmt.Errorf("mail recipients of %s: %w", rec.ID, err)
+	}
+	for _, r := range recipients {
+		mail, _ := json.Marshal(map[string]string{
+			"idempotency_key": fmt.Sprintf("%s-%d", rec.ID, r.UserID),
+			"to":              r.Email,
+			"subject":         truncate(fmt.Sprintf("[%s] %s", topic, p.Title), twopc.MaxTitle),
+			"text":            p.Body + "\n\n-- \nYou get this because you subscribed to " + topic + " with email on.",
+		})
+		if _, err := c.cfg.Jobs.Enqueue(ctx, p.SenderID, "send-mail", mail); err != nil {
+			return fmt.Errorf("queue the mail of %s to user %d: %w", rec.ID, r.UserID, err)
+		}
+	}
+	return nil
+}
+
+// truncate cuts s to at most n runes.
+func truncate(s string, n int) string {
+	if r := []rune(s); len(r) > n {
+		return string(r[:n])
+	}
+	return s
 }
 
 func (c *Coordinator) crash(at Fault) bool { return c.cfg.Crash != nil && c.cfg.Crash(at) }

@@ -101,3 +101,29 @@ func Subscribers(ctx context.Context, q Querier, topicID int64) ([]int64, error)
 	ids, err := pgx.CollectRows(rows, pgx.RowTo[int64])
 	return ids, mapError(err)
 }
+
+// MailRecipient is a recipient who asked for a topic's notifications by mail.
+type MailRecipient struct {
+	UserID int64
+	Email  string
+}
+
+// MailRecipients returns the topic's name and those of recipients who
+// subscribe to it with email on.
+func MailRecipients(ctx context.Context, q Querier, topicID int64, recipients []int64) (string, []MailRecipient, error) {
+	var name string
+	if err := q.QueryRow(ctx, `SELECT name FROM topics WHERE id = $1`, topicID).Scan(&name); err != nil {
+		return "", nil, mapError(err)
+	}
+	rows, err := q.Query(ctx, `
+		SELECT u.id, u.email FROM subscriptions s JOIN users u ON u.id = s.user_id
+		WHERE s.topic_id = $1 AND s.email AND s.user_id = ANY($2) ORDER BY u.id`, topicID, recipients)
+	if err != nil {
+		return "", nil, mapError(err)
+	}
+	list, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (MailRecipient, error) {
+		var m MailRecipient
+		return m, row.Scan(&m.UserID, &m.Email)
+	})
+	return name, list, mapError(err)
+}

@@ -51,12 +51,13 @@ bench:
 	@{ $(GO) run ./infra/bench/ws -conns $(BENCH_CONNS) && echo && \
 	   $(GO) run ./infra/bench/publish && echo && \
 	   $(GO) run ./infra/bench/avatar && echo && \
+	   $(GO) run ./infra/bench/mail && echo && \
 	   $(GO) run ./infra/bench/cache; } | tee build/bench.md
 
 ## secrets: make the dev secrets docker-compose.yml mounts
 secrets:
 	@mkdir -p .dev/secrets
-	@for s in tidings-jwt-secret tidings-internal-key; do \
+	@for s in tidings-jwt-secret tidings-internal-key tidings-smtp-password; do \
 	  [ -s .dev/secrets/$$s ] || head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' > .dev/secrets/$$s; done
 	@echo "secrets in .dev/secrets"
 

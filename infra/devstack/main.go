@@ -17,6 +17,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -24,6 +25,7 @@ import (
 	"tidings/functions"
 	"tidings/gateway-ws/gateway"
 	"tidings/infra/fnhost"
+	"tidings/infra/mailsink"
 	"tidings/lib/config"
 	"tidings/lib/logging"
 	"tidings/lib/stack"
@@ -65,6 +67,13 @@ func run() error {
 	}
 	os.Setenv("DATABASE_URL", pg.URL)
 	os.Setenv("REDIS_URL", rd.URL)
+	sink, err := ensureMail(log)
+	if err != nil {
+		return err
+	}
+	if sink != nil {
+		defer sink.Close()
+	}
 
 	cfg, err := config.Load()
 	if err != nil {
@@ -90,7 +99,14 @@ func run() error {
 	if err != nil {
 		return fmt.Errorf("functions: %w", err)
 	}
-	srv := &http.Server{Handler: fnhost.New(fns, cfg.MaxBodyBytes, log), ReadHeaderTimeout: 10 * time.Second}
+	handler := fnhost.New(fns, cfg.MaxBodyBytes, log)
+	if sink != nil {
+		mux := http.NewServeMux()
+		mux.Handle("/dev/mails", sink.Handler())
+		mux.Handle("/", handler)
+		handler = mux
+	}
+	srv := &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second}
 	go func() {
 		if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
 			log.Error("functions host stopped", "err", err)
@@ -127,6 +143,9 @@ func run() error {
 		ws := strings.Replace(gatewayURL, "http://", "ws://", 1)
 		fmt.Printf("  gateway-ws  %s  (WebSocket %s/socket/websocket?vsn=2.0.0&token=JWT)\n", gatewayURL, ws)
 	}
+	if sink != nil {
+		fmt.Printf("  mails       %s/dev/mails  (send-mail delivers to a local SMTP sink at %s and they are printed here)\n", base, sink.Addr())
+	}
 	fmt.Printf("  PostgreSQL  %s\n", pg.URL)
 	fmt.Printf("  Redis       %s\n", rd.URL)
 	fmt.Printf("Press Ctrl-C to stop.\n")
@@ -160,6 +179,27 @@ func gatewayConfig(cfg config.Config, sf *stack.File, faasURL string) (gateway.C
 		}
 	}
 	return gcfg, nil
+}
+
+// ensureMail starts a local SMTP sink for send-mail unless SMTP_HOST names
+// a real server, so mail works in development with nothing to set up; the
+// mails it receives are printed and listed at /dev/mails.
+func ensureMail(log *slog.Logger) (*mailsink.Sink, error) {
+	if os.Getenv("SMTP_HOST") != "" {
+		return nil, nil
+	}
+	sink, err := mailsink.Start(mailsink.Options{Addr: "127.0.0.1:" + config.Env("DEV_SMTP_PORT", "2525"), Print: os.Stdout})
+	if err != nil {
+		// The default port is taken (another stack?): any free port will do.
+		if sink, err = mailsink.Start(mailsink.Options{Addr: "127.0.0.1:0", Print: os.Stdout}); err != nil {
+			return nil, fmt.Errorf("start the local SMTP sink: %w", err)
+		}
+	}
+	os.Setenv("SMTP_HOST", sink.Host())
+	os.Setenv("SMTP_PORT", strconv.Itoa(sink.Port()))
+	os.Setenv("SMTP_STARTTLS", "none")
+	log.Info("mail goes to a local SMTP sink", "addr", sink.Addr())
+	return sink, nil
 }
 
 // hostPort renders a listener address as a URL host, 127.0.0.1 for "any".

@@ -8,10 +8,10 @@ package stackrun
 import (
 	"bytes"
 	"context"
-	"errors"
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"

@@ -29,8 +29,10 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"tidings/functions"
+	"tidings/gateway-ws/cluster"
 	"tidings/gateway-ws/coordinator"
 	"tidings/gateway-ws/invoke"
+	"tidings/gateway-ws/web"
 	"tidings/lib/auth"
 	"tidings/lib/config"
 	"tidings/lib/fn"
@@ -66,6 +68,9 @@ type Config struct {
 	Calls invoke.Config
 	// TwoPC are the coordinator's timings; see coordinator.SettingsFromEnv.
 	TwoPC coordinator.Settings
+	// Cluster is the node registry's heartbeat and TTL; see
+	// cluster.SettingsFromEnv (zero values get the defaults).
+	Cluster cluster.Settings
 	// Crash, when set, may stop the process at a 2PC fault point (chaos).
 	Crash func(coordinator.Fault) bool
 
@@ -141,6 +146,9 @@ func ConfigFrom(base config.Config) (Config, error) {
 	if c.TwoPC, err = coordinator.SettingsFromEnv(); err != nil {
 		return c, err
 	}
+	if c.Cluster, err = cluster.SettingsFromEnv(); err != nil {
+		return c, err
+	}
 	return c, nil
 }
 
@@ -160,6 +168,9 @@ type Server struct {
 	proxy  *Proxy
 	calls  *invoke.Invoker
 	coord  *coordinator.Coordinator
+	nodes  *cluster.Registry
+	// jobStats feeds the dashboard's job panel; nil shows "not configured".
+	jobStats JobStats
 
 	upgrader websocket.Upgrader
 	nextID   atomic.Uint64
@@ -237,6 +248,7 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	if s.cfg.Publisher == nil {
 		s.cfg.Publisher = coordinatorPublisher{s.coord}
 	}
+	s.nodes = s.newRegistry()
 	return s, nil
 }
 
@@ -289,6 +301,12 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("POST /internal/broadcast", s.serveBroadcast)
 	mux.HandleFunc("POST /api/topics/{id}/notifications", s.servePublish)
 	mux.HandleFunc("GET /healthz", s.serveHealth)
+	mux.HandleFunc("GET /api/cluster", s.serveCluster)
+	mux.HandleFunc("GET /api/status", s.serveStatus)
+	ui := web.Handler() // the web client, the dashboard and their assets
+	mux.Handle("GET /{$}", ui)
+	mux.Handle("GET /dashboard", ui)
+	mux.Handle("GET /assets/", ui)
 	return mux
 }
 
@@ -326,11 +344,15 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	defer stopBackground()
 	go s.coord.RunRecovery(background)
 	go s.calls.RunHealthChecks(background, functions.Names())
+	leaveCluster := s.joinCluster(background, ln)
 	var err error
 	select {
 	case <-ctx.Done():
 	case err = <-served:
 	}
+	// Leave the registry first, so that peers and dashboards stop counting
+	// this replica at once, not after its TTL.
+	leaveCluster()
 	s.shutdown(hs)
 	s.closeDeps()
 	if errors.Is(err, http.ErrServerClosed) {

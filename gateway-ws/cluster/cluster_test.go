@@ -1,0 +1,258 @@
+package cluster
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os/exec"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"tidings/lib/testenv"
+)
+
+func quietLog() *slog.Logger { return slog.New(slog.NewJSONHandler(io.Discard, nil)) }
+
+// eventually polls cond up to tries times, 50ms apart: bounded polling,
+// never a timed assertion.
+func eventually(t *testing.T, what string, tries int, cond func() bool) {
+	t.Helper()
+	for range tries {
+		if cond() {
+			return
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Fatalf("gave up waiting for %s after %d tries", what, tries)
+}
+
+func newRegistry(rdb *redis.Client, prefix, id string, hb, ttl time.Duration, conns int) *Registry {
+	return New(Config{
+		Redis:    rdb,
+		Prefix:   prefix,
+		Settings: Settings{ID: id, Heartbeat: hb, TTL: ttl},
+		Version:  "test-" + id,
+		Load:     func() (int, int) { return conns, conns * 2 },
+		Log:      quietLog(),
+	})
+}
+
+// run starts r's heartbeat loop; stop ends it and returns once r has
+// deregistered.
+func run(t *testing.T, r *Registry, addr string) (stop func()) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		r.Run(ctx, addr)
+	}()
+	stop = func() {
+		cancel()
+		<-done
+	}
+	t.Cleanup(stop)
+	return stop
+}
+
+func ids(nodes []Node) []string {
+	out := make([]string, 0, len(nodes))
+	for _, n := range nodes {
+		out = append(out, n.ID)
+	}
+	return out
+}
+
+func listed(t *testing.T, r *Registry) []string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	nodes, err := r.Nodes(ctx)
+	if err != nil {
+		t.Fatalf("list nodes: %v", err)
+	}
+	return ids(nodes)
+}
+
+func TestTwoRegistriesSeeEachOther(t *testing.T) {
+	rds := testenv.NewRedis(t)
+	a := newRegistry(rds.Client, rds.Prefix, "node-a", 100*time.Millisecond, 5*time.Second, 3)
+	b := newRegistry(rds.Client, rds.Prefix, "node-b", 100*time.Millisecond, 5*time.Second, 7)
+	run(t, a, "127.0.0.1:4001")
+	run(t, b, "127.0.0.1:4002")
+
+	for _, r := range []*Registry{a, b} {
+		eventually(t, r.ID()+" to list both nodes", 100, func() bool {
+			return slices.Equal(listed(t, r), []string{"node-a", "node-b"})
+		})
+	}
+	nodes, err := a.Nodes(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]Node{
+		"node-a": {Addr: "127.0.0.1:4001", Version: "test-node-a", Connections: 3, Topics: 6},
+		"node-b": {Addr: "127.0.0.1:4002", Version: "test-node-b", Connections: 7, Topics: 14},
+	}
+	for _, n := range nodes {
+		w := want[n.ID]
+		if n.Addr != w.Addr || n.Version != w.Version || n.Connections != w.Connections || n.Topics != w.Topics {
+			t.Errorf("node %s: got addr %q version %q connections %d topics %d, want %q %q %d %d",
+				n.ID, n.Addr, n.Version, n.Connections, n.Topics, w.Addr, w.Version, w.Connections, w.Topics)
+		}
+		if n.StartedAt.IsZero() || n.SeenAt.Before(n.StartedAt) {
+			t.Errorf("node %s: started_at %v, seen_at %v: want a start time and a later heartbeat", n.ID, n.StartedAt, n.SeenAt)
+		}
+	}
+}
+
+// Fault: a replica that stops heartbeating without deregistering (as a
+// killed process does) stays listed until its TTL lapses, then drops out,
+// from the listing and from the id set.
+func TestANodeThatStopsHeartbeatingDisappearsAfterItsTTL(t *testing.T) {
+	rds := testenv.NewRedis(t)
+	const ttl = 500 * time.Millisecond
+	live := newRegistry(rds.Client, rds.Prefix, "live", 100*time.Millisecond, 5*time.Second, 0)
+	dead := newRegistry(rds.Client, rds.Prefix, "dead", 100*time.Millisecond, ttl, 0)
+	run(t, live, "127.0.0.1:4001")
+	// One heartbeat and no more: the "process" died right after it.
+	if err := dead.Heartbeat(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	pttl, err := rds.Client.PTTL(context.Background(), rds.Prefix+"node:dead").Result()
+	if err != nil || pttl <= 0 || pttl > ttl {
+		t.Fatalf("the dead node's record has TTL %v (err %v), want one in (0, %v]", pttl, err, ttl)
+	}
+	eventually(t, "both nodes listed", 100, func() bool {
+		return slices.Equal(listed(t, live), []string{"dead", "live"})
+	})
+	// The TTL is Redis's: it lapses without anyone deleting the record.
+	eventually(t, "the dead node to drop out", 200, func() bool {
+		return slices.Equal(listed(t, live), []string{"live"})
+	})
+	if ok, err := rds.Client.SIsMember(context.Background(), rds.Prefix+"nodes", "dead").Result(); err != nil || ok {
+		t.Errorf("the dead node's id is still in the id set (err %v)", err)
+	}
+}
+
+// A graceful stop (the gateway's ctx ends) removes the record at once: it
+// is gone from the listing when Run returns, long before its TTL.
+func TestGracefulStopDeregistersAtOnce(t *testing.T) {
+	rds := testenv.NewRedis(t)
+	stay := newRegistry(rds.Client, rds.Prefix, "stay", 100*time.Millisecond, time.Minute, 0)
+	leave := newRegistry(rds.Client, rds.Prefix, "leave", 100*time.Millisecond, time.Minute, 0)
+	run(t, stay, "127.0.0.1:4001")
+	stopLeave := run(t, leave, "127.0.0.1:4002")
+	eventually(t, "both nodes listed", 100, func() bool {
+		return slices.Equal(listed(t, stay), []string{"leave", "stay"})
+	})
+	stopLeave()
+	if got := listed(t, stay); !slices.Equal(got, []string{"stay"}) {
+		t.Fatalf("right after a graceful stop the nodes are %v, want [stay] (the TTL is a minute)", got)
+	}
+	if n, err := rds.Client.Exists(context.Background(), rds.Prefix+"node:leave").Result(); err != nil || n != 0 {
+		t.Errorf("the stopped node's record still exists (%d, err %v)", n, err)
+	}
+}
+
+// ownRedis is a redis-server of this test's own, which it may kill and
+// start again on the same port (the shared test Redis is never touched).
+type ownRedis struct {
+	t    *testing.T
+	bin  string
+	port int
+	dir  string
+	cmd  *exec.Cmd
+}
+
+func startOwnRedis(t *testing.T) *ownRedis {
+	t.Helper()
+	bin, err := exec.LookPath("redis-server")
+	if err != nil {
+		t.Fatalf("redis-server is needed for the outage test: %v", err)
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := &ownRedis{t: t, bin: bin, port: l.Addr().(*net.TCPAddr).Port, dir: t.TempDir()}
+	l.Close()
+	r.start()
+	t.Cleanup(r.kill)
+	return r
+}
+
+func (r *ownRedis) addr() string { return fmt.Sprintf("127.0.0.1:%d", r.port) }
+
+func (r *ownRedis) start() {
+	r.t.Helper()
+	r.cmd = exec.Command(r.bin, "--port", fmt.Sprint(r.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", r.dir)
+	if err := r.cmd.Start(); err != nil {
+		r.t.Fatal(err)
+	}
+	c := redis.NewClient(&redis.Options{Addr: r.addr(), MaxRetries: -1})
+	defer c.Close()
+	eventually(r.t, "redis-server to answer on "+r.addr(), 200, func() bool {
+		return c.Ping(context.Background()).Err() == nil
+	})
+}
+
+func (r *ownRedis) kill() {
+	if r.cmd != nil && r.cmd.Process != nil {
+		_ = r.cmd.Process.Kill()
+		_ = r.cmd.Wait()
+		r.cmd = nil
+	}
+}
+
+// Fault: Redis is killed (SIGKILL) while a node heartbeats, and started
+// again, empty, on the same port. While it is down listing fails with an
+// error and the heartbeat loop keeps running; once it is back the node
+// re-registers by itself.
+func TestHeartbeatsSurviveARedisOutageAndResume(t *testing.T) {
+	r := startOwnRedis(t)
+	rdb := redis.NewClient(&redis.Options{Addr: r.addr(), DialTimeout: 200 * time.Millisecond, MaxRetries: -1})
+	t.Cleanup(func() { rdb.Close() })
+	reg := newRegistry(rdb, "tidings-cluster-outage:", "survivor", 50*time.Millisecond, 2*time.Second, 1)
+	run(t, reg, "127.0.0.1:4001")
+	eventually(t, "the node listed", 100, func() bool {
+		nodes, err := reg.Nodes(context.Background())
+		return err == nil && slices.Equal(ids(nodes), []string{"survivor"})
+	})
+
+	r.kill()
+	if _, err := reg.Nodes(context.Background()); err == nil {
+		t.Fatal("listing nodes with Redis down answered no error")
+	}
+	// Several heartbeats fail meanwhile; Run must keep going.
+	eventually(t, "a heartbeat to fail", 100, func() bool {
+		reg.mu.Lock()
+		defer reg.mu.Unlock()
+		return reg.failing
+	})
+
+	r.start() // empty: the node's record is gone with the old process
+	eventually(t, "the node to re-register after Redis returned", 200, func() bool {
+		nodes, err := reg.Nodes(context.Background())
+		return err == nil && slices.Equal(ids(nodes), []string{"survivor"})
+	})
+}
+
+func TestSettingsFromEnvRefuseATTLNotAboveTheHeartbeat(t *testing.T) {
+	t.Setenv("NODE_HEARTBEAT", "2s")
+	t.Setenv("NODE_TTL", "2s")
+	if _, err := SettingsFromEnv(); err == nil {
+		t.Error("NODE_TTL equal to NODE_HEARTBEAT was accepted")
+	}
+	t.Setenv("NODE_TTL", "10s")
+	t.Setenv("NODE_ID", "gw-1")
+	s, err := SettingsFromEnv()
+	if err != nil || s.Heartbeat != 2*time.Second || s.TTL != 10*time.Second || s.ID != "gw-1" {
+		t.Errorf("got %+v, %v; want heartbeat 2s, TTL 10s, id gw-1", s, err)
+	}
+}

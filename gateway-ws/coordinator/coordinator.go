@@ -19,10 +19,12 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
 
 	"tidings/gateway-ws/invoke"
 	"tidings/lib/config"
+	"tidings/lib/metrics"
 	"tidings/lib/store"
 	"tidings/lib/twopc"
 )
@@ -61,6 +63,8 @@ type Config struct {
 
 	// Jobs queues the mails of publishes with email on; nil turns mail off.
 	Jobs Enqueuer
+	// Metrics; nil: not exported.
+	Metrics *metrics.TwoPC
 
 	// Crash, when set, is asked at each Fault point; true means the
 	// coordinator dies there (a test returns true; chaos exits the process).
@@ -127,6 +131,9 @@ func New(cfg Config) *Coordinator {
 	log := cfg.Log
 	if log == nil {
 		log = slog.Default()
+	}
+	if cfg.Metrics == nil {
+		cfg.Metrics = metrics.NewTwoPC(prometheus.NewRegistry())
 	}
 	return &Coordinator{cfg: cfg, log: log, records: &records{rdb: cfg.Redis, prefix: cfg.Prefix, ttl: cfg.RecordTTL}}
 }
@@ -251,6 +258,7 @@ var allParticipants = []string{"notify-rollback", "counter-rollback"}
 // fails it. It returns the rollbacks owed: those of participants the
 // prepare may have reached.
 func (c *Coordinator) prepare(ctx context.Context, rec *Record) ([]string, error) {
+	defer c.timePhase("prepare")()
 	p := rec.Payload
 	var wg sync.WaitGroup
 	errs := make([]error, 2)
@@ -305,6 +313,7 @@ func (c *Coordinator) abort(ctx context.Context, rec *Record, owed []string, cau
 // visible, and ackable, before it is counted), records the outcome, and
 // delivers the notification.
 func (c *Coordinator) finishCommit(ctx context.Context, rec *Record) error {
+	defer c.timePhase("commit")()
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.cfg.PhaseTwoTimeout)
 	defer cancel()
 	var counted twopc.Outcome
@@ -332,12 +341,14 @@ func (c *Coordinator) finishCommit(ctx context.Context, rec *Record) error {
 		return err
 	}
 	c.records.count(ctx, "committed")
+	c.cfg.Metrics.Transactions.WithLabelValues("committed").Inc()
 	c.deliver(ctx, rec, counted.Unread)
 	return nil
 }
 
 // finishRollback calls the given rollbacks and records the outcome.
 func (c *Coordinator) finishRollback(ctx context.Context, rec *Record, rollbacks []string) error {
+	defer c.timePhase("rollback")()
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.cfg.PhaseTwoTimeout)
 	defer cancel()
 	var wg sync.WaitGroup
@@ -357,6 +368,7 @@ func (c *Coordinator) finishRollback(ctx context.Context, rec *Record, rollbacks
 		return err
 	}
 	c.records.count(ctx, "aborted")
+	c.cfg.Metrics.Transactions.WithLabelValues("aborted").Inc()
 	return nil
 }
 
@@ -431,6 +443,12 @@ func (c *Coordinator) enqueueMails(ctx context.Context, rec *Record) error {
 		}
 	}
 	return nil
+}
+
+// timePhase starts timing a phase; call what it returns at the phase's end.
+func (c *Coordinator) timePhase(phase string) func() {
+	start := time.Now()
+	return func() { c.cfg.Metrics.PhaseSeconds.WithLabelValues(phase).Observe(time.Since(start).Seconds()) }
 }
 
 // truncate cuts s to at most n runes.

@@ -44,6 +44,7 @@ func (c *Coordinator) Recover(ctx context.Context) (int, error) {
 		if finished {
 			done++
 			c.records.count(ctx, "recovered")
+			c.cfg.Metrics.Transactions.WithLabelValues("recovered").Inc()
 		}
 	}
 	return done, errors.Join(errs...)

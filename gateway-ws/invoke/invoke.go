@@ -14,14 +14,17 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/sony/gobreaker/v2"
 
 	"tidings/lib/auth"
 	"tidings/lib/config"
+	"tidings/lib/metrics"
 )
 
 // Settings are one function's call limits.
@@ -43,8 +46,9 @@ type Config struct {
 	HealthInterval time.Duration // 0: no health checks
 	HealthFailures int           // failed checks in a row that mark a function down
 
-	Client *http.Client
-	Log    *slog.Logger
+	Client  *http.Client
+	Log     *slog.Logger
+	Metrics *metrics.Calls // nil: not exported
 }
 
 // ConfigFromEnv reads the invoker's settings: FUNCTION_TIMEOUT,
@@ -168,6 +172,9 @@ func New(cfg Config) *Invoker {
 	if log == nil {
 		log = slog.Default()
 	}
+	if cfg.Metrics == nil {
+		cfg.Metrics = metrics.NewCalls(prometheus.NewRegistry())
+	}
 	return &Invoker{cfg: cfg, client: client, log: log, fns: map[string]*function{}}
 }
 
@@ -260,7 +267,11 @@ func (inv *Invoker) Do(ctx context.Context, name, method, query string, body []b
 // Send calls the named function through its breaker, slots and timeout and
 // returns whatever it answered; the error is for calls that got no answer.
 // 5xx and 429 answers count against the breaker.
-func (inv *Invoker) Send(ctx context.Context, name string, req Request) (*Answer, error) {
+func (inv *Invoker) Send(ctx context.Context, name string, req Request) (answer *Answer, err error) {
+	start := time.Now()
+	defer func() {
+		inv.cfg.Metrics.Seconds.WithLabelValues(name, callStatus(answer, err)).Observe(time.Since(start).Seconds())
+	}()
 	f := inv.function(name)
 	if f.isDown() {
 		return nil, fmt.Errorf("%s: %w", name, ErrDown)
@@ -275,8 +286,7 @@ func (inv *Invoker) Send(ctx context.Context, name string, req Request) (*Answer
 	case <-ctx.Done():
 		return nil, fmt.Errorf("%s: %w", name, ErrBusy)
 	}
-	var answer *Answer
-	_, err := f.breaker.Execute(func() (*Answer, error) {
+	_, err = f.breaker.Execute(func() (*Answer, error) {
 		var err error
 		answer, err = inv.send(ctx, f, req)
 		if err == nil && (answer.Status >= 500 || answer.Status == http.StatusTooManyRequests) {
@@ -319,6 +329,23 @@ func (inv *Invoker) send(ctx context.Context, f *function, r Request) (*Answer, 
 		return nil, fmt.Errorf("read %s's answer: %w", f.name, err)
 	}
 	return &Answer{Status: resp.StatusCode, Header: resp.Header, Body: raw}, nil
+}
+
+// callStatus labels a call's metric: the HTTP status, or why there was none.
+func callStatus(a *Answer, err error) string {
+	switch {
+	case a != nil:
+		return strconv.Itoa(a.Status)
+	case errors.Is(err, ErrOpen):
+		return "open"
+	case errors.Is(err, ErrBusy):
+		return "busy"
+	case errors.Is(err, ErrDown):
+		return "down"
+	case errors.Is(err, context.DeadlineExceeded):
+		return "timeout"
+	}
+	return "error"
 }
 
 // callError reads a non-2xx answer in the contract's error shape.

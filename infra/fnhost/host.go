@@ -15,6 +15,7 @@ import (
 
 	"tidings/functions"
 	"tidings/lib/fn"
+	"tidings/lib/metrics"
 	"tidings/lib/stack"
 )
 
@@ -41,15 +42,19 @@ func FromStack(f *stack.File, deps *functions.Deps) (map[string]Function, error)
 	return out, nil
 }
 
-// New returns the host's HTTP handler for fns.
+// New returns the host's HTTP handler for fns. It serves its own metrics
+// (calls and durations by function and status) at /metrics.
 func New(fns map[string]Function, maxBodyBytes int64, log *slog.Logger) http.Handler {
 	mux := http.NewServeMux()
+	reg := metrics.NewRegistry()
+	observed := metrics.NewFunctions(reg)
+	mux.Handle("GET /metrics", metrics.Handler(reg))
 	names := make([]string, 0, len(fns))
 	for name, f := range fns {
 		names = append(names, name)
 		flog := log.With("function", name)
 		adapter := &fn.Adapter{Handler: f.Handler, MaxBodyBytes: maxBodyBytes, Log: flog}
-		h := accessLog(fn.Limit(adapter, f.Limits), flog)
+		h := accessLog(observed.Observe(name, fn.Limit(adapter, f.Limits)), flog)
 		mux.Handle("/function/"+name, h)
 		mux.Handle("/function/"+name+"/", h)
 	}

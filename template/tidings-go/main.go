@@ -21,6 +21,7 @@ import (
 	"tidings/lib/config"
 	"tidings/lib/fn"
 	"tidings/lib/logging"
+	"tidings/lib/metrics"
 	"tidings/lib/stack"
 )
 
@@ -66,9 +67,11 @@ func run() error {
 	if err != nil {
 		return err
 	}
+	reg := metrics.NewRegistry()
 	mux := http.NewServeMux()
 	mux.HandleFunc("/_/health", func(w http.ResponseWriter, r *http.Request) { _, _ = w.Write([]byte("OK")) })
-	mux.Handle("/", fn.Limit(adapter, limits))
+	mux.Handle("GET /_/metrics", metrics.Handler(reg))
+	mux.Handle("/", metrics.NewFunctions(reg).Observe(name, fn.Limit(adapter, limits)))
 	srv := &http.Server{
 		Addr:              ":" + config.Env("UPSTREAM_PORT", "8082"),
 		Handler:           mux,

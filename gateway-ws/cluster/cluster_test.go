@@ -2,11 +2,8 @@ package cluster
 
 import (
 	"context"
-	"fmt"
 	"io"
 	"log/slog"
-	"net"
-	"os/exec"
 	"slices"
 	"testing"
 	"time"
@@ -160,64 +157,13 @@ func TestGracefulStopDeregistersAtOnce(t *testing.T) {
 	}
 }
 
-// ownRedis is a redis-server of this test's own, which it may kill and
-// start again on the same port (the shared test Redis is never touched).
-type ownRedis struct {
-	t    *testing.T
-	bin  string
-	port int
-	dir  string
-	cmd  *exec.Cmd
-}
-
-func startOwnRedis(t *testing.T) *ownRedis {
-	t.Helper()
-	bin, err := exec.LookPath("redis-server")
-	if err != nil {
-		t.Fatalf("redis-server is needed for the outage test: %v", err)
-	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	r := &ownRedis{t: t, bin: bin, port: l.Addr().(*net.TCPAddr).Port, dir: t.TempDir()}
-	l.Close()
-	r.start()
-	t.Cleanup(r.kill)
-	return r
-}
-
-func (r *ownRedis) addr() string { return fmt.Sprintf("127.0.0.1:%d", r.port) }
-
-func (r *ownRedis) start() {
-	r.t.Helper()
-	r.cmd = exec.Command(r.bin, "--port", fmt.Sprint(r.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", r.dir)
-	if err := r.cmd.Start(); err != nil {
-		r.t.Fatal(err)
-	}
-	c := redis.NewClient(&redis.Options{Addr: r.addr(), MaxRetries: -1})
-	defer c.Close()
-	eventually(r.t, "redis-server to answer on "+r.addr(), 200, func() bool {
-		return c.Ping(context.Background()).Err() == nil
-	})
-}
-
-func (r *ownRedis) kill() {
-	if r.cmd != nil && r.cmd.Process != nil {
-		_ = r.cmd.Process.Kill()
-		_ = r.cmd.Wait()
-		r.cmd = nil
-	}
-}
-
 // Fault: Redis is killed (SIGKILL) while a node heartbeats, and started
 // again, empty, on the same port. While it is down listing fails with an
 // error and the heartbeat loop keeps running; once it is back the node
 // re-registers by itself.
 func TestHeartbeatsSurviveARedisOutageAndResume(t *testing.T) {
-	r := startOwnRedis(t)
-	rdb := redis.NewClient(&redis.Options{Addr: r.addr(), DialTimeout: 200 * time.Millisecond, MaxRetries: -1})
-	t.Cleanup(func() { rdb.Close() })
+	r := testenv.StartRedisServer(t)
+	rdb := r.Client()
 	reg := newRegistry(rdb, "tidings-cluster-outage:", "survivor", 50*time.Millisecond, 2*time.Second, 1)
 	run(t, reg, "127.0.0.1:4001")
 	eventually(t, "the node listed", 100, func() bool {
@@ -225,7 +171,7 @@ func TestHeartbeatsSurviveARedisOutageAndResume(t *testing.T) {
 		return err == nil && slices.Equal(ids(nodes), []string{"survivor"})
 	})
 
-	r.kill()
+	r.Stop()
 	if _, err := reg.Nodes(context.Background()); err == nil {
 		t.Fatal("listing nodes with Redis down answered no error")
 	}
@@ -236,7 +182,7 @@ func TestHeartbeatsSurviveARedisOutageAndResume(t *testing.T) {
 		return reg.failing
 	})
 
-	r.start() // empty: the node's record is gone with the old process
+	r.Start() // empty: the node's record is gone with the old process
 	eventually(t, "the node to re-register after Redis returned", 200, func() bool {
 		nodes, err := reg.Nodes(context.Background())
 		return err == nil && slices.Equal(ids(nodes), []string{"survivor"})

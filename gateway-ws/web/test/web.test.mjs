@@ -1,0 +1,267 @@
+// The web client and the dashboard in a real browser: Debian's chromium
+// (/usr/bin/chromium, never a downloaded one) driven by playwright-core,
+// against the whole dev stack (infra/devstack: every function plus
+// gateway-ws) on its own database and Redis prefix.
+//
+// Two users in two browser contexts: Ada creates a topic, Bob subscribes,
+// Ada publishes, Bob sees it arrive live with his unread badge at 1, acks
+// it and the badge drops to 0. Then /dashboard shows live data. Screenshots
+// go to test-artifacts/web/ at the repository root.
+//
+// Needs Go, PostgreSQL and Redis on loopback, psql and chromium.
+import { test, before, after } from "node:test";
+import assert from "node:assert/strict";
+import { spawn, execFileSync } from "node:child_process";
+import crypto from "node:crypto";
+import fs from "node:fs";
+import net from "node:net";
+import os from "node:os";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+import { chromium } from "playwright-core";
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+const repoRoot = path.resolve(here, "../../..");
+const artifacts = path.join(repoRoot, "test-artifacts", "web");
+const tmp = fs.mkdtempSync(path.join(os.tmpdir(), "tidings-web-test-"));
+const suffix = crypto.randomBytes(4).toString("hex");
+const dbName = `tidings_test_web_${suffix}`;
+const adminURL = process.env.TIDINGS_TEST_ADMIN_URL || "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable";
+const chromiumPath = process.env.CHROMIUM || "/usr/bin/chromium";
+// Every wait below is bounded by this; a run takes a few seconds.
+const WAIT = 15000;
+
+let stack; // the devstack child process
+let gw; // gateway-ws base URL
+let browser;
+
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+function within(ms, what, promise) {
+  let timer;
+  const timeout = new Promise((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms waiting for ${what}`)), ms);
+  });
+  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
+}
+
+function freePort() {
+  return new Promise((resolve, reject) => {
+    const srv = net.createServer();
+    srv.on("error", reject);
+    srv.listen(0, "127.0.0.1", () => {
+      const { port } = srv.address();
+      srv.close(() => resolve(port));
+    });
+  });
+}
+
+before(async () => {
+  fs.mkdirSync(artifacts, { recursive: true });
+  const bin = path.join(tmp, "devstack");
+  execFileSync("go", ["build", "-o", bin, "./infra/devstack"], { cwd: repoRoot, stdio: "inherit" });
+  const [fnPort, gwPort] = [await freePort(), await freePort()];
+  gw = `http://127.0.0.1:${gwPort}`;
+  const secrets = path.join(tmp, "secrets");
+  fs.mkdirSync(secrets);
+  fs.writeFileSync(path.join(secrets, "tidings-jwt-secret"), crypto.randomBytes(32).toString("hex"));
+  fs.writeFileSync(path.join(secrets, "tidings-internal-key"), crypto.randomBytes(16).toString("hex"));
+  stack = spawn(bin, ["-db", dbName], {
+    cwd: repoRoot,
+    env: {
+      PATH: process.env.PATH,
+      HOME: process.env.HOME,
+      FUNCTIONS_ADDR: `127.0.0.1:${fnPort}`,
+      GATEWAY_ADDR: `127.0.0.1:${gwPort}`,
+      REDIS_PREFIX: `tidings-test:${suffix}:`,
+      SECRETS_DIR: secrets,
+      DEV_STATE_DIR: path.join(tmp, "dev"),
+      LOG_LEVEL: "warn",
+    },
+    stdio: ["ignore", "ignore", "inherit"],
+  });
+  stack.exited = new Promise((resolve) => stack.on("exit", (code) => resolve(code)));
+  let up = false;
+  for (let i = 0; i < 300 && !up; i++) {
+    const early = await Promise.race([stack.exited, sleep(100).then(() => undefined)]);
+    if (early !== undefined) throw new Error(`devstack exited at start with ${early}`);
+    try {
+      up = (await fetch(`${gw}/healthz`)).ok;
+    } catch {
+      // not up yet
+    }
+  }
+  if (!up) throw new Error("the dev stack did not come up");
+
+  // Playwright gives the browser a fresh profile directory of its own
+  // (a temporary user-data-dir) and removes it on close.
+  browser = await chromium.launch({
+    executablePath: chromiumPath,
+    headless: true,
+    args: [
+      "--headless",
+      "--no-sandbox",
+      "--disable-gpu",
+      "--disable-quic",
+      "--no-first-run",
+      "--disable-background-networking",
+      "--disable-component-update",
+      "--disable-sync",
+    ],
+    timeout: 30000,
+  });
+});
+
+after(async () => {
+  if (browser) await browser.close();
+  if (stack && stack.exitCode === null) {
+    stack.kill("SIGINT");
+    await within(20000, "devstack to stop", stack.exited);
+  }
+  execFileSync("psql", [adminURL, "-qc", `DROP DATABASE IF EXISTS ${dbName} WITH (FORCE)`]);
+  fs.rmSync(tmp, { recursive: true, force: true });
+});
+
+// newPage is a page in a browser context of its own (its own localStorage,
+// so its own session), failing the test on any script error or console
+// error (a CSP violation shows up there).
+async function newPage(name, problems) {
+  const context = await browser.newContext({ viewport: { width: 1200, height: 800 } });
+  const page = await context.newPage();
+  page.setDefaultTimeout(WAIT);
+  page.on("pageerror", (err) => problems.push(`${name}: page error: ${err.message}`));
+  page.on("console", (msg) => {
+    if (msg.type() === "error") problems.push(`${name}: console error: ${msg.text()}`);
+  });
+  return page;
+}
+
+async function shot(page, name) {
+  await page.screenshot({ path: path.join(artifacts, `${name}.png`), fullPage: true });
+}
+
+const badge = (page) => page.locator("#badge");
+
+async function waitBadge(page, want) {
+  await page.waitForFunction((n) => document.querySelector("#badge")?.dataset.count === String(n), want, { timeout: WAIT });
+}
+
+async function register(page, name, email) {
+  await page.goto(`${gw}/`);
+  const form = page.locator("#register-form");
+  await form.locator("input[name=name]").fill(name);
+  await form.locator("input[name=email]").fill(email);
+  await form.locator("input[name=password]").fill("correct horse battery");
+  await form.locator("button[type=submit]").click();
+  await page.locator("#me-name", { hasText: name }).waitFor();
+  await page.locator("#live[data-state=live]").waitFor();
+}
+
+test("two users: create, subscribe, publish, live notification with badge, ack", { timeout: 60000 }, async () => {
+  const problems = [];
+  const ada = await newPage("ada", problems);
+  const bob = await newPage("bob", problems);
+  const adaEmail = `ada-${suffix}@example.com`;
+
+  // Ada registers, logs out, and logs in again with her password.
+  await register(ada, "Ada", adaEmail);
+  await ada.locator("#logout").click();
+  await ada.locator("#login-form").waitFor();
+  await ada.locator("#login-form input[name=email]").fill(adaEmail);
+  await ada.locator("#login-form input[name=password]").fill("correct horse battery");
+  await ada.locator("#login-form button[type=submit]").click();
+  await ada.locator("#me-name", { hasText: "Ada" }).waitFor();
+  await ada.locator("#live[data-state=live]").waitFor();
+
+  // Her avatar is gen-avatar's PNG, loaded through the gateway.
+  const avatar = await ada.locator("#avatar").evaluate(async (img) => {
+    await img.decode();
+    return { src: img.getAttribute("src"), width: img.naturalWidth };
+  });
+  assert.match(avatar.src, /^\/function\/gen-avatar\?seed=/);
+  assert.ok(avatar.width > 0, "the avatar image decoded");
+
+  await register(bob, "Bob", `bob-${suffix}@example.com`);
+  assert.equal(await badge(bob).textContent(), "0");
+
+  // Ada creates a topic; it is listed as hers.
+  await ada.locator("#topic-form input[name=name]").fill("Release notes");
+  await ada.locator("#topic-form input[name=description]").fill("What shipped, when it shipped");
+  await ada.locator("#topic-form button[type=submit]").click();
+  const adaTopic = ada.locator("li.topic[data-name='Release notes']");
+  await adaTopic.locator(".owner-tag").waitFor();
+
+  // Bob sees it after a refresh and subscribes, by email too.
+  await bob.locator("#refresh-topics").click();
+  const bobTopic = bob.locator("li.topic[data-name='Release notes']");
+  await bobTopic.locator(".sub-email").check();
+  await bobTopic.locator("button.subscribe").click();
+  await bobTopic.locator(".sub-tag").waitFor();
+  await bobTopic.locator("text=1 subscriber").waitFor();
+  await shot(bob, "1-bob-subscribed");
+
+  // The session survives a reload (the token is in localStorage) and the
+  // socket reconnects.
+  await bob.reload();
+  await bob.locator("#me-name", { hasText: "Bob" }).waitFor();
+  await bob.locator("#live[data-state=live]").waitFor();
+
+  // Ada publishes over the topic channel; the reply comes after commit.
+  await ada.locator("#refresh-topics").click();
+  await adaTopic.locator("text=1 subscriber").waitFor();
+  await adaTopic.locator("input[name=title]").fill("v2.0 is out");
+  await adaTopic.locator("textarea[name=body]").fill("Faster, smaller, and with avatars.");
+  await adaTopic.locator("input[name=email]").check();
+  await adaTopic.locator("button[type=submit]").click();
+  await adaTopic.locator(".publish-result[data-state=ok]", { hasText: "Published to 1 subscriber" }).waitFor();
+  await shot(ada, "2-ada-published");
+
+  // Bob gets it live: no reload, the badge counts it.
+  const note = bob.locator("#notifications li.notification", { hasText: "v2.0 is out" });
+  await note.waitFor();
+  await waitBadge(bob, 1);
+  assert.equal(await badge(bob).textContent(), "1");
+  assert.equal(await note.getAttribute("data-read"), "false");
+  assert.match(await note.locator(".n-body").textContent(), /Faster, smaller/);
+  assert.match(await note.locator(".n-topic").textContent(), /Release notes/);
+  await shot(bob, "3-bob-notified");
+
+  // Bob acks it: the badge drops and the item is read.
+  await note.locator("button.ack").click();
+  await waitBadge(bob, 0);
+  assert.equal(await note.getAttribute("data-read"), "true");
+  await shot(bob, "4-bob-acked");
+
+  // The server agrees.
+  const token = await bob.evaluate(() => localStorage.getItem("tidings.token"));
+  const counter = await (await fetch(`${gw}/function/get-counter`, { headers: { Authorization: `Bearer ${token}` } })).json();
+  assert.deepEqual(counter, { unread: 0 });
+
+  assert.deepEqual(problems, [], "no script or console errors");
+});
+
+test("the dashboard shows live nodes, functions and transactions", { timeout: 30000 }, async () => {
+  const problems = [];
+  const page = await newPage("dashboard", problems);
+  await page.goto(`${gw}/dashboard`);
+  await page.locator("#updated[data-state=ok]").waitFor();
+  await page.waitForFunction(() => Number(document.querySelector("#t-nodes").textContent) >= 1, null, { timeout: WAIT });
+  // The health checks list every function; register and the 2PC
+  // participants are among them.
+  for (const fn of ["register", "notify-prepare", "counter-commit"]) {
+    await page.locator("#functions tr", { hasText: fn }).waitFor();
+  }
+  // The publish of the first test is counted.
+  await page.waitForFunction(() => Number(document.querySelector("#tx-committed").textContent) >= 1, null, { timeout: WAIT });
+  assert.match(await page.locator("#nodes tr").first().textContent(), /\(this\)/);
+  await shot(page, "5-dashboard");
+  assert.deepEqual(problems, [], "no script or console errors");
+});
+
+test("the served phoenix client is the npm package's file", async () => {
+  const served = await (await fetch(`${gw}/assets/phoenix.mjs`)).text();
+  const original = fs.readFileSync(path.join(here, "node_modules/phoenix/priv/static/phoenix.mjs"), "utf8");
+  const cut = served.indexOf("\n */\n");
+  assert.ok(cut > 0, "the copy has its header");
+  assert.equal(served.slice(cut + "\n */\n".length), original);
+});

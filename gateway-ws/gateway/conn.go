@@ -109,7 +109,9 @@ func (c *conn) writeQueued() {
 		_ = c.ws.SetWriteDeadline(time.Now().Add(c.srv.cfg.WriteTimeout))
 		if err := c.ws.WriteMessage(websocket.TextMessage, frame); err != nil {
 			c.kill(websocket.CloseAbnormalClosure, "write failed")
+			continue
 		}
+		c.srv.metrics.MessagesOut.Inc()
 	}
 }
 
@@ -183,6 +185,7 @@ func (c *conn) serve() {
 			c.readFailed(err)
 			return
 		}
+		c.srv.metrics.MessagesIn.Inc()
 		if c.killed() {
 			continue // only the client's close frame matters now
 		}
@@ -324,15 +327,18 @@ func (c *conn) join(msg Message) {
 		c.channels = map[string]*channel{}
 	}
 	c.channels[msg.Topic] = ch
+	c.srv.metrics.Joins.WithLabelValues("ok").Inc()
 	c.reply(msg.JoinRef, msg.Ref, msg.Topic, StatusOK, nil)
 }
 
 func (c *conn) refuseJoin(msg Message, err error) {
 	var refused *Refused
 	if errors.As(err, &refused) {
+		c.srv.metrics.Joins.WithLabelValues("refused").Inc()
 		c.reply(msg.JoinRef, msg.Ref, msg.Topic, StatusError, Reason{refused.Reason})
 		return
 	}
+	c.srv.metrics.Joins.WithLabelValues("error").Inc()
 	c.srv.log.Error("join failed", "conn", c.id, "user", c.userID, "topic", msg.Topic, "err", err)
 	c.reply(msg.JoinRef, msg.Ref, msg.Topic, StatusError, Reason{ReasonUnavailable})
 }

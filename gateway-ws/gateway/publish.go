@@ -10,6 +10,8 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"tidings/gateway-ws/coordinator"
 	"tidings/lib/fn"
 )
@@ -22,7 +24,10 @@ const (
 )
 
 // coordinatorPublisher publishes through the two-phase commit coordinator.
-type coordinatorPublisher struct{ coord *coordinator.Coordinator }
+type coordinatorPublisher struct {
+	coord    *coordinator.Coordinator
+	outcomes *prometheus.CounterVec // by outcome: committed, aborted, refused, failed
+}
 
 // Publish implements Publisher: the reply is the committed notification's
 // {notification_id, tx_id, recipients}.
@@ -36,6 +41,16 @@ func (p coordinatorPublisher) Publish(ctx context.Context, userID, topicID int64
 	res, err := p.coord.Publish(ctx, userID, topicID, msg)
 	var refusal *coordinator.Refusal
 	var aborted *coordinator.AbortedError
+	outcome := "committed"
+	switch {
+	case errors.As(err, &refusal):
+		outcome = "refused"
+	case errors.As(err, &aborted):
+		outcome = "aborted"
+	case err != nil:
+		outcome = "failed"
+	}
+	p.outcomes.WithLabelValues(outcome).Inc()
 	switch {
 	case errors.As(err, &refusal):
 		reason := map[string]string{"forbidden": ReasonUnauthorized, "not_found": ReasonNotFound}[refusal.Reason]

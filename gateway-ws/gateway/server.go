@@ -19,6 +19,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -26,16 +27,19 @@ import (
 
 	"github.com/gorilla/websocket"
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
 
 	"tidings/functions"
 	"tidings/gateway-ws/cluster"
 	"tidings/gateway-ws/coordinator"
 	"tidings/gateway-ws/invoke"
+	"tidings/gateway-ws/jobs"
 	"tidings/gateway-ws/web"
 	"tidings/lib/auth"
 	"tidings/lib/config"
 	"tidings/lib/fn"
+	"tidings/lib/metrics"
 )
 
 // Config is everything the gateway needs; LoadConfig reads it from the
@@ -68,6 +72,9 @@ type Config struct {
 	Calls invoke.Config
 	// TwoPC are the coordinator's timings; see coordinator.SettingsFromEnv.
 	TwoPC coordinator.Settings
+	// Jobs are the job queue's settings; see jobs.ConfigFromEnv. Its key
+	// prefix defaults to RedisPrefix + "jobs:".
+	Jobs jobs.Config
 	// Cluster is the node registry's heartbeat and TTL; see
 	// cluster.SettingsFromEnv (zero values get the defaults).
 	Cluster cluster.Settings
@@ -149,6 +156,12 @@ func ConfigFrom(base config.Config) (Config, error) {
 	if c.Cluster, err = cluster.SettingsFromEnv(); err != nil {
 		return c, err
 	}
+	if c.Jobs, err = jobs.ConfigFromEnv(); err != nil {
+		return c, err
+	}
+	if os.Getenv("JOB_PREFIX") == "" {
+		c.Jobs.Prefix = "" // follow RedisPrefix, which may not come from the environment
+	}
 	return c, nil
 }
 
@@ -169,6 +182,10 @@ type Server struct {
 	calls  *invoke.Invoker
 	coord  *coordinator.Coordinator
 	nodes  *cluster.Registry
+	jobs   *jobs.Queue
+	// reg holds every metric this replica exports at /metrics.
+	reg     *prometheus.Registry
+	metrics *metrics.Gateway
 	// jobStats feeds the dashboard's job panel; nil shows "not configured".
 	jobStats JobStats
 
@@ -237,17 +254,25 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		return nil, err
 	}
 	s.hub.SetBroker(s.broker)
+	s.reg = metrics.NewRegistry()
+	s.metrics = metrics.NewGateway(s.reg)
 	calls := cfg.Calls
-	calls.FaaSURL, calls.InternalKey, calls.Log = cfg.FaaSURL, cfg.InternalKey, s.log
+	calls.FaaSURL, calls.InternalKey, calls.Log, calls.Metrics = cfg.FaaSURL, cfg.InternalKey, s.log, metrics.NewCalls(s.reg)
 	s.calls = invoke.New(calls)
 	s.proxy = NewProxy(s.calls, PublicFunctions(), cfg.MaxBodyBytes, s.log)
+	if s.jobs, err = s.newJobs(); err != nil {
+		s.closeDeps()
+		return nil, err
+	}
+	s.jobStats = func(ctx context.Context) (any, error) { return s.jobs.Stats(ctx) }
 	s.coord = coordinator.New(coordinator.Config{
-		Redis: s.rdb, Prefix: cfg.RedisPrefix, DB: s.pool, Calls: s.calls, Log: s.log,
-		Deliver: s.Broadcast, Settings: cfg.TwoPC, Crash: cfg.Crash,
+		Redis: s.rdb, Prefix: cfg.RedisPrefix, DB: s.pool, Calls: s.calls, Log: s.log, Jobs: s.jobs,
+		Deliver: s.Broadcast, Settings: cfg.TwoPC, Crash: cfg.Crash, Metrics: metrics.NewTwoPC(s.reg),
 	})
 	if s.cfg.Publisher == nil {
-		s.cfg.Publisher = coordinatorPublisher{s.coord}
+		s.cfg.Publisher = coordinatorPublisher{coord: s.coord, outcomes: s.metrics.Publishes}
 	}
+	s.exportGauges()
 	s.nodes = s.newRegistry()
 	return s, nil
 }
@@ -302,6 +327,8 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("POST /api/topics/{id}/notifications", s.servePublish)
 	mux.HandleFunc("GET /healthz", s.serveHealth)
 	mux.HandleFunc("GET /api/cluster", s.serveCluster)
+	mux.Handle("/api/jobs/", s.jobs.Handler())
+	mux.Handle("GET /metrics", metrics.Handler(s.reg))
 	mux.HandleFunc("GET /api/status", s.serveStatus)
 	ui := web.Handler() // the web client, the dashboard and their assets
 	mux.Handle("GET /{$}", ui)
@@ -344,6 +371,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	defer stopBackground()
 	go s.coord.RunRecovery(background)
 	go s.calls.RunHealthChecks(background, functions.Names())
+	go s.jobs.Run(background)
 	leaveCluster := s.joinCluster(background, ln)
 	var err error
 	select {

@@ -4,12 +4,10 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
-	"os/exec"
 	"slices"
 	"strings"
 	"testing"
@@ -149,19 +147,26 @@ func TestStatusReportsTransactionsAndJobs(t *testing.T) {
 	if st.Transactions == nil || *st.Transactions != want {
 		t.Errorf("transactions %+v, want %+v", st.Transactions, want)
 	}
-	if st.JobsEnabled || st.Jobs != nil {
-		t.Errorf("without a queue: jobs_configured %v, jobs %v; want false and null", st.JobsEnabled, st.Jobs)
+	if jobsSeen, _ := st.Jobs.(map[string]any); !st.JobsEnabled || jobsSeen == nil || jobsSeen["delayed"] != 0.0 {
+		t.Errorf("the gateway's own queue: jobs_configured %v, jobs %v; want true and its (empty) stats", st.JobsEnabled, st.Jobs)
 	}
 
-	// With a queue (here a stand-in that answers like one), its stats are
-	// passed through.
+	// Without a queue the panel says so; with one (here a stand-in that
+	// answers like one) its stats are passed through; a failing one is an
+	// error of its own.
 	srv, err := New(ctx, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(srv.closeDeps)
-	srv.jobStats = func(context.Context) (any, error) { return map[string]int{"delayed": 2}, nil }
+	srv.jobStats = nil
 	rec := httptest.NewRecorder()
+	srv.Handler().ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/api/status", nil))
+	if body := rec.Body.String(); rec.Code != http.StatusOK || !strings.Contains(body, `"jobs":null`) || !strings.Contains(body, `"jobs_configured":false`) {
+		t.Errorf("without a queue: %d %s, want jobs null and jobs_configured false", rec.Code, body)
+	}
+	srv.jobStats = func(context.Context) (any, error) { return map[string]int{"delayed": 2}, nil }
+	rec = httptest.NewRecorder()
 	srv.Handler().ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/api/status", nil))
 	var withJobs struct {
 		Jobs        map[string]int `json:"jobs"`
@@ -184,9 +189,9 @@ func TestStatusReportsTransactionsAndJobs(t *testing.T) {
 // replica knows and says what is missing, and nothing crashes; once Redis
 // is back the replica re-registers by itself.
 func TestClusterAnswers503WhileRedisIsDownAndRecovers(t *testing.T) {
-	r := startOwnRedis(t)
+	r := testenv.StartRedisServer(t)
 	cfg := fastNodes(testConfig(testenv.NewRedis(t), testenv.AdminURL()), "gw-outage")
-	cfg.RedisURL = "redis://" + r.addr() + "/0?dial_timeout=200ms&max_retries=-1"
+	cfg.RedisURL = "redis://" + r.Addr() + "/0?dial_timeout=200ms&max_retries=-1"
 	g := startGateway(t, cfg)
 	poll(t, "the replica registered", 200, func() bool {
 		var got clusterAnswer
@@ -194,7 +199,7 @@ func TestClusterAnswers503WhileRedisIsDownAndRecovers(t *testing.T) {
 		return status == http.StatusOK && slices.Equal(nodeIDs(got.Nodes), []string{"gw-outage"})
 	})
 
-	r.kill()
+	r.Stop()
 	status, body := getJSON(t, g.httpURL("/api/cluster"), nil)
 	if status != http.StatusServiceUnavailable || !strings.Contains(body, `"code":"unavailable"`) || !strings.Contains(body, "Redis") {
 		t.Errorf("/api/cluster with Redis down: %d %s, want 503 unavailable naming Redis", status, body)
@@ -205,7 +210,7 @@ func TestClusterAnswers503WhileRedisIsDownAndRecovers(t *testing.T) {
 		t.Errorf("/api/status with Redis down: %d %s, want 200 with this replica and errors for nodes and transactions", status, body)
 	}
 
-	r.start()
+	r.Start()
 	poll(t, "the replica re-registered after Redis returned", 200, func() bool {
 		var got clusterAnswer
 		status, _ := getJSON(t, g.httpURL("/api/cluster"), &got)
@@ -220,55 +225,5 @@ func TestAdvertisedAddressNamesTheHostForAnUnspecifiedIP(t *testing.T) {
 	got := advertised(&net.TCPAddr{IP: net.IPv6unspecified, Port: 4000})
 	if strings.HasPrefix(got, "[::]") || !strings.HasSuffix(got, ":4000") {
 		t.Errorf("unspecified: %q, want host:4000", got)
-	}
-}
-
-// ownRedis is a redis-server of this test's own, which it may kill and
-// start again on the same port (the shared test Redis is never touched).
-type ownRedis struct {
-	t    *testing.T
-	bin  string
-	port int
-	dir  string
-	cmd  *exec.Cmd
-}
-
-func startOwnRedis(t *testing.T) *ownRedis {
-	t.Helper()
-	bin, err := exec.LookPath("redis-server")
-	if err != nil {
-		t.Fatalf("redis-server is needed for the outage test: %v", err)
-	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	r := &ownRedis{t: t, bin: bin, port: l.Addr().(*net.TCPAddr).Port, dir: t.TempDir()}
-	l.Close()
-	r.start()
-	t.Cleanup(r.kill)
-	return r
-}
-
-func (r *ownRedis) addr() string { return fmt.Sprintf("127.0.0.1:%d", r.port) }
-
-func (r *ownRedis) start() {
-	r.t.Helper()
-	r.cmd = exec.Command(r.bin, "--port", fmt.Sprint(r.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", r.dir)
-	if err := r.cmd.Start(); err != nil {
-		r.t.Fatal(err)
-	}
-	c := redis.NewClient(&redis.Options{Addr: r.addr(), MaxRetries: -1})
-	defer c.Close()
-	poll(r.t, "redis-server to answer on "+r.addr(), 200, func() bool {
-		return c.Ping(context.Background()).Err() == nil
-	})
-}
-
-func (r *ownRedis) kill() {
-	if r.cmd != nil && r.cmd.Process != nil {
-		_ = r.cmd.Process.Kill()
-		_ = r.cmd.Wait()
-		r.cmd = nil
 	}
 }

@@ -52,9 +52,9 @@ func NewFunctions(reg prometheus.Registerer) *Functions {
 	return m
 }
 
-// Gateway are gateway-ws's own metrics: sockets, channels and messages.
+// Gateway are gateway-ws's own counters; its gauges (connections, topics,
+// breakers, jobs) are read at scrape time with GaugeFunc and Collect.
 type Gateway struct {
-	Connections prometheus.Gauge       // tidings_gateway_connections
 	Joins       *prometheus.CounterVec // tidings_gateway_joins_total{result}
 	MessagesIn  prometheus.Counter     // tidings_gateway_messages_in_total
 	MessagesOut prometheus.Counter     // tidings_gateway_messages_out_total
@@ -64,9 +64,6 @@ type Gateway struct {
 // NewGateway registers the gateway metrics on reg.
 func NewGateway(reg prometheus.Registerer) *Gateway {
 	m := &Gateway{
-		Connections: prometheus.NewGauge(prometheus.GaugeOpts{
-			Name: "tidings_gateway_connections", Help: "WebSocket connections open on this replica.",
-		}),
 		Joins: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "tidings_gateway_joins_total", Help: "Channel joins, by result (ok, refused, error).",
 		}, []string{"result"}),
@@ -80,7 +77,7 @@ func NewGateway(reg prometheus.Registerer) *Gateway {
 			Name: "tidings_gateway_publishes_total", Help: "Publishes, by outcome (committed, aborted, refused, failed).",
 		}, []string{"outcome"}),
 	}
-	reg.MustRegister(m.Connections, m.Joins, m.MessagesIn, m.MessagesOut, m.Publishes)
+	reg.MustRegister(m.Joins, m.MessagesIn, m.MessagesOut, m.Publishes)
 	return m
 }
 

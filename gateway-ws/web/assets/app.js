@@ -302,6 +302,8 @@ function markRead(li, read) {
   li.classList.toggle("unread", !read);
   li.dataset.read = String(read);
   $(".ack", li).hidden = read;
+  $(".read-tag", li).hidden = !read;
+  if (read) li.classList.remove("fresh");
 }
 
 async function ack(id, li) {

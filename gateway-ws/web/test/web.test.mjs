@@ -163,6 +163,10 @@ test("two users: create, subscribe, publish, live notification with badge, ack",
   const bob = await newPage("bob", problems);
   const adaEmail = `ada-${suffix}@example.com`;
 
+  await ada.goto(`${gw}/`);
+  await ada.locator("#register-form").waitFor();
+  await shot(ada, "0-signed-out");
+
   // Ada registers, logs out, and logs in again with her password.
   await register(ada, "Ada", adaEmail);
   await ada.locator("#logout").click();

@@ -88,11 +88,11 @@ type Config struct {
 
 // Registry registers one node and lists all of them.
 type Registry struct {
-	cfg  Config
-	log  *slog.Logger
-	self Node
+	cfg Config
+	log *slog.Logger
 
 	mu      sync.Mutex
+	self    Node // Run sets its Addr while handlers read it
 	failing bool // the last heartbeat failed; logged once per outage
 }
 
@@ -136,7 +136,9 @@ func (r *Registry) setKey() string           { return r.cfg.Prefix + "nodes" }
 
 // Self is this node's record as its next heartbeat would write it.
 func (r *Registry) Self() Node {
+	r.mu.Lock()
 	n := r.self
+	r.mu.Unlock()
 	if r.cfg.Load != nil {
 		n.Connections, n.Topics = r.cfg.Load()
 	}
@@ -149,9 +151,11 @@ func (r *Registry) Self() Node {
 // (Redis down) is logged once per outage and retried at the next tick;
 // it never stops Run.
 func (r *Registry) Run(ctx context.Context, addr string) {
+	r.mu.Lock()
 	if r.self.Addr == "" {
 		r.self.Addr = addr
 	}
+	r.mu.Unlock()
 	tick := time.NewTicker(r.cfg.Settings.Heartbeat)
 	defer tick.Stop()
 	for {

@@ -17,6 +17,10 @@ let socket = null;
 let userChannel = null;
 const topicChannels = new Map(); // topic id -> joined channel, for publishing
 const topicNames = new Map(); // topic id -> name, for labelling notifications
+// The mail jobs of the last publish with email: job id -> status, shown
+// under that publish's form as the `job` events of user:<id> come in.
+const mailJobs = new Map();
+let mailLine = null;
 
 // ---- API ----
 
@@ -166,6 +170,11 @@ function connect() {
     flash(`New: ${n.title}`);
   });
   userChannel.on("counter", ({ unread }) => setBadge(unread));
+  userChannel.on("job", (job) => {
+    if (job.function !== "send-mail" || !mailLine) return;
+    mailJobs.set(job.id, job.status);
+    renderMail();
+  });
   userChannel
     .join()
     .receive("ok", () => {
@@ -272,9 +281,32 @@ function publish(e, t, form) {
     .receive("ok", ({ recipients }) => {
       done(`Published to ${recipients} subscriber${recipients === 1 ? "" : "s"}.`, "ok");
       form.reset();
+      if (payload.email) {
+        if (mailLine) mailLine.hidden = true;
+        mailJobs.clear();
+        mailLine = $(".mail-result", form);
+        renderMail();
+      }
     })
     .receive("error", ({ reason }) => done(`Not published: ${reason}`, "error"))
     .receive("timeout", () => done("No answer in time; it may still be published.", "error"));
+}
+
+// renderMail counts the last publish's mail jobs by outcome.
+function renderMail() {
+  const by = { sent: 0, failed: 0, queued: 0 };
+  for (const status of mailJobs.values()) {
+    if (status === "worked") by.sent++;
+    else if (status === "failed") by.failed++;
+    else by.queued++;
+  }
+  mailLine.hidden = false;
+  mailLine.dataset.sent = String(by.sent);
+  mailLine.dataset.failed = String(by.failed);
+  mailLine.textContent =
+    mailJobs.size === 0
+      ? "Mail: none yet (only subscribers who asked for email get one)."
+      : `Mail: ${by.sent} sent, ${by.queued} on the way, ${by.failed} failed.`;
 }
 
 function addNotification(n, { live, append = false }) {

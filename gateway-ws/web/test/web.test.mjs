@@ -33,6 +33,7 @@ const WAIT = 15000;
 
 let stack; // the devstack child process
 let gw; // gateway-ws base URL
+let fnHost; // the functions host, which also lists the mails its SMTP sink got
 let browser;
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
@@ -62,6 +63,7 @@ before(async () => {
   execFileSync("go", ["build", "-o", bin, "./infra/devstack"], { cwd: repoRoot, stdio: "inherit" });
   const [fnPort, gwPort] = [await freePort(), await freePort()];
   gw = `http://127.0.0.1:${gwPort}`;
+  fnHost = `http://127.0.0.1:${fnPort}`;
   const secrets = path.join(tmp, "secrets");
   fs.mkdirSync(secrets);
   fs.writeFileSync(path.join(secrets, "tidings-jwt-secret"), crypto.randomBytes(32).toString("hex"));
@@ -185,7 +187,8 @@ test("two users: create, subscribe, publish, live notification with badge, ack",
   assert.match(avatar.src, /^\/function\/gen-avatar\?seed=/);
   assert.ok(avatar.width > 0, "the avatar image decoded");
 
-  await register(bob, "Bob", `bob-${suffix}@example.com`);
+  const bobEmail = `bob-${suffix}@example.com`;
+  await register(bob, "Bob", bobEmail);
   assert.equal(await badge(bob).textContent(), "0");
 
   // Ada creates a topic; it is listed as hers.
@@ -218,7 +221,14 @@ test("two users: create, subscribe, publish, live notification with badge, ack",
   await adaTopic.locator("input[name=email]").check();
   await adaTopic.locator("button[type=submit]").click();
   await adaTopic.locator(".publish-result[data-state=ok]", { hasText: "Published to 1 subscriber" }).waitFor();
+  // Bob asked for email: one send-mail job, whose progress Ada (its owner)
+  // follows through `job` events, and one mail at the dev stack's SMTP sink.
+  await adaTopic.locator(".mail-result[data-sent='1']").waitFor();
   await shot(ada, "2-ada-published");
+  const { mails } = await (await fetch(`${fnHost}/dev/mails`)).json();
+  const toBob = mails.filter((m) => m.envelope_to.includes(bobEmail));
+  assert.equal(toBob.length, 1, `mails to Bob: ${JSON.stringify(mails.map((m) => [m.envelope_to, m.subject]))}`);
+  assert.match(toBob[0].subject, /v2\.0 is out/);
 
   // Bob gets it live: no reload, the badge counts it.
   const note = bob.locator("#notifications li.notification", { hasText: "v2.0 is out" });

@@ -155,7 +155,10 @@ function connect() {
     authToken: session.token, // sent as a subprotocol: the token stays out of URLs and logs
     reconnectAfterMs: (tries) => [500, 1000, 2000, 5000][tries - 1] || 10000,
   });
-  socket.onOpen(() => setLive("live"));
+  // "live" means joined to user:<id> (set below), not merely connected:
+  // the gateway replies to a join only once the subscription is in place,
+  // so from then on no notification can slip by.
+  socket.onOpen(() => setLive("connecting"));
   socket.onError(() => {
     setLive("offline");
     if (session && tokenExpired(session.token)) signOut("Your session ended; please log in again.");
@@ -175,9 +178,11 @@ function connect() {
     mailJobs.set(job.id, job.status);
     renderMail();
   });
+  userChannel.onError(() => setLive("offline"));
   userChannel
     .join()
     .receive("ok", () => {
+      setLive("live");
       // Events sent while we were away are not replayed: refetch what is durable.
       loadCounter().catch(() => {});
     })

@@ -30,17 +30,29 @@ import (
 	"tidings/functions/subscribe"
 	"tidings/functions/unsubscribe"
 	"tidings/lib/auth"
+	"tidings/lib/cache"
 	"tidings/lib/config"
+	"tidings/lib/directory"
 	"tidings/lib/fn"
 )
 
 // Deps are the process's dependencies, built once at start and shared by
 // every handler the process serves.
 type Deps struct {
-	Config config.Config
-	DB     *pgxpool.Pool
-	Redis  *redis.Client
-	Tokens *auth.Tokens
+	Config    config.Config
+	DB        *pgxpool.Pool
+	Redis     *redis.Client
+	Tokens    *auth.Tokens
+	Cache     *cache.Cache         // nil: no cache
+	Directory *directory.Directory // cached lookups; nil: built on DB alone
+}
+
+// directory returns the deps' Directory, or one straight on the database.
+func (d *Deps) directory() *directory.Directory {
+	if d.Directory == nil {
+		d.Directory = directory.New(d.DB, d.Cache, nil)
+	}
+	return d.Directory
 }
 
 // entry is one function: how to build it, and whether it is internal
@@ -56,8 +68,8 @@ var registry = map[string]entry{
 	"login":              {build: func(d *Deps) fn.Handler { return login.New(d.DB, d.Tokens) }},
 	"create-topic":       {build: func(d *Deps) fn.Handler { return createtopic.New(d.DB, d.Tokens) }},
 	"list-topics":        {build: func(d *Deps) fn.Handler { return listtopics.New(d.DB, d.Tokens) }},
-	"subscribe":          {build: func(d *Deps) fn.Handler { return subscribe.New(d.DB, d.Tokens) }},
-	"unsubscribe":        {build: func(d *Deps) fn.Handler { return unsubscribe.New(d.DB, d.Tokens) }},
+	"subscribe":          {build: func(d *Deps) fn.Handler { return subscribe.New(d.DB, d.Tokens, d.directory()) }},
+	"unsubscribe":        {build: func(d *Deps) fn.Handler { return unsubscribe.New(d.DB, d.Tokens, d.directory()) }},
 	"list-notifications": {build: func(d *Deps) fn.Handler { return listnotifications.New(d.DB, d.Tokens) }},
 	"ack-notification":   {build: func(d *Deps) fn.Handler { return acknotification.New(d.DB, d.Tokens) }},
 	"get-counter":        {build: func(d *Deps) fn.Handler { return getcounter.New(d.DB, d.Tokens) }},
@@ -114,16 +126,28 @@ func Connect(ctx context.Context, cfg config.Config) (*Deps, error) {
 		pool.Close()
 		return nil, fmt.Errorf("redis: %w", err)
 	}
+	rdb := redis.NewClient(opts)
+	c, err := cache.FromEnv(cfg, rdb)
+	if err != nil {
+		pool.Close()
+		_ = rdb.Close()
+		return nil, fmt.Errorf("cache: %w", err)
+	}
 	return &Deps{
-		Config: cfg,
-		DB:     pool,
-		Redis:  redis.NewClient(opts),
-		Tokens: auth.NewTokens(cfg.JWTSecret, cfg.TokenTTL),
+		Config:    cfg,
+		DB:        pool,
+		Redis:     rdb,
+		Tokens:    auth.NewTokens(cfg.JWTSecret, cfg.TokenTTL),
+		Cache:     c,
+		Directory: directory.New(pool, c, nil),
 	}, nil
 }
 
 // Close releases the dependencies.
 func (d *Deps) Close() {
+	if d.Cache != nil {
+		_ = d.Cache.Close()
+	}
 	d.DB.Close()
 	_ = d.Redis.Close()
 }

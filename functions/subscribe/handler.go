@@ -7,6 +7,7 @@ import (
 	"net/http"
 
 	"tidings/lib/auth"
+	"tidings/lib/directory"
 	"tidings/lib/fn"
 	"tidings/lib/store"
 )
@@ -29,11 +30,12 @@ type Response struct {
 type Handler struct {
 	db     store.Querier
 	tokens *auth.Tokens
+	dir    *directory.Directory
 }
 
 // New returns a subscribe handler.
-func New(db store.Querier, tokens *auth.Tokens) *Handler {
-	return &Handler{db: db, tokens: tokens}
+func New(db store.Querier, tokens *auth.Tokens, dir *directory.Directory) *Handler {
+	return &Handler{db: db, tokens: tokens, dir: dir}
 }
 
 // Handle implements fn.Handler.
@@ -59,5 +61,6 @@ func (h *Handler) Handle(req fn.Request) (fn.Response, error) {
 	if err != nil {
 		return fn.Response{}, err
 	}
+	h.dir.SubscriptionsChanged(req.Context(), in.TopicID)
 	return fn.JSON(http.StatusOK, Response{TopicID: in.TopicID, Subscribed: true, Email: in.Email})
 }

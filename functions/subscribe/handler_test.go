@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"tidings/lib/auth"
+	"tidings/lib/directory"
 	"tidings/lib/store"
 	"tidings/lib/testenv"
 )
@@ -16,7 +17,7 @@ func TestSubscribeIsIdempotentAndKeepsTheEmailChoice(t *testing.T) {
 	ada, _ := testenv.User(t, db.Pool, "ada@example.com")
 	bob, token := testenv.User(t, db.Pool, "bob@example.com")
 	topic, _ := store.CreateTopic(ctx, db.Pool, ada, "releases", "")
-	h := New(db.Pool, auth.NewTokens(testenv.JWTKey, time.Hour))
+	h := New(db.Pool, auth.NewTokens(testenv.JWTKey, time.Hour), directory.New(db.Pool, nil, nil))
 	for _, body := range []string{`{"topic_id":1}`, `{"topic_id":1}`, `{"topic_id":1,"email":true}`} {
 		if status, out := testenv.Call(t, h, "POST", body, token); status != 200 {
 			t.Fatalf("subscribe %s: %d %s", body, status, out)
@@ -36,7 +37,7 @@ func TestSubscribeRefusesBadRequestsAndChangesNothing(t *testing.T) {
 	if _, err := store.CreateTopic(context.Background(), db.Pool, ada, "releases", ""); err != nil {
 		t.Fatal(err)
 	}
-	h := New(db.Pool, auth.NewTokens(testenv.JWTKey, time.Hour))
+	h := New(db.Pool, auth.NewTokens(testenv.JWTKey, time.Hour), directory.New(db.Pool, nil, nil))
 	before := testenv.Snapshot(t, db.Pool)
 	for _, c := range []struct {
 		name, body, token string

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"tidings/lib/auth"
+	"tidings/lib/directory"
 	"tidings/lib/store"
 	"tidings/lib/testenv"
 )
@@ -18,7 +19,7 @@ func TestUnsubscribeRemovesTheSubscriptionAndIsIdempotent(t *testing.T) {
 	if err := store.Subscribe(ctx, db.Pool, topic.ID, ada, false); err != nil {
 		t.Fatal(err)
 	}
-	h := New(db.Pool, auth.NewTokens(testenv.JWTKey, time.Hour))
+	h := New(db.Pool, auth.NewTokens(testenv.JWTKey, time.Hour), directory.New(db.Pool, nil, nil))
 	for i := 0; i < 2; i++ {
 		if status, body := testenv.Call(t, h, "POST", `{"topic_id":1}`, token); status != 200 {
 			t.Fatalf("unsubscribe #%d: %d %s", i+1, status, body)

@@ -24,6 +24,7 @@ import (
 
 	"tidings/gateway-ws/invoke"
 	"tidings/lib/config"
+	"tidings/lib/directory"
 	"tidings/lib/metrics"
 	"tidings/lib/store"
 	"tidings/lib/twopc"
@@ -32,6 +33,13 @@ import (
 // Caller calls a function by name; *invoke.Invoker is one.
 type Caller interface {
 	Call(ctx context.Context, name string, body, out any) error
+}
+
+// Lookup answers who owns a topic and who subscribes to it;
+// *directory.Directory is one, reading through the cache.
+type Lookup interface {
+	TopicOwner(ctx context.Context, topicID int64) (int64, error)
+	Subscribers(ctx context.Context, topicID int64) ([]int64, error)
 }
 
 // Enqueuer queues a job; *jobs.Queue is one.
@@ -54,6 +62,7 @@ type Config struct {
 	Redis  *redis.Client
 	Prefix string        // key prefix in Redis
 	DB     store.Querier // topics, subscribers and counters, read-only
+	Lookup Lookup        // topic owners and subscribers; nil: straight from DB
 	Calls  Caller        // the participants
 	Log    *slog.Logger
 	// Deliver sends an event to a channel topic on every gateway replica.
@@ -134,6 +143,9 @@ func New(cfg Config) *Coordinator {
 	}
 	if cfg.Metrics == nil {
 		cfg.Metrics = metrics.NewTwoPC(prometheus.NewRegistry())
+	}
+	if cfg.Lookup == nil {
+		cfg.Lookup = directory.New(cfg.DB, nil, log)
 	}
 	return &Coordinator{cfg: cfg, log: log, records: &records{rdb: cfg.Redis, prefix: cfg.Prefix, ttl: cfg.RecordTTL}}
 }
@@ -233,7 +245,7 @@ func (c *Coordinator) payload(ctx context.Context, sender, topicID int64, msg Me
 	if utf8.RuneCountInString(msg.Body) > twopc.MaxBody {
 		return Payload{}, &Refusal{"invalid", fmt.Sprintf("body must be at most %d characters", twopc.MaxBody)}
 	}
-	owner, err := store.TopicOwner(ctx, c.cfg.DB, topicID)
+	owner, err := c.cfg.Lookup.TopicOwner(ctx, topicID)
 	if errors.Is(err, store.ErrNotFound) {
 		return Payload{}, &Refusal{"not_found", fmt.Sprintf("topic %d does not exist", topicID)}
 	}
@@ -243,7 +255,7 @@ func (c *Coordinator) payload(ctx context.Context, sender, topicID int64, msg Me
 	if owner != sender {
 		return Payload{}, &Refusal{"forbidden", "only the topic's owner may publish on it"}
 	}
-	recipients, err := store.Subscribers(ctx, c.cfg.DB, topicID)
+	recipients, err := c.cfg.Lookup.Subscribers(ctx, topicID)
 	if err != nil {
 		return Payload{}, fmt.Errorf("subscribers of topic %d: %w", topicID, err)
 	}

@@ -21,26 +21,6 @@ type Access interface {
 	IsSubscriber(ctx context.Context, topicID, userID int64) (bool, error)
 }
 
-// DBAccess answers from PostgreSQL.
-type DBAccess struct{ Q store.Querier }
-
-// TopicOwner implements Access.
-func (a DBAccess) TopicOwner(ctx context.Context, topicID int64) (int64, error) {
-	return store.TopicOwner(ctx, a.Q, topicID)
-}
-
-// IsSubscriber implements Access.
-func (a DBAccess) IsSubscriber(ctx context.Context, topicID, userID int64) (bool, error) {
-	var ok bool
-	err := a.Q.QueryRow(ctx,
-		`SELECT EXISTS (SELECT 1 FROM subscriptions WHERE topic_id = $1 AND user_id = $2)`,
-		topicID, userID).Scan(&ok)
-	if err != nil {
-		return false, fmt.Errorf("subscription of user %d to topic %d: %w", userID, topicID, err)
-	}
-	return ok, nil
-}
-
 // Publisher carries out a `publish` push on topic:<id> for its owner: the
 // two-phase commit of a notification. It returns the reply's response.
 type Publisher interface {

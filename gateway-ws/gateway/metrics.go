@@ -13,8 +13,17 @@ const scrapeTimeout = 2 * time.Second
 
 // exportGauges registers the gauges read at scrape time: sockets and
 // topics, each function's health and breaker, unfinished transactions,
-// and the job queue's depth and ages.
+// the job queue's depth and ages, and the cache's hits and misses.
 func (s *Server) exportGauges() {
+	metrics.CollectCounters(s.reg, "tidings_cache_requests_total",
+		"Cache reads by result: hit in process memory or Redis (tier), or miss; and loads from the database.",
+		[]string{"tier", "result"}, func(emit func(float64, ...string)) {
+			st := s.cache.Stats()
+			emit(float64(st.LocalHits), "memory", "hit")
+			emit(float64(st.RedisHits), "redis", "hit")
+			emit(float64(st.Misses), string(s.cache.Store()), "miss")
+			emit(float64(st.Loads), "database", "load")
+		})
 	metrics.GaugeFunc(s.reg, "tidings_gateway_connections", "WebSocket connections open on this replica.",
 		func() float64 { return float64(s.Connections()) })
 	metrics.GaugeFunc(s.reg, "tidings_gateway_topics", "Channel topics with members on this replica.",

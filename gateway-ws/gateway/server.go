@@ -37,7 +37,9 @@ import (
 	"tidings/gateway-ws/jobs"
 	"tidings/gateway-ws/web"
 	"tidings/lib/auth"
+	"tidings/lib/cache"
 	"tidings/lib/config"
+	"tidings/lib/directory"
 	"tidings/lib/fn"
 	"tidings/lib/metrics"
 )
@@ -170,19 +172,22 @@ const brokerCallTimeout = 5 * time.Second
 
 // Server is one gateway replica.
 type Server struct {
-	cfg    Config
-	log    *slog.Logger
-	tokens *auth.Tokens
-	access Access
-	rdb    *redis.Client
-	pool   *pgxpool.Pool
-	hub    *Hub
-	broker *Broker
-	proxy  *Proxy
-	calls  *invoke.Invoker
-	coord  *coordinator.Coordinator
-	nodes  *cluster.Registry
-	jobs   *jobs.Queue
+	cfg      Config
+	log      *slog.Logger
+	tokens   *auth.Tokens
+	access   Access
+	rdb      *redis.Client
+	pool     *pgxpool.Pool
+	hub      *Hub
+	broker   *Broker
+	proxy    *Proxy
+	calls    *invoke.Invoker
+	coord    *coordinator.Coordinator
+	nodes    *cluster.Registry
+	cache    *cache.Cache
+	cacheRDB *redis.Client
+	dir      *directory.Directory
+	jobs     *jobs.Queue
 	// reg holds every metric this replica exports at /metrics.
 	reg     *prometheus.Registry
 	metrics *metrics.Gateway
@@ -245,8 +250,18 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	if err := s.pool.Ping(pingCtx); err != nil {
 		s.log.Warn("PostgreSQL is not answering; topic joins will fail until it does", "err", err)
 	}
+	// The cache has its own connections (and client name), apart from the
+	// broker's pub/sub and its short timeouts.
+	cacheOpts := *opts
+	cacheOpts.ClientName = "gateway-ws-cache:" + cfg.RedisPrefix
+	s.cacheRDB = redis.NewClient(&cacheOpts)
+	if s.cache, err = cache.FromEnv(cfg.Config, s.cacheRDB); err != nil {
+		s.closeDeps()
+		return nil, err
+	}
+	s.dir = directory.New(s.pool, s.cache, s.log)
 	if s.access == nil {
-		s.access = DBAccess{Q: s.pool}
+		s.access = s.dir // join authorisation reads through the cache
 	}
 	s.broker, err = NewBroker(ctx, s.rdb, cfg.RedisPrefix, s.log, s.hub.deliver)
 	if err != nil {
@@ -266,7 +281,7 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	}
 	s.jobStats = func(ctx context.Context) (any, error) { return s.jobs.Stats(ctx) }
 	s.coord = coordinator.New(coordinator.Config{
-		Redis: s.rdb, Prefix: cfg.RedisPrefix, DB: s.pool, Calls: s.calls, Log: s.log, Jobs: s.jobs,
+		Redis: s.rdb, Prefix: cfg.RedisPrefix, DB: s.pool, Lookup: s.dir, Calls: s.calls, Log: s.log, Jobs: s.jobs,
 		Deliver: s.Broadcast, Settings: cfg.TwoPC, Crash: cfg.Crash, Metrics: metrics.NewTwoPC(s.reg),
 	})
 	if s.cfg.Publisher == nil {
@@ -309,6 +324,10 @@ func validate(cfg *Config) error {
 }
 
 func (s *Server) closeDeps() {
+	if s.cache != nil {
+		_ = s.cache.Close()
+		_ = s.cacheRDB.Close()
+	}
 	if s.broker != nil {
 		_ = s.broker.Close()
 	}

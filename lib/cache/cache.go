@@ -81,6 +81,7 @@ type Cache struct {
 	flushes  atomic.Uint64
 	stop     context.CancelFunc
 	done     chan struct{}
+	pubsub   atomic.Pointer[redis.PubSub] // the invalidation subscription, for Close
 }
 
 // localEntry is one entry in process memory with the lifetime it was given.
@@ -144,6 +145,11 @@ func New(cfg Config, rdb *redis.Client) (*Cache, error) {
 func (c *Cache) Close() error {
 	if c.stop != nil {
 		c.stop()
+		// A blocked receive does not watch the context; closing the
+		// connection ends it now rather than at the next ping.
+		if ps := c.pubsub.Load(); ps != nil {
+			_ = ps.Close()
+		}
 		<-c.done
 	}
 	if c.local != nil {

@@ -32,7 +32,8 @@ func (c *Cache) invalidation(keys ...string) string {
 func (c *Cache) listen(ctx context.Context, subscribed chan<- struct{}) {
 	defer close(c.done)
 	ps := c.rdb.Subscribe(ctx, c.channel())
-	defer func() { _ = ps.Close() }()
+	c.pubsub.Store(ps)
+	defer func() { _ = c.pubsub.Load().Close() }()
 	first := true
 	pinged := false // a ping is out and no answer came since
 	backoff := minBackoff
@@ -54,6 +55,7 @@ func (c *Cache) listen(ctx context.Context, subscribed chan<- struct{}) {
 				// without having been closed. Start a fresh one.
 				_ = ps.Close()
 				ps = c.rdb.Subscribe(ctx, c.channel())
+				c.pubsub.Store(ps)
 			}
 			pinged = false
 			c.setLive(false, err)

@@ -127,11 +127,18 @@ func GaugeFunc(reg prometheus.Registerer, name, help string, value func() float6
 // Collect registers a set of labelled gauges read at each scrape: collect
 // calls emit once per label value set.
 func Collect(reg prometheus.Registerer, name, help string, labels []string, collect func(emit func(value float64, labelValues ...string))) {
-	reg.MustRegister(&scrapeCollector{desc: prometheus.NewDesc(name, help, labels, nil), collect: collect})
+	reg.MustRegister(&scrapeCollector{desc: prometheus.NewDesc(name, help, labels, nil), kind: prometheus.GaugeValue, collect: collect})
+}
+
+// CollectCounters is Collect for counts that only grow, kept elsewhere
+// (the cache's own statistics).
+func CollectCounters(reg prometheus.Registerer, name, help string, labels []string, collect func(emit func(value float64, labelValues ...string))) {
+	reg.MustRegister(&scrapeCollector{desc: prometheus.NewDesc(name, help, labels, nil), kind: prometheus.CounterValue, collect: collect})
 }
 
 type scrapeCollector struct {
 	desc    *prometheus.Desc
+	kind    prometheus.ValueType
 	collect func(emit func(value float64, labelValues ...string))
 }
 
@@ -139,7 +146,7 @@ func (c *scrapeCollector) Describe(ch chan<- *prometheus.Desc) { ch <- c.desc }
 
 func (c *scrapeCollector) Collect(ch chan<- prometheus.Metric) {
 	c.collect(func(v float64, lv ...string) {
-		ch <- prometheus.MustNewConstMetric(c.desc, prometheus.GaugeValue, v, lv...)
+		ch <- prometheus.MustNewConstMetric(c.desc, c.kind, v, lv...)
 	})
 }
 

@@ -1,0 +1,109 @@
+// Package directory answers the lookups every replica makes all the time:
+// a user, a topic's owner, a topic's subscribers. They go through the
+// shared cache (lib/cache) and fall back to PostgreSQL, so replicas share
+// what they know without hammering the database, and a Redis outage only
+// costs database reads.
+package directory
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"slices"
+	"strconv"
+	"time"
+
+	"tidings/lib/cache"
+	"tidings/lib/store"
+)
+
+// How long entries live. Users and topic owners never change once
+// written; subscriber lists change, are invalidated on every change, and
+// live briefly in case an invalidation is lost.
+const (
+	StableTTL      = 10 * time.Minute
+	SubscribersTTL = 30 * time.Second
+)
+
+// Directory reads through the cache.
+type Directory struct {
+	db          store.Querier
+	log         *slog.Logger
+	users       *cache.Typed[store.User]
+	owners      *cache.Typed[int64]
+	subscribers *cache.Typed[[]int64]
+}
+
+// New returns a Directory over db, cached in c (nil: no cache, every read
+// goes to the database).
+func New(db store.Querier, c *cache.Cache, log *slog.Logger) *Directory {
+	if log == nil {
+		log = slog.Default()
+	}
+	d := &Directory{db: db, log: log}
+	if c != nil {
+		d.users = cache.Of[store.User](c, "user")
+		d.owners = cache.Of[int64](c, "topic-owner")
+		d.subscribers = cache.Of[[]int64](c, "subscribers")
+	}
+	return d
+}
+
+// through reads key from t, loading it with load on a miss; without a
+// cache it just loads.
+func through[V any](ctx context.Context, t *cache.Typed[V], key string, ttl time.Duration, load func(ctx context.Context) (V, error)) (V, error) {
+	if t == nil {
+		return load(ctx)
+	}
+	return t.GetOrLoad(ctx, key, ttl, load)
+}
+
+// User returns a user (without the password hash); store.ErrNotFound when
+// there is none.
+func (d *Directory) User(ctx context.Context, id int64) (store.User, error) {
+	return through(ctx, d.users, strconv.FormatInt(id, 10), StableTTL, func(ctx context.Context) (store.User, error) {
+		return store.UserByID(ctx, d.db, id)
+	})
+}
+
+// TopicOwner returns a topic's owner; store.ErrNotFound when there is no
+// such topic.
+func (d *Directory) TopicOwner(ctx context.Context, topicID int64) (int64, error) {
+	return through(ctx, d.owners, strconv.FormatInt(topicID, 10), StableTTL, func(ctx context.Context) (int64, error) {
+		return store.TopicOwner(ctx, d.db, topicID)
+	})
+}
+
+// Subscribers returns the ids of a topic's subscribers, sorted.
+func (d *Directory) Subscribers(ctx context.Context, topicID int64) ([]int64, error) {
+	return through(ctx, d.subscribers, strconv.FormatInt(topicID, 10), SubscribersTTL, func(ctx context.Context) ([]int64, error) {
+		ids, err := store.Subscribers(ctx, d.db, topicID)
+		if ids == nil {
+			ids = []int64{} // cached as an empty list, not as "nothing"
+		}
+		return ids, err
+	})
+}
+
+// IsSubscriber reports whether userID subscribes to topicID.
+func (d *Directory) IsSubscriber(ctx context.Context, topicID, userID int64) (bool, error) {
+	ids, err := d.Subscribers(ctx, topicID)
+	if err != nil {
+		return false, fmt.Errorf("subscribers of topic %d: %w", topicID, err)
+	}
+	_, found := slices.BinarySearch(ids, userID)
+	return found, nil
+}
+
+// SubscriptionsChanged drops a topic's cached subscriber list, on every
+// replica; call it after changing the topic's subscriptions. The change is
+// already stored, so a failure only means replicas may read the old list
+// until it expires (SubscribersTTL); it is logged, not returned.
+func (d *Directory) SubscriptionsChanged(ctx context.Context, topicID int64) {
+	if d.subscribers == nil {
+		return
+	}
+	if err := d.subscribers.Delete(ctx, strconv.FormatInt(topicID, 10)); err != nil {
+		d.log.Warn("subscriber list not invalidated; it expires by itself", "topic", topicID, "ttl", SubscribersTTL, "err", err)
+	}
+}

@@ -1,0 +1,84 @@
+package directory
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"tidings/lib/cache"
+	"tidings/lib/store"
+	"tidings/lib/testenv"
+)
+
+// replica is a Directory as another process would have it: its own Redis
+// connection and its own near cache, whose memory lives an hour, so only an
+// invalidation can make it see a change.
+func replica(t *testing.T, db *testenv.DB, rd *testenv.Redis) *Directory {
+	opts, _ := redis.ParseURL(rd.URL)
+	client := redis.NewClient(opts)
+	t.Cleanup(func() { _ = client.Close() })
+	c, err := cache.New(cache.Config{Store: cache.Near, Prefix: rd.Prefix, LocalTTL: time.Hour, TTL: time.Hour}, client)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = c.Close() })
+	return New(db.Pool, c, nil)
+}
+
+func TestSubscriberChangeOnOneReplicaIsSeenByAnother(t *testing.T) {
+	db := testenv.NewDB(t)
+	rd := testenv.NewRedis(t)
+	ctx := context.Background()
+	owner, _ := testenv.User(t, db.Pool, "owner@example.com")
+	reader, _ := testenv.User(t, db.Pool, "reader@example.com")
+	topic, err := store.CreateTopic(ctx, db.Pool, owner, "news", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, b := replica(t, db, rd), replica(t, db, rd)
+
+	if ok, err := b.IsSubscriber(ctx, topic.ID, reader); err != nil || ok {
+		t.Fatalf("before subscribing: %v %v", ok, err) // b now holds the empty list
+	}
+	if err := store.Subscribe(ctx, db.Pool, topic.ID, reader, false); err != nil {
+		t.Fatal(err)
+	}
+	a.SubscriptionsChanged(ctx, topic.ID) // what the subscribe function does
+	seen := false
+	for i := 0; i < 100 && !seen; i++ { // bounded: invalidation travels through Redis
+		seen, _ = b.IsSubscriber(ctx, topic.ID, reader)
+		if !seen {
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	if !seen {
+		t.Fatal("replica b never saw the new subscriber")
+	}
+	if got, err := b.TopicOwner(ctx, topic.ID); err != nil || got != owner {
+		t.Errorf("owner %d (%v), want %d", got, err, owner)
+	}
+	if _, err := b.TopicOwner(ctx, topic.ID+100); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("owner of a missing topic: %v, want ErrNotFound", err)
+	}
+	if u, err := a.User(ctx, reader); err != nil || u.Email != "reader@example.com" {
+		t.Errorf("user %+v (%v)", u, err)
+	}
+}
+
+func TestWithoutACacheEveryReadGoesToTheDatabase(t *testing.T) {
+	db := testenv.NewDB(t)
+	ctx := context.Background()
+	owner, _ := testenv.User(t, db.Pool, "owner@example.com")
+	topic, _ := store.CreateTopic(ctx, db.Pool, owner, "news", "")
+	d := New(db.Pool, nil, nil)
+	if subs, err := d.Subscribers(ctx, topic.ID); err != nil || len(subs) != 0 {
+		t.Fatalf("subscribers %v (%v)", subs, err)
+	}
+	_ = store.Subscribe(ctx, db.Pool, topic.ID, owner, false)
+	if ok, err := d.IsSubscriber(ctx, topic.ID, owner); err != nil || !ok {
+		t.Errorf("the new subscription is not read: %v %v", ok, err)
+	}
+}

@@ -12,7 +12,8 @@ up:
 	@$(BIN)/devstack
 
 ## test: vet, staticcheck and every test against real PostgreSQL and Redis:
-## Go tests, the Node tests with the official phoenix client, a short fuzz
+## Go tests (with a real Prometheus), the Node tests with the official
+## phoenix client and the browser test in Debian's chromium, a short fuzz
 ## of the frame decoder, and a small chaos run
 test: services vet lint unit node fuzz chaos
 
@@ -34,6 +35,8 @@ unit:
 node:
 	npm ci --prefix gateway-ws/test --no-audit --no-fund --silent
 	npm --prefix gateway-ws/test test
+	npm ci --prefix gateway-ws/web/test --no-audit --no-fund --silent
+	npm --prefix gateway-ws/web/test test
 
 fuzz:
 	$(GO) test ./gateway-ws/gateway/ -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime 10s

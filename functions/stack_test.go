@@ -167,3 +167,55 @@ func TestComposeRunsEveryFunctionWithItsStackImage(t *testing.T) {
 		}
 	}
 }
+
+// TestComposeRunsTheGatewayAndObservability checks the rest of the compose
+// stack against the tree: its services exist, every file it mounts
+// exists, gateway-ws is built from its Dockerfile, and the compose
+// Prometheus scrapes every function of stack.yml.
+func TestComposeRunsTheGatewayAndObservability(t *testing.T) {
+	b, err := os.ReadFile("../docker-compose.yml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var compose struct {
+		Services map[string]struct {
+			Build struct {
+				Context    string `yaml:"context"`
+				Dockerfile string `yaml:"dockerfile"`
+			} `yaml:"build"`
+			Volumes []string `yaml:"volumes"`
+		} `yaml:"services"`
+	}
+	if err := yaml.Unmarshal(b, &compose); err != nil {
+		t.Fatal(err)
+	}
+	for _, svc := range []string{"gateway-ws", "faas", "mail", "prometheus", "grafana"} {
+		if _, ok := compose.Services[svc]; !ok {
+			t.Errorf("docker-compose.yml has no %s service", svc)
+		}
+	}
+	for name, svc := range compose.Services {
+		for _, v := range svc.Volumes {
+			host, _, _ := strings.Cut(v, ":")
+			if strings.HasPrefix(host, "./") {
+				if _, err := os.Stat(filepath.Join("..", host)); err != nil {
+					t.Errorf("%s mounts %s, which does not exist", name, host)
+				}
+			}
+		}
+	}
+	gw := compose.Services["gateway-ws"].Build
+	df, err := os.ReadFile(filepath.Join("..", gw.Context, gw.Dockerfile))
+	if err != nil || !regexp.MustCompile(`(?m)go build .* \./gateway-ws\s*$`).Match(df) {
+		t.Errorf("gateway-ws's Dockerfile %s must build ./gateway-ws (%v)", gw.Dockerfile, err)
+	}
+	prom, err := os.ReadFile("../infra/prometheus/prometheus-compose.yml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name := range loadStack(t).Functions {
+		if !strings.Contains(string(prom), name+":8082") {
+			t.Errorf("the compose Prometheus does not scrape %s", name)
+		}
+	}
+}

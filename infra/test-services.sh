@@ -22,9 +22,16 @@ wait_for() { # what, command...
   echo "$what did not come up" >&2; return 1
 }
 
-# Node.js runs the tests with the official phoenix client.
-if ! command -v npm >/dev/null; then
-  apt_install nodejs npm
+# Node.js runs the tests with the official phoenix client; Debian's
+# chromium is the browser of the web client's test (no browser is ever
+# downloaded); Debian's prometheus scrapes the dev stack in a test.
+missing=()
+command -v npm >/dev/null || missing+=(nodejs npm)
+[ -x /usr/bin/chromium ] || missing+=(chromium)
+command -v prometheus >/dev/null || missing+=(prometheus)
+command -v psql >/dev/null || missing+=(postgresql-client)
+if [ ${#missing[@]} -gt 0 ]; then
+  apt_install "${missing[@]}"
 fi
 
 redis_up() { redis-cli -h 127.0.0.1 -p $REDISPORT ping | grep -q PONG; }

@@ -27,7 +27,6 @@ import (
 
 	"github.com/gorilla/websocket"
 	"github.com/jackc/pgx/v5/pgxpool"
-	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
 
 	"tidings/functions"
@@ -189,7 +188,7 @@ type Server struct {
 	dir      *directory.Directory
 	jobs     *jobs.Queue
 	// reg holds every metric this replica exports at /metrics.
-	reg     *prometheus.Registry
+	reg     *metrics.Registry
 	metrics *metrics.Gateway
 	// jobStats feeds the dashboard's job panel; nil shows "not configured".
 	jobStats JobStats

@@ -7,6 +7,9 @@ package metrics
 
 import (
 	"net/http"
+	"regexp"
+	"sort"
+	"sync"
 	"strconv"
 	"time"
 
@@ -15,15 +18,59 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
 
+// Registry is a Prometheus registry that also remembers the names of the
+// metrics registered on it, so a test can check a dashboard against what
+// the code exports before any of them has a value.
+type Registry struct {
+	*prometheus.Registry
+	mu    sync.Mutex
+	names map[string]bool
+}
+
 // NewRegistry is a registry with the Go runtime and process collectors.
-func NewRegistry() *prometheus.Registry {
-	reg := prometheus.NewRegistry()
+func NewRegistry() *Registry {
+	reg := &Registry{Registry: prometheus.NewRegistry(), names: map[string]bool{}}
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return reg
 }
 
+// MustRegister registers collectors and records their metric names.
+func (r *Registry) MustRegister(cs ...prometheus.Collector) {
+	r.Registry.MustRegister(cs...)
+	descs := make(chan *prometheus.Desc)
+	go func() {
+		for _, c := range cs {
+			c.Describe(descs)
+		}
+		close(descs)
+	}()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for d := range descs {
+		if m := fqName.FindStringSubmatch(d.String()); m != nil {
+			r.names[m[1]] = true
+		}
+	}
+}
+
+// fqName reads the name out of a Desc's description, the only place the
+// client library shows it.
+var fqName = regexp.MustCompile(`fqName: "([^"]+)"`)
+
+// Names lists the metrics registered so far, sorted.
+func (r *Registry) Names() []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	names := make([]string, 0, len(r.names))
+	for n := range r.names {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	return names
+}
+
 // Handler serves a registry's metrics at /metrics.
-func Handler(reg *prometheus.Registry) http.Handler {
+func Handler(reg *Registry) http.Handler {
 	return promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg})
 }
 

@@ -12,12 +12,12 @@ import assert from "node:assert/strict";
 import { spawn, execFileSync } from "node:child_process";
 import crypto from "node:crypto";
 import fs from "node:fs";
-import net from "node:net";
 import os from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { Socket } from "phoenix";
 import WebSocket from "ws";
+import { freePort, sleep, within } from "./devstack.mjs";
 
 const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..");
 const secret = crypto.randomBytes(32).toString("hex");
@@ -38,27 +38,8 @@ function token(userID) {
   return `${unsigned}.${sig}`;
 }
 
-function freePort() {
-  return new Promise((resolve, reject) => {
-    const srv = net.createServer();
-    srv.on("error", reject);
-    srv.listen(0, "127.0.0.1", () => {
-      const { port } = srv.address();
-      srv.close(() => resolve(port));
-    });
-  });
-}
 
-// within fails a wait that would otherwise hang the test.
-function within(ms, what, promise) {
-  let timer;
-  const timeout = new Promise((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms waiting for ${what}`)), ms);
-  });
-  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
-}
 
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
 async function startGateway(listenPort = port) {
   const child = spawn(bin, [], {

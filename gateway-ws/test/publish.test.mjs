@@ -8,44 +8,13 @@
 // Needs Go, PostgreSQL and Redis on loopback, and psql.
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
-import { spawn, execFileSync } from "node:child_process";
-import crypto from "node:crypto";
-import fs from "node:fs";
-import net from "node:net";
-import os from "node:os";
-import path from "node:path";
-import { fileURLToPath } from "node:url";
 import { Socket } from "phoenix";
 import WebSocket from "ws";
+import { startDevstack, within } from "./devstack.mjs";
 
-const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..");
-const tmp = fs.mkdtempSync(path.join(os.tmpdir(), "tidings-publish-test-"));
-const suffix = crypto.randomBytes(4).toString("hex");
-const dbName = `tidings_test_node_${suffix}`;
-const adminURL = process.env.TIDINGS_TEST_ADMIN_URL || "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable";
-let stack; // the devstack child process
+let stack; // the running dev stack
 let gw; // gateway-ws base URL
-
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-
-function within(ms, what, promise) {
-  let timer;
-  const timeout = new Promise((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms waiting for ${what}`)), ms);
-  });
-  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
-}
-
-function freePort() {
-  return new Promise((resolve, reject) => {
-    const srv = net.createServer();
-    srv.on("error", reject);
-    srv.listen(0, "127.0.0.1", () => {
-      const { port } = srv.address();
-      srv.close(() => resolve(port));
-    });
-  });
-}
+let suffix; // unique to this run
 
 async function api(method, fn, { token, body, query = "" } = {}) {
   const res = await fetch(`${gw}/function/${fn}${query}`, {
@@ -95,47 +64,12 @@ function push(channel, event, payload) {
 }
 
 before(async () => {
-  const bin = path.join(tmp, "devstack");
-  execFileSync("go", ["build", "-o", bin, "./infra/devstack"], { cwd: repoRoot, stdio: "inherit" });
-  const [fnPort, gwPort] = [await freePort(), await freePort()];
-  gw = `http://127.0.0.1:${gwPort}`;
-  const secrets = path.join(tmp, "secrets");
-  fs.mkdirSync(secrets);
-  fs.writeFileSync(path.join(secrets, "tidings-jwt-secret"), crypto.randomBytes(32).toString("hex"));
-  fs.writeFileSync(path.join(secrets, "tidings-internal-key"), crypto.randomBytes(16).toString("hex"));
-  stack = spawn(bin, ["-db", dbName], {
-    cwd: repoRoot,
-    env: {
-      PATH: process.env.PATH,
-      FUNCTIONS_ADDR: `127.0.0.1:${fnPort}`,
-      GATEWAY_ADDR: `127.0.0.1:${gwPort}`,
-      REDIS_PREFIX: `tidings-test:${suffix}:`,
-      SECRETS_DIR: secrets,
-      LOG_LEVEL: "warn",
-    },
-    stdio: ["ignore", "ignore", "inherit"],
-  });
-  const exited = new Promise((resolve) => stack.on("exit", (code) => resolve(code)));
-  stack.exited = exited;
-  for (let i = 0; i < 300; i++) {
-    const early = await Promise.race([exited, sleep(100).then(() => undefined)]);
-    if (early !== undefined) throw new Error(`devstack exited at start with ${early}`);
-    try {
-      if ((await fetch(`${gw}/healthz`)).ok) return;
-    } catch {
-      // not up yet
-    }
-  }
-  throw new Error("the dev stack did not come up");
+  stack = await startDevstack();
+  ({ gw, suffix } = stack);
 });
 
 after(async () => {
-  if (stack && stack.exitCode === null) {
-    stack.kill("SIGINT");
-    await within(20000, "devstack to stop", stack.exited);
-  }
-  execFileSync("psql", [adminURL, "-qc", `DROP DATABASE IF EXISTS ${dbName} WITH (FORCE)`]);
-  fs.rmSync(tmp, { recursive: true, force: true });
+  if (stack) await stack.stop();
 });
 
 test("subscribers get the committed notification with their unread count; list and ack follow", { timeout: 90000 }, async () => {

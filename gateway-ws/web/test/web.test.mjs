@@ -11,89 +11,28 @@
 // Needs Go, PostgreSQL and Redis on loopback, psql and chromium.
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
-import { spawn, execFileSync } from "node:child_process";
-import crypto from "node:crypto";
 import fs from "node:fs";
-import net from "node:net";
-import os from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { chromium } from "playwright-core";
+import { repoRoot, startDevstack } from "../../test/devstack.mjs";
 
 const here = path.dirname(fileURLToPath(import.meta.url));
-const repoRoot = path.resolve(here, "../../..");
 const artifacts = path.join(repoRoot, "test-artifacts", "web");
-const tmp = fs.mkdtempSync(path.join(os.tmpdir(), "tidings-web-test-"));
-const suffix = crypto.randomBytes(4).toString("hex");
-const dbName = `tidings_test_web_${suffix}`;
-const adminURL = process.env.TIDINGS_TEST_ADMIN_URL || "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable";
 const chromiumPath = process.env.CHROMIUM || "/usr/bin/chromium";
 // Every wait below is bounded by this; a run takes a few seconds.
 const WAIT = 15000;
 
-let stack; // the devstack child process
+let stack; // the running dev stack
+let suffix; // unique to this run
 let gw; // gateway-ws base URL
 let fnHost; // the functions host, which also lists the mails its SMTP sink got
 let browser;
 
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-
-function within(ms, what, promise) {
-  let timer;
-  const timeout = new Promise((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms waiting for ${what}`)), ms);
-  });
-  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
-}
-
-function freePort() {
-  return new Promise((resolve, reject) => {
-    const srv = net.createServer();
-    srv.on("error", reject);
-    srv.listen(0, "127.0.0.1", () => {
-      const { port } = srv.address();
-      srv.close(() => resolve(port));
-    });
-  });
-}
-
 before(async () => {
   fs.mkdirSync(artifacts, { recursive: true });
-  const bin = path.join(tmp, "devstack");
-  execFileSync("go", ["build", "-o", bin, "./infra/devstack"], { cwd: repoRoot, stdio: "inherit" });
-  const [fnPort, gwPort] = [await freePort(), await freePort()];
-  gw = `http://127.0.0.1:${gwPort}`;
-  fnHost = `http://127.0.0.1:${fnPort}`;
-  const secrets = path.join(tmp, "secrets");
-  fs.mkdirSync(secrets);
-  fs.writeFileSync(path.join(secrets, "tidings-jwt-secret"), crypto.randomBytes(32).toString("hex"));
-  fs.writeFileSync(path.join(secrets, "tidings-internal-key"), crypto.randomBytes(16).toString("hex"));
-  stack = spawn(bin, ["-db", dbName], {
-    cwd: repoRoot,
-    env: {
-      PATH: process.env.PATH,
-      HOME: process.env.HOME,
-      FUNCTIONS_ADDR: `127.0.0.1:${fnPort}`,
-      GATEWAY_ADDR: `127.0.0.1:${gwPort}`,
-      REDIS_PREFIX: `tidings-test:${suffix}:`,
-      SECRETS_DIR: secrets,
-      DEV_STATE_DIR: path.join(tmp, "dev"),
-      LOG_LEVEL: "warn",
-    },
-    stdio: ["ignore", "ignore", "inherit"],
-  });
-  stack.exited = new Promise((resolve) => stack.on("exit", (code) => resolve(code)));
-  let up = false;
-  for (let i = 0; i < 300 && !up; i++) {
-    const early = await Promise.race([stack.exited, sleep(100).then(() => undefined)]);
-    if (early !== undefined) throw new Error(`devstack exited at start with ${early}`);
-    try {
-      up = (await fetch(`${gw}/healthz`)).ok;
-    } catch {
-      // not up yet
-    }
-  }
-  if (!up) throw new Error("the dev stack did not come up");
+  stack = await startDevstack();
+  ({ gw, fnHost, suffix } = stack);
 
   // Playwright gives the browser a fresh profile directory of its own
   // (a temporary user-data-dir) and removes it on close.
@@ -116,12 +55,7 @@ before(async () => {
 
 after(async () => {
   if (browser) await browser.close();
-  if (stack && stack.exitCode === null) {
-    stack.kill("SIGINT");
-    await within(20000, "devstack to stop", stack.exited);
-  }
-  execFileSync("psql", [adminURL, "-qc", `DROP DATABASE IF EXISTS ${dbName} WITH (FORCE)`]);
-  fs.rmSync(tmp, { recursive: true, force: true });
+  if (stack) await stack.stop();
 });
 
 // newPage is a page in a browser context of its own (its own localStorage,

@@ -1,0 +1,90 @@
+// Helpers the Node tests share: bounded waits, free ports, and a whole dev
+// stack (`make up`'s devstack: every function plus gateway-ws) of its own,
+// on its own database (created on the PostgreSQL at 127.0.0.1:5432 and
+// dropped at the end) and Redis prefix.
+import { spawn, execFileSync } from "node:child_process";
+import crypto from "node:crypto";
+import fs from "node:fs";
+import net from "node:net";
+import os from "node:os";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+
+export const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..");
+const adminURL = process.env.TIDINGS_TEST_ADMIN_URL || "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable";
+
+export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+// within fails a wait that would otherwise hang the test.
+export function within(ms, what, promise) {
+  let timer;
+  const timeout = new Promise((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms waiting for ${what}`)), ms);
+  });
+  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
+}
+
+export function freePort() {
+  return new Promise((resolve, reject) => {
+    const srv = net.createServer();
+    srv.on("error", reject);
+    srv.listen(0, "127.0.0.1", () => {
+      const { port } = srv.address();
+      srv.close(() => resolve(port));
+    });
+  });
+}
+
+// startDevstack builds and starts the dev stack and resolves once
+// gateway-ws answers: { gw, fnHost, suffix, stop }.
+export async function startDevstack() {
+  const tmp = fs.mkdtempSync(path.join(os.tmpdir(), "tidings-node-test-"));
+  const suffix = crypto.randomBytes(4).toString("hex");
+  const dbName = `tidings_test_node_${suffix}`;
+  const bin = path.join(tmp, "devstack");
+  execFileSync("go", ["build", "-o", bin, "./infra/devstack"], { cwd: repoRoot, stdio: "inherit" });
+  const [fnPort, gwPort] = [await freePort(), await freePort()];
+  const secrets = path.join(tmp, "secrets");
+  fs.mkdirSync(secrets);
+  fs.writeFileSync(path.join(secrets, "tidings-jwt-secret"), crypto.randomBytes(32).toString("hex"));
+  fs.writeFileSync(path.join(secrets, "tidings-internal-key"), crypto.randomBytes(16).toString("hex"));
+  const child = spawn(bin, ["-db", dbName], {
+    cwd: repoRoot,
+    env: {
+      PATH: process.env.PATH,
+      HOME: process.env.HOME,
+      FUNCTIONS_ADDR: `127.0.0.1:${fnPort}`,
+      GATEWAY_ADDR: `127.0.0.1:${gwPort}`,
+      REDIS_PREFIX: `tidings-test:${suffix}:`,
+      SECRETS_DIR: secrets,
+      DEV_STATE_DIR: path.join(tmp, "dev"),
+      DEV_SMTP_PORT: "0",
+      LOG_LEVEL: "warn",
+    },
+    stdio: ["ignore", "ignore", "inherit"],
+  });
+  const exited = new Promise((resolve) => child.on("exit", (code) => resolve(code)));
+  const stop = async () => {
+    if (child.exitCode === null) {
+      child.kill("SIGINT");
+      await within(20000, "devstack to stop", exited);
+    }
+    execFileSync("psql", [adminURL, "-qc", `DROP DATABASE IF EXISTS ${dbName} WITH (FORCE)`]);
+    fs.rmSync(tmp, { recursive: true, force: true });
+  };
+  const gw = `http://127.0.0.1:${gwPort}`;
+  for (let i = 0; i < 300; i++) {
+    const early = await Promise.race([exited, sleep(100).then(() => undefined)]);
+    if (early !== undefined) {
+      await stop();
+      throw new Error(`devstack exited at start with ${early}`);
+    }
+    try {
+      if ((await fetch(`${gw}/healthz`)).ok) return { gw, fnHost: `http://127.0.0.1:${fnPort}`, suffix, stop };
+    } catch {
+      // not up yet
+    }
+  }
+  await stop();
+  throw new Error("the dev stack did not come up");
+}

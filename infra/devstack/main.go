@@ -141,6 +141,8 @@ func run() error {
 	fmt.Printf("  login       %s/function/login\n", base)
 	if gatewayURL != "" {
 		ws := strings.Replace(gatewayURL, "http://", "ws://", 1)
+		fmt.Printf("  web client  %s/\n", gatewayURL)
+		fmt.Printf("  dashboard   %s/dashboard  (metrics at /metrics)\n", gatewayURL)
 		fmt.Printf("  gateway-ws  %s  (WebSocket %s/socket/websocket?vsn=2.0.0&token=JWT)\n", gatewayURL, ws)
 	}
 	if sink != nil {

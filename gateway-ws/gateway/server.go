@@ -73,6 +73,9 @@ type Config struct {
 	Calls invoke.Config
 	// TwoPC are the coordinator's timings; see coordinator.SettingsFromEnv.
 	TwoPC coordinator.Settings
+	// Cache is the shared cache's settings; see cache.ConfigFromEnv. Its
+	// key prefix defaults to RedisPrefix.
+	Cache cache.Config
 	// Jobs are the job queue's settings; see jobs.ConfigFromEnv. Its key
 	// prefix defaults to RedisPrefix + "jobs:".
 	Jobs jobs.Config
@@ -155,6 +158,9 @@ func ConfigFrom(base config.Config) (Config, error) {
 		return c, err
 	}
 	if c.Cluster, err = cluster.SettingsFromEnv(); err != nil {
+		return c, err
+	}
+	if c.Cache, err = cache.ConfigFromEnv(base.RedisPrefix); err != nil {
 		return c, err
 	}
 	if c.Jobs, err = jobs.ConfigFromEnv(); err != nil {
@@ -254,7 +260,12 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	cacheOpts := *opts
 	cacheOpts.ClientName = "gateway-ws-cache:" + cfg.RedisPrefix
 	s.cacheRDB = redis.NewClient(&cacheOpts)
-	if s.cache, err = cache.FromEnv(cfg.Config, s.cacheRDB); err != nil {
+	cc := cfg.Cache
+	if cc.Prefix == "" {
+		cc.Prefix = cfg.RedisPrefix
+	}
+	cc.Logger = s.log
+	if s.cache, err = cache.New(cc, s.cacheRDB); err != nil {
 		s.closeDeps()
 		return nil, err
 	}

@@ -58,6 +58,6 @@ func (h *Handler) Handle(req fn.Request) (fn.Response, error) {
 	if err != nil {
 		return fn.Response{}, err
 	}
-	h.dir.SubscriptionsChanged(req.Context(), in.TopicID)
+	h.dir.SubscriptionChanged(req.Context(), in.TopicID, caller)
 	return fn.JSON(http.StatusOK, Response{TopicID: in.TopicID, Subscribed: false})
 }

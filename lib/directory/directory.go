@@ -7,9 +7,9 @@ package directory
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
-	"slices"
 	"strconv"
 	"time"
 
@@ -32,6 +32,7 @@ type Directory struct {
 	users       *cache.Typed[store.User]
 	owners      *cache.Typed[int64]
 	subscribers *cache.Typed[[]int64]
+	subscribed  *cache.Typed[bool]
 }
 
 // New returns a Directory over db, cached in c (nil: no cache, every read
@@ -45,6 +46,7 @@ func New(db store.Querier, c *cache.Cache, log *slog.Logger) *Directory {
 		d.users = cache.Of[store.User](c, "user")
 		d.owners = cache.Of[int64](c, "topic-owner")
 		d.subscribers = cache.Of[[]int64](c, "subscribers")
+		d.subscribed = cache.Of[bool](c, "subscribed")
 	}
 	return d
 }
@@ -85,25 +87,36 @@ func (d *Directory) Subscribers(ctx context.Context, topicID int64) ([]int64, er
 	})
 }
 
-// IsSubscriber reports whether userID subscribes to topicID.
+// IsSubscriber reports whether userID subscribes to topicID. It is its own
+// small entry, not a search of the subscriber list, so that a join to a
+// topic of many subscribers does not decode them all.
 func (d *Directory) IsSubscriber(ctx context.Context, topicID, userID int64) (bool, error) {
-	ids, err := d.Subscribers(ctx, topicID)
+	ok, err := through(ctx, d.subscribed, membershipKey(topicID, userID), SubscribersTTL, func(ctx context.Context) (bool, error) {
+		return store.IsSubscriber(ctx, d.db, topicID, userID)
+	})
 	if err != nil {
-		return false, fmt.Errorf("subscribers of topic %d: %w", topicID, err)
+		return false, fmt.Errorf("subscription of user %d to topic %d: %w", userID, topicID, err)
 	}
-	_, found := slices.BinarySearch(ids, userID)
-	return found, nil
+	return ok, nil
 }
 
-// SubscriptionsChanged drops a topic's cached subscriber list, on every
-// replica; call it after changing the topic's subscriptions. The change is
-// already stored, so a failure only means replicas may read the old list
+func membershipKey(topicID, userID int64) string {
+	return strconv.FormatInt(topicID, 10) + ":" + strconv.FormatInt(userID, 10)
+}
+
+// SubscriptionChanged drops what the caches hold about userID's
+// subscription to topicID (the topic's subscriber list and the membership),
+// on every replica; call it after changing that subscription. The change is
+// already stored, so a failure only means replicas may read the old answer
 // until it expires (SubscribersTTL); it is logged, not returned.
-func (d *Directory) SubscriptionsChanged(ctx context.Context, topicID int64) {
+func (d *Directory) SubscriptionChanged(ctx context.Context, topicID, userID int64) {
 	if d.subscribers == nil {
 		return
 	}
-	if err := d.subscribers.Delete(ctx, strconv.FormatInt(topicID, 10)); err != nil {
-		d.log.Warn("subscriber list not invalidated; it expires by itself", "topic", topicID, "ttl", SubscribersTTL, "err", err)
+	err := errors.Join(
+		d.subscribers.Delete(ctx, strconv.FormatInt(topicID, 10)),
+		d.subscribed.Delete(ctx, membershipKey(topicID, userID)))
+	if err != nil {
+		d.log.Warn("subscription not invalidated; it expires by itself", "topic", topicID, "user", userID, "ttl", SubscribersTTL, "err", err)
 	}
 }

@@ -46,7 +46,7 @@ func TestSubscriberChangeOnOneReplicaIsSeenByAnother(t *testing.T) {
 	if err := store.Subscribe(ctx, db.Pool, topic.ID, reader, false); err != nil {
 		t.Fatal(err)
 	}
-	a.SubscriptionsChanged(ctx, topic.ID) // what the subscribe function does
+	a.SubscriptionChanged(ctx, topic.ID, reader) // what the subscribe function does
 	seen := false
 	for i := 0; i < 100 && !seen; i++ { // bounded: invalidation travels through Redis
 		seen, _ = b.IsSubscriber(ctx, topic.ID, reader)
@@ -56,6 +56,9 @@ func TestSubscriberChangeOnOneReplicaIsSeenByAnother(t *testing.T) {
 	}
 	if !seen {
 		t.Fatal("replica b never saw the new subscriber")
+	}
+	if subs, err := b.Subscribers(ctx, topic.ID); err != nil || len(subs) != 1 || subs[0] != reader {
+		t.Errorf("subscribers %v (%v), want [%d]", subs, err, reader)
 	}
 	if got, err := b.TopicOwner(ctx, topic.ID); err != nil || got != owner {
 		t.Errorf("owner %d (%v), want %d", got, err, owner)

@@ -9,8 +9,8 @@ import (
 	"net/http"
 	"regexp"
 	"sort"
-	"sync"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"

@@ -92,6 +92,14 @@ func Unsubscribe(ctx context.Context, q Querier, topicID, userID int64) error {
 	return nil
 }
 
+// IsSubscriber reports whether userID subscribes to topicID.
+func IsSubscriber(ctx context.Context, q Querier, topicID, userID int64) (bool, error) {
+	var ok bool
+	err := q.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM subscriptions WHERE topic_id = $1 AND user_id = $2)`,
+		topicID, userID).Scan(&ok)
+	return ok, mapError(err)
+}
+
 // Subscribers returns the ids of a topic's subscribers.
 func Subscribers(ctx context.Context, q Querier, topicID int64) ([]int64, error) {
 	rows, err := q.Query(ctx, `SELECT user_id FROM subscriptions WHERE topic_id = $1 ORDER BY user_id`, topicID)

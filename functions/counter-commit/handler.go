@@ -5,7 +5,6 @@ package countercommit
 
 import (
 	"context"
-	"net/http"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -29,18 +28,13 @@ func New(db *pgxpool.Pool) *Handler {
 // Handle implements fn.Handler. A repeated commit answers no counts: the
 // first one applied them.
 func (h *Handler) Handle(req fn.Request) (fn.Response, error) {
-	txID, err := twopc.ReadDecision(req)
-	if err != nil {
-		return fn.Response{}, err
-	}
-	var unread map[int64]int64
-	err = h.barrier.Commit(req.Context(), txID, func(ctx context.Context, tx pgx.Tx) error {
-		var err error
-		unread, err = store.ApplyIncrements(ctx, tx, txID)
-		return err
+	return barrier.Decide(req, func(ctx context.Context, txID string) (twopc.Outcome, error) {
+		var unread map[int64]int64
+		err := h.barrier.Commit(ctx, txID, func(ctx context.Context, tx pgx.Tx) error {
+			var err error
+			unread, err = store.ApplyIncrements(ctx, tx, txID)
+			return err
+		})
+		return twopc.Outcome{State: barrier.Committed, Unread: unread}, err
 	})
-	if err != nil {
-		return fn.Response{}, barrier.Answer(err)
-	}
-	return fn.JSON(http.StatusOK, twopc.Outcome{TxID: txID, State: barrier.Committed, Unread: unread})
 }

@@ -4,7 +4,6 @@ package notifycommit
 
 import (
 	"context"
-	"net/http"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -28,19 +27,14 @@ func New(db *pgxpool.Pool) *Handler {
 
 // Handle implements fn.Handler.
 func (h *Handler) Handle(req fn.Request) (fn.Response, error) {
-	txID, err := twopc.ReadDecision(req)
-	if err != nil {
-		return fn.Response{}, err
-	}
-	err = h.barrier.Commit(req.Context(), txID, func(ctx context.Context, tx pgx.Tx) error {
-		return store.CommitNotification(ctx, tx, txID)
+	return barrier.Decide(req, func(ctx context.Context, txID string) (twopc.Outcome, error) {
+		err := h.barrier.Commit(ctx, txID, func(ctx context.Context, tx pgx.Tx) error {
+			return store.CommitNotification(ctx, tx, txID)
+		})
+		if err != nil {
+			return twopc.Outcome{}, err
+		}
+		id, err := store.NotificationByTx(ctx, h.db, txID)
+		return twopc.Outcome{State: barrier.Committed, NotificationID: id}, err
 	})
-	if err != nil {
-		return fn.Response{}, barrier.Answer(err)
-	}
-	id, err := store.NotificationByTx(req.Context(), h.db, txID)
-	if err != nil {
-		return fn.Response{}, err
-	}
-	return fn.JSON(http.StatusOK, twopc.Outcome{TxID: txID, State: barrier.Committed, NotificationID: id})
 }

@@ -5,7 +5,6 @@ package notifyrollback
 
 import (
 	"context"
-	"net/http"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -28,15 +27,10 @@ func New(db *pgxpool.Pool) *Handler {
 
 // Handle implements fn.Handler.
 func (h *Handler) Handle(req fn.Request) (fn.Response, error) {
-	txID, err := twopc.ReadDecision(req)
-	if err != nil {
-		return fn.Response{}, err
-	}
-	err = h.barrier.Rollback(req.Context(), txID, func(ctx context.Context, tx pgx.Tx) error {
-		return store.DropNotification(ctx, tx, txID)
+	return barrier.Decide(req, func(ctx context.Context, txID string) (twopc.Outcome, error) {
+		err := h.barrier.Rollback(ctx, txID, func(ctx context.Context, tx pgx.Tx) error {
+			return store.DropNotification(ctx, tx, txID)
+		})
+		return twopc.Outcome{State: barrier.RolledBack}, err
 	})
-	if err != nil {
-		return fn.Response{}, barrier.Answer(err)
-	}
-	return fn.JSON(http.StatusOK, twopc.Outcome{TxID: txID, State: barrier.RolledBack})
 }

@@ -22,6 +22,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"tidings/lib/fn"
+	"tidings/lib/twopc"
 )
 
 // States of a barrier row.
@@ -149,4 +150,20 @@ func (b *Barrier) step(ctx context.Context, txID, phase string,
 		return fmt.Errorf("%s %s on %s: %w", phase, txID, b.participant, err)
 	}
 	return nil
+}
+
+// Decide serves a commit or rollback call: it reads the decision's
+// transaction id, runs step, and answers the outcome step returns, or the
+// barrier's refusal as a 409.
+func Decide(req fn.Request, step func(ctx context.Context, txID string) (twopc.Outcome, error)) (fn.Response, error) {
+	txID, err := twopc.ReadDecision(req)
+	if err != nil {
+		return fn.Response{}, err
+	}
+	outcome, err := step(req.Context(), txID)
+	if err != nil {
+		return fn.Response{}, Answer(err)
+	}
+	outcome.TxID = txID
+	return fn.JSON(http.StatusOK, outcome)
 }

@@ -47,12 +47,13 @@ type Deps struct {
 	Directory *directory.Directory // cached lookups; nil: built on DB alone
 }
 
-// directory returns the deps' Directory, or one straight on the database.
+// directory returns the deps' Directory, or one over the deps' database
+// and cache when none was built (tests build Deps by hand).
 func (d *Deps) directory() *directory.Directory {
-	if d.Directory == nil {
-		d.Directory = directory.New(d.DB, d.Cache, nil)
+	if d.Directory != nil {
+		return d.Directory
 	}
-	return d.Directory
+	return directory.New(d.DB, d.Cache, nil)
 }
 
 // entry is one function: how to build it, and whether it is internal

@@ -156,10 +156,17 @@ func (b *Barrier) step(ctx context.Context, txID, phase string,
 // transaction id, runs step, and answers the outcome step returns, or the
 // barrier's refusal as a 409.
 func Decide(req fn.Request, step func(ctx context.Context, txID string) (twopc.Outcome, error)) (fn.Response, error) {
-	txID, err := twopc.ReadDecision(req)
-	if err != nil {
+	if err := fn.RequireMethod(req, http.MethodPost); err != nil {
 		return fn.Response{}, err
 	}
+	var d twopc.Decision
+	if err := fn.DecodeJSON(req, &d); err != nil {
+		return fn.Response{}, err
+	}
+	if err := twopc.CheckTxID(d.TxID); err != nil {
+		return fn.Response{}, err
+	}
+	txID := d.TxID
 	outcome, err := step(req.Context(), txID)
 	if err != nil {
 		return fn.Response{}, Answer(err)

@@ -4,7 +4,6 @@
 package twopc
 
 import (
-	"net/http"
 	"regexp"
 
 	"tidings/lib/fn"
@@ -84,16 +83,4 @@ func CheckRecipients(ids []int64) error {
 		}
 	}
 	return nil
-}
-
-// ReadDecision decodes a commit or rollback request and checks its id.
-func ReadDecision(req fn.Request) (string, error) {
-	if err := fn.RequireMethod(req, http.MethodPost); err != nil {
-		return "", err
-	}
-	var d Decision
-	if err := fn.DecodeJSON(req, &d); err != nil {
-		return "", err
-	}
-	return d.TxID, CheckTxID(d.TxID)
 }

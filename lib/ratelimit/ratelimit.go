@@ -19,7 +19,9 @@ import (
 	"log/slog"
 	"math"
 	"net/http"
+	"net/netip"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/go-redis/redis_rate/v10"
@@ -183,4 +185,17 @@ func (l *Limiter) run(ctx context.Context, limit Limit, key string, do call) err
 func (l *Limiter) key(limit Limit, key string) string {
 	sum := sha256.Sum256([]byte(key))
 	return l.prefix + "ratelimit:" + limit.Name + ":" + hex.EncodeToString(sum[:16])
+}
+
+// ClientAddress is the client address the login throttle counts against:
+// the first X-Forwarded-For entry, which gateway-ws's pass-through sets
+// from the peer it sees (a FaaS gateway behind it may append its own), or
+// "" when there is none or it is not an IP address.
+func ClientAddress(h http.Header) string {
+	first, _, _ := strings.Cut(h.Get("X-Forwarded-For"), ",")
+	addr, err := netip.ParseAddr(strings.TrimSpace(first))
+	if err != nil {
+		return ""
+	}
+	return addr.Unmap().String()
 }

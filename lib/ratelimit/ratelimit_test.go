@@ -4,11 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"net"
 	"testing"
 	"time"
-
-	"github.com/redis/go-redis/v9"
 
 	"tidings/lib/config"
 	"tidings/lib/testenv"
@@ -17,19 +14,6 @@ import (
 func newLimiter(t *testing.T) *Limiter {
 	r := testenv.NewRedis(t)
 	return New(r.Client, r.Prefix, time.Second, nil)
-}
-
-// downRedis is a client of an address where nothing listens: Redis down.
-func downRedis(t *testing.T) *redis.Client {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := l.Addr().String()
-	_ = l.Close()
-	c := redis.NewClient(&redis.Options{Addr: addr, MaxRetries: -1, DialTimeout: 200 * time.Millisecond})
-	t.Cleanup(func() { _ = c.Close() })
-	return c
 }
 
 func TestTakeRefusesPastTheBudgetWithARetryAfter(t *testing.T) {
@@ -115,7 +99,7 @@ func TestOffAndNilLimitNothing(t *testing.T) {
 }
 
 func TestRedisDownFailsOpenUnlessFailClosed(t *testing.T) {
-	l := New(downRedis(t), "tidings-test:", 300*time.Millisecond, nil)
+	l := New(testenv.DownRedis(t), "tidings-test:", 300*time.Millisecond, nil)
 	ctx := context.Background()
 	rate := config.Rate{Count: 1, Per: time.Hour}
 	for range 3 {

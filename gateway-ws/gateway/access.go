@@ -5,9 +5,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"strconv"
 	"strings"
 
+	"tidings/lib/fn"
 	"tidings/lib/store"
 )
 
@@ -53,8 +53,8 @@ func route(topic string) (topicKind, int64) {
 	default:
 		return kindUnmatched, 0
 	}
-	id, err := strconv.ParseInt(rest, 10, 64)
-	if err != nil || id <= 0 || strconv.FormatInt(id, 10) != rest {
+	id, err := fn.ParseID("topic id", rest)
+	if err != nil {
 		return kind, 0
 	}
 	return kind, id

@@ -21,9 +21,9 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"tidings/gateway-ws/invoke"
-	"tidings/lib/fn"
 	"tidings/lib/config"
 	"tidings/lib/directory"
+	"tidings/lib/fn"
 	"tidings/lib/metrics"
 	"tidings/lib/store"
 	"tidings/lib/twopc"

@@ -215,10 +215,10 @@ func (inv *Invoker) function(name string) *function {
 	}
 	f := &function{name: name, settings: s, slots: make(chan struct{}, s.MaxInflight)}
 	f.breaker = gobreaker.NewCircuitBreaker[*Answer](gobreaker.Settings{
-		Name:        name,
-		MaxRequests: 1,
-		Timeout:     s.BreakerOpenFor,
-		ReadyToTrip: func(c gobreaker.Counts) bool { return c.ConsecutiveFailures >= s.BreakerFailures },
+		Name:         name,
+		MaxRequests:  1,
+		Timeout:      s.BreakerOpenFor,
+		ReadyToTrip:  func(c gobreaker.Counts) bool { return c.ConsecutiveFailures >= s.BreakerFailures },
 		IsSuccessful: func(err error) bool { return !Failed(err) },
 		// A caller giving up says nothing of the function, either way.
 		IsExcluded: func(err error) bool { return errors.Is(err, ErrCallerDone) },

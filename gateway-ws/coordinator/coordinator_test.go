@@ -97,7 +97,7 @@ func newHarness(t *testing.T, settings map[string]invoke.Settings, crash func(Fa
 // newCoordinator is a coordinator process: a restart is a new one on the
 // same Redis and functions, with none of the old one's memory.
 func (h *harness) newCoordinator(crash func(Fault) bool) *Coordinator {
-	return New(Config{
+	c := New(Config{
 		Redis: h.rd.Client, Prefix: h.rd.Prefix, DB: h.db.Pool, Calls: h.inv,
 		Log: logging.NewTo(io.Discard, "error", "test"),
 		Settings: Settings{
@@ -112,6 +112,8 @@ func (h *harness) newCoordinator(crash func(Fault) bool) *Coordinator {
 			return nil
 		},
 	})
+	h.t.Cleanup(func() { _ = c.Close() })
+	return c
 }
 
 // world is an owner with a topic and two subscribers.

@@ -55,6 +55,8 @@ type Fault string
 const (
 	AfterPrepare  Fault = "after-prepare"  // both voted, no decision recorded
 	AfterDecision Fault = "after-decision" // committing recorded, nothing committed
+	// AfterCounterCommit: the counter committed, persist not yet.
+	AfterCounterCommit Fault = "after-counter-commit"
 )
 
 // Config configures a Coordinator.
@@ -262,7 +264,7 @@ func (c *Coordinator) commit(ctx context.Context, rec *Record) (Result, error) {
 	err := c.finishCommit(ctx, rec)
 	var aborted *AbortedError
 	switch {
-	case errors.As(err, &aborted):
+	case errors.As(err, &aborted), errors.Is(err, ErrCrashed):
 		return Result{}, err
 	case err != nil:
 		c.log.Warn("commit not acknowledged yet; recovery will finish it", "tx", rec.ID, "err", err)
@@ -397,6 +399,9 @@ func (c *Coordinator) finishCommit(ctx context.Context, rec *Record) error {
 			return err
 		}
 		return &AbortedError{TxID: rec.ID, Cause: err}
+	}
+	if c.crash(AfterCounterCommit) {
+		return ErrCrashed
 	}
 	var persisted twopc.Outcome
 	if err := c.retry(ctx, "notify-commit", twopc.Decision{TxID: rec.ID}, &persisted); err != nil {

@@ -60,6 +60,8 @@ func newRecords(rdb *redis.Client, prefix string, ttl, timeout time.Duration) *r
 	opts := *rdb.Options()
 	opts.ContextTimeoutEnabled = true
 	opts.MaxRetries = -1
+	// Per-client state the copy must not share with rdb.
+	opts.PushNotificationProcessor, opts.MaintNotificationsConfig = nil, nil
 	return &records{rdb: redis.NewClient(&opts), prefix: prefix, ttl: ttl, timeout: timeout}
 }
 

@@ -352,6 +352,9 @@ func (s *Server) closeDeps() {
 	if s.broker != nil {
 		_ = s.broker.Close()
 	}
+	if s.coord != nil {
+		_ = s.coord.Close()
+	}
 	_ = s.rdb.Close()
 	if s.pool != nil {
 		s.pool.Close()

@@ -19,6 +19,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"tidings/infra/proc"
+	"tidings/lib/config"
 )
 
 // service is a backing server the stack uses; stop is nil for one that was
@@ -170,7 +171,12 @@ func ensureRedis(ctx context.Context, log *slog.Logger, port string) (service, e
 		return service{}, err
 	}
 	stop := func() { server.Stop(syscall.SIGTERM); os.RemoveAll(dir) }
-	client := redis.NewClient(&redis.Options{Addr: "127.0.0.1:" + port})
+	opts, err := config.RedisOptions(url)
+	if err != nil {
+		stop()
+		return service{}, err
+	}
+	client := redis.NewClient(opts)
 	defer client.Close()
 	if err := proc.WaitFor(ctx, 15*time.Second, func(ctx context.Context) error { return client.Ping(ctx).Err() }); err != nil {
 		stop()

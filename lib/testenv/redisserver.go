@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"tidings/lib/config"
 )
 
 // RedisServer is a throwaway redis-server on a loopback port of its own,
@@ -51,7 +53,7 @@ func (s *RedisServer) URL() string { return "redis://" + s.Addr() + "/0" }
 // Client is a new client of the server, closed when the test ends, as
 // another process would have; it fails fast while the server is down.
 func (s *RedisServer) Client() *redis.Client {
-	c := redis.NewClient(&redis.Options{Addr: s.Addr(), MaxRetries: -1, DialTimeout: time.Second, ReadTimeout: 2 * time.Second})
+	c := newFailFastClient(s.t, s.URL())
 	s.t.Cleanup(func() { _ = c.Close() })
 	return c
 }
@@ -64,7 +66,7 @@ func (s *RedisServer) Start() {
 	if err := s.cmd.Start(); err != nil {
 		s.t.Fatalf("start redis-server: %v", err)
 	}
-	c := redis.NewClient(&redis.Options{Addr: s.Addr(), MaxRetries: -1})
+	c := newFailFastClient(s.t, s.URL())
 	defer c.Close()
 	for i := 0; ; i++ {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
@@ -91,3 +93,15 @@ func (s *RedisServer) Stop() {
 
 // String names the server in failure messages.
 func (s *RedisServer) String() string { return "redis-server " + s.Addr() }
+
+// newFailFastClient is a client with tidings's timeouts that does not
+// retry, so a test sees a fault at once.
+func newFailFastClient(t testing.TB, url string) *redis.Client {
+	t.Helper()
+	opts, err := config.RedisOptions(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	opts.MaxRetries = -1
+	return redis.NewClient(opts)
+}

@@ -30,6 +30,10 @@ command -v npm >/dev/null || missing+=(nodejs npm)
 [ -x /usr/bin/chromium ] || missing+=(chromium)
 command -v prometheus >/dev/null || missing+=(prometheus)
 command -v psql >/dev/null || missing+=(postgresql-client)
+# The partition tests put servers in a network namespace and drop its
+# packets with iptables (this kernel has no netem).
+command -v ip >/dev/null || missing+=(iproute2)
+command -v iptables >/dev/null || missing+=(iptables)
 if [ ${#missing[@]} -gt 0 ]; then
   apt_install "${missing[@]}"
 fi

@@ -17,11 +17,13 @@ import (
 // so a test can kill Redis and start it again without touching the server
 // other tests share.
 type RedisServer struct {
-	t    testing.TB
-	bin  string
-	port int
-	dir  string
-	cmd  *exec.Cmd
+	t     testing.TB
+	bin   string
+	host  string // the address it binds and is reached at
+	port  int
+	netns string // the network namespace it runs in; "" for this one
+	dir   string
+	cmd   *exec.Cmd
 }
 
 // StartRedisServer starts a redis-server without persistence on a free
@@ -38,14 +40,14 @@ func StartRedisServer(t testing.TB) *RedisServer {
 	}
 	port := l.Addr().(*net.TCPAddr).Port
 	_ = l.Close()
-	s := &RedisServer{t: t, bin: bin, port: port, dir: t.TempDir()}
+	s := &RedisServer{t: t, bin: bin, host: "127.0.0.1", port: port, dir: t.TempDir()}
 	s.Start()
 	t.Cleanup(s.Stop)
 	return s
 }
 
 // Addr is the server's host:port.
-func (s *RedisServer) Addr() string { return "127.0.0.1:" + strconv.Itoa(s.port) }
+func (s *RedisServer) Addr() string { return net.JoinHostPort(s.host, strconv.Itoa(s.port)) }
 
 // URL is the server's redis:// URL.
 func (s *RedisServer) URL() string { return "redis://" + s.Addr() + "/0" }
@@ -61,8 +63,13 @@ func (s *RedisServer) Client() *redis.Client {
 // Start runs the server (again) on its port and waits until it answers.
 func (s *RedisServer) Start() {
 	s.t.Helper()
-	s.cmd = exec.Command(s.bin, "--port", strconv.Itoa(s.port), "--bind", "127.0.0.1",
-		"--save", "", "--appendonly", "no", "--dir", s.dir, "--loglevel", "warning")
+	args := []string{"--port", strconv.Itoa(s.port), "--bind", s.host, "--protected-mode", "no",
+		"--save", "", "--appendonly", "no", "--dir", s.dir, "--loglevel", "warning"}
+	if s.netns == "" {
+		s.cmd = exec.Command(s.bin, args...)
+	} else {
+		s.cmd = exec.Command("ip", append([]string{"netns", "exec", s.netns, s.bin}, args...)...)
+	}
 	if err := s.cmd.Start(); err != nil {
 		s.t.Fatalf("start redis-server: %v", err)
 	}

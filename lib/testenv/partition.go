@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -32,6 +33,9 @@ type Partition struct {
 	host   string // the test side's address
 	addr   string // the namespace side's address: servers listen here
 	subnet string // both, as a CIDR
+
+	mu  sync.Mutex
+	cut bool
 }
 
 // NewPartition creates the namespace and its link; both are removed when
@@ -85,9 +89,16 @@ func (p *Partition) pickSubnet() {
 // Addr is the address servers in the namespace listen on.
 func (p *Partition) Addr() string { return p.addr }
 
-// Cut drops every packet entering or leaving the namespace.
+// Cut drops every packet entering or leaving the namespace; cutting a cut
+// partition changes nothing.
 func (p *Partition) Cut() {
 	p.t.Helper()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.cut {
+		return
+	}
+	p.cut = true
 	p.inside("iptables", "-w", "-I", "INPUT", "-j", "DROP")
 	p.inside("iptables", "-w", "-I", "OUTPUT", "-j", "DROP")
 }
@@ -111,6 +122,7 @@ func (p *Partition) StartRedis() *RedisServer {
 	s := &RedisServer{t: p.t, bin: bin, host: p.addr, port: 6379, netns: p.ns, dir: p.t.TempDir()}
 	s.Start()
 	p.t.Cleanup(s.Stop)
+	p.t.Cleanup(p.Heal) // first: a server stops faster with its clients reachable
 	return s
 }
 
@@ -133,9 +145,10 @@ func (p *Partition) StartPostgres() *DB {
 		p.t.Fatalf("start PostgreSQL in namespace %s: %v", p.ns, err)
 	}
 	p.t.Cleanup(func() {
-		server.Stop(syscall.SIGQUIT) // immediate: clients may sit behind a cut
+		server.Stop(syscall.SIGQUIT) // immediate shutdown
 		os.RemoveAll(dir)
 	})
+	p.t.Cleanup(p.Heal) // first: a server stops faster with its clients reachable
 	u := fmt.Sprintf("postgres://postgres@%s/postgres?sslmode=disable", net.JoinHostPort(p.addr, "5432"))
 	err = proc.WaitFor(ctx, time.Minute, func(ctx context.Context) error {
 		pool, err := store.Open(ctx, u)

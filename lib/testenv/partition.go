@@ -104,9 +104,15 @@ func (p *Partition) Cut() {
 }
 
 // Heal lets packets through again; connections the partition did not
-// break carry on.
+// break carry on. Healing a whole partition changes nothing.
 func (p *Partition) Heal() {
 	p.t.Helper()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if !p.cut {
+		return
+	}
+	p.cut = false
 	p.inside("iptables", "-w", "-D", "INPUT", "-j", "DROP")
 	p.inside("iptables", "-w", "-D", "OUTPUT", "-j", "DROP")
 }

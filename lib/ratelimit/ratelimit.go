@@ -93,7 +93,6 @@ func (e *Exceeded) Response() fn.Response {
 	return resp
 }
 
-
 // Answer maps what Check or Take returned to a function's answer: ok is
 // false when the caller must return resp (429 or 503) and stop.
 func Answer(err error) (resp fn.Response, ok bool) {

@@ -5,15 +5,22 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"tidings/functions/login"
+	"tidings/infra/fnhost"
+	"tidings/lib/auth"
 	"tidings/lib/config"
+	"tidings/lib/ratelimit"
+	"tidings/lib/store"
 	"tidings/lib/testenv"
 )
 
@@ -119,5 +126,44 @@ func TestProxyTellsFunctionsThePeerAddressNotTheClientsClaim(t *testing.T) {
 		if status, got := postJSON(t, g.httpURL("/function/login"), `{}`, header); status != 200 || got != tc.want {
 			t.Errorf("%s: the function saw X-Forwarded-For %q (%d), want %q", tc.name, got, status, tc.want)
 		}
+	}
+}
+
+// TestThrottledLoginsThroughTheGatewayLeaveItsBreakerClosed passes the
+// real, throttled login through gateway-ws: ada's account answers 429 many
+// more times in a row than the breaker's failure threshold, and bob's login
+// right after still succeeds (the breaker stayed closed).
+func TestThrottledLoginsThroughTheGatewayLeaveItsBreakerClosed(t *testing.T) {
+	db := testenv.NewDB(t)
+	rds := testenv.NewRedis(t)
+	hash, err := auth.HashPassword("analytical")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, email := range []string{"ada@example.com", "bob@example.com"} {
+		if _, err := store.CreateUser(context.Background(), db.Pool, email, "someone", hash, ""); err != nil {
+			t.Fatal(err)
+		}
+	}
+	limits := config.Limits{LoginPerAccount: config.Rate{Count: 3, Per: time.Hour}, LoginPerAddress: config.Rate{Count: 100, Per: time.Hour}}
+	throttled := login.New(db.Pool, testTokens, ratelimit.New(rds.Client, rds.Prefix, time.Second, nil), limits)
+	host := httptest.NewServer(fnhost.New(map[string]fnhost.Function{"login": {Handler: throttled}}, 1<<20, slog.New(slog.DiscardHandler)))
+	t.Cleanup(host.Close)
+	cfg := testConfig(rds, db.URL)
+	cfg.FaaSURL = host.URL
+	cfg.Calls.Default.BreakerFailures = 3
+	cfg.Calls.Default.BreakerOpenFor = time.Hour
+	g := startGateway(t, cfg)
+
+	statuses := map[int]int{}
+	for range 20 {
+		status, _ := postJSON(t, g.httpURL("/function/login"), `{"email":"ada@example.com","password":"wrong"}`, nil)
+		statuses[status]++
+	}
+	if statuses[401] != 3 || statuses[429] != 17 {
+		t.Fatalf("20 wrong passwords through the gateway: %v, want 3 × 401 then 17 × 429", statuses)
+	}
+	if status, body := postJSON(t, g.httpURL("/function/login"), `{"email":"bob@example.com","password":"analytical"}`, nil); status != 200 {
+		t.Fatalf("another account's login right after: %d %s, want 200 (login's breaker must stay closed)", status, body)
 	}
 }

@@ -41,11 +41,10 @@ func TestPublishPastTheUsersQuotaIs429OverHTTPAndRateLimitedOnTheSocket(t *testi
 
 	owner.sendRaw(fmt.Sprintf(`[%q,"8",%q,"publish",{"title":"one"}]`, jr, topic))
 	owner.expect(fmt.Sprintf(`[%q,"8",%q,"phx_reply",{"status":"ok","response":{"notification_id":1}}]`, jr, topic))
-	status, body, retry := publishHTTP(t, g, ownerID, topicID)
-	if status != 201 {
+	if status, body, _ := publishHTTP(t, g, ownerID, topicID); status != 201 {
 		t.Fatalf("second publish (HTTP) within the quota: %d %s", status, body)
 	}
-	status, body, retry = publishHTTP(t, g, ownerID, topicID)
+	status, body, retry := publishHTTP(t, g, ownerID, topicID)
 	if seconds, err := strconv.Atoi(retry); status != 429 || !strings.Contains(body, `"code":"rate_limited"`) || err != nil || seconds < 1 {
 		t.Fatalf("HTTP publish past the quota: %d %s Retry-After %q, want 429 rate_limited with whole seconds", status, body, retry)
 	}

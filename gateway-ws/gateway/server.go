@@ -41,6 +41,7 @@ import (
 	"tidings/lib/directory"
 	"tidings/lib/fn"
 	"tidings/lib/metrics"
+	"tidings/lib/ratelimit"
 	"tidings/lib/store"
 )
 
@@ -56,6 +57,11 @@ type Config struct {
 	// values a browser socket may come from: "*" allows any, empty allows
 	// only the gateway's own host (what Phoenix's check_origin does).
 	AllowedOrigins []string
+	// TrustedProxies (GATEWAY_TRUSTED_PROXIES, comma-separated addresses
+	// and CIDR ranges) are the reverse proxies in front of the gateway
+	// whose X-Forwarded-For it believes; by default it believes none and
+	// tells functions the peer's address.
+	TrustedProxies []string
 
 	MaxFrameBytes  int64         // WS_MAX_FRAME_BYTES: larger frames close the socket with 1009
 	SendQueue      int           // WS_SEND_QUEUE: frames queued per connection before it counts as too slow
@@ -118,6 +124,11 @@ func ConfigFrom(base config.Config) (Config, error) {
 			if o = strings.TrimSpace(o); o != "" {
 				c.AllowedOrigins = append(c.AllowedOrigins, o)
 			}
+		}
+	}
+	for _, p := range strings.Split(config.Env("GATEWAY_TRUSTED_PROXIES", ""), ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			c.TrustedProxies = append(c.TrustedProxies, p)
 		}
 	}
 	durations := []struct {
@@ -188,6 +199,7 @@ type Server struct {
 	broker   *Broker
 	revoker  *revoker
 	proxy    *Proxy
+	limiter  *ratelimit.Limiter // per-user quotas on publishes and job enqueues
 	calls    *invoke.Invoker
 	coord    *coordinator.Coordinator
 	nodes    *cluster.Registry
@@ -249,6 +261,7 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		opts.ClientName = "gateway-ws:" + cfg.RedisPrefix
 	}
 	s.rdb = redis.NewClient(opts)
+	s.limiter = ratelimit.New(s.rdb, cfg.RedisPrefix, cfg.Limits.Timeout, s.log)
 	pingCtx, cancel := context.WithTimeout(ctx, brokerCallTimeout)
 	defer cancel()
 	if err := s.rdb.Ping(pingCtx).Err(); err != nil {
@@ -296,7 +309,10 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	calls := cfg.Calls
 	calls.FaaSURL, calls.InternalKey, calls.Log, calls.Metrics = cfg.FaaSURL, cfg.InternalKey, s.log, metrics.NewCalls(s.reg)
 	s.calls = invoke.New(calls)
-	s.proxy = NewProxy(s.calls, PublicFunctions(), cfg.MaxBodyBytes, s.log)
+	if s.proxy, err = NewProxy(s.calls, PublicFunctions(), cfg.MaxBodyBytes, cfg.TrustedProxies, s.log); err != nil {
+		s.closeDeps()
+		return nil, err
+	}
 	if s.jobs, err = s.newJobs(); err != nil {
 		s.closeDeps()
 		return nil, err
@@ -309,6 +325,7 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	if s.cfg.Publisher == nil {
 		s.cfg.Publisher = coordinatorPublisher{coord: s.coord, outcomes: s.metrics.Publishes}
 	}
+	s.cfg.Publisher = quotaPublisher{next: s.cfg.Publisher, limiter: s.limiter, quota: ratelimit.Publishes(cfg.Limits)}
 	s.exportGauges()
 	s.nodes = s.newRegistry()
 	return s, nil

@@ -19,12 +19,16 @@ const (
 	ReasonInvalid  = "invalid"
 	ReasonNotFound = "not_found"
 	ReasonAborted  = "aborted"
+	// ReasonPending: the outcome is not known yet (Redis did not answer
+	// in time); recovery commits or rolls back, and the notification, if
+	// committed, shows up in the lists and on the channels.
+	ReasonPending = "pending"
 )
 
 // coordinatorPublisher publishes through the two-phase commit coordinator.
 type coordinatorPublisher struct {
 	coord    *coordinator.Coordinator
-	outcomes *prometheus.CounterVec // by outcome: committed, aborted, refused, failed
+	outcomes *prometheus.CounterVec // by outcome: committed, aborted, pending, refused, failed
 }
 
 // Publish implements Publisher: the reply is the committed notification's
@@ -37,12 +41,15 @@ func (p coordinatorPublisher) Publish(ctx context.Context, userID, topicID int64
 	res, err := p.coord.Publish(ctx, userID, topicID, msg)
 	var refusal *coordinator.Refusal
 	var aborted *coordinator.AbortedError
+	var pending *coordinator.PendingError
 	outcome := "committed"
 	switch {
 	case errors.As(err, &refusal):
 		outcome = "refused"
 	case errors.As(err, &aborted):
 		outcome = "aborted"
+	case errors.As(err, &pending):
+		outcome = "pending"
 	case err != nil:
 		outcome = "failed"
 	}
@@ -56,6 +63,8 @@ func (p coordinatorPublisher) Publish(ctx context.Context, userID, topicID int64
 		return nil, &Refused{reason}
 	case errors.As(err, &aborted):
 		return nil, &Refused{ReasonAborted}
+	case errors.As(err, &pending):
+		return nil, &Refused{ReasonPending}
 	case err != nil:
 		return nil, err
 	}
@@ -108,4 +117,5 @@ var publishRefusals = map[string]string{
 	ReasonNotFound:     "no such topic",
 	ReasonInvalid:      "body must be {title, body?, email?} with a title of 1 to 200 characters",
 	ReasonAborted:      "the publish was rolled back (a participant failed or timed out); nothing was stored",
+	ReasonPending:      "the publish's outcome is not known yet; it is committed or rolled back shortly, check the notifications before publishing again",
 }

@@ -57,6 +57,23 @@ type Outcome struct {
 	Unread map[int64]int64 `json:"unread,omitempty"`
 }
 
+// InDoubtQuery asks a participant (notify-indoubt, counter-indoubt) for
+// the transactions it has held prepared for longer than OlderThanMs: the
+// ones whose coordinator may have lost its record, which recovery finishes
+// without it.
+type InDoubtQuery struct {
+	OlderThanMs int64 `json:"older_than_ms"`
+	Limit       int   `json:"limit,omitempty"` // 0: MaxInDoubt
+}
+
+// InDoubt answers an InDoubtQuery, oldest first.
+type InDoubt struct {
+	TxIDs []string `json:"tx_ids"`
+}
+
+// MaxInDoubt bounds one InDoubt answer; recovery asks again next pass.
+const MaxInDoubt = 1000
+
 // Limits on what a notification may carry.
 const (
 	MaxTitle      = 200

@@ -635,8 +635,8 @@ func (s *Server) serveBroadcast(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	var req broadcastRequest
-	if err := json.Unmarshal(body, &req); err != nil {
-		fn.WriteError(w, fn.BadRequest("body must be {topic, event, payload}: %v", err))
+	if err := fn.DecodeBody(body, &req); err != nil {
+		fn.WriteError(w, fn.AsError(err))
 		return
 	}
 	if kind, id := route(req.Topic); kind == kindUnmatched || id == 0 {

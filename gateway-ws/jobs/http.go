@@ -82,8 +82,9 @@ func (q *Queue) serveEnqueue(w http.ResponseWriter, r *http.Request, user int64,
 	if strings.TrimSpace(string(payload)) == "" {
 		payload = []byte(`{}`)
 	}
-	if !json.Valid(payload) {
-		fn.WriteError(w, fn.BadRequest("the payload must be a JSON object"))
+	var fields map[string]json.RawMessage
+	if err := fn.DecodeBody(payload, &fields); err != nil {
+		fn.WriteError(w, fn.AsError(err))
 		return
 	}
 	if ratelimit.Refuse(w, q.cfg.Limiter.Take(r.Context(), q.cfg.Quota, strconv.FormatInt(user, 10))) {

@@ -14,10 +14,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"strings"
 	"sync"
 	"time"
-	"unicode/utf8"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
@@ -25,6 +23,7 @@ import (
 	"tidings/gateway-ws/invoke"
 	"tidings/lib/config"
 	"tidings/lib/directory"
+	"tidings/lib/fn"
 	"tidings/lib/metrics"
 	"tidings/lib/store"
 	"tidings/lib/twopc"
@@ -277,13 +276,11 @@ func (c *Coordinator) commit(ctx context.Context, rec *Record) (Result, error) {
 // payload checks the message and the publisher's right to publish, and
 // fixes the recipients once, so both participants agree on them.
 func (c *Coordinator) payload(ctx context.Context, sender, topicID int64, msg Message) (Payload, error) {
-	msg.Title = strings.TrimSpace(msg.Title)
-	if msg.Title == "" || utf8.RuneCountInString(msg.Title) > twopc.MaxTitle {
-		return Payload{}, &Refusal{"invalid", fmt.Sprintf("title must be 1 to %d characters", twopc.MaxTitle)}
+	title, err := twopc.CheckMessage(msg.Title, msg.Body)
+	if err != nil {
+		return Payload{}, &Refusal{"invalid", fn.AsError(err).Message}
 	}
-	if utf8.RuneCountInString(msg.Body) > twopc.MaxBody {
-		return Payload{}, &Refusal{"invalid", fmt.Sprintf("body must be at most %d characters", twopc.MaxBody)}
-	}
+	msg.Title = title
 	owner, err := c.cfg.Lookup.TopicOwner(ctx, topicID)
 	if errors.Is(err, store.ErrNotFound) {
 		return Payload{}, &Refusal{"not_found", fmt.Sprintf("topic %d does not exist", topicID)}

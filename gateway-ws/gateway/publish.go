@@ -1,13 +1,11 @@
 package gateway
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"io"
 	"net/http"
-	"strconv"
 	"strings"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -37,9 +35,7 @@ type coordinatorPublisher struct {
 // {notification_id, tx_id, recipients}.
 func (p coordinatorPublisher) Publish(ctx context.Context, userID, topicID int64, payload json.RawMessage) (any, error) {
 	var msg coordinator.Message
-	dec := json.NewDecoder(bytes.NewReader(payload))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&msg); err != nil {
+	if err := fn.DecodeBody(payload, &msg); err != nil {
 		return nil, &Refused{ReasonInvalid}
 	}
 	res, err := p.coord.Publish(ctx, userID, topicID, msg)
@@ -84,9 +80,9 @@ func (s *Server) servePublish(w http.ResponseWriter, r *http.Request) {
 		fn.WriteError(w, fn.Unauthorized("missing or invalid Bearer token"))
 		return
 	}
-	topicID, err := strconv.ParseInt(r.PathValue("id"), 10, 64)
-	if err != nil || topicID <= 0 {
-		fn.WriteError(w, fn.BadRequest("topic id must be a positive integer"))
+	topicID, err := fn.ParseID("topic id", r.PathValue("id"))
+	if err != nil {
+		fn.WriteError(w, fn.AsError(err))
 		return
 	}
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, s.cfg.MaxBodyBytes))

@@ -232,6 +232,11 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		Subprotocols:    []string{"phoenix"},
 		// The origin is checked before the upgrade, with a JSON answer.
 		CheckOrigin: func(*http.Request) bool { return true },
+		// A refused upgrade (not a WebSocket handshake, a bad version or
+		// key) is answered in the JSON error shape too.
+		Error: func(w http.ResponseWriter, _ *http.Request, status int, reason error) {
+			fn.WriteError(w, fn.Errorf(status, "bad_upgrade", "%v", reason))
+		},
 	}
 	opts, err := redis.ParseURL(cfg.RedisURL)
 	if err != nil {
@@ -372,7 +377,7 @@ func (s *Server) Handler() http.Handler {
 	mux.Handle("GET /{$}", ui)
 	mux.Handle("GET /dashboard", ui)
 	mux.Handle("GET /assets/", ui)
-	return mux
+	return fn.Routes(mux)
 }
 
 // Run listens on cfg.Addr and serves until ctx ends, then shuts down
@@ -403,7 +408,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
 	}
 	served := make(chan error, 1)
-	go func() { served <- hs.Serve(ln) }()
+	go func() { served <- hs.Serve(fn.JSONErrorListener(ln)) }()
 	// Finish what a dead replica left, and watch the functions' health.
 	background, stopBackground := context.WithCancel(ctx)
 	defer stopBackground()
@@ -532,7 +537,7 @@ func (s *Server) serveSocket(w http.ResponseWriter, r *http.Request) {
 	}
 	ws, err := s.upgrader.Upgrade(w, r, nil)
 	if err != nil {
-		return // the upgrader has answered 400
+		return // the upgrader has answered, in the error shape
 	}
 	c := newConn(s, ws, s.nextID.Add(1), claims.UserID)
 	c.expires = claims.ExpiresAt

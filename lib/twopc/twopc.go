@@ -5,6 +5,8 @@ package twopc
 
 import (
 	"regexp"
+	"strings"
+	"unicode/utf8"
 
 	"tidings/lib/fn"
 )
@@ -78,6 +80,24 @@ const (
 	MaxBody       = 5000
 	MaxRecipients = 100000
 )
+
+// CheckMessage checks a notification's title and body the one way the
+// coordinator (before any transaction begins) and notify-prepare (before
+// anything is stored) both do, and returns the title as stored: trimmed,
+// 1 to MaxTitle characters. Text PostgreSQL would refuse is a 400.
+func CheckMessage(title, body string) (string, error) {
+	if err := fn.CheckText("title", title, 0); err != nil {
+		return "", err
+	}
+	title = strings.TrimSpace(title)
+	if title == "" || utf8.RuneCountInString(title) > MaxTitle {
+		return "", fn.BadRequest("title must be 1 to %d characters", MaxTitle)
+	}
+	if err := fn.CheckText("body", body, MaxBody); err != nil {
+		return "", err
+	}
+	return title, nil
+}
 
 var txIDPattern = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
 

@@ -65,10 +65,9 @@ func TestGatewayAndRedisLostTogetherFinishEveryTransaction(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			srv := testenv.StartPersistentRedisServer(t)
 			rd := &testenv.Redis{Client: srv.Client(), Prefix: "tidings-test:", URL: srv.URL()}
-			var h *harness
 			// Fault: at the fault point the gateway dies, and its Redis
 			// is killed (SIGKILL) at the same moment.
-			h = newHarnessOn(t, rd, nil, func(at Fault) bool {
+			h := newHarnessOn(t, rd, nil, func(at Fault) bool {
 				if at != c.at {
 					return false
 				}

@@ -4,8 +4,9 @@
 //
 // The pieces, one file each: protocol (the V2 frame codec), conn (one
 // client socket), hub (local topic membership), broker (Redis pub/sub),
-// access (who may join what), proxy (function pass-through), and server
-// (configuration, HTTP routes, start and graceful shutdown).
+// access (who may join what), revoke (ending memberships whose right is
+// gone), proxy (function pass-through), and server (configuration, HTTP
+// routes, start and graceful shutdown).
 package gateway
 
 import (

@@ -4,8 +4,9 @@
 //
 // The pieces, one file each: protocol (the V2 frame codec), conn (one
 // client socket), hub (local topic membership), broker (Redis pub/sub),
-// access (who may join what), proxy (function pass-through), and server
-// (configuration, HTTP routes, start and graceful shutdown).
+// access (who may join what), revoke (ending memberships whose right is
+// gone), proxy (function pass-through), and server (configuration, HTTP
+// routes, start and graceful shutdown).
 package gateway
 
 import (
@@ -526,7 +527,6 @@ func (s *Server) Broadcast(ctx context.Context, topic, event string, payload any
 // 403 before any upgrade; so does the gateway.
 var (
 	errBadToken   = fn.Errorf(http.StatusForbidden, "unauthorized", "missing, invalid or expired token")
-	errUserGone   = fn.Unauthorized("the token's user does not exist")
 	errBadOrigin  = fn.Errorf(http.StatusForbidden, "forbidden", "origin not allowed")
 	errBadVersion = fn.Errorf(http.StatusForbidden, "unsupported_vsn", "only the V2 serializer (vsn=2.x) is spoken")
 )
@@ -550,7 +550,7 @@ func (s *Server) serveSocket(w http.ResponseWriter, r *http.Request) {
 	gone := userGone(ctx, s.access, claims.UserID, s.log)
 	cancel()
 	if gone {
-		fn.WriteError(w, errUserGone)
+		fn.WriteError(w, auth.ErrUserGone) // as every function answers it
 		return
 	}
 	ws, err := s.upgrader.Upgrade(w, r, nil)

@@ -150,10 +150,17 @@ func checkGateway(t *testing.T, r rendered) {
 		}
 	}
 	for _, e := range c.Env {
-		if e.ValueFrom != nil {
-			t.Errorf("env %s: only literal values are checked", e.Name)
+		switch {
+		case e.ValueFrom == nil:
+			env[e.Name] = e.Value
+		case e.ValueFrom.SecretKeyRef != nil:
+			env[e.Name] = "from-secret:" + e.ValueFrom.SecretKeyRef.Name
+		default:
+			t.Errorf("env %s: only literal values and secret references are checked", e.Name)
 		}
-		env[e.Name] = e.Value
+	}
+	if !strings.HasPrefix(env["FAAS_BASIC_AUTH"], "from-secret:") {
+		t.Error("FAAS_BASIC_AUTH must come from a secret: without it every health check of /system/function/<name> is refused")
 	}
 
 	// The secrets as mounted: the files lib/config reads from SECRETS_DIR.

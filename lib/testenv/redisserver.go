@@ -91,3 +91,13 @@ func (s *RedisServer) Stop() {
 
 // String names the server in failure messages.
 func (s *RedisServer) String() string { return "redis-server " + s.Addr() }
+
+// DownRedis is a client of a Redis server that was started and killed:
+// what a process sees while Redis is down.
+func DownRedis(t testing.TB) *redis.Client {
+	t.Helper()
+	server := StartRedisServer(t)
+	client := server.Client()
+	server.Stop()
+	return client
+}

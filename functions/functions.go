@@ -14,6 +14,7 @@ import (
 
 	"tidings/functions/ack-notification"
 	"tidings/functions/counter-commit"
+	"tidings/functions/counter-indoubt"
 	"tidings/functions/counter-prepare"
 	"tidings/functions/counter-rollback"
 	"tidings/functions/create-topic"
@@ -23,6 +24,7 @@ import (
 	"tidings/functions/list-topics"
 	"tidings/functions/login"
 	"tidings/functions/notify-commit"
+	"tidings/functions/notify-indoubt"
 	"tidings/functions/notify-prepare"
 	"tidings/functions/notify-rollback"
 	"tidings/functions/register"
@@ -35,6 +37,7 @@ import (
 	"tidings/lib/directory"
 	"tidings/lib/fn"
 	"tidings/lib/ratelimit"
+	"tidings/lib/store"
 )
 
 // Deps are the process's dependencies, built once at start and shared by
@@ -93,6 +96,10 @@ var registry = map[string]entry{
 	"counter-prepare":  {internal: true, build: func(d *Deps) fn.Handler { return counterprepare.New(d.DB) }},
 	"counter-commit":   {internal: true, build: func(d *Deps) fn.Handler { return countercommit.New(d.DB) }},
 	"counter-rollback": {internal: true, build: func(d *Deps) fn.Handler { return counterrollback.New(d.DB) }},
+	// What each participant holds prepared: recovery finishes these even
+	// when their Redis record is lost.
+	"notify-indoubt":  {internal: true, build: func(d *Deps) fn.Handler { return notifyindoubt.New(d.DB) }},
+	"counter-indoubt": {internal: true, build: func(d *Deps) fn.Handler { return counterindoubt.New(d.DB) }},
 
 	// Mail goes out only through gateway-ws's job queue.
 	"send-mail": {internal: true, build: func(d *Deps) fn.Handler { return sendmail.FromEnv(d.DB, d.Config) }},
@@ -128,11 +135,11 @@ func Internal(name string) bool { return registry[name].internal }
 // Connect builds the dependencies from cfg: the database pool, the Redis
 // client and the token issuer. Close releases them.
 func Connect(ctx context.Context, cfg config.Config) (*Deps, error) {
-	pool, err := pgxpool.New(ctx, cfg.DatabaseURL)
+	pool, err := store.NewPool(ctx, cfg.DatabaseURL)
 	if err != nil {
 		return nil, fmt.Errorf("database: %w", err)
 	}
-	opts, err := redis.ParseURL(cfg.RedisURL)
+	opts, err := config.RedisOptions(cfg.RedisURL)
 	if err != nil {
 		pool.Close()
 		return nil, fmt.Errorf("redis: %w", err)

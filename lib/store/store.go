@@ -10,6 +10,9 @@ import (
 	"fmt"
 	"io/fs"
 	"log/slog"
+	"net"
+	"strings"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -26,13 +29,67 @@ var migrations embed.FS
 var (
 	ErrNotFound = errors.New("not found")
 	ErrConflict = errors.New("already exists")
+	// ErrUnknownUser is a write on behalf of a user who does not exist
+	// (any more): a foreign key to users refused it.
+	ErrUnknownUser = errors.New("no such user")
 )
 
-// Open returns a pool for url, checked with a ping.
-func Open(ctx context.Context, url string) (*pgxpool.Pool, error) {
-	pool, err := pgxpool.New(ctx, url)
+// Connection settings every pool of tidings uses unless its URL sets its
+// own (connect_timeout, pool_health_check_period). Without them a dial
+// started while PostgreSQL is unreachable waits for the kernel to give up
+// (minutes) and holds one of the pool's few slots all that time, and a
+// dead idle connection is found only when a query hangs on it.
+const (
+	ConnectTimeout    = 3 * time.Second // the whole dial, TLS and startup
+	HealthCheckPeriod = 5 * time.Second // how often idle connections are checked
+	// TCP keepalive on every connection: a peer silent for KeepAliveIdle,
+	// then unanswered for KeepAliveCount probes KeepAliveIdle apart, is dead.
+	KeepAliveIdle  = 2 * time.Second
+	KeepAliveCount = 3
+)
+
+// PoolConfig parses a PostgreSQL URL into a pool configuration with
+// tidings's connection settings; every pool in the tree is built from it.
+func PoolConfig(url string) (*pgxpool.Config, error) {
+	cfg, err := pgxpool.ParseConfig(url)
+	if err != nil {
+		return nil, fmt.Errorf("database URL: %w", err)
+	}
+	if cfg.ConnConfig.ConnectTimeout == 0 {
+		cfg.ConnConfig.ConnectTimeout = ConnectTimeout
+	}
+	if !strings.Contains(url, "pool_health_check_period") {
+		cfg.HealthCheckPeriod = HealthCheckPeriod
+	}
+	dialer := &net.Dialer{
+		Timeout: cfg.ConnConfig.ConnectTimeout,
+		KeepAliveConfig: net.KeepAliveConfig{
+			Enable: true, Idle: KeepAliveIdle, Interval: KeepAliveIdle, Count: KeepAliveCount,
+		},
+	}
+	cfg.ConnConfig.DialFunc = dialer.DialContext
+	return cfg, nil
+}
+
+// NewPool returns a pool for url with PoolConfig's settings; it connects
+// lazily, so PostgreSQL need not answer yet.
+func NewPool(ctx context.Context, url string) (*pgxpool.Pool, error) {
+	cfg, err := PoolConfig(url)
+	if err != nil {
+		return nil, err
+	}
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("open database: %w", err)
+	}
+	return pool, nil
+}
+
+// Open returns a pool for url (see NewPool), checked with a ping.
+func Open(ctx context.Context, url string) (*pgxpool.Pool, error) {
+	pool, err := NewPool(ctx, url)
+	if err != nil {
+		return nil, err
 	}
 	if err := pool.Ping(ctx); err != nil {
 		pool.Close()
@@ -87,6 +144,13 @@ func mapError(err error) error {
 	var pgErr *pgconn.PgError
 	if errors.As(err, &pgErr) && pgErr.Code == "23505" { // unique_violation
 		return fmt.Errorf("%w: %s", ErrConflict, pgErr.ConstraintName)
+	}
+	if errors.As(err, &pgErr) && pgErr.Code == "23503" { // foreign_key_violation
+		if strings.HasSuffix(pgErr.ConstraintName, "user_id_fkey") || strings.HasSuffix(pgErr.ConstraintName, "owner_id_fkey") ||
+			strings.HasSuffix(pgErr.ConstraintName, "sender_id_fkey") {
+			return fmt.Errorf("%w: %s", ErrUnknownUser, pgErr.ConstraintName)
+		}
+		return fmt.Errorf("%w: %s", ErrNotFound, pgErr.ConstraintName)
 	}
 	return err
 }

@@ -41,6 +41,7 @@ import (
 	"tidings/lib/directory"
 	"tidings/lib/fn"
 	"tidings/lib/metrics"
+	"tidings/lib/store"
 )
 
 // Config is everything the gateway needs; LoadConfig reads it from the
@@ -238,7 +239,7 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 			fn.WriteError(w, fn.Errorf(status, "bad_upgrade", "%v", reason))
 		},
 	}
-	opts, err := redis.ParseURL(cfg.RedisURL)
+	opts, err := config.RedisOptions(cfg.RedisURL)
 	if err != nil {
 		return nil, fmt.Errorf("REDIS_URL: %w", err)
 	}
@@ -254,7 +255,7 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		_ = s.rdb.Close()
 		return nil, fmt.Errorf("connect to Redis: %w", err)
 	}
-	if s.pool, err = pgxpool.New(ctx, cfg.DatabaseURL); err != nil {
+	if s.pool, err = store.NewPool(ctx, cfg.DatabaseURL); err != nil {
 		_ = s.rdb.Close()
 		return nil, fmt.Errorf("DATABASE_URL: %w", err)
 	}

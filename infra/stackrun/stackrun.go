@@ -86,7 +86,7 @@ func New(ctx context.Context, name string) (*Stack, error) {
 		return nil, err
 	}
 	s.RedisURL = testenv.RedisURL()
-	opts, err := redis.ParseURL(s.RedisURL)
+	opts, err := config.RedisOptions(s.RedisURL)
 	if err != nil {
 		s.Close()
 		return nil, err

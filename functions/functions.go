@@ -34,6 +34,7 @@ import (
 	"tidings/lib/config"
 	"tidings/lib/directory"
 	"tidings/lib/fn"
+	"tidings/lib/ratelimit"
 	"tidings/lib/store"
 )
 
@@ -57,6 +58,15 @@ func (d *Deps) directory() *directory.Directory {
 	return directory.New(d.DB, d.Cache, nil)
 }
 
+// limiter returns the throttles and quotas on the deps' Redis, or none
+// (nil) when the deps have no Redis (tests build Deps by hand).
+func (d *Deps) limiter() *ratelimit.Limiter {
+	if d.Redis == nil {
+		return nil
+	}
+	return ratelimit.New(d.Redis, d.Config.RedisPrefix, d.Config.Limits.Timeout, nil)
+}
+
 // entry is one function: how to build it, and whether it is internal
 // (callable only with the internal key).
 type entry struct {
@@ -67,8 +77,8 @@ type entry struct {
 // registry holds every function.
 var registry = map[string]entry{
 	"register":           {build: func(d *Deps) fn.Handler { return register.New(d.DB, d.Tokens) }},
-	"login":              {build: func(d *Deps) fn.Handler { return login.New(d.DB, d.Tokens) }},
-	"create-topic":       {build: func(d *Deps) fn.Handler { return createtopic.New(d.DB, d.Tokens) }},
+	"login":              {build: func(d *Deps) fn.Handler { return login.New(d.DB, d.Tokens, d.limiter(), d.Config.Limits) }},
+	"create-topic":       {build: func(d *Deps) fn.Handler { return createtopic.New(d.DB, d.Tokens, d.limiter(), d.Config.Limits) }},
 	"list-topics":        {build: func(d *Deps) fn.Handler { return listtopics.New(d.DB, d.Tokens) }},
 	"subscribe":          {build: func(d *Deps) fn.Handler { return subscribe.New(d.DB, d.Tokens, d.directory()) }},
 	"unsubscribe":        {build: func(d *Deps) fn.Handler { return unsubscribe.New(d.DB, d.Tokens, d.directory()) }},

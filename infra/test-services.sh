@@ -34,6 +34,8 @@ command -v psql >/dev/null || missing+=(postgresql-client)
 # packets with iptables (this kernel has no netem).
 command -v ip >/dev/null || missing+=(iproute2)
 command -v iptables >/dev/null || missing+=(iptables)
+# kubectl renders the Kubernetes manifests offline (infra/k8s's test).
+command -v kubectl >/dev/null || missing+=(kubernetes-client)
 if [ ${#missing[@]} -gt 0 ]; then
   apt_install "${missing[@]}"
 fi

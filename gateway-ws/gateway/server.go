@@ -186,6 +186,7 @@ type Server struct {
 	pool     *pgxpool.Pool
 	hub      *Hub
 	broker   *Broker
+	revoker  *revoker
 	proxy    *Proxy
 	calls    *invoke.Invoker
 	coord    *coordinator.Coordinator
@@ -273,6 +274,11 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	s.dir = directory.New(s.pool, s.cache, s.log)
 	if s.access == nil {
 		s.access = s.dir // join authorisation reads through the cache
+	}
+	s.revoker = newRevoker(s.hub, s.access, cfg.JoinTimeout, s.log)
+	if !s.dir.WatchSubscriptions(s.revoker.hear) {
+		s.log.Warn("the cache does not hear other processes (CACHE_STORE is not near): an unsubscribe ends a live membership only when the socket rejoins",
+			"store", s.cache.Store())
 	}
 	s.broker, err = NewBroker(ctx, s.rdb, cfg.RedisPrefix, s.log, s.hub.deliver)
 	if err != nil {
@@ -402,6 +408,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	go s.coord.RunRecovery(background)
 	go s.calls.RunHealthChecks(background, functions.Names())
 	go s.jobs.Run(background)
+	go s.revoker.run(background)
 	leaveCluster := s.joinCluster(background, ln)
 	var err error
 	select {
@@ -494,6 +501,7 @@ func (s *Server) Broadcast(ctx context.Context, topic, event string, payload any
 // 403 before any upgrade; so does the gateway.
 var (
 	errBadToken   = fn.Errorf(http.StatusForbidden, "unauthorized", "missing, invalid or expired token")
+	errUserGone   = fn.Unauthorized("the token's user does not exist")
 	errBadOrigin  = fn.Errorf(http.StatusForbidden, "forbidden", "origin not allowed")
 	errBadVersion = fn.Errorf(http.StatusForbidden, "unsupported_vsn", "only the V2 serializer (vsn=2.x) is spoken")
 )
@@ -508,16 +516,24 @@ func (s *Server) serveSocket(w http.ResponseWriter, r *http.Request) {
 		fn.WriteError(w, errBadVersion)
 		return
 	}
-	userID, err := s.tokens.Verify(socketToken(r))
+	claims, err := s.tokens.Parse(socketToken(r))
 	if err != nil {
 		fn.WriteError(w, errBadToken)
+		return
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), s.cfg.JoinTimeout)
+	gone := userGone(ctx, s.access, claims.UserID, s.log)
+	cancel()
+	if gone {
+		fn.WriteError(w, errUserGone)
 		return
 	}
 	ws, err := s.upgrader.Upgrade(w, r, nil)
 	if err != nil {
 		return // the upgrader has answered 400
 	}
-	c := newConn(s, ws, s.nextID.Add(1), userID)
+	c := newConn(s, ws, s.nextID.Add(1), claims.UserID)
+	c.expires = claims.ExpiresAt
 	if !s.track(c) {
 		_ = ws.WriteControl(websocket.CloseMessage,
 			websocket.FormatCloseMessage(websocket.CloseGoingAway, "server shutting down"), time.Now().Add(closeGrace))

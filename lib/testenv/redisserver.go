@@ -112,3 +112,13 @@ func newFailFastClient(t testing.TB, url string) *redis.Client {
 	opts.MaxRetries = -1
 	return redis.NewClient(opts)
 }
+
+// DownRedis is a client of a Redis server that was started and killed:
+// what a process sees while Redis is down.
+func DownRedis(t testing.TB) *redis.Client {
+	t.Helper()
+	server := StartRedisServer(t)
+	client := server.Client()
+	server.Stop()
+	return client
+}

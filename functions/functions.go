@@ -14,6 +14,7 @@ import (
 
 	"tidings/functions/ack-notification"
 	"tidings/functions/counter-commit"
+	"tidings/functions/counter-indoubt"
 	"tidings/functions/counter-prepare"
 	"tidings/functions/counter-rollback"
 	"tidings/functions/create-topic"
@@ -23,6 +24,7 @@ import (
 	"tidings/functions/list-topics"
 	"tidings/functions/login"
 	"tidings/functions/notify-commit"
+	"tidings/functions/notify-indoubt"
 	"tidings/functions/notify-prepare"
 	"tidings/functions/notify-rollback"
 	"tidings/functions/register"
@@ -94,6 +96,10 @@ var registry = map[string]entry{
 	"counter-prepare":  {internal: true, build: func(d *Deps) fn.Handler { return counterprepare.New(d.DB) }},
 	"counter-commit":   {internal: true, build: func(d *Deps) fn.Handler { return countercommit.New(d.DB) }},
 	"counter-rollback": {internal: true, build: func(d *Deps) fn.Handler { return counterrollback.New(d.DB) }},
+	// What each participant holds prepared: recovery finishes these even
+	// when their Redis record is lost.
+	"notify-indoubt":  {internal: true, build: func(d *Deps) fn.Handler { return notifyindoubt.New(d.DB) }},
+	"counter-indoubt": {internal: true, build: func(d *Deps) fn.Handler { return counterindoubt.New(d.DB) }},
 
 	// Mail goes out only through gateway-ws's job queue.
 	"send-mail": {internal: true, build: func(d *Deps) fn.Handler { return sendmail.FromEnv(d.DB, d.Config) }},

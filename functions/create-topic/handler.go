@@ -52,7 +52,7 @@ func (h *Handler) Handle(req fn.Request) (fn.Response, error) {
 	if err := fn.RequireMethod(req, http.MethodPost); err != nil {
 		return fn.Response{}, err
 	}
-	caller, err := h.tokens.Caller(req)
+	caller, err := h.tokens.KnownCaller(req, h.db)
 	if err != nil {
 		return fn.Response{}, err
 	}
@@ -64,8 +64,8 @@ func (h *Handler) Handle(req fn.Request) (fn.Response, error) {
 	if in.Name == "" || utf8.RuneCountInString(in.Name) > MaxName {
 		return fn.Response{}, fn.BadRequest("name must be 1 to %d characters", MaxName)
 	}
-	if utf8.RuneCountInString(in.Description) > MaxDescription {
-		return fn.Response{}, fn.BadRequest("description must be at most %d characters", MaxDescription)
+	if err := fn.CheckText("description", in.Description, MaxDescription); err != nil {
+		return fn.Response{}, err
 	}
 	// A valid request spends the quota, created or not (a name taken).
 	if resp, ok := ratelimit.Answer(h.limiter.Take(req.Context(), h.quota, strconv.FormatInt(caller, 10))); !ok {
@@ -76,7 +76,7 @@ func (h *Handler) Handle(req fn.Request) (fn.Response, error) {
 		return fn.Response{}, fn.Conflict("you already have a topic named %q", in.Name)
 	}
 	if err != nil {
-		return fn.Response{}, err
+		return fn.Response{}, auth.UserGone(err)
 	}
 	return fn.JSON(http.StatusCreated, Response{Topic: topic})
 }

@@ -6,9 +6,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"strconv"
 	"strings"
 
+	"tidings/lib/fn"
 	"tidings/lib/store"
 )
 
@@ -56,8 +56,8 @@ func route(topic string) (topicKind, int64) {
 	default:
 		return kindUnmatched, 0
 	}
-	id, err := strconv.ParseInt(rest, 10, 64)
-	if err != nil || id <= 0 || strconv.FormatInt(id, 10) != rest {
+	id, err := fn.ParseID("topic id", rest)
+	if err != nil {
 		return kind, 0
 	}
 	return kind, id

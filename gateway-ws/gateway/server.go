@@ -233,6 +233,11 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		Subprotocols:    []string{"phoenix"},
 		// The origin is checked before the upgrade, with a JSON answer.
 		CheckOrigin: func(*http.Request) bool { return true },
+		// A refused upgrade (not a WebSocket handshake, a bad version or
+		// key) is answered in the JSON error shape too.
+		Error: func(w http.ResponseWriter, _ *http.Request, status int, reason error) {
+			fn.WriteError(w, fn.Errorf(status, "bad_upgrade", "%v", reason))
+		},
 	}
 	opts, err := config.RedisOptions(cfg.RedisURL)
 	if err != nil {
@@ -348,6 +353,9 @@ func (s *Server) closeDeps() {
 	if s.broker != nil {
 		_ = s.broker.Close()
 	}
+	if s.coord != nil {
+		_ = s.coord.Close()
+	}
 	_ = s.rdb.Close()
 	if s.pool != nil {
 		s.pool.Close()
@@ -370,7 +378,7 @@ func (s *Server) Handler() http.Handler {
 	mux.Handle("GET /{$}", ui)
 	mux.Handle("GET /dashboard", ui)
 	mux.Handle("GET /assets/", ui)
-	return mux
+	return fn.Routes(mux)
 }
 
 // Run listens on cfg.Addr and serves until ctx ends, then shuts down
@@ -401,7 +409,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
 	}
 	served := make(chan error, 1)
-	go func() { served <- hs.Serve(ln) }()
+	go func() { served <- hs.Serve(fn.JSONErrorListener(ln)) }()
 	// Finish what a dead replica left, and watch the functions' health.
 	background, stopBackground := context.WithCancel(ctx)
 	defer stopBackground()
@@ -530,7 +538,7 @@ func (s *Server) serveSocket(w http.ResponseWriter, r *http.Request) {
 	}
 	ws, err := s.upgrader.Upgrade(w, r, nil)
 	if err != nil {
-		return // the upgrader has answered 400
+		return // the upgrader has answered, in the error shape
 	}
 	c := newConn(s, ws, s.nextID.Add(1), claims.UserID)
 	c.expires = claims.ExpiresAt

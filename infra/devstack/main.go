@@ -27,6 +27,7 @@ import (
 	"tidings/infra/fnhost"
 	"tidings/infra/mailsink"
 	"tidings/lib/config"
+	"tidings/lib/fn"
 	"tidings/lib/logging"
 	"tidings/lib/stack"
 	"tidings/lib/store"
@@ -108,7 +109,7 @@ func run() error {
 	}
 	srv := &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second}
 	go func() {
-		if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+		if err := srv.Serve(fn.JSONErrorListener(ln)); !errors.Is(err, http.ErrServerClosed) {
 			log.Error("functions host stopped", "err", err)
 			stop()
 		}

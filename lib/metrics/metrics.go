@@ -121,7 +121,7 @@ func NewGateway(reg prometheus.Registerer) *Gateway {
 			Name: "tidings_gateway_messages_out_total", Help: "Frames sent to clients.",
 		}),
 		Publishes: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "tidings_gateway_publishes_total", Help: "Publishes, by outcome (committed, aborted, refused, failed).",
+			Name: "tidings_gateway_publishes_total", Help: "Publishes, by outcome (committed, aborted, pending, refused, failed).",
 		}, []string{"outcome"}),
 	}
 	reg.MustRegister(m.Joins, m.MessagesIn, m.MessagesOut, m.Publishes)

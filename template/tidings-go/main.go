@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
 	"os"
 	"os/signal"
@@ -74,7 +75,7 @@ func run() error {
 	mux.Handle("/", metrics.NewFunctions(reg).Observe(name, fn.Limit(adapter, limits)))
 	srv := &http.Server{
 		Addr:              ":" + config.Env("UPSTREAM_PORT", "8082"),
-		Handler:           mux,
+		Handler:           fn.Routes(mux),
 		ReadHeaderTimeout: 10 * time.Second,
 	}
 	go func() {
@@ -83,8 +84,13 @@ func run() error {
 		defer cancel()
 		_ = srv.Shutdown(shutdown)
 	}()
+	ln, err := net.Listen("tcp", srv.Addr)
+	if err != nil {
+		return err
+	}
 	log.Info("serving", "addr", srv.Addr)
-	if err := srv.ListenAndServe(); !errors.Is(err, http.ErrServerClosed) {
+	// net/http's own error answers (431, malformed requests) in the JSON shape too.
+	if err := srv.Serve(fn.JSONErrorListener(ln)); !errors.Is(err, http.ErrServerClosed) {
 		return err
 	}
 	return nil

@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"io"
 	"net/http"
 	"strconv"
 	"strings"
@@ -80,9 +79,9 @@ func (s *Server) servePublish(w http.ResponseWriter, r *http.Request) {
 		fn.WriteError(w, fn.BadRequest("topic id must be a positive integer"))
 		return
 	}
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, s.cfg.MaxBodyBytes))
-	if err != nil {
-		fn.WriteError(w, fn.TooLarge(s.cfg.MaxBodyBytes))
+	body, ferr := fn.ReadBody(w, r, s.cfg.MaxBodyBytes)
+	if ferr != nil {
+		fn.WriteError(w, ferr)
 		return
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), s.cfg.PublishTimeout)

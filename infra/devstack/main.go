@@ -27,6 +27,7 @@ import (
 	"tidings/infra/fnhost"
 	"tidings/infra/mailsink"
 	"tidings/lib/config"
+	"tidings/lib/fn"
 	"tidings/lib/logging"
 	"tidings/lib/stack"
 	"tidings/lib/store"
@@ -106,7 +107,7 @@ func run() error {
 		mux.Handle("/", handler)
 		handler = mux
 	}
-	srv := &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second}
+	srv := fn.NewServer(handler, cfg.HTTP, log)
 	go func() {
 		if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
 			log.Error("functions host stopped", "err", err)

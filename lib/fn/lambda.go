@@ -45,7 +45,7 @@ func (a *Adapter) HandleLambda(ctx context.Context, ev events.APIGatewayV2HTTPRe
 		Host:        host,
 	}
 	req.WithContext(ctx)
-	return toLambda(a.invoke(req)), nil
+	return toLambda(a.limited(req)), nil
 }
 
 func toLambda(resp Response) events.APIGatewayV2HTTPResponse {

@@ -59,11 +59,10 @@ bench:
 	   $(GO) run ./infra/bench/mail && echo && \
 	   $(GO) run ./infra/bench/cache; } | tee build/bench.md
 
-## secrets: make the dev secrets docker-compose.yml mounts
+## secrets: make the dev secrets docker-compose.yml mounts (the list and
+## the generator are infra/openfaas/deploy.sh's)
 secrets:
-	@mkdir -p .dev/secrets
-	@for s in tidings-jwt-secret tidings-internal-key tidings-smtp-password; do \
-	  [ -s .dev/secrets/$$s ] || head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' > .dev/secrets/$$s; done
+	@bash infra/openfaas/deploy.sh files .dev/secrets
 	@echo "secrets in .dev/secrets"
 
 ## images: build every function image with faas-cli (needs Docker)

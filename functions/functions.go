@@ -14,6 +14,7 @@ import (
 
 	"tidings/functions/ack-notification"
 	"tidings/functions/counter-commit"
+	"tidings/functions/counter-indoubt"
 	"tidings/functions/counter-prepare"
 	"tidings/functions/counter-rollback"
 	"tidings/functions/create-topic"
@@ -23,6 +24,7 @@ import (
 	"tidings/functions/list-topics"
 	"tidings/functions/login"
 	"tidings/functions/notify-commit"
+	"tidings/functions/notify-indoubt"
 	"tidings/functions/notify-prepare"
 	"tidings/functions/notify-rollback"
 	"tidings/functions/register"
@@ -34,6 +36,7 @@ import (
 	"tidings/lib/config"
 	"tidings/lib/directory"
 	"tidings/lib/fn"
+	"tidings/lib/ratelimit"
 )
 
 // Deps are the process's dependencies, built once at start and shared by
@@ -56,6 +59,15 @@ func (d *Deps) directory() *directory.Directory {
 	return directory.New(d.DB, d.Cache, nil)
 }
 
+// limiter returns the throttles and quotas on the deps' Redis, or none
+// (nil) when the deps have no Redis (tests build Deps by hand).
+func (d *Deps) limiter() *ratelimit.Limiter {
+	if d.Redis == nil {
+		return nil
+	}
+	return ratelimit.New(d.Redis, d.Config.RedisPrefix, d.Config.Limits.Timeout, nil)
+}
+
 // entry is one function: how to build it, and whether it is internal
 // (callable only with the internal key).
 type entry struct {
@@ -66,8 +78,8 @@ type entry struct {
 // registry holds every function.
 var registry = map[string]entry{
 	"register":           {build: func(d *Deps) fn.Handler { return register.New(d.DB, d.Tokens) }},
-	"login":              {build: func(d *Deps) fn.Handler { return login.New(d.DB, d.Tokens) }},
-	"create-topic":       {build: func(d *Deps) fn.Handler { return createtopic.New(d.DB, d.Tokens) }},
+	"login":              {build: func(d *Deps) fn.Handler { return login.New(d.DB, d.Tokens, d.limiter(), d.Config.Limits) }},
+	"create-topic":       {build: func(d *Deps) fn.Handler { return createtopic.New(d.DB, d.Tokens, d.limiter(), d.Config.Limits) }},
 	"list-topics":        {build: func(d *Deps) fn.Handler { return listtopics.New(d.DB, d.Tokens) }},
 	"subscribe":          {build: func(d *Deps) fn.Handler { return subscribe.New(d.DB, d.Tokens, d.directory()) }},
 	"unsubscribe":        {build: func(d *Deps) fn.Handler { return unsubscribe.New(d.DB, d.Tokens, d.directory()) }},
@@ -83,6 +95,10 @@ var registry = map[string]entry{
 	"counter-prepare":  {internal: true, build: func(d *Deps) fn.Handler { return counterprepare.New(d.DB) }},
 	"counter-commit":   {internal: true, build: func(d *Deps) fn.Handler { return countercommit.New(d.DB) }},
 	"counter-rollback": {internal: true, build: func(d *Deps) fn.Handler { return counterrollback.New(d.DB) }},
+	// What each participant holds prepared: recovery finishes these even
+	// when their Redis record is lost.
+	"notify-indoubt":  {internal: true, build: func(d *Deps) fn.Handler { return notifyindoubt.New(d.DB) }},
+	"counter-indoubt": {internal: true, build: func(d *Deps) fn.Handler { return counterindoubt.New(d.DB) }},
 
 	// Mail goes out only through gateway-ws's job queue.
 	"send-mail": {internal: true, build: func(d *Deps) fn.Handler { return sendmail.FromEnv(d.DB, d.Config) }},

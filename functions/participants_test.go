@@ -185,6 +185,38 @@ func TestRolledBackTransactionLeavesNothingAndCannotCommit(t *testing.T) {
 	p.invariant()
 }
 
+func TestInDoubtListsOnlyTransactionsPreparedLongerThanAsked(t *testing.T) {
+	p := newParticipants(t)
+	owner, topic, subs, _ := p.world()
+	ctx := context.Background()
+	for _, tx := range []string{"tx-old", "tx-new", "tx-done", "tx-undone"} {
+		p.internal("notify-prepare", notifyBody(tx, topic, owner, subs))
+		p.internal("counter-prepare", counterBody(tx, subs))
+	}
+	p.internal("counter-commit", `{"tx_id":"tx-done"}`)
+	p.internal("notify-commit", `{"tx_id":"tx-done"}`)
+	p.internal("counter-rollback", `{"tx_id":"tx-undone"}`)
+	p.internal("notify-rollback", `{"tx_id":"tx-undone"}`)
+	// Everything but tx-new was prepared an hour ago.
+	if _, err := p.db.Pool.Exec(ctx, `UPDATE tx_barriers SET updated_at = now() - interval '1 hour' WHERE tx_id <> 'tx-new'`); err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range []string{"notify-indoubt", "counter-indoubt"} {
+		s, out := p.internal(f, `{"older_than_ms":60000}`)
+		if s != 200 || fmt.Sprint(out["tx_ids"]) != "[tx-old]" {
+			t.Errorf("%s older than a minute: %d %v, want only tx-old", f, s, out)
+		}
+		if s, out := p.internal(f, `{"older_than_ms":0}`); s != 200 || len(out["tx_ids"].([]any)) != 2 {
+			t.Errorf("%s older than now: %d %v, want tx-old and tx-new", f, s, out)
+		}
+		for _, bad := range []string{`{"older_than_ms":-1}`, `{"older_than_ms":1,"limit":100000}`, `{"older_than_ms":"1"}`, `{}{}`, ``} {
+			if s, out := p.internal(f, bad); s != 400 || out["error"] == nil {
+				t.Errorf("%s %s: %d %v, want 400 in the error shape", f, bad, s, out)
+			}
+		}
+	}
+}
+
 func TestParticipantsRefuseBadPreparesAndChangeNothing(t *testing.T) {
 	p := newParticipants(t)
 	owner, topic, subs, _ := p.world()
@@ -226,8 +258,8 @@ func TestInternalFunctionsRefuseCallsWithoutTheKey(t *testing.T) {
 			}
 		}
 	}
-	if internal != 7 {
-		t.Errorf("%d internal functions, want the six notify-*/counter-* and send-mail", internal)
+	if internal != 9 {
+		t.Errorf("%d internal functions, want the eight notify-*/counter-* and send-mail", internal)
 	}
 	var n int
 	_ = p.db.Pool.QueryRow(context.Background(), `SELECT count(*) FROM tx_barriers`).Scan(&n)

@@ -1,7 +1,9 @@
 package functions_test
 
 import (
+	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -36,6 +38,62 @@ func functionDirs(t *testing.T) []string {
 		}
 	}
 	return dirs
+}
+
+// recipeSecrets lists the secrets infra/openfaas/deploy.sh creates.
+func recipeSecrets(t *testing.T) []string {
+	t.Helper()
+	out, err := exec.Command("bash", "../infra/openfaas/deploy.sh", "names").Output()
+	if err != nil {
+		t.Fatalf("deploy.sh names: %v", err)
+	}
+	return strings.Fields(string(out))
+}
+
+// TestStackDeploysOnOpenFaaSCommunityEdition checks stack.yml, its
+// environment files and its template with the rules of faas-cli,
+// faas-netes and faasd (lib/stack names the source files): no variable
+// in an environment file, scale labels within CE's limit, public images,
+// every secret created by the recipe, a template `faas-cli new` can use.
+// It reads the stack with the deployer's shell empty, as the docs' recipe
+// starts.
+func TestStackDeploysOnOpenFaaSCommunityEdition(t *testing.T) {
+	for _, v := range []string{"REGISTRY", "TAG", "DATABASE_URL", "REDIS_URL"} {
+		t.Setenv(v, "")
+	}
+	sf := loadStack(t)
+	for _, err := range sf.CommunityEditionProblems() {
+		t.Error(err)
+	}
+	for _, err := range sf.MissingSecrets(recipeSecrets(t)) {
+		t.Error(err)
+	}
+	langs := map[string]bool{}
+	for _, f := range sf.Functions {
+		langs[f.Lang] = true
+	}
+	for lang := range langs {
+		if err := stack.CheckTemplate(filepath.Join("..", "template", lang)); err != nil {
+			t.Error(err)
+		}
+	}
+}
+
+// TestCommunityEditionFunctionLimitIsDocumented keeps the docs' statement
+// about OpenFaaS CE's function limit true as functions are added.
+func TestCommunityEditionFunctionLimitIsDocumented(t *testing.T) {
+	b, err := os.ReadFile("../docs/deploy-openfaas-k8s.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	over := len(functions.Names()) > stack.CEMaxFunctions
+	claim := fmt.Sprintf("The catalogue has %d functions", len(functions.Names()))
+	if over && !strings.Contains(string(b), claim) {
+		t.Errorf("docs/deploy-openfaas-k8s.md must say %q (more than CE's %d)", claim, stack.CEMaxFunctions)
+	}
+	if !over && strings.Contains(string(b), "more than Community Edition deploys") {
+		t.Errorf("the catalogue fits CE's %d functions now; update docs/deploy-openfaas-k8s.md", stack.CEMaxFunctions)
+	}
 }
 
 func TestStackListsEveryFunctionPackageAndNoOther(t *testing.T) {
@@ -140,7 +198,11 @@ func TestComposeRunsEveryFunctionWithItsStackImage(t *testing.T) {
 			File string `yaml:"file"`
 		} `yaml:"secrets"`
 	}
-	if err := yaml.Unmarshal([]byte(stack.Substitute(string(b))), &compose); err != nil {
+	src, err := stack.Substitute(string(b))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := yaml.Unmarshal([]byte(src), &compose); err != nil {
 		t.Fatal(err)
 	}
 	for _, svc := range []string{"redis", "postgres", "migrate"} {

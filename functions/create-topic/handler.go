@@ -5,11 +5,14 @@ package createtopic
 import (
 	"errors"
 	"net/http"
+	"strconv"
 	"strings"
 	"unicode/utf8"
 
 	"tidings/lib/auth"
+	"tidings/lib/config"
 	"tidings/lib/fn"
+	"tidings/lib/ratelimit"
 	"tidings/lib/store"
 )
 
@@ -32,13 +35,16 @@ const (
 
 // Handler creates topics.
 type Handler struct {
-	db     store.Querier
-	tokens *auth.Tokens
+	db      store.Querier
+	tokens  *auth.Tokens
+	limiter *ratelimit.Limiter
+	quota   ratelimit.Limit
 }
 
-// New returns a create-topic handler.
-func New(db store.Querier, tokens *auth.Tokens) *Handler {
-	return &Handler{db: db, tokens: tokens}
+// New returns a create-topic handler; limiter enforces limits' quota on
+// topics per user (a nil limiter, none).
+func New(db store.Querier, tokens *auth.Tokens, limiter *ratelimit.Limiter, limits config.Limits) *Handler {
+	return &Handler{db: db, tokens: tokens, limiter: limiter, quota: ratelimit.Topics(limits)}
 }
 
 // Handle implements fn.Handler.
@@ -46,7 +52,7 @@ func (h *Handler) Handle(req fn.Request) (fn.Response, error) {
 	if err := fn.RequireMethod(req, http.MethodPost); err != nil {
 		return fn.Response{}, err
 	}
-	caller, err := h.tokens.Caller(req)
+	caller, err := h.tokens.KnownCaller(req, h.db)
 	if err != nil {
 		return fn.Response{}, err
 	}
@@ -58,15 +64,19 @@ func (h *Handler) Handle(req fn.Request) (fn.Response, error) {
 	if in.Name == "" || utf8.RuneCountInString(in.Name) > MaxName {
 		return fn.Response{}, fn.BadRequest("name must be 1 to %d characters", MaxName)
 	}
-	if utf8.RuneCountInString(in.Description) > MaxDescription {
-		return fn.Response{}, fn.BadRequest("description must be at most %d characters", MaxDescription)
+	if err := fn.CheckText("description", in.Description, MaxDescription); err != nil {
+		return fn.Response{}, err
+	}
+	// A valid request spends the quota, created or not (a name taken).
+	if resp, ok := ratelimit.Answer(h.limiter.Take(req.Context(), h.quota, strconv.FormatInt(caller, 10))); !ok {
+		return resp, nil
 	}
 	topic, err := store.CreateTopic(req.Context(), h.db, caller, in.Name, in.Description)
 	if errors.Is(err, store.ErrConflict) {
 		return fn.Response{}, fn.Conflict("you already have a topic named %q", in.Name)
 	}
 	if err != nil {
-		return fn.Response{}, err
+		return fn.Response{}, auth.UserGone(err)
 	}
 	return fn.JSON(http.StatusCreated, Response{Topic: topic})
 }

@@ -6,13 +6,14 @@ import (
 	"time"
 
 	"tidings/lib/auth"
+	"tidings/lib/config"
 	"tidings/lib/testenv"
 )
 
 func TestCreateTopicRecordsTheCallerAsOwner(t *testing.T) {
 	db := testenv.NewDB(t)
 	ada, token := testenv.User(t, db.Pool, "ada@example.com")
-	h := New(db.Pool, auth.NewTokens(testenv.JWTKey, time.Hour))
+	h := New(db.Pool, auth.NewTokens(testenv.JWTKey, time.Hour), nil, config.Limits{})
 	status, body := testenv.Call(t, h, "POST", `{"name":" releases ","description":"new versions"}`, token)
 	if status != 201 {
 		t.Fatalf("create-topic: %d %s", status, body)
@@ -29,7 +30,7 @@ func TestCreateTopicRefusesBadRequestsAndChangesNothing(t *testing.T) {
 	_, token := testenv.User(t, db.Pool, "ada@example.com")
 	expired, _, _ := auth.NewTokens(testenv.JWTKey, -time.Minute).Issue(1)
 	forged, _, _ := auth.NewTokens([]byte("some-other-key-some-other-key-xx"), time.Hour).Issue(1)
-	h := New(db.Pool, auth.NewTokens(testenv.JWTKey, time.Hour))
+	h := New(db.Pool, auth.NewTokens(testenv.JWTKey, time.Hour), nil, config.Limits{})
 	if s, b := testenv.Call(t, h, "POST", `{"name":"releases"}`, token); s != 201 {
 		t.Fatalf("first topic: %d %s", s, b)
 	}

@@ -82,15 +82,11 @@ func parseQuery(raw string) (string, int, error) {
 	case !utf8.ValidString(seed):
 		return "", 0, fn.BadRequest("seed must be UTF-8")
 	}
-	size := DefaultSize
-	if s := q.Get("size"); s != "" {
-		n, err := strconv.Atoi(s)
-		if err != nil || n < MinSize || n > MaxSize {
-			return "", 0, fn.BadRequest("size must be a whole number from %d to %d", MinSize, MaxSize)
-		}
-		size = n
+	size, err := fn.QueryInt(q, "size", DefaultSize, MinSize, MaxSize)
+	if err != nil {
+		return "", 0, err
 	}
-	return seed, size, nil
+	return seed, int(size), nil
 }
 
 // ETag is the entity tag of the avatar of seed at size: a hash of both and

@@ -4,8 +4,6 @@ package listnotifications
 
 import (
 	"net/http"
-	"net/url"
-	"strconv"
 
 	"tidings/lib/auth"
 	"tidings/lib/fn"
@@ -39,19 +37,19 @@ func (h *Handler) Handle(req fn.Request) (fn.Response, error) {
 	if err := fn.RequireMethod(req, http.MethodGet); err != nil {
 		return fn.Response{}, err
 	}
-	caller, err := h.tokens.Caller(req)
+	caller, err := h.tokens.KnownCaller(req, h.db)
 	if err != nil {
 		return fn.Response{}, err
 	}
-	q, err := url.ParseQuery(req.QueryString)
-	if err != nil {
-		return fn.Response{}, fn.BadRequest("malformed query string")
-	}
-	limit, err := intParam(q, "limit", DefaultLimit, 1, MaxLimit)
+	q, err := fn.ParseQuery(req)
 	if err != nil {
 		return fn.Response{}, err
 	}
-	before, err := intParam(q, "before", 0, 1, 1<<62)
+	limit, err := fn.QueryInt(q, "limit", DefaultLimit, 1, MaxLimit)
+	if err != nil {
+		return fn.Response{}, err
+	}
+	before, err := fn.QueryInt(q, "before", 0, 1, 1<<62)
 	if err != nil {
 		return fn.Response{}, err
 	}
@@ -63,17 +61,4 @@ func (h *Handler) Handle(req fn.Request) (fn.Response, error) {
 		list = []store.Notification{}
 	}
 	return fn.JSON(http.StatusOK, Response{Notifications: list})
-}
-
-// intParam reads an optional integer parameter within [lo, hi].
-func intParam(q url.Values, name string, def, lo, hi int64) (int64, error) {
-	v := q.Get(name)
-	if v == "" {
-		return def, nil
-	}
-	n, err := strconv.ParseInt(v, 10, 64)
-	if err != nil || n < lo || n > hi {
-		return 0, fn.BadRequest("%s must be an integer from %d to %d", name, lo, hi)
-	}
-	return n, nil
 }

@@ -31,7 +31,7 @@ func (h *Handler) Handle(req fn.Request) (fn.Response, error) {
 	if err := fn.RequireMethod(req, http.MethodGet); err != nil {
 		return fn.Response{}, err
 	}
-	caller, err := h.tokens.Caller(req)
+	caller, err := h.tokens.KnownCaller(req, h.db)
 	if err != nil {
 		return fn.Response{}, err
 	}

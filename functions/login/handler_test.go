@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"tidings/lib/auth"
+	"tidings/lib/config"
 	"tidings/lib/store"
 	"tidings/lib/testenv"
 )
@@ -25,7 +26,7 @@ func setup(t *testing.T) (*testenv.DB, *auth.Tokens, store.User) {
 
 func TestLoginIssuesATokenForTheRightPassword(t *testing.T) {
 	db, tokens, ada := setup(t)
-	status, body := testenv.Call(t, New(db.Pool, tokens), "POST", `{"email":"ADA@example.com","password":"analytical"}`, "")
+	status, body := testenv.Call(t, New(db.Pool, tokens, nil, config.Limits{}), "POST", `{"email":"ADA@example.com","password":"analytical"}`, "")
 	if status != 200 {
 		t.Fatalf("login: %d %s", status, body)
 	}
@@ -41,7 +42,7 @@ func TestLoginIssuesATokenForTheRightPassword(t *testing.T) {
 
 func TestLoginRejectsWrongPasswordAndUnknownEmailAlike(t *testing.T) {
 	db, tokens, _ := setup(t)
-	h := New(db.Pool, tokens)
+	h := New(db.Pool, tokens, nil, config.Limits{})
 	before := testenv.Snapshot(t, db.Pool)
 	var bodies []string
 	for _, body := range []string{

@@ -7,8 +7,6 @@ import (
 	"context"
 	"errors"
 	"net/http"
-	"strings"
-	"unicode/utf8"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -74,13 +72,11 @@ func validate(in *twopc.NotifyPrepare) error {
 	if err := twopc.CheckTxID(in.TxID); err != nil {
 		return err
 	}
-	in.Title = strings.TrimSpace(in.Title)
-	if in.Title == "" || utf8.RuneCountInString(in.Title) > twopc.MaxTitle {
-		return fn.BadRequest("title must be 1 to %d characters", twopc.MaxTitle)
+	title, err := twopc.CheckMessage(in.Title, in.Body)
+	if err != nil {
+		return err
 	}
-	if utf8.RuneCountInString(in.Body) > twopc.MaxBody {
-		return fn.BadRequest("body must be at most %d characters", twopc.MaxBody)
-	}
+	in.Title = title
 	if in.TopicID <= 0 || in.SenderID <= 0 {
 		return fn.BadRequest("topic_id and sender_id must be positive")
 	}

@@ -43,7 +43,7 @@ func (h *Handler) Handle(req fn.Request) (fn.Response, error) {
 	if err := fn.RequireMethod(req, http.MethodPost); err != nil {
 		return fn.Response{}, err
 	}
-	caller, err := h.tokens.Caller(req)
+	caller, err := h.tokens.KnownCaller(req, h.db)
 	if err != nil {
 		return fn.Response{}, err
 	}
@@ -59,7 +59,7 @@ func (h *Handler) Handle(req fn.Request) (fn.Response, error) {
 		return fn.Response{}, fn.NotFound("topic %d does not exist", in.TopicID)
 	}
 	if err != nil {
-		return fn.Response{}, err
+		return fn.Response{}, auth.UserGone(err)
 	}
 	h.dir.SubscriptionChanged(req.Context(), in.TopicID, caller)
 	return fn.JSON(http.StatusOK, Response{TopicID: in.TopicID, Subscribed: true, Email: in.Email})

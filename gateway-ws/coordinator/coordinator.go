@@ -14,10 +14,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"strings"
 	"sync"
 	"time"
-	"unicode/utf8"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
@@ -25,6 +23,7 @@ import (
 	"tidings/gateway-ws/invoke"
 	"tidings/lib/config"
 	"tidings/lib/directory"
+	"tidings/lib/fn"
 	"tidings/lib/metrics"
 	"tidings/lib/store"
 	"tidings/lib/twopc"
@@ -55,6 +54,8 @@ type Fault string
 const (
 	AfterPrepare  Fault = "after-prepare"  // both voted, no decision recorded
 	AfterDecision Fault = "after-decision" // committing recorded, nothing committed
+	// AfterCounterCommit: the counter committed, persist not yet.
+	AfterCounterCommit Fault = "after-counter-commit"
 )
 
 // Config configures a Coordinator.
@@ -88,6 +89,7 @@ type Settings struct {
 	StuckAfter       time.Duration // RECOVERY_STUCK_AFTER: an unfinished record older than this is recovered
 	RecoveryInterval time.Duration // RECOVERY_INTERVAL: how often recovery runs
 	RecordTTL        time.Duration // TX_RECORD_TTL: how long a finished record is kept
+	RecordTimeout    time.Duration // TX_RECORD_TIMEOUT: bound of each record read or write in Redis
 }
 
 // SettingsFromEnv reads the Settings; unset ones get New's defaults.
@@ -99,6 +101,7 @@ func SettingsFromEnv() (Settings, error) {
 	}{
 		{"PHASE_TWO_TIMEOUT", &s.PhaseTwoTimeout}, {"RETRY_BASE", &s.RetryBase}, {"RETRY_MAX", &s.RetryMax},
 		{"RECOVERY_STUCK_AFTER", &s.StuckAfter}, {"RECOVERY_INTERVAL", &s.RecoveryInterval}, {"TX_RECORD_TTL", &s.RecordTTL},
+		{"TX_RECORD_TIMEOUT", &s.RecordTimeout},
 	} {
 		var err error
 		if *d.dst, err = config.Duration(d.key, 0); err != nil {
@@ -137,6 +140,7 @@ func New(cfg Config) *Coordinator {
 	def(&cfg.StuckAfter, 30*time.Second)
 	def(&cfg.RecoveryInterval, 10*time.Second)
 	def(&cfg.RecordTTL, 24*time.Hour)
+	def(&cfg.RecordTimeout, time.Second)
 	log := cfg.Log
 	if log == nil {
 		log = slog.Default()
@@ -147,8 +151,11 @@ func New(cfg Config) *Coordinator {
 	if cfg.Lookup == nil {
 		cfg.Lookup = directory.New(cfg.DB, nil, log)
 	}
-	return &Coordinator{cfg: cfg, log: log, records: &records{rdb: cfg.Redis, prefix: cfg.Prefix, ttl: cfg.RecordTTL}}
+	return &Coordinator{cfg: cfg, log: log, records: newRecords(cfg.Redis, cfg.Prefix, cfg.RecordTTL, cfg.RecordTimeout)}
 }
+
+// Close releases the coordinator's own Redis connections.
+func (c *Coordinator) Close() error { return c.records.close() }
 
 // Stats returns the counts.
 func (c *Coordinator) Stats(ctx context.Context) (Stats, error) {
@@ -191,6 +198,20 @@ func (e *AbortedError) Error() string {
 }
 func (e *AbortedError) Unwrap() error { return e.Cause }
 
+// PendingError is a publish whose outcome could not be told: a record
+// write's answer was lost and Redis could not be asked again in time. The
+// transaction is not lost: recovery finishes it, by commit if the decision
+// landed, else by rollback.
+type PendingError struct {
+	TxID  string
+	Cause error
+}
+
+func (e *PendingError) Error() string {
+	return fmt.Sprintf("publish pending (transaction %s is finished by recovery): %v", e.TxID, e.Cause)
+}
+func (e *PendingError) Unwrap() error { return e.Cause }
+
 // ErrCrashed is returned when a Crash hook stopped the coordinator.
 var ErrCrashed = errors.New("coordinator crashed at a fault point")
 
@@ -208,43 +229,58 @@ func (c *Coordinator) Publish(ctx context.Context, sender, topicID int64, msg Me
 	}
 	log := c.log.With("tx", rec.ID, "topic", topicID)
 	if err := c.records.create(ctx, rec); err != nil {
+		// Nothing was asked of a participant; should the write land after
+		// all, recovery finds the record preparing and rolls it back.
 		return Result{}, fmt.Errorf("cannot start the transaction: %w", err)
 	}
 	c.records.count(ctx, "published")
 
 	if reached, err := c.prepare(ctx, rec); err != nil {
 		log.Info("prepare failed; rolling back", "err", err)
-		return Result{}, c.abort(ctx, rec, reached, err)
+		return c.abort(ctx, rec, reached, err)
 	}
 	if c.crash(AfterPrepare) {
 		return Result{}, ErrCrashed
 	}
-	if err := c.records.transition(ctx, rec.ID, Preparing, Committing); err != nil {
-		// Recovery on another replica, or Redis failing: without a recorded
-		// decision the transaction cannot commit.
-		return Result{}, c.abort(ctx, rec, allParticipants, fmt.Errorf("recording the decision: %w", err))
+	err = c.records.decide(ctx, rec.ID, rec.NotificationID)
+	var moved *errMoved
+	if err != nil && !(errors.As(err, &moved) && moved.state == Committing) {
+		// Not decided, or not known to be: abort settles which. Recovery
+		// never moves a record to committing, so a committing record found
+		// there is this decision, landed after all, and it is honoured.
+		log.Info("decision not recorded; rolling back unless it landed", "err", err)
+		return c.abort(ctx, rec, allRollbacks, fmt.Errorf("recording the decision: %w", err))
 	}
 	if c.crash(AfterDecision) {
 		return Result{}, ErrCrashed
 	}
-	res := Result{NotificationID: rec.NotificationID, TxID: rec.ID, Recipients: len(payload.Recipients)}
-	if err := c.finishCommit(ctx, rec); err != nil {
-		log.Warn("commit not acknowledged yet; recovery will finish it", "err", err)
+	return c.commit(ctx, rec)
+}
+
+// commit finishes a decided commit for its publisher.
+func (c *Coordinator) commit(ctx context.Context, rec *Record) (Result, error) {
+	res := Result{NotificationID: rec.NotificationID, TxID: rec.ID, Recipients: len(rec.Payload.Recipients)}
+	err := c.finishCommit(ctx, rec)
+	var aborted *AbortedError
+	switch {
+	case errors.As(err, &aborted), errors.Is(err, ErrCrashed):
+		return Result{}, err
+	case err != nil:
+		c.log.Warn("commit not acknowledged yet; recovery will finish it", "tx", rec.ID, "err", err)
 		res.Pending = true
 	}
+	res.NotificationID = rec.NotificationID
 	return res, nil
 }
 
 // payload checks the message and the publisher's right to publish, and
 // fixes the recipients once, so both participants agree on them.
 func (c *Coordinator) payload(ctx context.Context, sender, topicID int64, msg Message) (Payload, error) {
-	msg.Title = strings.TrimSpace(msg.Title)
-	if msg.Title == "" || utf8.RuneCountInString(msg.Title) > twopc.MaxTitle {
-		return Payload{}, &Refusal{"invalid", fmt.Sprintf("title must be 1 to %d characters", twopc.MaxTitle)}
+	title, err := twopc.CheckMessage(msg.Title, msg.Body)
+	if err != nil {
+		return Payload{}, &Refusal{"invalid", fn.AsError(err).Message}
 	}
-	if utf8.RuneCountInString(msg.Body) > twopc.MaxBody {
-		return Payload{}, &Refusal{"invalid", fmt.Sprintf("body must be at most %d characters", twopc.MaxBody)}
-	}
+	msg.Title = title
 	owner, err := c.cfg.Lookup.TopicOwner(ctx, topicID)
 	if errors.Is(err, store.ErrNotFound) {
 		return Payload{}, &Refusal{"not_found", fmt.Sprintf("topic %d does not exist", topicID)}
@@ -262,9 +298,11 @@ func (c *Coordinator) payload(ctx context.Context, sender, topicID int64, msg Me
 	return Payload{TopicID: topicID, SenderID: sender, Title: msg.Title, Body: msg.Body, Email: msg.Email, Recipients: recipients}, nil
 }
 
-// allParticipants are the rollbacks of every participant, in the order
-// prepare calls them.
-var allParticipants = []string{"notify-rollback", "counter-rollback"}
+// allRollbacks are the rollbacks of every participant, in the order they
+// run: one at a time, counter first. Commit runs counter first too, so
+// while a rollback is under way persist can only have committed if counter
+// did; recovery without a record relies on it (see recoverInDoubt).
+var allRollbacks = []string{"counter-rollback", "notify-rollback"}
 
 // prepare asks both participants in parallel; any no, error or timeout
 // fails it. It returns the rollbacks owed: those of participants the
@@ -289,52 +327,87 @@ func (c *Coordinator) prepare(ctx context.Context, rec *Record) ([]string, error
 	}()
 	wg.Wait()
 	if err := errors.Join(errs...); err != nil {
+		// errs[0] is persist's (notify-rollback), errs[1] counter's.
 		var owed []string
-		for i, e := range errs {
-			if e == nil || !invoke.NotSent(e) {
-				owed = append(owed, allParticipants[i])
+		for i, name := range []string{"counter-rollback", "notify-rollback"} {
+			if e := errs[1-i]; e == nil || !invoke.NotSent(e) {
+				owed = append(owed, name)
 			}
 		}
 		return owed, err
 	}
 	rec.NotificationID = vote.NotificationID
-	if err := c.records.setNotification(ctx, rec.ID, vote.NotificationID); err != nil {
-		return allParticipants, fmt.Errorf("record notification id: %w", err)
-	}
 	return nil, nil
 }
 
-// abort records the rollback decision (unless another replica already
-// decided), rolls back the participants owed a rollback, and returns the
-// publisher's error.
-func (c *Coordinator) abort(ctx context.Context, rec *Record, owed []string, cause error) error {
-	err := c.records.transition(ctx, rec.ID, Preparing, Aborting)
-	var moved *errMoved
-	if errors.As(err, &moved) && moved.state == Committing {
-		// Recovery cannot have chosen commit for a record it found
-		// preparing; a committing record is ours, and commits.
-		return c.finishCommit(ctx, rec)
+// abort records the rollback decision and rolls back the participants
+// owed a rollback, answering the publisher. Whether the record can still
+// be aborted is settled first: a commit decision that landed (a write whose
+// answer was lost) is honoured; if Redis cannot tell, nothing is rolled
+// back and the publish is pending, left to recovery.
+func (c *Coordinator) abort(ctx context.Context, rec *Record, owed []string, cause error) (Result, error) {
+	ctx = context.WithoutCancel(ctx)
+	state, err := c.records.settle(ctx, rec.ID, Preparing, Aborting, settleTries, c.cfg.RetryBase)
+	switch {
+	case err != nil:
+		c.log.Warn("cannot tell whether the transaction was decided; recovery will finish it", "tx", rec.ID, "err", err, "cause", cause)
+		return Result{}, &PendingError{TxID: rec.ID, Cause: errors.Join(cause, err)}
+	case state == Committing:
+		c.log.Info("the commit decision landed after all; committing", "tx", rec.ID)
+		return c.commit(ctx, rec)
+	case state == Committed:
+		return Result{NotificationID: rec.NotificationID, TxID: rec.ID, Recipients: len(rec.Payload.Recipients)}, nil
+	case state == Aborted:
+		return Result{}, &AbortedError{TxID: rec.ID, Cause: cause}
 	}
+	// Aborting (by us or by recovery), or the record is gone: no commit
+	// was decided, or none that survives, so nothing committed.
 	if err := c.finishRollback(ctx, rec, owed); err != nil {
 		c.log.Warn("rollback not acknowledged yet; recovery will finish it", "tx", rec.ID, "err", err)
 	}
-	return &AbortedError{TxID: rec.ID, Cause: cause}
+	return Result{}, &AbortedError{TxID: rec.ID, Cause: cause}
 }
+
+// settleTries bounds how often an unknown record write is retried before
+// the publish is left pending: Redis is either back at once or the
+// publisher is better answered 503 now.
+const settleTries = 3
 
 // finishCommit commits the counter, then persist (so a notification is never
 // visible, and ackable, before it is counted), records the outcome, and
-// delivers the notification.
+// delivers the notification. A counter that refuses the commit (it rolled
+// back, or never prepared) means nothing committed anywhere: the
+// transaction is rolled back everywhere instead and *AbortedError returned,
+// so a contradicted record is finished rather than retried forever.
 func (c *Coordinator) finishCommit(ctx context.Context, rec *Record) error {
 	defer c.timePhase("commit")()
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.cfg.PhaseTwoTimeout)
 	defer cancel()
 	var counted twopc.Outcome
 	if err := c.retry(ctx, "counter-commit", twopc.Decision{TxID: rec.ID}, &counted); err != nil {
-		return err
+		if !refused(err) {
+			return err
+		}
+		c.log.Error("the counter refused a decided commit; rolling back everywhere instead", "tx", rec.ID, "err", err)
+		if err := c.rollbackAll(ctx, rec.ID, allRollbacks); err != nil {
+			return err
+		}
+		if err := c.finish(ctx, rec.ID, Committing, Aborted, "aborted"); err != nil {
+			return err
+		}
+		return &AbortedError{TxID: rec.ID, Cause: err}
+	}
+	if c.crash(AfterCounterCommit) {
+		return ErrCrashed
 	}
 	var persisted twopc.Outcome
 	if err := c.retry(ctx, "notify-commit", twopc.Decision{TxID: rec.ID}, &persisted); err != nil {
-		return err
+		if !refused(err) {
+			return err
+		}
+		// Cannot happen while commits run counter first and rollbacks
+		// counter first; finishing keeps recovery from looping on it.
+		c.log.Error("persist refused a commit the counter made: the transaction is half committed", "tx", rec.ID, "err", err)
 	}
 	if persisted.NotificationID != 0 {
 		rec.NotificationID = persisted.NotificationID
@@ -346,8 +419,8 @@ func (c *Coordinator) finishCommit(ctx context.Context, rec *Record) error {
 	}
 	err := c.records.transition(ctx, rec.ID, Committing, Committed)
 	var moved *errMoved
-	if errors.As(err, &moved) && moved.state == Committed {
-		return nil // a recovering replica finished it at the same time
+	if errors.As(err, &moved) && moved.state != Committing {
+		return nil // a recovering replica finished it at the same time, or the record is gone
 	}
 	if err != nil {
 		return err
@@ -363,25 +436,44 @@ func (c *Coordinator) finishRollback(ctx context.Context, rec *Record, rollbacks
 	defer c.timePhase("rollback")()
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.cfg.PhaseTwoTimeout)
 	defer cancel()
-	var wg sync.WaitGroup
-	errs := make([]error, len(rollbacks))
-	for i, name := range rollbacks {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			errs[i] = c.retry(ctx, name, twopc.Decision{TxID: rec.ID}, nil)
-		}()
-	}
-	wg.Wait()
-	if err := errors.Join(errs...); err != nil {
+	if err := c.rollbackAll(ctx, rec.ID, rollbacks); err != nil {
 		return err
 	}
-	if err := c.records.transition(ctx, rec.ID, Aborting, Aborted); err != nil {
-		return err
+	return c.finish(ctx, rec.ID, Aborting, Aborted, "aborted")
+}
+
+// rollbackAll calls the rollbacks one after the other, in the order given,
+// each until acknowledged.
+func (c *Coordinator) rollbackAll(ctx context.Context, txID string, rollbacks []string) error {
+	for _, name := range rollbacks {
+		if err := c.retry(ctx, name, twopc.Decision{TxID: txID}, nil); err != nil {
+			return err
+		}
 	}
-	c.records.count(ctx, "aborted")
-	c.cfg.Metrics.Transactions.WithLabelValues("aborted").Inc()
 	return nil
+}
+
+// finish records a final state and counts it; a record already moved on,
+// or gone, was finished (or lost) elsewhere.
+func (c *Coordinator) finish(ctx context.Context, txID, from, to, outcome string) error {
+	err := c.records.transition(ctx, txID, from, to)
+	var moved *errMoved
+	if errors.As(err, &moved) && moved.state != from {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	c.records.count(ctx, outcome)
+	c.cfg.Metrics.Transactions.WithLabelValues(outcome).Inc()
+	return nil
+}
+
+// refused reports whether a participant refused a call on its merits (a
+// 4xx other than 429): retrying cannot change its verdict.
+func refused(err error) bool {
+	var ce *invoke.CallError
+	return errors.As(err, &ce) && ce.Status >= 400 && ce.Status < 500 && ce.Status != 429
 }
 
 // retry calls a commit or rollback until the participant acknowledges it,
@@ -391,8 +483,7 @@ func (c *Coordinator) retry(ctx context.Context, name string, body, out any) err
 	wait := c.cfg.RetryBase
 	for {
 		err := c.cfg.Calls.Call(ctx, name, body, out)
-		var ce *invoke.CallError
-		if err == nil || (errors.As(err, &ce) && ce.Status >= 400 && ce.Status < 500 && ce.Status != 429) {
+		if err == nil || refused(err) {
 			return err
 		}
 		c.log.Debug("phase two call failed; retrying", "function", name, "err", err, "wait", wait)

@@ -67,11 +67,17 @@ type harness struct {
 	coord  *Coordinator
 	mu     sync.Mutex
 	events []delivery
+	// settings are the timings of the coordinators newCoordinator makes.
+	settings Settings
 }
 
 func newHarness(t *testing.T, settings map[string]invoke.Settings, crash func(Fault) bool) *harness {
+	return newHarnessOn(t, testenv.NewRedis(t), settings, crash)
+}
+
+// newHarnessOn is newHarness on a Redis of the test's choosing.
+func newHarnessOn(t *testing.T, rd *testenv.Redis, settings map[string]invoke.Settings, crash func(Fault) bool) *harness {
 	db := testenv.NewDB(t)
-	rd := testenv.NewRedis(t)
 	deps := &functions.Deps{Config: config.Config{InternalKey: internalKey}, DB: db.Pool, Tokens: auth.NewTokens(testenv.JWTKey, time.Hour)}
 	sf, err := stack.Load("../../stack.yml")
 	if err != nil {
@@ -81,7 +87,10 @@ func newHarness(t *testing.T, settings map[string]invoke.Settings, crash func(Fa
 	if err != nil {
 		t.Fatal(err)
 	}
-	h := &harness{t: t, db: db, rd: rd, host: &participantHost{t: t, addr: "127.0.0.1:0", fns: fns}}
+	h := &harness{t: t, db: db, rd: rd, host: &participantHost{t: t, addr: "127.0.0.1:0", fns: fns}, settings: Settings{
+		RetryBase: 10 * time.Millisecond, RetryMax: 100 * time.Millisecond,
+		PhaseTwoTimeout: 20 * time.Second, StuckAfter: time.Nanosecond,
+	}}
 	h.host.start()
 	t.Cleanup(h.host.stop)
 	h.inv = invoke.New(invoke.Config{
@@ -97,14 +106,11 @@ func newHarness(t *testing.T, settings map[string]invoke.Settings, crash func(Fa
 // newCoordinator is a coordinator process: a restart is a new one on the
 // same Redis and functions, with none of the old one's memory.
 func (h *harness) newCoordinator(crash func(Fault) bool) *Coordinator {
-	return New(Config{
+	c := New(Config{
 		Redis: h.rd.Client, Prefix: h.rd.Prefix, DB: h.db.Pool, Calls: h.inv,
-		Log: logging.NewTo(io.Discard, "error", "test"),
-		Settings: Settings{
-			RetryBase: 10 * time.Millisecond, RetryMax: 100 * time.Millisecond,
-			PhaseTwoTimeout: 20 * time.Second, StuckAfter: time.Nanosecond,
-		},
-		Crash: crash,
+		Log:      logging.NewTo(io.Discard, "error", "test"),
+		Settings: h.settings,
+		Crash:    crash,
 		Deliver: func(ctx context.Context, topic, event string, payload any) error {
 			h.mu.Lock()
 			defer h.mu.Unlock()
@@ -112,6 +118,8 @@ func (h *harness) newCoordinator(crash func(Fault) bool) *Coordinator {
 			return nil
 		},
 	})
+	h.t.Cleanup(func() { _ = c.Close() })
+	return c
 }
 
 // world is an owner with a topic and two subscribers.

@@ -3,7 +3,14 @@ package coordinator
 import (
 	"context"
 	"errors"
+	"fmt"
+	"net/http"
+	"slices"
 	"time"
+
+	"tidings/gateway-ws/invoke"
+	"tidings/lib/barrier"
+	"tidings/lib/twopc"
 )
 
 // RunRecovery recovers at once and then every RecoveryInterval until ctx
@@ -27,8 +34,17 @@ func (c *Coordinator) RunRecovery(ctx context.Context) {
 
 // Recover finishes every transaction left unfinished for longer than
 // StuckAfter: committing ones commit; preparing and aborting ones roll back
-// (presumed abort). It returns how many it finished.
+// (presumed abort). Then it finishes the transactions a participant still
+// holds prepared whose record is lost (see recoverInDoubt). It returns how
+// many it finished.
 func (c *Coordinator) Recover(ctx context.Context) (int, error) {
+	done, err := c.recoverRecorded(ctx)
+	more, inDoubtErr := c.recoverInDoubt(ctx)
+	return done + more, errors.Join(err, inDoubtErr)
+}
+
+// recoverRecorded finishes the transactions whose records are stuck.
+func (c *Coordinator) recoverRecorded(ctx context.Context) (int, error) {
 	ids, err := c.records.stuck(ctx, time.Now().Add(-c.cfg.StuckAfter))
 	if err != nil {
 		return 0, err
@@ -43,11 +59,15 @@ func (c *Coordinator) Recover(ctx context.Context) (int, error) {
 		}
 		if finished {
 			done++
-			c.records.count(ctx, "recovered")
-			c.cfg.Metrics.Transactions.WithLabelValues("recovered").Inc()
+			c.countRecovered(ctx)
 		}
 	}
 	return done, errors.Join(errs...)
+}
+
+func (c *Coordinator) countRecovered(ctx context.Context) {
+	c.records.count(ctx, "recovered")
+	c.cfg.Metrics.Transactions.WithLabelValues("recovered").Inc()
 }
 
 // recoverOne finishes one transaction, reporting whether it had to.
@@ -71,14 +91,95 @@ func (c *Coordinator) recoverOne(ctx context.Context, id string) (bool, error) {
 			return false, err
 		}
 		log.Info("recovery: rolling back a transaction that never decided")
-		return true, c.finishRollback(ctx, rec, allParticipants)
+		return true, c.finishRollback(ctx, rec, allRollbacks)
 	case Aborting:
 		log.Info("recovery: finishing a rollback")
-		return true, c.finishRollback(ctx, rec, allParticipants)
+		return true, c.finishRollback(ctx, rec, allRollbacks)
 	case Committing:
 		log.Info("recovery: finishing a commit")
-		return true, c.finishCommit(ctx, rec)
+		err := c.finishCommit(ctx, rec)
+		var aborted *AbortedError
+		if errors.As(err, &aborted) {
+			return true, nil // contradicted, and finished by rollback
+		}
+		return true, err
 	default: // final: only the open-set entry was left
 		return false, c.records.forget(ctx, id)
 	}
+}
+
+// inDoubtQueries are the participants' lists of what they hold prepared.
+var inDoubtQueries = []string{"counter-indoubt", "notify-indoubt"}
+
+// recoverInDoubt finishes the transactions a participant has held prepared
+// for longer than StuckAfter + PhaseTwoTimeout whose record is gone
+// (Redis restarted empty, or lost it with the coordinator): by then no
+// publisher is still at work on them. Without the record the decision is
+// read from the participants: if any committed, the transaction commits
+// everywhere, else it rolls back. Commit and rollback both run counter
+// first, so the counter tells: its rollback either succeeds (nothing
+// committed, and a late commit is now refused) or answers 409 committed.
+// A transaction with a record is left to the record's recovery.
+func (c *Coordinator) recoverInDoubt(ctx context.Context) (int, error) {
+	q := twopc.InDoubtQuery{OlderThanMs: (c.cfg.StuckAfter + c.cfg.PhaseTwoTimeout).Milliseconds()}
+	var ids []string
+	var errs []error
+	for _, name := range inDoubtQueries {
+		var answer twopc.InDoubt
+		if err := c.cfg.Calls.Call(ctx, name, q, &answer); err != nil {
+			errs = append(errs, fmt.Errorf("ask %s: %w", name, err))
+			continue
+		}
+		ids = append(ids, answer.TxIDs...)
+	}
+	slices.Sort(ids)
+	ids = slices.Compact(ids)
+	done := 0
+	for _, id := range ids {
+		state, err := c.records.state(ctx, id)
+		if err != nil {
+			// Without an answer from Redis the record may still hold a
+			// decision; acting on the participants alone could contradict it.
+			errs = append(errs, fmt.Errorf("in-doubt %s: read its record: %w", id, err))
+			continue
+		}
+		if state != "" {
+			continue
+		}
+		if err := c.resolveInDoubt(ctx, id); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		done++
+		c.countRecovered(ctx)
+	}
+	return done, errors.Join(errs...)
+}
+
+// resolveInDoubt finishes a transaction without its record.
+func (c *Coordinator) resolveInDoubt(ctx context.Context, id string) error {
+	ctx, cancel := context.WithTimeout(ctx, c.cfg.PhaseTwoTimeout)
+	defer cancel()
+	log := c.log.With("tx", id)
+	err := c.retry(ctx, "counter-rollback", twopc.Decision{TxID: id}, nil)
+	var ce *invoke.CallError
+	switch {
+	case errors.As(err, &ce) && ce.Status == http.StatusConflict && ce.Code == barrier.Committed:
+		log.Info("recovery without a record: the counter committed; committing persist too")
+		if err := c.retry(ctx, "notify-commit", twopc.Decision{TxID: id}, nil); err != nil {
+			return fmt.Errorf("in-doubt %s: commit persist: %w", id, err)
+		}
+		c.records.count(ctx, "committed")
+		c.cfg.Metrics.Transactions.WithLabelValues("committed").Inc()
+		return nil
+	case err != nil:
+		return fmt.Errorf("in-doubt %s: roll back the counter: %w", id, err)
+	}
+	log.Info("recovery without a record: nothing committed; rolling back persist")
+	if err := c.retry(ctx, "notify-rollback", twopc.Decision{TxID: id}, nil); err != nil {
+		return fmt.Errorf("in-doubt %s: roll back persist: %w", id, err)
+	}
+	c.records.count(ctx, "aborted")
+	c.cfg.Metrics.Transactions.WithLabelValues("aborted").Inc()
+	return nil
 }

@@ -5,16 +5,19 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"strconv"
+	"log/slog"
 	"strings"
 
+	"tidings/lib/fn"
 	"tidings/lib/store"
 )
 
-// Access answers the questions joins and pushes ask about topics. The
-// database answers them today; a cache can wrap it without the connection
-// code noticing.
+// Access answers the questions connects, joins and pushes ask about users
+// and topics: the directory (lib/directory) answers them, through the
+// shared cache.
 type Access interface {
+	// User returns a user, or store.ErrNotFound when there is none.
+	User(ctx context.Context, id int64) (store.User, error)
 	// TopicOwner returns the owner of topicID, or store.ErrNotFound.
 	TopicOwner(ctx context.Context, topicID int64) (int64, error)
 	// IsSubscriber reports whether userID subscribes to topicID.
@@ -53,8 +56,8 @@ func route(topic string) (topicKind, int64) {
 	default:
 		return kindUnmatched, 0
 	}
-	id, err := strconv.ParseInt(rest, 10, 64)
-	if err != nil || id <= 0 || strconv.FormatInt(id, 10) != rest {
+	id, err := fn.ParseID("topic id", rest)
+	if err != nil {
 		return kind, 0
 	}
 	return kind, id
@@ -66,11 +69,26 @@ type Refused struct{ Reason string }
 
 func (e *Refused) Error() string { return "refused: " + e.Reason }
 
+// userGone reports whether userID is known not to exist (any more). A
+// lookup that fails is no such answer: the token's signature has been
+// checked, and user channels keep working through a PostgreSQL outage.
+func userGone(ctx context.Context, access Access, userID int64, log *slog.Logger) bool {
+	_, err := access.User(ctx, userID)
+	if err != nil && !errors.Is(err, store.ErrNotFound) {
+		log.Warn("user lookup failed; the token is trusted on its signature", "user", userID, "err", err)
+	}
+	return errors.Is(err, store.ErrNotFound)
+}
+
 // authorizeJoin decides whether userID may join topic: user:<id> only for
-// that user, topic:<id> for its subscribers and its owner.
-func authorizeJoin(ctx context.Context, access Access, userID int64, kind topicKind, id int64) error {
+// that user, topic:<id> for its subscribers and its owner, and nothing for
+// a user who no longer exists.
+func authorizeJoin(ctx context.Context, access Access, userID int64, kind topicKind, id int64, log *slog.Logger) error {
 	if id == 0 {
 		return &Refused{ReasonInvalidTopic}
+	}
+	if userGone(ctx, access, userID, log) {
+		return &Refused{ReasonUnauthorized}
 	}
 	switch kind {
 	case kindUser:

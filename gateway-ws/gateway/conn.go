@@ -19,6 +19,11 @@ import (
 // frame before dropping the TCP connection.
 const closeGrace = time.Second
 
+// CloseTokenExpired is the close code of a socket whose token has expired.
+// It is not 1000, after which phoenix.js would not reconnect: it does, and
+// asks its params callback for the token to connect with.
+const CloseTokenExpired = 4001
+
 // conn is one client socket: a reader goroutine that handles frames in
 // order, as a Phoenix socket process does, and a bounded outbound queue
 // drained by a writer goroutine that runs only while there is something to
@@ -29,6 +34,9 @@ type conn struct {
 	ws     *websocket.Conn
 	id     uint64
 	userID int64
+	// expires is when the token the socket was opened with expires, and
+	// with it every right of the socket.
+	expires time.Time
 
 	limiter *rate.Limiter
 	// limitedAt is when the last "rate limited" reply was queued; reader
@@ -55,6 +63,53 @@ type channel struct {
 	kind    topicKind
 	id      int64
 	joinRef json.RawMessage
+
+	mu    sync.Mutex
+	state channelState // guarded by mu
+}
+
+// channelState is where a channel is in its life. A revocation comes from
+// outside the reader goroutine, at any point of it.
+type channelState int
+
+const (
+	channelJoining channelState = iota // a hub member; the ok reply is not sent yet
+	channelOpen
+	channelRevoked // revoked while joining: the join is refused
+	channelClosed
+)
+
+// settle ends a successful join: unless ch was revoked meanwhile, it opens
+// and reply (the ok reply) is sent, before any phx_close a revocation may
+// send. It reports whether ch opened.
+func (ch *channel) settle(reply func()) bool {
+	ch.mu.Lock()
+	defer ch.mu.Unlock()
+	if ch.state == channelRevoked {
+		ch.state = channelClosed
+		return false
+	}
+	ch.state = channelOpen
+	reply()
+	return true
+}
+
+// closed reports whether ch has been closed (revoked) by now.
+func (ch *channel) closed() bool {
+	ch.mu.Lock()
+	defer ch.mu.Unlock()
+	return ch.state == channelClosed
+}
+
+// closeLocked leaves an open ch and tells the client with phx_close, as
+// Phoenix does when a channel stops normally; ch.mu is held.
+func (ch *channel) closeLocked() {
+	if ch.state != channelOpen {
+		return
+	}
+	ch.state = channelClosed
+	ch.conn.srv.hub.Leave(ch)
+	ch.conn.enqueue(Message{JoinRef: ch.joinRef, Ref: ch.joinRef, Topic: ch.topic, Event: EventClose}.Encode())
 }
 
 func newConn(srv *Server, ws *websocket.Conn, id uint64, userID int64) *conn {
@@ -164,6 +219,10 @@ func (c *conn) serve() {
 			c.kill(websocket.CloseInternalServerErr, "internal error")
 		}
 	}()
+	if !c.expires.IsZero() {
+		expiry := time.AfterFunc(time.Until(c.expires), c.expire)
+		defer expiry.Stop()
+	}
 	c.ws.SetReadLimit(c.srv.cfg.MaxFrameBytes)
 	// WebSocket pings count as activity too, as they do for Cowboy's idle
 	// timeout under Phoenix.
@@ -266,13 +325,27 @@ func (c *conn) teardown() {
 	c.srv.log.Debug("connection closed", "conn", c.id, "user", c.userID, "code", c.closeCode, "reason", c.closeReason)
 }
 
+// expire closes the socket because its token has expired.
+func (c *conn) expire() { c.kill(CloseTokenExpired, "token expired") }
+
 // handle answers one message the way a Phoenix socket and its channels do.
 func (c *conn) handle(msg Message) {
+	if !c.expires.IsZero() && !time.Now().Before(c.expires) {
+		// The timer may not have fired yet; nothing is answered past the
+		// token's expiry.
+		c.expire()
+		return
+	}
 	if msg.Topic == TopicPhoenix && msg.Event == EventHeartbeat {
 		c.reply(nil, msg.Ref, TopicPhoenix, StatusOK, nil)
 		return
 	}
 	ch := c.channels[msg.Topic]
+	if ch != nil && ch.closed() {
+		// Revoked: phx_close is sent, and the topic is not joined.
+		delete(c.channels, msg.Topic)
+		ch = nil
+	}
 	if msg.Event == EventJoin {
 		if ch != nil {
 			// A second join replaces the first, which is closed first.
@@ -328,12 +401,27 @@ func (c *conn) reply(joinRef, ref json.RawMessage, topic, status string, respons
 	c.enqueue(replyFrame(joinRef, ref, topic, status, response))
 }
 
-// closeChannel leaves ch and tells the client with phx_close, as Phoenix
-// does when a channel stops normally.
+// closeChannel closes ch for the client's leave or rejoin.
 func (c *conn) closeChannel(ch *channel) {
-	c.srv.hub.Leave(ch)
 	delete(c.channels, ch.topic)
-	c.enqueue(Message{JoinRef: ch.joinRef, Ref: ch.joinRef, Topic: ch.topic, Event: EventClose}.Encode())
+	ch.mu.Lock()
+	defer ch.mu.Unlock()
+	ch.closeLocked()
+}
+
+// revoke closes ch because its user may no longer be a member; unlike
+// every other method of conn it is called from outside the reader
+// goroutine. A channel still joining is refused when its join ends.
+func (c *conn) revoke(ch *channel) {
+	ch.mu.Lock()
+	defer ch.mu.Unlock()
+	switch ch.state {
+	case channelJoining:
+		ch.state = channelRevoked
+	case channelOpen:
+		c.srv.log.Info("membership revoked", "conn", c.id, "user", c.userID, "topic", ch.topic)
+		ch.closeLocked()
+	}
 }
 
 func (c *conn) join(msg Message) {
@@ -344,7 +432,8 @@ func (c *conn) join(msg Message) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), c.srv.cfg.JoinTimeout)
 	defer cancel()
-	if err := authorizeJoin(ctx, c.srv.access, c.userID, kind, id); err != nil {
+	heard := c.srv.revoker.heard.Load()
+	if err := authorizeJoin(ctx, c.srv.access, c.userID, kind, id, c.srv.log); err != nil {
 		c.refuseJoin(msg, err)
 		return
 	}
@@ -353,12 +442,27 @@ func (c *conn) join(msg Message) {
 		c.refuseJoin(msg, err)
 		return
 	}
+	if c.srv.revoker.heard.Load() != heard {
+		// A subscription changed while this join was being authorised,
+		// perhaps this one, before the revoker could see this member:
+		// the answer may be older than the change.
+		if err := authorizeJoin(ctx, c.srv.access, c.userID, kind, id, c.srv.log); err != nil {
+			c.srv.hub.Leave(ch)
+			c.refuseJoin(msg, err)
+			return
+		}
+	}
+	opened := ch.settle(func() { c.reply(msg.JoinRef, msg.Ref, msg.Topic, StatusOK, nil) })
+	if !opened {
+		c.srv.hub.Leave(ch)
+		c.refuseJoin(msg, &Refused{ReasonUnauthorized})
+		return
+	}
 	if c.channels == nil {
 		c.channels = map[string]*channel{}
 	}
 	c.channels[msg.Topic] = ch
 	c.srv.metrics.Joins.WithLabelValues("ok").Inc()
-	c.reply(msg.JoinRef, msg.Ref, msg.Topic, StatusOK, nil)
 }
 
 func (c *conn) refuseJoin(msg Message, err error) {

@@ -91,6 +91,32 @@ func (h *Hub) deliver(topic string, frame []byte) {
 	}
 }
 
+// membersOf returns the local members of topic.
+func (h *Hub) membersOf(topic string) []*channel {
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	t, ok := h.topics[topic]
+	if !ok {
+		return nil
+	}
+	out := make([]*channel, 0, len(t.members))
+	for ch := range t.members {
+		out = append(out, ch)
+	}
+	return out
+}
+
+// topicNames returns every topic with local members.
+func (h *Hub) topicNames() []string {
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	out := make([]string, 0, len(h.topics))
+	for name := range h.topics {
+		out = append(out, name)
+	}
+	return out
+}
+
 // Topics returns how many topics have local members.
 func (h *Hub) Topics() int {
 	h.mu.RLock()

@@ -87,7 +87,7 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // callFailure is the client's answer to a call that got no answer.
 func callFailure(name string, err error, log *slog.Logger) *fn.Error {
 	switch {
-	case errors.Is(err, context.DeadlineExceeded):
+	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, invoke.ErrCallerDone):
 		return fn.Timeout
 	case errors.Is(err, invoke.ErrBusy):
 		return fn.Busy

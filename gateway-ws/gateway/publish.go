@@ -1,12 +1,10 @@
 package gateway
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"net/http"
-	"strconv"
 	"strings"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -20,32 +18,37 @@ const (
 	ReasonInvalid  = "invalid"
 	ReasonNotFound = "not_found"
 	ReasonAborted  = "aborted"
+	// ReasonPending: the outcome is not known yet (Redis did not answer
+	// in time); recovery commits or rolls back, and the notification, if
+	// committed, shows up in the lists and on the channels.
+	ReasonPending = "pending"
 )
 
 // coordinatorPublisher publishes through the two-phase commit coordinator.
 type coordinatorPublisher struct {
 	coord    *coordinator.Coordinator
-	outcomes *prometheus.CounterVec // by outcome: committed, aborted, refused, failed
+	outcomes *prometheus.CounterVec // by outcome: committed, aborted, pending, refused, failed
 }
 
 // Publish implements Publisher: the reply is the committed notification's
 // {notification_id, tx_id, recipients}.
 func (p coordinatorPublisher) Publish(ctx context.Context, userID, topicID int64, payload json.RawMessage) (any, error) {
 	var msg coordinator.Message
-	dec := json.NewDecoder(bytes.NewReader(payload))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&msg); err != nil {
+	if err := fn.DecodeBody(payload, &msg); err != nil {
 		return nil, &Refused{ReasonInvalid}
 	}
 	res, err := p.coord.Publish(ctx, userID, topicID, msg)
 	var refusal *coordinator.Refusal
 	var aborted *coordinator.AbortedError
+	var pending *coordinator.PendingError
 	outcome := "committed"
 	switch {
 	case errors.As(err, &refusal):
 		outcome = "refused"
 	case errors.As(err, &aborted):
 		outcome = "aborted"
+	case errors.As(err, &pending):
+		outcome = "pending"
 	case err != nil:
 		outcome = "failed"
 	}
@@ -59,6 +62,8 @@ func (p coordinatorPublisher) Publish(ctx context.Context, userID, topicID int64
 		return nil, &Refused{reason}
 	case errors.As(err, &aborted):
 		return nil, &Refused{ReasonAborted}
+	case errors.As(err, &pending):
+		return nil, &Refused{ReasonPending}
 	case err != nil:
 		return nil, err
 	}
@@ -74,9 +79,9 @@ func (s *Server) servePublish(w http.ResponseWriter, r *http.Request) {
 		fn.WriteError(w, fn.Unauthorized("missing or invalid Bearer token"))
 		return
 	}
-	topicID, err := strconv.ParseInt(r.PathValue("id"), 10, 64)
-	if err != nil || topicID <= 0 {
-		fn.WriteError(w, fn.BadRequest("topic id must be a positive integer"))
+	topicID, err := fn.ParseID("topic id", r.PathValue("id"))
+	if err != nil {
+		fn.WriteError(w, fn.AsError(err))
 		return
 	}
 	body, ferr := fn.ReadBody(w, r, s.cfg.MaxBodyBytes)
@@ -111,4 +116,5 @@ var publishRefusals = map[string]string{
 	ReasonNotFound:     "no such topic",
 	ReasonInvalid:      "body must be {title, body?, email?} with a title of 1 to 200 characters",
 	ReasonAborted:      "the publish was rolled back (a participant failed or timed out); nothing was stored",
+	ReasonPending:      "the publish's outcome is not known yet; it is committed or rolled back shortly, check the notifications before publishing again",
 }

@@ -184,6 +184,7 @@ type Server struct {
 	pool     *pgxpool.Pool
 	hub      *Hub
 	broker   *Broker
+	revoker  *revoker
 	proxy    *Proxy
 	calls    *invoke.Invoker
 	coord    *coordinator.Coordinator
@@ -230,6 +231,11 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		Subprotocols:    []string{"phoenix"},
 		// The origin is checked before the upgrade, with a JSON answer.
 		CheckOrigin: func(*http.Request) bool { return true },
+		// A refused upgrade (not a WebSocket handshake, a bad version or
+		// key) is answered in the JSON error shape too.
+		Error: func(w http.ResponseWriter, _ *http.Request, status int, reason error) {
+			fn.WriteError(w, fn.Errorf(status, "bad_upgrade", "%v", reason))
+		},
 	}
 	opts, err := redis.ParseURL(cfg.RedisURL)
 	if err != nil {
@@ -271,6 +277,11 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	s.dir = directory.New(s.pool, s.cache, s.log)
 	if s.access == nil {
 		s.access = s.dir // join authorisation reads through the cache
+	}
+	s.revoker = newRevoker(s.hub, s.access, cfg.JoinTimeout, s.log)
+	if !s.dir.WatchSubscriptions(s.revoker.hear) {
+		s.log.Warn("the cache does not hear other processes (CACHE_STORE is not near): an unsubscribe ends a live membership only when the socket rejoins",
+			"store", s.cache.Store())
 	}
 	s.broker, err = NewBroker(ctx, s.rdb, cfg.RedisPrefix, s.log, s.hub.deliver)
 	if err != nil {
@@ -340,6 +351,9 @@ func (s *Server) closeDeps() {
 	if s.broker != nil {
 		_ = s.broker.Close()
 	}
+	if s.coord != nil {
+		_ = s.coord.Close()
+	}
 	_ = s.rdb.Close()
 	if s.pool != nil {
 		s.pool.Close()
@@ -362,7 +376,7 @@ func (s *Server) Handler() http.Handler {
 	mux.Handle("GET /{$}", ui)
 	mux.Handle("GET /dashboard", ui)
 	mux.Handle("GET /assets/", ui)
-	return mux
+	return fn.Routes(mux)
 }
 
 // Run listens on cfg.Addr and serves until ctx ends, then shuts down
@@ -388,13 +402,14 @@ func Run(ctx context.Context, cfg Config) error {
 func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	hs := fn.NewServer(s.Handler(), s.cfg.HTTP, s.log)
 	served := make(chan error, 1)
-	go func() { served <- hs.Serve(ln) }()
+	go func() { served <- hs.Serve(fn.JSONErrorListener(ln)) }()
 	// Finish what a dead replica left, and watch the functions' health.
 	background, stopBackground := context.WithCancel(ctx)
 	defer stopBackground()
 	go s.coord.RunRecovery(background)
 	go s.calls.RunHealthChecks(background, functions.Names())
 	go s.jobs.Run(background)
+	go s.revoker.run(background)
 	leaveCluster := s.joinCluster(background, ln)
 	var err error
 	select {
@@ -487,6 +502,7 @@ func (s *Server) Broadcast(ctx context.Context, topic, event string, payload any
 // 403 before any upgrade; so does the gateway.
 var (
 	errBadToken   = fn.Errorf(http.StatusForbidden, "unauthorized", "missing, invalid or expired token")
+	errUserGone   = fn.Unauthorized("the token's user does not exist")
 	errBadOrigin  = fn.Errorf(http.StatusForbidden, "forbidden", "origin not allowed")
 	errBadVersion = fn.Errorf(http.StatusForbidden, "unsupported_vsn", "only the V2 serializer (vsn=2.x) is spoken")
 )
@@ -501,16 +517,24 @@ func (s *Server) serveSocket(w http.ResponseWriter, r *http.Request) {
 		fn.WriteError(w, errBadVersion)
 		return
 	}
-	userID, err := s.tokens.Verify(socketToken(r))
+	claims, err := s.tokens.Parse(socketToken(r))
 	if err != nil {
 		fn.WriteError(w, errBadToken)
 		return
 	}
+	ctx, cancel := context.WithTimeout(r.Context(), s.cfg.JoinTimeout)
+	gone := userGone(ctx, s.access, claims.UserID, s.log)
+	cancel()
+	if gone {
+		fn.WriteError(w, errUserGone)
+		return
+	}
 	ws, err := s.upgrader.Upgrade(w, r, nil)
 	if err != nil {
-		return // the upgrader has answered 400
+		return // the upgrader has answered, in the error shape
 	}
-	c := newConn(s, ws, s.nextID.Add(1), userID)
+	c := newConn(s, ws, s.nextID.Add(1), claims.UserID)
+	c.expires = claims.ExpiresAt
 	if !s.track(c) {
 		_ = ws.WriteControl(websocket.CloseMessage,
 			websocket.FormatCloseMessage(websocket.CloseGoingAway, "server shutting down"), time.Now().Add(closeGrace))

@@ -121,6 +121,10 @@ var (
 	ErrOpen = errors.New("circuit open: the function failed repeatedly and is not being called for now")
 	ErrBusy = errors.New("too many calls in flight to the function")
 	ErrDown = errors.New("the function is marked down by health checks")
+	// ErrCallerDone is a call whose caller's own context ended (its
+	// deadline passed, it was cancelled) before the function answered:
+	// the caller's doing, never counted against the function.
+	ErrCallerDone = errors.New("the caller's context ended before the function answered")
 )
 
 // CallError is a function's answer outside 2xx: a refusal (4xx, the
@@ -136,9 +140,27 @@ func (e *CallError) Error() string {
 	return fmt.Sprintf("%s answered %d %s: %s", e.Function, e.Status, e.Code, e.Message)
 }
 
-// failure reports whether the answer counts against the function's health,
-// as opposed to the function refusing the request on its merits.
-func (e *CallError) failure() bool { return e.Status >= 500 || e.Status == http.StatusTooManyRequests }
+// Failed is the one judgement of a call's outcome for the breaker: does it
+// show the function or its platform failing? Yes for a 500 (the function's
+// own failure: the contract answers every client mistake with a 4xx), for
+// 502, 503 and 504 from the FaaS gateway, and for a call that got no
+// answer (refused or reset connection, the function's timeout). No for
+// every 4xx, 429 included: a refusal of the request on its merits or a
+// limit working as meant. No for a caller that gave up (ErrCallerDone).
+func Failed(err error) bool {
+	if err == nil || errors.Is(err, ErrCallerDone) {
+		return false
+	}
+	var ce *CallError
+	if errors.As(err, &ce) {
+		switch ce.Status {
+		case http.StatusInternalServerError, http.StatusBadGateway, http.StatusServiceUnavailable, http.StatusGatewayTimeout:
+			return true
+		}
+		return false
+	}
+	return true
+}
 
 // Invoker calls functions.
 type Invoker struct {
@@ -193,16 +215,13 @@ func (inv *Invoker) function(name string) *function {
 	}
 	f := &function{name: name, settings: s, slots: make(chan struct{}, s.MaxInflight)}
 	f.breaker = gobreaker.NewCircuitBreaker[*Answer](gobreaker.Settings{
-		Name:        name,
-		MaxRequests: 1,
-		Timeout:     s.BreakerOpenFor,
-		ReadyToTrip: func(c gobreaker.Counts) bool { return c.ConsecutiveFailures >= s.BreakerFailures },
-		IsSuccessful: func(err error) bool {
-			var ce *CallError
-			return err == nil || (errors.As(err, &ce) && !ce.failure())
-		},
-		// A caller giving up is not the function failing.
-		IsExcluded: func(err error) bool { return errors.Is(err, context.Canceled) },
+		Name:         name,
+		MaxRequests:  1,
+		Timeout:      s.BreakerOpenFor,
+		ReadyToTrip:  func(c gobreaker.Counts) bool { return c.ConsecutiveFailures >= s.BreakerFailures },
+		IsSuccessful: func(err error) bool { return !Failed(err) },
+		// A caller giving up says nothing of the function, either way.
+		IsExcluded: func(err error) bool { return errors.Is(err, ErrCallerDone) },
 		OnStateChange: func(name string, from, to gobreaker.State) {
 			inv.log.Warn("circuit breaker changed state", "function", name, "from", from.String(), "to", to.String())
 		},
@@ -266,7 +285,7 @@ func (inv *Invoker) Do(ctx context.Context, name, method, query string, body []b
 
 // Send calls the named function through its breaker, slots and timeout and
 // returns whatever it answered; the error is for calls that got no answer.
-// 5xx and 429 answers count against the breaker.
+// Failed judges each call for the breaker.
 func (inv *Invoker) Send(ctx context.Context, name string, req Request) (answer *Answer, err error) {
 	start := time.Now()
 	defer func() {
@@ -275,6 +294,10 @@ func (inv *Invoker) Send(ctx context.Context, name string, req Request) (answer 
 	f := inv.function(name)
 	if f.isDown() {
 		return nil, fmt.Errorf("%s: %w", name, ErrDown)
+	}
+	caller := ctx
+	if caller.Err() != nil {
+		return nil, fmt.Errorf("%s: %w: %w", name, ErrCallerDone, context.Cause(caller))
 	}
 	// The timeout covers waiting for a slot too: a caller never waits
 	// longer than the function may take.
@@ -289,8 +312,11 @@ func (inv *Invoker) Send(ctx context.Context, name string, req Request) (answer 
 	_, err = f.breaker.Execute(func() (*Answer, error) {
 		var err error
 		answer, err = inv.send(ctx, f, req)
-		if err == nil && (answer.Status >= 500 || answer.Status == http.StatusTooManyRequests) {
-			return answer, callError(f.name, answer) // a failure for the breaker; the caller still gets the answer
+		if err != nil && caller.Err() != nil {
+			return nil, fmt.Errorf("%w: %w", ErrCallerDone, err)
+		}
+		if err == nil && answer.Status/100 != 2 {
+			return answer, callError(f.name, answer) // for the breaker to judge; the caller still gets the answer
 		}
 		return answer, err
 	})
@@ -342,6 +368,8 @@ func callStatus(a *Answer, err error) string {
 		return "busy"
 	case errors.Is(err, ErrDown):
 		return "down"
+	case errors.Is(err, ErrCallerDone):
+		return "caller_done"
 	case errors.Is(err, context.DeadlineExceeded):
 		return "timeout"
 	}

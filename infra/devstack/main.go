@@ -109,7 +109,7 @@ func run() error {
 	}
 	srv := fn.NewServer(handler, cfg.HTTP, log)
 	go func() {
-		if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+		if err := srv.Serve(fn.JSONErrorListener(ln)); !errors.Is(err, http.ErrServerClosed) {
 			log.Error("functions host stopped", "err", err)
 			stop()
 		}

@@ -163,8 +163,8 @@ func ensureRedis(ctx context.Context, log *slog.Logger, port string) (service, e
 	if err != nil {
 		return service{}, err
 	}
-	server, err := proc.Start(filepath.Join(dir, "server.log"), nil, nil, bin, "--port", port, "--bind", "127.0.0.1",
-		"--save", "", "--appendonly", "no", "--dir", dir)
+	args := append([]string{"--port", port, "--bind", "127.0.0.1", "--save", "", "--dir", dir}, proc.RedisPersistence...)
+	server, err := proc.Start(filepath.Join(dir, "server.log"), nil, nil, bin, args...)
 	if err != nil {
 		os.RemoveAll(dir)
 		return service{}, err

@@ -83,7 +83,7 @@ func New(fns map[string]Function, maxBodyBytes int64, log *slog.Logger) http.Han
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		fn.WriteError(w, fn.NotFound("no function at %s", r.URL.Path))
 	})
-	return mux
+	return fn.Routes(mux)
 }
 
 // accessLog logs one line per call: never the body, query or headers,

@@ -98,3 +98,9 @@ func PostgresBinary(name string) (string, error) {
 	sort.Strings(found)
 	return found[len(found)-1], nil
 }
+
+// RedisPersistence are the redis-server flags every Redis of tidings runs
+// with (docker-compose.yml spells the same): each write is in the
+// append-only file before Redis answers, so a restart loses no 2PC record
+// or job; a full Redis refuses writes instead of evicting records.
+var RedisPersistence = []string{"--appendonly", "yes", "--appendfsync", "always", "--maxmemory-policy", "noeviction"}

@@ -19,6 +19,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"sync"
 	"syscall"
 	"time"
@@ -42,9 +43,10 @@ type Stack struct {
 	Pool     *pgxpool.Pool
 	Redis    *redis.Client
 
-	dbName string
-	common []string
-	nodes  []*Node
+	dbName      string
+	common      []string
+	nodes       []*Node
+	redisServer *RedisServer // nil: the shared server
 }
 
 // New builds the binaries and makes the database, Redis prefix and secrets.
@@ -134,6 +136,9 @@ func (s *Stack) start(ctx context.Context, n *Node) error {
 func (s *Stack) Close() {
 	for _, n := range s.nodes {
 		n.Stop()
+	}
+	if s.redisServer != nil {
+		defer s.redisServer.stop()
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -300,4 +305,81 @@ func randomHex(n int) string {
 	b := make([]byte, n)
 	_, _ = rand.Read(b)
 	return hex.EncodeToString(b)
+}
+
+// RedisServer is a stack's own redis-server, run as tidings runs Redis
+// (proc.RedisPersistence), that a tool can kill and start again, with its
+// data or empty.
+type RedisServer struct {
+	Addr string
+
+	bin, dir string
+	mu       sync.Mutex
+	p        *proc.Process
+}
+
+// OwnRedis starts a redis-server of the stack's own and points the stack
+// at it, instead of the shared server; call it before starting any node.
+func (s *Stack) OwnRedis(ctx context.Context) (*RedisServer, error) {
+	bin, err := exec.LookPath("redis-server")
+	if err != nil {
+		return nil, fmt.Errorf("a Redis of its own needs redis-server: %w", err)
+	}
+	r := &RedisServer{Addr: FreeAddr(), bin: bin, dir: filepath.Join(s.Dir, "redis")}
+	if err := os.MkdirAll(r.dir, 0o700); err != nil {
+		return nil, err
+	}
+	if err := r.Start(ctx); err != nil {
+		return nil, err
+	}
+	s.redisServer = r
+	s.RedisURL = "redis://" + r.Addr + "/0"
+	_ = s.Redis.Close()
+	s.Redis = redis.NewClient(&redis.Options{Addr: r.Addr})
+	// Clipped: the nodes append to common, and must not share its array.
+	s.common = slices.Clip(append(s.common, "REDIS_URL="+s.RedisURL))
+	return r, nil
+}
+
+// Start runs the server (again) and waits until it answers.
+func (r *RedisServer) Start(ctx context.Context) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	host, port, _ := net.SplitHostPort(r.Addr)
+	args := append([]string{"--port", port, "--bind", host, "--save", "", "--dir", r.dir}, proc.RedisPersistence...)
+	p, err := proc.Start(filepath.Join(r.dir, "server.log"), nil, nil, r.bin, args...)
+	if err != nil {
+		return err
+	}
+	r.p = p
+	c := redis.NewClient(&redis.Options{Addr: r.Addr, MaxRetries: -1})
+	defer c.Close()
+	return proc.WaitFor(ctx, 15*time.Second, func(ctx context.Context) error { return c.Ping(ctx).Err() })
+}
+
+// Kill ends the server with SIGKILL; with wipe, its files go too, so the
+// next Start begins empty, as a Redis that lost its disk would.
+func (r *RedisServer) Kill(wipe bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.p != nil {
+		r.p.Kill()
+		r.p = nil
+	}
+	if wipe {
+		entries, _ := os.ReadDir(r.dir)
+		for _, e := range entries {
+			if e.Name() != "server.log" {
+				_ = os.RemoveAll(filepath.Join(r.dir, e.Name()))
+			}
+		}
+	}
+}
+
+func (r *RedisServer) stop() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.p != nil {
+		r.p.Stop(syscall.SIGTERM)
+	}
 }

@@ -48,8 +48,21 @@ func (t *Tokens) Issue(userID int64) (string, time.Time, error) {
 // ErrInvalidToken is any token that is malformed, forged or expired.
 var ErrInvalidToken = errors.New("invalid token")
 
+// Claims are what a valid token says.
+type Claims struct {
+	UserID    int64
+	ExpiresAt time.Time
+}
+
 // Verify returns the user id of a valid token.
 func (t *Tokens) Verify(token string) (int64, error) {
+	c, err := t.Parse(token)
+	return c.UserID, err
+}
+
+// Parse returns the claims of a valid token: Verify for a caller that also
+// needs to know when the token's rights end (an open socket).
+func (t *Tokens) Parse(token string) (Claims, error) {
 	var claims jwt.RegisteredClaims
 	_, err := jwt.ParseWithClaims(token, &claims, func(*jwt.Token) (any, error) { return t.key, nil },
 		jwt.WithValidMethods([]string{jwt.SigningMethodHS256.Alg()}),
@@ -58,13 +71,13 @@ func (t *Tokens) Verify(token string) (int64, error) {
 		jwt.WithTimeFunc(t.now),
 	)
 	if err != nil {
-		return 0, fmt.Errorf("%w: %v", ErrInvalidToken, err)
+		return Claims{}, fmt.Errorf("%w: %v", ErrInvalidToken, err)
 	}
 	id, err := strconv.ParseInt(claims.Subject, 10, 64)
 	if err != nil || id <= 0 {
-		return 0, fmt.Errorf("%w: bad subject", ErrInvalidToken)
+		return Claims{}, fmt.Errorf("%w: bad subject", ErrInvalidToken)
 	}
-	return id, nil
+	return Claims{UserID: id, ExpiresAt: claims.ExpiresAt.Time}, nil
 }
 
 // Caller returns the id of the user whose Bearer token authorises req, or a

@@ -17,6 +17,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -174,3 +175,51 @@ func Decide(req fn.Request, step func(ctx context.Context, txID string) (twopc.O
 	outcome.TxID = txID
 	return fn.JSON(http.StatusOK, outcome)
 }
+
+// InDoubt lists the transactions this participant has held prepared for
+// longer than olderThan, oldest first, at most limit of them. Their
+// coordinator is late or gone, possibly with its record: recovery finishes
+// them from what the participants say alone.
+func (b *Barrier) InDoubt(ctx context.Context, olderThan time.Duration, limit int) ([]string, error) {
+	rows, err := b.db.Query(ctx, `SELECT tx_id FROM tx_barriers
+		WHERE participant = $1 AND state = 'prepared' AND updated_at < now() - make_interval(secs => $2)
+		ORDER BY updated_at LIMIT $3`, b.participant, olderThan.Seconds(), limit)
+	if err != nil {
+		return nil, fmt.Errorf("in-doubt transactions of %s: %w", b.participant, err)
+	}
+	ids, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return nil, fmt.Errorf("in-doubt transactions of %s: %w", b.participant, err)
+	}
+	return ids, nil
+}
+
+// ServeInDoubt serves an in-doubt query (notify-indoubt, counter-indoubt):
+// it reads a twopc.InDoubtQuery and answers the barrier's twopc.InDoubt.
+func (b *Barrier) ServeInDoubt(req fn.Request) (fn.Response, error) {
+	if err := fn.RequireMethod(req, http.MethodPost); err != nil {
+		return fn.Response{}, err
+	}
+	var q twopc.InDoubtQuery
+	if err := fn.DecodeJSON(req, &q); err != nil {
+		return fn.Response{}, err
+	}
+	if q.OlderThanMs < 0 || q.OlderThanMs > maxInDoubtAge.Milliseconds() {
+		return fn.Response{}, fn.BadRequest("older_than_ms must be 0 to %d", maxInDoubtAge.Milliseconds())
+	}
+	if q.Limit < 0 || q.Limit > twopc.MaxInDoubt {
+		return fn.Response{}, fn.BadRequest("limit must be 0 to %d", twopc.MaxInDoubt)
+	}
+	if q.Limit == 0 {
+		q.Limit = twopc.MaxInDoubt
+	}
+	ids, err := b.InDoubt(req.Context(), time.Duration(q.OlderThanMs)*time.Millisecond, q.Limit)
+	if err != nil {
+		return fn.Response{}, err
+	}
+	return fn.JSON(http.StatusOK, twopc.InDoubt{TxIDs: append([]string{}, ids...)})
+}
+
+// maxInDoubtAge bounds an in-doubt query's age, so that it stays a valid
+// PostgreSQL interval.
+const maxInDoubtAge = 365 * 24 * time.Hour

@@ -36,6 +36,7 @@ import (
 	"log/slog"
 	"runtime/debug"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -82,6 +83,9 @@ type Cache struct {
 	stop     context.CancelFunc
 	done     chan struct{}
 	pubsub   atomic.Pointer[redis.PubSub] // the invalidation subscription, for Close
+
+	watchMu  sync.Mutex
+	watchers []func(keys []string) // see OnChange
 }
 
 // localEntry is one entry in process memory with the lifetime it was given.
@@ -501,6 +505,33 @@ func (c *Cache) Stats() Stats {
 		RedisErrors:   c.stats.redisErrors.Load(),
 		Invalidations: c.stats.invalidations.Load(),
 		Waiting:       c.stats.waiting.Load(),
+	}
+}
+
+// OnChange registers f to hear of changes to entries, from any process:
+// the near store calls it on its listener with the keys of every
+// invalidation it receives (this process's own too), after they are gone
+// from memory; and with nil whenever invalidations may have been missed
+// (each time the channel is subscribed again, or a message is unreadable),
+// meaning any key may have changed. f must not block. Only the near store
+// hears changes: OnChange reports false for the others and never calls f.
+func (c *Cache) OnChange(f func(keys []string)) bool {
+	if c.cfg.Store != Near {
+		return false
+	}
+	c.watchMu.Lock()
+	defer c.watchMu.Unlock()
+	c.watchers = append(c.watchers, f)
+	return true
+}
+
+// changed tells the OnChange watchers about keys (nil: about every key).
+func (c *Cache) changed(keys []string) {
+	c.watchMu.Lock()
+	watchers := c.watchers
+	c.watchMu.Unlock()
+	for _, f := range watchers {
+		f(keys)
 	}
 }
 

@@ -77,6 +77,9 @@ func (c *Cache) listen(ctx context.Context, subscribed chan<- struct{}) {
 					first = false
 					close(subscribed)
 				}
+				// Whatever was published while the channel was
+				// not subscribed is lost.
+				c.changed(nil)
 			}
 		case *redis.Message:
 			c.apply(m.Payload)
@@ -110,15 +113,18 @@ func (c *Cache) apply(payload string) {
 		// A message this version cannot read may name any key.
 		c.log.Warn("cache: unreadable invalidation; flushing process memory", "err", err)
 		c.flushLocal()
+		c.changed(nil)
 		return
 	}
-	if m.From == c.instance {
-		return
+	if m.From != c.instance { // this process dropped its own keys already
+		for _, k := range m.Keys {
+			c.invalidateLocal(k)
+		}
+		c.stats.invalidations.Add(uint64(len(m.Keys)))
 	}
-	for _, k := range m.Keys {
-		c.invalidateLocal(k)
+	if len(m.Keys) > 0 {
+		c.changed(m.Keys)
 	}
-	c.stats.invalidations.Add(uint64(len(m.Keys)))
 }
 
 func randomID() string {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"strings"
 	"time"
 )
 
@@ -22,6 +23,23 @@ func Of[V any](c *Cache, ns string) *Typed[V] {
 
 // Key is the cache key of k in this namespace, as Cache's own methods take it.
 func (t *Typed[V]) Key(k string) string { return t.ns + ":" + k }
+
+// OnChange is Cache.OnChange for this namespace: f gets the key k (as
+// Typed's methods take it) of every change heard in the namespace, and
+// all set, with k empty, when any key may have changed.
+func (t *Typed[V]) OnChange(f func(k string, all bool)) bool {
+	return t.c.OnChange(func(keys []string) {
+		if keys == nil {
+			f("", true)
+			return
+		}
+		for _, key := range keys {
+			if k, ok := strings.CutPrefix(key, t.ns+":"); ok {
+				f(k, false)
+			}
+		}
+	})
+}
 
 // Get returns the value under k and whether it was found; see Cache.Get.
 func (t *Typed[V]) Get(ctx context.Context, k string) (V, bool, error) {

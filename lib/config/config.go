@@ -30,6 +30,7 @@ type Config struct {
 	MaxBodyBytes int64         // MAX_BODY_BYTES
 	LogLevel     string        // LOG_LEVEL: debug, info, warn, error
 	SecretsDir   string        // SECRETS_DIR
+	Limits       Limits        // login throttles and per-user quotas; see LoadLimits
 
 	JWTSecret   []byte // secret tidings-jwt-secret (env JWT_SECRET)
 	InternalKey string // secret tidings-internal-key (env INTERNAL_KEY)
@@ -55,6 +56,9 @@ func Load() (Config, error) {
 		return c, err
 	}
 	if c.HTTP, err = HTTPServerFromEnv(); err != nil {
+		return c, err
+	}
+	if c.Limits, err = LoadLimits(); err != nil {
 		return c, err
 	}
 	jwtSecret, err := c.Secret(JWTSecret)

@@ -74,3 +74,28 @@ func TestMapParsesPerFunctionSettings(t *testing.T) {
 		t.Error("a pair without = was accepted")
 	}
 }
+
+func TestLimitsHaveDefaultsAndCanBeTurnedOff(t *testing.T) {
+	t.Setenv("QUOTA_PUBLISHES", "off")
+	t.Setenv("LOGIN_LIMIT_ACCOUNT", "3/2s")
+	t.Setenv("LOGIN_LIMIT_FAIL_CLOSED", "true")
+	l, err := LoadLimits()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !l.PublishesPerUser.Off() {
+		t.Errorf("QUOTA_PUBLISHES=off gave %v", l.PublishesPerUser)
+	}
+	if l.LoginPerAccount != (Rate{3, 2 * time.Second}) || !l.LoginFailClosed {
+		t.Errorf("login limit %v fail closed %v, want 3/2s and true", l.LoginPerAccount, l.LoginFailClosed)
+	}
+	if l.TopicsPerUser != (Rate{50, 24 * time.Hour}) || l.Timeout != 500*time.Millisecond {
+		t.Errorf("defaults: topics %v, timeout %v", l.TopicsPerUser, l.Timeout)
+	}
+	for _, bad := range []string{"10", "x/1m", "0/1m", "10/soon", "10/-1s"} {
+		t.Setenv("QUOTA_JOBS", bad)
+		if _, err := LoadLimits(); err == nil {
+			t.Errorf("QUOTA_JOBS=%s was accepted", bad)
+		}
+	}
+}

@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strconv"
+	"strings"
 	"time"
 
 	"tidings/lib/cache"
@@ -119,4 +120,47 @@ func (d *Directory) SubscriptionChanged(ctx context.Context, topicID, userID int
 	if err != nil {
 		d.log.Warn("subscription not invalidated; it expires by itself", "topic", topicID, "user", userID, "ttl", SubscribersTTL, "err", err)
 	}
+}
+
+// SubscriptionChange is a change of a subscription reported with
+// SubscriptionChanged, as a watcher hears it. All means that changes may
+// have been missed: any subscription may have changed.
+type SubscriptionChange struct {
+	TopicID, UserID int64
+	All             bool
+}
+
+// WatchSubscriptions calls f for every subscription change any process
+// reports with SubscriptionChanged, once this process's cache has dropped
+// what it held about it, so a read made after f is called sees the change.
+// f runs on the cache's listener and must not block. It reports false when
+// the cache cannot hear other processes (no cache, or not the near store):
+// then f is never called.
+func (d *Directory) WatchSubscriptions(f func(SubscriptionChange)) bool {
+	if d.subscribed == nil {
+		return false
+	}
+	return d.subscribed.OnChange(func(k string, all bool) {
+		if all {
+			f(SubscriptionChange{All: true})
+			return
+		}
+		topicID, userID, ok := parseMembershipKey(k)
+		if !ok {
+			d.log.Warn("unreadable subscription key in an invalidation", "key", k)
+			f(SubscriptionChange{All: true})
+			return
+		}
+		f(SubscriptionChange{TopicID: topicID, UserID: userID})
+	})
+}
+
+func parseMembershipKey(k string) (topicID, userID int64, ok bool) {
+	t, u, found := strings.Cut(k, ":")
+	if !found {
+		return 0, 0, false
+	}
+	topicID, err1 := strconv.ParseInt(t, 10, 64)
+	userID, err2 := strconv.ParseInt(u, 10, 64)
+	return topicID, userID, err1 == nil && err2 == nil
 }

@@ -85,3 +85,74 @@ func TestWithoutACacheEveryReadGoesToTheDatabase(t *testing.T) {
 		t.Errorf("the new subscription is not read: %v %v", ok, err)
 	}
 }
+
+func TestSubscriptionChangeIsHeardByEveryReplicaAfterItsCacheDroppedIt(t *testing.T) {
+	db := testenv.NewDB(t)
+	rd := testenv.NewRedis(t)
+	ctx := context.Background()
+	owner, _ := testenv.User(t, db.Pool, "owner@example.com")
+	reader, _ := testenv.User(t, db.Pool, "reader@example.com")
+	topic, err := store.CreateTopic(ctx, db.Pool, owner, "news", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := store.Subscribe(ctx, db.Pool, topic.ID, reader, false); err != nil {
+		t.Fatal(err)
+	}
+	a, b := replica(t, db, rd), replica(t, db, rd)
+	if ok, err := b.IsSubscriber(ctx, topic.ID, reader); err != nil || !ok {
+		t.Fatalf("before unsubscribing: %v %v", ok, err) // b now holds "subscribed" for an hour
+	}
+	// What b's watcher saw, and what b answered when it was called.
+	heard := make(chan SubscriptionChange, 16)
+	answers := make(chan bool, 16)
+	if !b.WatchSubscriptions(func(c SubscriptionChange) {
+		if !c.All {
+			// A watcher must not block; this read is local memory or a
+			// quick query, and a test can afford it.
+			ok, _ := b.IsSubscriber(ctx, c.TopicID, c.UserID)
+			answers <- ok
+		}
+		heard <- c
+	}) {
+		t.Fatal("WatchSubscriptions on a near cache reported false")
+	}
+
+	if err := store.Unsubscribe(ctx, db.Pool, topic.ID, reader); err != nil {
+		t.Fatal(err)
+	}
+	a.SubscriptionChanged(ctx, topic.ID, reader) // what the unsubscribe function does
+	deadline := time.After(10 * time.Second)
+	for {
+		select {
+		case c := <-heard:
+			if c.All {
+				continue // the subscription's own confirmation may come first
+			}
+			if c != (SubscriptionChange{TopicID: topic.ID, UserID: reader}) {
+				t.Fatalf("heard %+v, want topic %d user %d", c, topic.ID, reader)
+			}
+			if <-answers {
+				t.Fatal("the watcher was called while the replica still answered \"subscribed\"")
+			}
+			return
+		case <-deadline:
+			t.Fatal("replica b never heard of the unsubscribe")
+		}
+	}
+}
+
+func TestWatchSubscriptionsNeedsANearCache(t *testing.T) {
+	db := testenv.NewDB(t)
+	if New(db.Pool, nil, nil).WatchSubscriptions(func(SubscriptionChange) {}) {
+		t.Error("a directory without a cache claims to hear changes")
+	}
+	c, err := cache.New(cache.Config{Store: cache.Memory}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if New(db.Pool, c, nil).WatchSubscriptions(func(SubscriptionChange) {}) {
+		t.Error("a directory on a memory cache claims to hear other processes' changes")
+	}
+}

@@ -144,3 +144,58 @@ func TestDecodeJSONRefusesMalformedBodies(t *testing.T) {
 		t.Errorf("DecodeJSON of a good body: %v, a=%d", err, v.A)
 	}
 }
+
+// TestLambdaAdapterCarriesCookiesAndRepeatedHeadersLikeHTTP: a handler that
+// sets two cookies (with commas in their Expires) and a repeated header
+// answers the same through both adapters, in payload format 2.0's shape:
+// each cookie its own entry of Cookies, never comma-joined. Request cookies
+// (the event's Cookies) reach the handler as one Cookie header, and a
+// request header holding a comma stays one value, as over HTTP.
+func TestLambdaAdapterCarriesCookiesAndRepeatedHeadersLikeHTTP(t *testing.T) {
+	cookies := []string{
+		"session=abc; Path=/; Expires=Wed, 21 Oct 2026 07:28:00 GMT; HttpOnly",
+		"theme=dark; Path=/; Expires=Thu, 22 Oct 2026 07:28:00 GMT",
+	}
+	h := fn.HandlerFunc(func(req fn.Request) (fn.Response, error) {
+		resp, err := fn.JSON(http.StatusOK, map[string]any{
+			"cookie": req.Header.Get("Cookie"), "if_none_match": req.Header.Values("If-None-Match"),
+		})
+		resp.Header["Set-Cookie"] = cookies
+		resp.Header["Vary"] = []string{"Accept", "Origin"}
+		return resp, err
+	})
+	a := &fn.Adapter{Handler: h}
+
+	r := httptest.NewRequest("GET", "/function/f", nil)
+	r.Header.Set("Cookie", "a=1; b=2")
+	r.Header.Set("If-None-Match", `"x", "y"`)
+	w := httptest.NewRecorder()
+	a.ServeHTTP(w, r)
+
+	ev := events.APIGatewayV2HTTPRequest{
+		Cookies: []string{"a=1", "b=2"},
+		Headers: map[string]string{"if-none-match": `"x", "y"`},
+	}
+	ev.RequestContext.HTTP.Method = "GET"
+	resp, err := a.HandleLambda(context.Background(), ev)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	if resp.Body != w.Body.String() {
+		t.Errorf("the handler saw different requests:\n http   %s\n lambda %s", w.Body.String(), resp.Body)
+	}
+	if want := `{"cookie":"a=1; b=2","if_none_match":["\"x\", \"y\""]}`; resp.Body != want {
+		t.Errorf("handler saw %s, want %s", resp.Body, want)
+	}
+	if strings.Join(resp.Cookies, "\n") != strings.Join(w.Result().Header.Values("Set-Cookie"), "\n") ||
+		len(resp.Cookies) != len(cookies) {
+		t.Errorf("cookies: lambda %q, http %q; want each of %q as its own entry", resp.Cookies, w.Result().Header.Values("Set-Cookie"), cookies)
+	}
+	if _, ok := resp.Headers["Set-Cookie"]; ok {
+		t.Errorf("Set-Cookie must go to Cookies, not be joined in Headers: %q", resp.Headers["Set-Cookie"])
+	}
+	if resp.Headers["Vary"] != "Accept, Origin" {
+		t.Errorf("repeated header Vary = %q, want %q (format 2.0 has no multi-value headers)", resp.Headers["Vary"], "Accept, Origin")
+	}
+}

@@ -23,12 +23,12 @@ func (a *Adapter) HandleLambda(ctx context.Context, ev events.APIGatewayV2HTTPRe
 	if int64(len(body)) > a.maxBody() {
 		return toLambda(ErrorResponse(TooLarge(a.maxBody()))), nil
 	}
+	// API Gateway has already joined repeated request headers with commas;
+	// each stays one value, as net/http keeps a comma-separated line, so
+	// the handler sees what the HTTP adapter would show it.
 	header := http.Header{}
 	for k, v := range ev.Headers {
-		// API Gateway joins repeated headers with commas.
-		for _, part := range strings.Split(v, ",") {
-			header.Add(k, strings.TrimSpace(part))
-		}
+		header.Add(k, v)
 	}
 	if len(ev.Cookies) > 0 {
 		header.Set("Cookie", strings.Join(ev.Cookies, "; "))
@@ -48,13 +48,22 @@ func (a *Adapter) HandleLambda(ctx context.Context, ev events.APIGatewayV2HTTPRe
 	return toLambda(a.limited(req)), nil
 }
 
+// toLambda renders resp in payload format 2.0, which has no multi-value
+// headers: every Set-Cookie goes to Cookies, one entry each (a cookie's
+// Expires holds a comma, so joining would corrupt it; API Gateway sends
+// each as its own set-cookie), and other repeated headers are joined with
+// ", " as RFC 9110 section 5.3 allows and API Gateway itself does.
 func toLambda(resp Response) events.APIGatewayV2HTTPResponse {
 	out := events.APIGatewayV2HTTPResponse{
 		StatusCode: resp.StatusCode,
 		Headers:    map[string]string{},
 	}
 	for k, vs := range resp.Header {
-		out.Headers[k] = strings.Join(vs, ",")
+		if http.CanonicalHeaderKey(k) == "Set-Cookie" {
+			out.Cookies = append(out.Cookies, vs...)
+			continue
+		}
+		out.Headers[k] = strings.Join(vs, ", ")
 	}
 	if isText(resp.Header.Get("Content-Type")) {
 		out.Body = string(resp.Body)

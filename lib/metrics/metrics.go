@@ -127,7 +127,7 @@ func NewGateway(reg prometheus.Registerer) *Gateway {
 			Name: "tidings_gateway_messages_dropped_total", Help: "Frames from clients over the inbound rate, dropped without a reply.",
 		}),
 		Publishes: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "tidings_gateway_publishes_total", Help: "Publishes, by outcome (committed, aborted, refused, failed).",
+			Name: "tidings_gateway_publishes_total", Help: "Publishes, by outcome (committed, aborted, pending, refused, failed).",
 		}, []string{"outcome"}),
 	}
 	reg.MustRegister(m.Joins, m.MessagesIn, m.MessagesOut, m.Publishes, m.MessagesDropped)

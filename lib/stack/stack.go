@@ -1,6 +1,14 @@
 // Package stack reads the OpenFaaS stack file (stack.yml), the one place a
-// function's deployment settings live, so the local host applies the same
-// timeouts and concurrency limits as of-watchdog does in a cluster.
+// function's deployment settings live, with faas-cli's own semantics, so
+// the local host applies what `faas-cli deploy` would deploy.
+//
+// Sources followed (openfaas/faas-cli at c8191b71):
+//   - vendor/github.com/openfaas/go-sdk/stack/stack.go: ParseYAMLData runs
+//     drone/envsubst over stack.yml itself (os.LookupEnv, unset is "").
+//   - commands/deploy.go: readFiles reads each environment_file with plain
+//     yaml.Unmarshal (no substitution), later files over earlier ones, and
+//     compileEnvironment merges them OVER the inline environment.
+//   - vendor/github.com/openfaas/go-sdk/stack/schema.go: the field names.
 package stack
 
 import (
@@ -8,9 +16,9 @@ import (
 	"maps"
 	"os"
 	"path/filepath"
-	"regexp"
 	"strconv"
 
+	"github.com/drone/envsubst"
 	"gopkg.in/yaml.v3"
 
 	"tidings/lib/config"
@@ -28,6 +36,10 @@ type File struct {
 		} `yaml:"templates"`
 		Copy []string `yaml:"copy"`
 	} `yaml:"configuration"`
+
+	// EnvironmentFiles holds every environment_file the functions name,
+	// by the path stack.yml gives, as faas-cli reads it: unsubstituted.
+	EnvironmentFiles map[string]map[string]string `yaml:"-"`
 }
 
 // Provider is the stack's provider section.
@@ -42,7 +54,7 @@ type Function struct {
 	EnvironmentFile []string          `yaml:"environment_file"`
 	Handler         string            `yaml:"handler"`
 	Image           string            `yaml:"image"`
-	Environment     map[string]string `yaml:"environment"`
+	Environment     map[string]string `yaml:"environment"` // after Load: inline, then the files over it
 	Secrets         []string          `yaml:"secrets"`
 	Labels          map[string]string `yaml:"labels"`
 	Annotations     map[string]string `yaml:"annotations"`
@@ -51,54 +63,68 @@ type Function struct {
 }
 
 // Load parses a stack file the way faas-cli does: ${VAR} and
-// ${VAR:-default} substituted from the environment, and each function's
-// environment_file merged under its own environment.
+// ${VAR:-default} substituted from the environment in stack.yml only, and
+// each function's environment_file merged OVER its inline environment,
+// literally. faas-cli opens environment files relative to its working
+// directory; Load opens them relative to the stack file, the same place
+// when faas-cli runs from the repository root.
 func Load(path string) (*File, error) {
-	var f File
-	if err := readYAML(path, &f); err != nil {
-		return nil, err
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read %w", err)
 	}
-	for name, fn := range f.Functions {
-		env := map[string]string{}
-		for _, file := range fn.EnvironmentFile {
-			var ef struct {
-				Environment map[string]string `yaml:"environment"`
-			}
-			if err := readYAML(filepath.Join(filepath.Dir(path), file), &ef); err != nil {
-				return nil, fmt.Errorf("function %s: %w", name, err)
-			}
-			maps.Copy(env, ef.Environment)
+	src, err := Substitute(string(b))
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	var f File
+	if err := yaml.Unmarshal([]byte(src), &f); err != nil {
+		return nil, fmt.Errorf("parse %s: %w", path, err)
+	}
+	f.EnvironmentFiles = map[string]map[string]string{}
+	for name, def := range f.Functions {
+		env := maps.Clone(def.Environment)
+		if env == nil {
+			env = map[string]string{}
 		}
-		maps.Copy(env, fn.Environment)
-		fn.Environment = env
-		f.Functions[name] = fn
+		for _, file := range def.EnvironmentFile {
+			fileEnv, ok := f.EnvironmentFiles[file]
+			if !ok {
+				if fileEnv, err = readEnvironmentFile(filepath.Join(filepath.Dir(path), file)); err != nil {
+					return nil, fmt.Errorf("function %s: %w", name, err)
+				}
+				f.EnvironmentFiles[file] = fileEnv
+			}
+			maps.Copy(env, fileEnv)
+		}
+		def.Environment = env
+		f.Functions[name] = def
 	}
 	return &f, nil
 }
 
-func readYAML(path string, v any) error {
+func readEnvironmentFile(path string) (map[string]string, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
-		return fmt.Errorf("read %w", err)
+		return nil, fmt.Errorf("read %w", err)
 	}
-	if err := yaml.Unmarshal([]byte(Substitute(string(b))), v); err != nil {
-		return fmt.Errorf("parse %s: %w", path, err)
+	var ef struct {
+		Environment map[string]string `yaml:"environment"`
 	}
-	return nil
+	if err := yaml.Unmarshal(b, &ef); err != nil {
+		return nil, fmt.Errorf("parse %s: %w", path, err)
+	}
+	return ef.Environment, nil
 }
 
-var envVar = regexp.MustCompile(`\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}`)
-
-// Substitute replaces ${VAR} and ${VAR:-default} with values from the
-// environment, as faas-cli's envsubst does.
-func Substitute(s string) string {
-	return envVar.ReplaceAllStringFunc(s, func(m string) string {
-		parts := envVar.FindStringSubmatch(m)
-		if v := os.Getenv(parts[1]); v != "" {
-			return v
-		}
-		return parts[2]
-	})
+// Substitute replaces ${VAR}, ${VAR:-default} and the other shell forms
+// with values from the environment, with the library faas-cli uses.
+func Substitute(s string) (string, error) {
+	out, err := envsubst.EvalEnv(s)
+	if err != nil {
+		return "", fmt.Errorf("substitute variables: %w", err)
+	}
+	return out, nil
 }
 
 // CallLimits reads the function's of-watchdog settings: exec_timeout and

@@ -8,8 +8,8 @@ import (
 
 // CheckInvariant verifies what must hold once every transaction has
 // finished: each user's unread count equals the committed notifications
-// delivered to them minus their acks, and no prepared notification or
-// pending increment is left. It returns an error naming every violation.
+// delivered to them minus their acks, and no prepared notification,
+// pending increment or prepared barrier is left. It returns an error naming every violation.
 func CheckInvariant(ctx context.Context, q Querier) error {
 	var problems []string
 	rows, err := q.Query(ctx, `
@@ -34,9 +34,10 @@ func CheckInvariant(ctx context.Context, q Querier) error {
 		problems = append(problems, fmt.Sprintf("user %d: unread counter %d, but %d unacked committed deliveries", user, counted, owed))
 	}
 	rows.Close()
-	var prepared, pending int64
+	var prepared, pending, barriers int64
 	if err := q.QueryRow(ctx, `SELECT (SELECT count(*) FROM notifications WHERE state = 'prepared'),
-		(SELECT count(*) FROM pending_increments)`).Scan(&prepared, &pending); err != nil {
+		(SELECT count(*) FROM pending_increments),
+		(SELECT count(*) FROM tx_barriers WHERE state = 'prepared')`).Scan(&prepared, &pending, &barriers); err != nil {
 		return fmt.Errorf("check leftovers: %w", err)
 	}
 	if prepared > 0 {
@@ -44,6 +45,9 @@ func CheckInvariant(ctx context.Context, q Querier) error {
 	}
 	if pending > 0 {
 		problems = append(problems, fmt.Sprintf("%d increments still pending", pending))
+	}
+	if barriers > 0 {
+		problems = append(problems, fmt.Sprintf("%d transactions still prepared at a participant", barriers))
 	}
 	if len(problems) > 0 {
 		return fmt.Errorf("invariant broken: %s", strings.Join(problems, "; "))

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io/fs"
 	"log/slog"
+	"strings"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -26,6 +27,9 @@ var migrations embed.FS
 var (
 	ErrNotFound = errors.New("not found")
 	ErrConflict = errors.New("already exists")
+	// ErrUnknownUser is a write on behalf of a user who does not exist
+	// (any more): a foreign key to users refused it.
+	ErrUnknownUser = errors.New("no such user")
 )
 
 // Open returns a pool for url, checked with a ping.
@@ -87,6 +91,13 @@ func mapError(err error) error {
 	var pgErr *pgconn.PgError
 	if errors.As(err, &pgErr) && pgErr.Code == "23505" { // unique_violation
 		return fmt.Errorf("%w: %s", ErrConflict, pgErr.ConstraintName)
+	}
+	if errors.As(err, &pgErr) && pgErr.Code == "23503" { // foreign_key_violation
+		if strings.HasSuffix(pgErr.ConstraintName, "user_id_fkey") || strings.HasSuffix(pgErr.ConstraintName, "owner_id_fkey") ||
+			strings.HasSuffix(pgErr.ConstraintName, "sender_id_fkey") {
+			return fmt.Errorf("%w: %s", ErrUnknownUser, pgErr.ConstraintName)
+		}
+		return fmt.Errorf("%w: %s", ErrNotFound, pgErr.ConstraintName)
 	}
 	return err
 }

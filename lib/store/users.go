@@ -39,3 +39,15 @@ func UserByEmail(ctx context.Context, q Querier, email string) (User, error) {
 func UserByID(ctx context.Context, q Querier, id int64) (User, error) {
 	return scanUser(q.QueryRow(ctx, `SELECT `+userColumns+` FROM users WHERE id = $1`, id))
 }
+
+// RequireUser returns ErrUnknownUser unless user id exists.
+func RequireUser(ctx context.Context, q Querier, id int64) error {
+	var exists bool
+	if err := q.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM users WHERE id = $1)`, id).Scan(&exists); err != nil {
+		return mapError(err)
+	}
+	if !exists {
+		return ErrUnknownUser
+	}
+	return nil
+}

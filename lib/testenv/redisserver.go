@@ -3,12 +3,16 @@ package testenv
 import (
 	"context"
 	"net"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"testing"
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"tidings/infra/proc"
 )
 
 // RedisServer is a throwaway redis-server on a loopback port of its own,
@@ -19,12 +23,26 @@ type RedisServer struct {
 	bin  string
 	port int
 	dir  string
+	aof  bool
 	cmd  *exec.Cmd
 }
 
 // StartRedisServer starts a redis-server without persistence on a free
 // loopback port; it is killed when t ends.
 func StartRedisServer(t testing.TB) *RedisServer {
+	t.Helper()
+	return startRedisServer(t, false)
+}
+
+// StartPersistentRedisServer starts a redis-server configured as tidings
+// runs it (proc.RedisPersistence: AOF, fsync on every write): a restart
+// after Stop finds every acknowledged write again, unless Wipe is called.
+func StartPersistentRedisServer(t testing.TB) *RedisServer {
+	t.Helper()
+	return startRedisServer(t, true)
+}
+
+func startRedisServer(t testing.TB, aof bool) *RedisServer {
 	t.Helper()
 	bin, err := exec.LookPath("redis-server")
 	if err != nil {
@@ -36,7 +54,7 @@ func StartRedisServer(t testing.TB) *RedisServer {
 	}
 	port := l.Addr().(*net.TCPAddr).Port
 	_ = l.Close()
-	s := &RedisServer{t: t, bin: bin, port: port, dir: t.TempDir()}
+	s := &RedisServer{t: t, bin: bin, port: port, dir: t.TempDir(), aof: aof}
 	s.Start()
 	t.Cleanup(s.Stop)
 	return s
@@ -59,8 +77,13 @@ func (s *RedisServer) Client() *redis.Client {
 // Start runs the server (again) on its port and waits until it answers.
 func (s *RedisServer) Start() {
 	s.t.Helper()
-	s.cmd = exec.Command(s.bin, "--port", strconv.Itoa(s.port), "--bind", "127.0.0.1",
-		"--save", "", "--appendonly", "no", "--dir", s.dir, "--loglevel", "warning")
+	args := []string{"--port", strconv.Itoa(s.port), "--bind", "127.0.0.1", "--save", "", "--dir", s.dir, "--loglevel", "warning"}
+	if s.aof {
+		args = append(args, proc.RedisPersistence...)
+	} else {
+		args = append(args, "--appendonly", "no")
+	}
+	s.cmd = exec.Command(s.bin, args...)
 	if err := s.cmd.Start(); err != nil {
 		s.t.Fatalf("start redis-server: %v", err)
 	}
@@ -89,5 +112,30 @@ func (s *RedisServer) Stop() {
 	}
 }
 
+// Wipe deletes the server's files while it is stopped, so the next Start
+// begins empty, as a Redis that lost its disk would.
+func (s *RedisServer) Wipe() {
+	s.t.Helper()
+	entries, err := os.ReadDir(s.dir)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	for _, e := range entries {
+		if err := os.RemoveAll(filepath.Join(s.dir, e.Name())); err != nil {
+			s.t.Fatal(err)
+		}
+	}
+}
+
 // String names the server in failure messages.
 func (s *RedisServer) String() string { return "redis-server " + s.Addr() }
+
+// DownRedis is a client of a Redis server that was started and killed:
+// what a process sees while Redis is down.
+func DownRedis(t testing.TB) *redis.Client {
+	t.Helper()
+	server := StartRedisServer(t)
+	client := server.Client()
+	server.Stop()
+	return client
+}

@@ -5,6 +5,8 @@ package twopc
 
 import (
 	"regexp"
+	"strings"
+	"unicode/utf8"
 
 	"tidings/lib/fn"
 )
@@ -55,12 +57,47 @@ type Outcome struct {
 	Unread map[int64]int64 `json:"unread,omitempty"`
 }
 
+// InDoubtQuery asks a participant (notify-indoubt, counter-indoubt) for
+// the transactions it has held prepared for longer than OlderThanMs: the
+// ones whose coordinator may have lost its record, which recovery finishes
+// without it.
+type InDoubtQuery struct {
+	OlderThanMs int64 `json:"older_than_ms"`
+	Limit       int   `json:"limit,omitempty"` // 0: MaxInDoubt
+}
+
+// InDoubt answers an InDoubtQuery, oldest first.
+type InDoubt struct {
+	TxIDs []string `json:"tx_ids"`
+}
+
+// MaxInDoubt bounds one InDoubt answer; recovery asks again next pass.
+const MaxInDoubt = 1000
+
 // Limits on what a notification may carry.
 const (
 	MaxTitle      = 200
 	MaxBody       = 5000
 	MaxRecipients = 100000
 )
+
+// CheckMessage checks a notification's title and body the one way the
+// coordinator (before any transaction begins) and notify-prepare (before
+// anything is stored) both do, and returns the title as stored: trimmed,
+// 1 to MaxTitle characters. Text PostgreSQL would refuse is a 400.
+func CheckMessage(title, body string) (string, error) {
+	if err := fn.CheckText("title", title, 0); err != nil {
+		return "", err
+	}
+	title = strings.TrimSpace(title)
+	if title == "" || utf8.RuneCountInString(title) > MaxTitle {
+		return "", fn.BadRequest("title must be 1 to %d characters", MaxTitle)
+	}
+	if err := fn.CheckText("body", body, MaxBody); err != nil {
+		return "", err
+	}
+	return title, nil
+}
 
 var txIDPattern = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
 

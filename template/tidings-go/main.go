@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
 	"os"
 	"os/signal"
@@ -71,7 +72,7 @@ func run() error {
 	mux.HandleFunc("/_/health", func(w http.ResponseWriter, r *http.Request) { _, _ = w.Write([]byte("OK")) })
 	mux.Handle("GET /_/metrics", metrics.Handler(reg))
 	mux.Handle("/", metrics.NewFunctions(reg).Observe(name, adapter))
-	srv := fn.NewServer(mux, cfg.HTTP, log)
+	srv := fn.NewServer(fn.Routes(mux), cfg.HTTP, log)
 	srv.Addr = ":" + config.Env("UPSTREAM_PORT", "8082")
 	go func() {
 		<-ctx.Done()
@@ -79,8 +80,13 @@ func run() error {
 		defer cancel()
 		_ = srv.Shutdown(shutdown)
 	}()
+	ln, err := net.Listen("tcp", srv.Addr)
+	if err != nil {
+		return err
+	}
 	log.Info("serving", "addr", srv.Addr)
-	if err := srv.ListenAndServe(); !errors.Is(err, http.ErrServerClosed) {
+	// net/http's own error answers (431, malformed requests) in the JSON shape too.
+	if err := srv.Serve(fn.JSONErrorListener(ln)); !errors.Is(err, http.ErrServerClosed) {
 		return err
 	}
 	return nil

@@ -152,7 +152,9 @@ async function showSignedIn() {
 
 function connect() {
   socket = new Socket("/socket", {
-    authToken: session.token, // sent as a subprotocol: the token stays out of URLs and logs
+    // Asked at every (re)connect, so a reconnect uses the current token;
+    // sent as a subprotocol, it stays out of URLs and logs.
+    authToken: () => session && session.token,
     reconnectAfterMs: (tries) => [500, 1000, 2000, 5000][tries - 1] || 10000,
   });
   // "live" means joined to user:<id> (set below), not merely connected:
@@ -163,7 +165,11 @@ function connect() {
     setLive("offline");
     if (session && tokenExpired(session.token)) signOut("Your session ended; please log in again.");
   });
-  socket.onClose(() => setLive("offline"));
+  socket.onClose((event) => {
+    setLive("offline");
+    // 4001: the gateway closed the socket at the token's expiry.
+    if (event && event.code === 4001 && session) signOut("Your session ended; please log in again.");
+  });
   socket.connect();
 
   userChannel = socket.channel(`user:${session.user.id}`, {});

@@ -1,0 +1,105 @@
+package coordinator
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"testing"
+	"time"
+
+	"tidings/lib/store"
+	"tidings/lib/testenv"
+)
+
+// recoverUntilSettled runs recovery as a restarted gateway does (at once,
+// then every RecoveryInterval) until nothing is prepared or pending, no
+// record is unfinished and the invariant holds; it fails t if that takes
+// more than a bounded number of intervals.
+func (h *harness) recoverUntilSettled(c *Coordinator) {
+	h.t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go c.RunRecovery(ctx)
+	var last error
+	for i := 0; i < 100; i++ {
+		if last = h.unsettled(); last == nil {
+			return
+		}
+		time.Sleep(c.cfg.RecoveryInterval)
+	}
+	h.t.Fatalf("recovery did not finish every transaction: %v", last)
+}
+
+// unsettled is why the transactions are not all finished, or nil.
+func (h *harness) unsettled() error {
+	ctx := context.Background()
+	if err := store.CheckInvariant(ctx, h.db.Pool); err != nil {
+		return err
+	}
+	open, err := h.rd.Client.ZCard(ctx, h.rd.Prefix+"tx:open").Result()
+	if err != nil {
+		return fmt.Errorf("count unfinished records: %w", err)
+	}
+	if open != 0 {
+		return fmt.Errorf("%d transaction records unfinished", open)
+	}
+	return nil
+}
+
+func TestGatewayAndRedisLostTogetherFinishEveryTransaction(t *testing.T) {
+	for _, c := range []struct {
+		at        Fault
+		empty     bool // Redis comes back without its data
+		committed bool // the outcome recovery must reach
+	}{
+		{AfterPrepare, false, false},
+		{AfterDecision, false, true},
+		{AfterCounterCommit, false, true},
+		// The record is lost: the participants alone decide. Until a
+		// participant committed, the transaction rolls back.
+		{AfterPrepare, true, false},
+		{AfterDecision, true, false},
+		{AfterCounterCommit, true, true},
+	} {
+		name := fmt.Sprintf("%s/redis-restarted-empty=%v", c.at, c.empty)
+		t.Run(name, func(t *testing.T) {
+			srv := testenv.StartPersistentRedisServer(t)
+			rd := &testenv.Redis{Client: srv.Client(), Prefix: "tidings-test:", URL: srv.URL()}
+			var h *harness
+			// Fault: at the fault point the gateway dies, and its Redis
+			// is killed (SIGKILL) at the same moment.
+			h = newHarnessOn(t, rd, nil, func(at Fault) bool {
+				if at != c.at {
+					return false
+				}
+				srv.Stop()
+				return true
+			})
+			h.settings.PhaseTwoTimeout = 200 * time.Millisecond
+			h.settings.RecoveryInterval = 100 * time.Millisecond
+			owner, topic, subs := h.world()
+			if _, err := h.coord.Publish(context.Background(), owner, topic, Message{Title: "lost together"}); !errors.Is(err, ErrCrashed) {
+				t.Fatalf("publish: %v, want the injected crash", err)
+			}
+			if n := h.count(`SELECT count(*) FROM tx_barriers WHERE state = 'prepared'`); n == 0 {
+				t.Fatal("nothing prepared at the crash: the fault hit no transaction in flight")
+			}
+			if c.empty {
+				srv.Wipe()
+			}
+			srv.Start()
+			h.recoverUntilSettled(h.newCoordinator(nil))
+
+			want := 0
+			if c.committed {
+				want = 1
+			}
+			if n := h.count(`SELECT count(*) FROM notifications WHERE state = 'committed'`); n != want {
+				t.Errorf("%d committed notifications, want %d", n, want)
+			}
+			if n := h.count(`SELECT coalesce((SELECT unread FROM counters WHERE user_id = $1), 0)`, subs[0]); n != want {
+				t.Errorf("unread of a subscriber %d, want %d", n, want)
+			}
+		})
+	}
+}

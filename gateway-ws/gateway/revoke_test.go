@@ -1,0 +1,152 @@
+package gateway
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/gorilla/websocket"
+
+	"tidings/functions"
+	"tidings/infra/fnhost"
+	"tidings/lib/auth"
+	"tidings/lib/cache"
+	"tidings/lib/config"
+	"tidings/lib/directory"
+	"tidings/lib/logging"
+	"tidings/lib/testenv"
+)
+
+// startUnsubscribe serves the real unsubscribe function as a FaaS gateway
+// would, with its own near cache on the test's Redis prefix: a process of
+// its own, as in production. It returns the URL to give as FAAS_URL.
+func startUnsubscribe(t *testing.T, rds *testenv.Redis, db *testenv.DB) string {
+	t.Helper()
+	quiet := logging.NewTo(io.Discard, "error", "test")
+	c, err := cache.New(cache.Config{Store: cache.Near, Prefix: rds.Prefix, Logger: quiet}, rds.Client)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = c.Close() })
+	deps := &functions.Deps{
+		Config: config.Config{JWTSecret: testSecret, InternalKey: testInternalKey},
+		DB:     db.Pool, Redis: rds.Client, Tokens: testTokens,
+		Cache: c, Directory: directory.New(db.Pool, c, nil),
+	}
+	h, err := functions.New("unsubscribe", deps)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fns := map[string]fnhost.Function{"unsubscribe": {Handler: h}}
+	srv := httptest.NewServer(fnhost.New(fns, 1<<20, quiet))
+	t.Cleanup(srv.Close)
+	return srv.URL
+}
+
+// TestUnsubscribeThroughOneReplicaClosesTheTopicOnEvery: a subscriber has a
+// socket on each of two replicas joined to topic:<id>, and unsubscribes
+// through replica B's pass-through. Both sockets get phx_close for the
+// topic and none of its later broadcasts; another subscriber on replica A
+// keeps receiving them; the unsubscribed user can no longer join.
+func TestUnsubscribeThroughOneReplicaClosesTheTopicOnEvery(t *testing.T) {
+	rds, db := testenv.NewRedis(t), testenv.NewDB(t)
+	faas := startUnsubscribe(t, rds, db)
+	a := startGateway(t, testConfig(rds, db.URL))
+	cfgB := testConfig(rds, db.URL)
+	cfgB.FaaSURL = faas
+	b := startGateway(t, cfgB)
+	topicID, _, subs := seedTopic(t, db, 2)
+	topic := fmt.Sprintf("topic:%d", topicID)
+	leaver, stayer := subs[0], subs[1]
+
+	leaverOnA, leaverOnB, stayerOnA := dial(t, a, leaver), dial(t, b, leaver), dial(t, a, stayer)
+	leaverOnA.mustJoin(fmt.Sprintf("user:%d", leaver)) // another channel, which stays
+	joinA := leaverOnA.mustJoin(topic)
+	joinB := leaverOnB.mustJoin(topic)
+	stayerOnA.mustJoin(topic)
+
+	status, body := postJSON(t, b.httpURL("/function/unsubscribe"), fmt.Sprintf(`{"topic_id":%d}`, topicID),
+		http.Header{"Authorization": {"Bearer " + token(t, leaver)}})
+	if status != http.StatusOK {
+		t.Fatalf("unsubscribe through replica B: %d %s, want 200", status, body)
+	}
+	leaverOnA.expect(fmt.Sprintf(`[%q,%q,%q,"phx_close",{}]`, joinA, joinA, topic))
+	leaverOnB.expect(fmt.Sprintf(`[%q,%q,%q,"phx_close",{}]`, joinB, joinB, topic))
+
+	if err := b.srv.Broadcast(context.Background(), topic, "presence_diff", map[string]any{"n": 1}); err != nil {
+		t.Fatal(err)
+	}
+	stayerOnA.expect(fmt.Sprintf(`[null,null,%q,"presence_diff",{"n":1}]`, topic))
+	// The hub hands a frame to all of a topic's members at once, so had a
+	// revoked socket still been one, the broadcast would come before these
+	// replies.
+	leaverOnA.heartbeat()
+	leaverOnB.heartbeat()
+	// The topic is no longer joined, and no longer joinable.
+	leaverOnA.send(joinA, "50", topic, "publish", map[string]any{"title": "x"})
+	leaverOnA.expect(fmt.Sprintf(`[null,"50",%q,"phx_reply",{"status":"error","response":{"reason":"unmatched topic"}}]`, topic))
+	if got := leaverOnA.join(topic); !strings.Contains(got, `"status":"error"`) || !strings.Contains(got, `"unauthorized"`) {
+		t.Fatalf("join after unsubscribing: %s, want an unauthorized error", got)
+	}
+	// Its other channel is untouched.
+	if err := a.srv.Broadcast(context.Background(), fmt.Sprintf("user:%d", leaver), "counter", map[string]int{"unread": 1}); err != nil {
+		t.Fatal(err)
+	}
+	leaverOnA.expect(fmt.Sprintf(`[null,null,"user:%d","counter",{"unread":1}]`, leaver))
+}
+
+// TestSocketClosesWhenItsTokenExpires: a socket opened with a token that
+// expires within two seconds works until then, and is then closed with
+// 4001 "token expired".
+func TestSocketClosesWhenItsTokenExpires(t *testing.T) {
+	rds, db := testenv.NewRedis(t), testenv.NewDB(t)
+	g := startGateway(t, testConfig(rds, db.URL))
+	userID, _ := testenv.User(t, db.Pool, "brief@example.test")
+	short, expires, err := auth.NewTokens(testSecret, 2*time.Second).Issue(userID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ws, _, err := websocket.DefaultDialer.Dial(g.socketURL(short), nil)
+	if err != nil {
+		t.Fatalf("dial with a token valid until %s: %v", expires, err)
+	}
+	t.Cleanup(func() { _ = ws.Close() })
+	c := &client{t: t, ws: ws}
+	c.mustJoin(fmt.Sprintf("user:%d", userID))
+	ce := c.expectClose(5)
+	if ce.Code != CloseTokenExpired || ce.Text != "token expired" {
+		t.Fatalf("closed with %d %q, want %d \"token expired\"", ce.Code, ce.Text, CloseTokenExpired)
+	}
+	if time.Now().Before(expires) {
+		t.Fatalf("closed before the token's expiry %s", expires)
+	}
+}
+
+// TestSocketRefusesATokenWhoseUserIsGone: a valid token of a user deleted
+// since it was issued gets 401 in the JSON error shape at connect.
+func TestSocketRefusesATokenWhoseUserIsGone(t *testing.T) {
+	rds, db := testenv.NewRedis(t), testenv.NewDB(t)
+	g := startGateway(t, testConfig(rds, db.URL))
+	userID, _ := testenv.User(t, db.Pool, "gone@example.test")
+	tok := token(t, userID)
+	if _, err := db.Pool.Exec(context.Background(), `DELETE FROM users WHERE id = $1`, userID); err != nil {
+		t.Fatal(err)
+	}
+	_, resp, err := websocket.DefaultDialer.Dial(g.socketURL(tok), nil)
+	if err == nil || resp == nil {
+		t.Fatalf("dial with a deleted user's token: %v, want a refused handshake", err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusUnauthorized || testenv.ErrorCode(body) != "unauthorized" {
+		t.Fatalf("dial with a deleted user's token: %d %s, want 401 unauthorized", resp.StatusCode, body)
+	}
+	// A user who exists still connects.
+	other, _ := testenv.User(t, db.Pool, "here@example.test")
+	dial(t, g, other).heartbeat()
+}

@@ -1,0 +1,302 @@
+// Package k8s_test renders the Kubernetes manifests with `kubectl
+// kustomize` (offline) and checks them: every object decodes strictly
+// into its k8s.io/api type, and gateway-ws's probes, ports, secret mounts,
+// environment and termination agree with gateway-ws's own configuration.
+package k8s_test
+
+import (
+	"bytes"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	appsv1 "k8s.io/api/apps/v1"
+	autoscalingv2 "k8s.io/api/autoscaling/v2"
+	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
+	policyv1 "k8s.io/api/policy/v1"
+	"sigs.k8s.io/yaml"
+
+	"tidings/gateway-ws/gateway"
+	"tidings/lib/config"
+)
+
+// rendered is one overlay's objects, by kind.
+type rendered struct {
+	deployments []appsv1.Deployment
+	services    []corev1.Service
+	configMaps  []corev1.ConfigMap
+	pdbs        []policyv1.PodDisruptionBudget
+	hpas        []autoscalingv2.HorizontalPodAutoscaler
+	ingresses   []networkingv1.Ingress
+}
+
+// render runs `kubectl kustomize dir` and decodes every object strictly:
+// a field the API type does not have fails the test.
+func render(t *testing.T, dir string) rendered {
+	t.Helper()
+	kubectl, err := exec.LookPath("kubectl")
+	if err != nil {
+		t.Fatal("kubectl is not installed (infra/test-services.sh installs Debian's kubernetes-client)")
+	}
+	out, err := exec.Command(kubectl, "kustomize", dir).Output()
+	if err != nil {
+		t.Fatalf("kubectl kustomize %s: %v", dir, err)
+	}
+	var r rendered
+	for i, doc := range bytes.Split(out, []byte("\n---\n")) {
+		var meta struct {
+			APIVersion string `json:"apiVersion"`
+			Kind       string `json:"kind"`
+		}
+		if err := yaml.Unmarshal(doc, &meta); err != nil {
+			t.Fatalf("%s object %d: %v", dir, i, err)
+		}
+		var into func() error
+		strict := func(v any) func() error { return func() error { return yaml.UnmarshalStrict(doc, v) } }
+		switch meta.APIVersion + " " + meta.Kind {
+		case "apps/v1 Deployment":
+			r.deployments = append(r.deployments, appsv1.Deployment{})
+			into = strict(&r.deployments[len(r.deployments)-1])
+		case "v1 Service":
+			r.services = append(r.services, corev1.Service{})
+			into = strict(&r.services[len(r.services)-1])
+		case "v1 ConfigMap":
+			r.configMaps = append(r.configMaps, corev1.ConfigMap{})
+			into = strict(&r.configMaps[len(r.configMaps)-1])
+		case "policy/v1 PodDisruptionBudget":
+			r.pdbs = append(r.pdbs, policyv1.PodDisruptionBudget{})
+			into = strict(&r.pdbs[len(r.pdbs)-1])
+		case "autoscaling/v2 HorizontalPodAutoscaler":
+			r.hpas = append(r.hpas, autoscalingv2.HorizontalPodAutoscaler{})
+			into = strict(&r.hpas[len(r.hpas)-1])
+		case "networking.k8s.io/v1 Ingress":
+			r.ingresses = append(r.ingresses, networkingv1.Ingress{})
+			into = strict(&r.ingresses[len(r.ingresses)-1])
+		default:
+			t.Fatalf("%s object %d: unexpected %s %s", dir, i, meta.APIVersion, meta.Kind)
+		}
+		if err := into(); err != nil {
+			t.Errorf("%s: %s does not decode strictly: %v", dir, meta.Kind, err)
+		}
+	}
+	return r
+}
+
+func TestManifestsDecodeStrictly(t *testing.T) {
+	bad := t.TempDir()
+	for name, body := range map[string]string{
+		"kustomization.yaml": "resources: [svc.yaml]\n",
+		"svc.yaml":           "apiVersion: v1\nkind: Service\nmetadata: {name: x}\nspec:\n  ports: [{port: 1}]\n  sessionAfinity: ClientIP\n",
+	} {
+		if err := os.WriteFile(filepath.Join(bad, name), []byte(body), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	out, err := exec.Command("kubectl", "kustomize", bad).Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var svc corev1.Service
+	if err := yaml.UnmarshalStrict(out, &svc); err == nil || !strings.Contains(err.Error(), "sessionAfinity") {
+		t.Errorf("a misspelt field must fail strict decoding; got %v", err)
+	}
+}
+
+// TestGatewayManifestsMatchGatewayConfig renders each overlay and checks
+// the gateway against the configuration gateway-ws reads from the very
+// environment and secret files the manifests give it.
+func TestGatewayManifestsMatchGatewayConfig(t *testing.T) {
+	for _, overlay := range []string{"overlays/dev", "overlays/production"} {
+		t.Run(overlay, func(t *testing.T) {
+			r := render(t, overlay)
+			if len(r.deployments) != 1 || len(r.services) != 1 || len(r.pdbs) != 1 || len(r.hpas) != 1 || len(r.configMaps) != 1 {
+				t.Fatalf("want one Deployment, Service, PDB, HPA and ConfigMap; got %d %d %d %d %d",
+					len(r.deployments), len(r.services), len(r.pdbs), len(r.hpas), len(r.configMaps))
+			}
+			checkGateway(t, r)
+		})
+	}
+}
+
+func checkGateway(t *testing.T, r rendered) {
+	d := r.deployments[0]
+	pod := d.Spec.Template
+	var c *corev1.Container
+	for i := range pod.Spec.Containers {
+		if pod.Spec.Containers[i].Name == "gateway-ws" {
+			c = &pod.Spec.Containers[i]
+		}
+	}
+	if c == nil {
+		t.Fatal("no gateway-ws container")
+	}
+
+	// The container's environment: its env, then its ConfigMap.
+	env := map[string]string{}
+	for _, from := range c.EnvFrom {
+		if from.ConfigMapRef == nil || from.ConfigMapRef.Name != r.configMaps[0].Name {
+			t.Errorf("envFrom %+v: not the rendered ConfigMap %s", from, r.configMaps[0].Name)
+			continue
+		}
+		for k, v := range r.configMaps[0].Data {
+			env[k] = v
+		}
+	}
+	for _, e := range c.Env {
+		if e.ValueFrom != nil {
+			t.Errorf("env %s: only literal values are checked", e.Name)
+		}
+		env[e.Name] = e.Value
+	}
+
+	// The secrets as mounted: the files lib/config reads from SECRETS_DIR.
+	secretsDir := env["SECRETS_DIR"]
+	if secretsDir == "" {
+		secretsDir = config.DefaultSecretsDir
+	}
+	var mounted []string
+	var required []string
+	for _, m := range c.VolumeMounts {
+		if m.MountPath != secretsDir {
+			continue
+		}
+		for _, v := range pod.Spec.Volumes {
+			if v.Name != m.Name || v.Projected == nil {
+				continue
+			}
+			for _, src := range v.Projected.Sources {
+				if src.Secret == nil {
+					continue
+				}
+				for _, item := range src.Secret.Items {
+					mounted = append(mounted, item.Path)
+					if src.Secret.Optional == nil || !*src.Secret.Optional {
+						required = append(required, item.Path)
+					}
+				}
+			}
+		}
+	}
+	for _, s := range []string{config.JWTSecret, config.InternalKey} {
+		if !slices.Contains(required, s) {
+			t.Errorf("secret %s is not mounted (required) in %s, where lib/config reads it; mounted %v", s, secretsDir, mounted)
+		}
+	}
+
+	// gateway-ws's own reading of that environment and those files.
+	files := t.TempDir()
+	for _, s := range mounted {
+		if err := os.WriteFile(filepath.Join(files, s), []byte(strings.Repeat("k", 40)), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for k, v := range env {
+		t.Setenv(k, v)
+	}
+	t.Setenv("SECRETS_DIR", files)
+	t.Setenv("JWT_SECRET", "")
+	t.Setenv("INTERNAL_KEY", "")
+	cfg, err := gateway.LoadConfig()
+	if err != nil {
+		t.Fatalf("gateway-ws refuses the manifests' configuration: %v", err)
+	}
+	if cfg.FaaSURL != "http://gateway.openfaas:8080" {
+		t.Errorf("FAAS_URL %q: the functions are reached through the OpenFaaS gateway service", cfg.FaaSURL)
+	}
+	_, port, err := net.SplitHostPort(cfg.Addr)
+	if err != nil {
+		t.Fatalf("GATEWAY_ADDR %q: %v", cfg.Addr, err)
+	}
+
+	// Ports and probes.
+	var http *corev1.ContainerPort
+	for i := range c.Ports {
+		if fmt.Sprint(c.Ports[i].ContainerPort) == port {
+			http = &c.Ports[i]
+		}
+	}
+	if http == nil {
+		t.Fatalf("no container port %s (GATEWAY_ADDR %s); ports %+v", port, cfg.Addr, c.Ports)
+	}
+	probePort := func(name string, p *corev1.Probe) string {
+		if p == nil {
+			t.Errorf("no %s probe", name)
+			return ""
+		}
+		switch {
+		case p.HTTPGet != nil:
+			return p.HTTPGet.Port.String()
+		case p.TCPSocket != nil:
+			return p.TCPSocket.Port.String()
+		}
+		t.Errorf("%s probe is neither HTTP nor TCP", name)
+		return ""
+	}
+	if c.ReadinessProbe == nil || c.ReadinessProbe.HTTPGet == nil || c.ReadinessProbe.HTTPGet.Path != "/healthz" {
+		t.Errorf("readiness probe %+v: want GET /healthz", c.ReadinessProbe)
+	}
+	for name, p := range map[string]*corev1.Probe{"readiness": c.ReadinessProbe, "liveness": c.LivenessProbe} {
+		if got := probePort(name, p); got != http.Name && got != port {
+			t.Errorf("%s probe port %q: want %s (%s)", name, got, http.Name, port)
+		}
+	}
+	if pod.Annotations["prometheus.io/scrape"] != "true" || pod.Annotations["prometheus.io/port"] != port || pod.Annotations["prometheus.io/path"] != "/metrics" {
+		t.Errorf("Prometheus annotations %v: want scrape of :%s/metrics", pod.Annotations, port)
+	}
+
+	// Termination: the preStop pause plus the SIGTERM drain fit the grace.
+	var preStop time.Duration
+	if l := c.Lifecycle; l != nil && l.PreStop != nil && l.PreStop.Exec != nil && len(l.PreStop.Exec.Command) == 2 {
+		preStop, _ = time.ParseDuration(l.PreStop.Exec.Command[1] + "s")
+	}
+	var grace time.Duration
+	if g := pod.Spec.TerminationGracePeriodSeconds; g != nil {
+		grace = time.Duration(*g) * time.Second
+	}
+	if grace < preStop+cfg.ShutdownTimeout+time.Second {
+		t.Errorf("terminationGracePeriodSeconds %v < preStop %v + SHUTDOWN_TIMEOUT %v: the drain would be killed", grace, preStop, cfg.ShutdownTimeout)
+	}
+
+	// The Service, PDB and HPA point at this Deployment's pods.
+	labels := pod.Labels
+	matches := func(sel map[string]string) bool {
+		if len(sel) == 0 {
+			return false
+		}
+		for k, v := range sel {
+			if labels[k] != v {
+				return false
+			}
+		}
+		return true
+	}
+	svc := r.services[0]
+	if !matches(svc.Spec.Selector) {
+		t.Errorf("Service selector %v does not select the pods %v", svc.Spec.Selector, labels)
+	}
+	if len(svc.Spec.Ports) != 1 || (svc.Spec.Ports[0].TargetPort.String() != http.Name && svc.Spec.Ports[0].TargetPort.String() != port) {
+		t.Errorf("Service ports %+v: want one to the gateway's port", svc.Spec.Ports)
+	}
+	if pdb := r.pdbs[0]; pdb.Spec.Selector == nil || !matches(pdb.Spec.Selector.MatchLabels) {
+		t.Errorf("PodDisruptionBudget does not select the pods")
+	}
+	if hpa := r.hpas[0]; hpa.Spec.ScaleTargetRef.Kind != "Deployment" || hpa.Spec.ScaleTargetRef.Name != d.Name {
+		t.Errorf("HPA scales %+v, not the Deployment %s", hpa.Spec.ScaleTargetRef, d.Name)
+	}
+	for _, ing := range r.ingresses {
+		for _, rule := range ing.Spec.Rules {
+			for _, p := range rule.HTTP.Paths {
+				if p.Backend.Service == nil || p.Backend.Service.Name != svc.Name {
+					t.Errorf("Ingress path %s does not reach Service %s", p.Path, svc.Name)
+				}
+			}
+		}
+	}
+}

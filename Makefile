@@ -42,6 +42,8 @@ node:
 # duration-bounded run at its deadline with no crasher (golang/go#75804).
 fuzz:
 	$(GO) test ./gateway-ws/gateway/ -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime 30000x
+	$(GO) test ./lib/fn/ -run '^$$' -fuzz '^FuzzDecodeJSON$$' -fuzztime 5000x
+	$(GO) test ./lib/fn/ -run '^$$' -fuzz '^FuzzParseID$$' -fuzztime 5000x
 
 ## chaos: publishes under random SIGKILLs and crashes; checks the invariant
 CHAOS_DURATION ?= 8s

@@ -37,6 +37,7 @@ import (
 	"tidings/lib/directory"
 	"tidings/lib/fn"
 	"tidings/lib/ratelimit"
+	"tidings/lib/store"
 )
 
 // Deps are the process's dependencies, built once at start and shared by
@@ -134,11 +135,11 @@ func Internal(name string) bool { return registry[name].internal }
 // Connect builds the dependencies from cfg: the database pool, the Redis
 // client and the token issuer. Close releases them.
 func Connect(ctx context.Context, cfg config.Config) (*Deps, error) {
-	pool, err := pgxpool.New(ctx, cfg.DatabaseURL)
+	pool, err := store.NewPool(ctx, cfg.DatabaseURL)
 	if err != nil {
 		return nil, fmt.Errorf("database: %w", err)
 	}
-	opts, err := redis.ParseURL(cfg.RedisURL)
+	opts, err := config.RedisOptions(cfg.RedisURL)
 	if err != nil {
 		pool.Close()
 		return nil, fmt.Errorf("redis: %w", err)

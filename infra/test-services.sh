@@ -32,6 +32,10 @@ command -v prometheus >/dev/null || missing+=(prometheus)
 command -v psql >/dev/null || missing+=(postgresql-client)
 # kubectl renders the Kubernetes manifests offline (infra/k8s's test).
 command -v kubectl >/dev/null || missing+=(kubernetes-client)
+# The partition tests put servers in a network namespace and drop its
+# packets with iptables (this kernel has no netem).
+command -v ip >/dev/null || missing+=(iproute2)
+command -v iptables >/dev/null || missing+=(iptables)
 if [ ${#missing[@]} -gt 0 ]; then
   apt_install "${missing[@]}"
 fi

@@ -19,23 +19,49 @@ import (
 // Redis channel is subscribed only while some local connection has joined
 // its topic, so Redis sees one subscriber per replica per topic, never one
 // per connection.
+//
+// The connection is checked: when it has been quiet for HealthInterval a
+// PING goes out, and when its PONG (or anything else) has not come back
+// within another HealthInterval the connection is taken as dead (a network
+// partition leaves it half-open, and TCP would take minutes to tell) and
+// replaced by a fresh one subscribed to every channel again.
 type Broker struct {
 	rdb    *redis.Client
-	ps     *redis.PubSub
 	prefix string // every channel starts with it
 	log    *slog.Logger
 
 	deliver func(topic string, frame []byte)
 
+	// psMu guards ps: the reader replaces it when the connection is dead,
+	// while Subscribe and Unsubscribe may be using it.
+	psMu sync.RWMutex
+	ps   *redis.PubSub
+
 	mu sync.Mutex
-	// waiters are closed when Redis confirms a SUBSCRIBE, oldest first:
-	// Redis answers commands on a connection in order, so the n-th
-	// confirmation for a channel belongs to the n-th SUBSCRIBE sent for it.
-	waiters map[string][]chan struct{}
+	// channels are the subscribed channels, for a fresh connection.
+	channels map[string]struct{}
+	// waiters are the joins waiting for Redis to confirm a SUBSCRIBE, one
+	// entry per SUBSCRIBE sent, oldest first: Redis answers commands on a
+	// connection in order, so the n-th confirmation for a channel belongs
+	// to the n-th SUBSCRIBE sent for it.
+	waiters map[string][]confirmation
 
 	closed atomic.Bool
 	done   chan struct{}
 }
+
+// confirmation is what one SUBSCRIBE's confirmation releases: the joins
+// waiting for it (more than one after a reconnect merged them).
+type confirmation []chan struct{}
+
+// BrokerHealthInterval is how long the pub/sub connection may stay quiet
+// before a PING is sent, and how long its answer may take: a dead
+// connection is found within twice this.
+const BrokerHealthInterval = 2 * time.Second
+
+// brokerMaxBackoff bounds the wait between reconnection attempts, so the
+// broker is back within about a dial timeout plus this once Redis is.
+const brokerMaxBackoff = time.Second
 
 // brokerControl is subscribed for the broker's whole life: it opens the
 // pub/sub connection at start, so a Redis that is down fails New at once.
@@ -45,14 +71,17 @@ const brokerControl = "_control"
 // on a topic this replica has subscribed. deliver must not block.
 func NewBroker(ctx context.Context, rdb *redis.Client, prefix string, log *slog.Logger, deliver func(topic string, frame []byte)) (*Broker, error) {
 	b := &Broker{
-		rdb:     rdb,
-		prefix:  prefix + "ws:",
-		log:     log,
-		deliver: deliver,
-		waiters: map[string][]chan struct{}{},
-		done:    make(chan struct{}),
+		rdb:      rdb,
+		prefix:   prefix + "ws:",
+		log:      log,
+		deliver:  deliver,
+		channels: map[string]struct{}{},
+		waiters:  map[string][]confirmation{},
+		done:     make(chan struct{}),
 	}
-	b.ps = rdb.Subscribe(ctx, b.channel(brokerControl))
+	control := b.channel(brokerControl)
+	b.channels[control] = struct{}{}
+	b.ps = rdb.Subscribe(ctx, control)
 	// The first answer on a fresh pub/sub connection is the confirmation
 	// of the control subscription, or the reason Redis is unreachable.
 	if _, err := b.ps.ReceiveTimeout(ctx, 5*time.Second); err != nil {
@@ -71,8 +100,11 @@ func (b *Broker) channel(topic string) string { return b.prefix + topic }
 func (b *Broker) Subscribe(ctx context.Context, topic string) (<-chan struct{}, error) {
 	ch := b.channel(topic)
 	ready := make(chan struct{})
+	b.psMu.RLock()
+	defer b.psMu.RUnlock()
 	b.mu.Lock()
-	b.waiters[ch] = append(b.waiters[ch], ready)
+	b.channels[ch] = struct{}{}
+	b.waiters[ch] = append(b.waiters[ch], confirmation{ready})
 	b.mu.Unlock()
 	if err := b.ps.Subscribe(ctx, ch); err != nil {
 		b.mu.Lock()
@@ -85,8 +117,14 @@ func (b *Broker) Subscribe(ctx context.Context, topic string) (<-chan struct{}, 
 
 // Unsubscribe stops receiving topic.
 func (b *Broker) Unsubscribe(ctx context.Context, topic string) error {
-	if err := b.ps.Unsubscribe(ctx, b.channel(topic)); err != nil {
-		return fmt.Errorf("unsubscribe %s: %w", b.channel(topic), err)
+	ch := b.channel(topic)
+	b.psMu.RLock()
+	defer b.psMu.RUnlock()
+	b.mu.Lock()
+	delete(b.channels, ch)
+	b.mu.Unlock()
+	if err := b.ps.Unsubscribe(ctx, ch); err != nil {
+		return fmt.Errorf("unsubscribe %s: %w", ch, err)
 	}
 	return nil
 }
@@ -102,36 +140,58 @@ func (b *Broker) Publish(ctx context.Context, topic string, frame []byte) error 
 // Close ends the subscription connection.
 func (b *Broker) Close() error {
 	b.closed.Store(true)
+	b.psMu.RLock()
 	err := b.ps.Close()
+	b.psMu.RUnlock()
 	<-b.done
 	return err
 }
 
+func (b *Broker) pubsub() *redis.PubSub {
+	b.psMu.RLock()
+	defer b.psMu.RUnlock()
+	return b.ps
+}
+
 // run reads the pub/sub connection until it is closed. go-redis reconnects
-// and resubscribes every channel by itself after a network error; the loop
-// only has to keep reading and keep the connection checked with pings.
+// and resubscribes every channel by itself after an error it sees; a
+// connection that just goes silent is found by the health ping.
 func (b *Broker) run() {
 	defer close(b.done)
 	ctx := context.Background()
 	backoff := 50 * time.Millisecond
+	pinged := false // a PING is out and nothing has come back since
 	for {
-		msg, err := b.ps.ReceiveTimeout(ctx, 30*time.Second)
+		ps := b.pubsub()
+		msg, err := ps.ReceiveTimeout(ctx, BrokerHealthInterval)
 		if err != nil {
-			if b.closed.Load() || errors.Is(err, redis.ErrClosed) {
+			if b.closed.Load() {
 				return
 			}
-			var netErr net.Error
-			if errors.As(err, &netErr) && netErr.Timeout() {
-				pingCtx, cancel := context.WithTimeout(ctx, 5*time.Second)
-				_ = b.ps.Ping(pingCtx)
-				cancel()
+			if quiet(err) {
+				if !pinged {
+					pingCtx, cancel := context.WithTimeout(ctx, BrokerHealthInterval)
+					pinged = ps.Ping(pingCtx) == nil
+					cancel()
+					if pinged {
+						continue
+					}
+				}
+				b.log.Warn("redis pub/sub connection does not answer; reconnecting", "err", err)
+				b.reconnect(ctx)
+				pinged = false
 				continue
 			}
+			if errors.Is(err, redis.ErrClosed) && ps != b.pubsub() {
+				continue // replaced by a reconnect meanwhile
+			}
+			pinged = false
 			b.log.Warn("redis pub/sub receive failed; retrying", "err", err, "backoff", backoff)
 			time.Sleep(backoff)
-			backoff = min(2*backoff, 2*time.Second)
+			backoff = min(2*backoff, brokerMaxBackoff)
 			continue
 		}
+		pinged = false
 		backoff = 50 * time.Millisecond
 		switch m := msg.(type) {
 		case *redis.Message:
@@ -147,6 +207,45 @@ func (b *Broker) run() {
 	}
 }
 
+// quiet reports whether a receive ended because nothing came within its
+// timeout, as opposed to failing to reach Redis at all.
+func quiet(err error) bool {
+	var netErr net.Error
+	var opErr *net.OpError
+	return errors.As(err, &netErr) && netErr.Timeout() && !(errors.As(err, &opErr) && opErr.Op == "dial")
+}
+
+// reconnect replaces the pub/sub connection by a fresh one subscribed to
+// every channel. The SUBSCRIBEs still unconfirmed on the old connection
+// are answered by the new connection's one SUBSCRIBE of their channel.
+func (b *Broker) reconnect(ctx context.Context) {
+	b.psMu.Lock()
+	defer b.psMu.Unlock()
+	_ = b.ps.Close()
+	b.mu.Lock()
+	channels := make([]string, 0, len(b.channels))
+	for ch := range b.channels {
+		channels = append(channels, ch)
+	}
+	for ch, ws := range b.waiters {
+		if _, ok := b.channels[ch]; !ok {
+			delete(b.waiters, ch) // unsubscribed since: never confirmed
+			continue
+		}
+		var merged confirmation
+		for _, w := range ws {
+			merged = append(merged, w...)
+		}
+		b.waiters[ch] = []confirmation{merged}
+	}
+	b.mu.Unlock()
+	// If Redis is still unreachable the new PubSub keeps the channels and
+	// subscribes them when the next receive manages to connect.
+	dialCtx, cancel := context.WithTimeout(ctx, 2*BrokerHealthInterval)
+	defer cancel()
+	b.ps = b.rdb.Subscribe(dialCtx, channels...)
+}
+
 func (b *Broker) confirm(ch string) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
@@ -155,7 +254,9 @@ func (b *Broker) confirm(ch string) {
 		// A resubscription after a reconnect: nobody is waiting for it.
 		return
 	}
-	close(ws[0])
+	for _, ready := range ws[0] {
+		close(ready)
+	}
 	if len(ws) == 1 {
 		delete(b.waiters, ch)
 	} else {
@@ -163,9 +264,9 @@ func (b *Broker) confirm(ch string) {
 	}
 }
 
-func removeWaiter(ws []chan struct{}, w chan struct{}) []chan struct{} {
-	for i, x := range ws {
-		if x == w {
+func removeWaiter(ws []confirmation, w chan struct{}) []confirmation {
+	for i, c := range ws {
+		if len(c) == 1 && c[0] == w {
 			return append(ws[:i:i], ws[i+1:]...)
 		}
 	}

@@ -91,17 +91,20 @@ func (h *Hub) deliver(topic string, frame []byte) {
 	}
 }
 
-// membersOf returns the local members of topic.
-func (h *Hub) membersOf(topic string) []*channel {
+// membersOf returns the local members of topic that belong to userID, or
+// all of them when userID is 0.
+func (h *Hub) membersOf(topic string, userID int64) []*channel {
 	h.mu.RLock()
 	defer h.mu.RUnlock()
 	t, ok := h.topics[topic]
 	if !ok {
 		return nil
 	}
-	out := make([]*channel, 0, len(t.members))
+	var out []*channel
 	for ch := range t.members {
-		out = append(out, ch)
+		if userID == 0 || ch.conn.userID == userID {
+			out = append(out, ch)
+		}
 	}
 	return out
 }

@@ -11,6 +11,7 @@ import (
 
 	"tidings/gateway-ws/coordinator"
 	"tidings/lib/fn"
+	"tidings/lib/ratelimit"
 )
 
 // Refusal reasons of a publish, beside the join reasons.
@@ -93,7 +94,11 @@ func (s *Server) servePublish(w http.ResponseWriter, r *http.Request) {
 	defer cancel()
 	res, err := s.cfg.Publisher.Publish(ctx, userID, topicID, body)
 	var refused *Refused
+	var exceeded *ratelimit.Exceeded
 	switch {
+	case errors.As(err, &exceeded):
+		fn.WriteResponse(w, exceeded.Response())
+		return
 	case errors.As(err, &refused):
 		status := map[string]int{ReasonUnauthorized: http.StatusForbidden, ReasonNotFound: http.StatusNotFound,
 			ReasonInvalid: http.StatusBadRequest}[refused.Reason]

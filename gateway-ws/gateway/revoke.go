@@ -68,21 +68,21 @@ func (r *revoker) run(ctx context.Context) {
 }
 
 // check asks again, once per user and topic, whether the members c
-// concerns may stay, and revokes those that may not.
+// concerns may stay, and revokes those that may not. When a question gets
+// no answer (the database is down?), the rest of the check is given up and
+// the whole of c is tried again after revokeRetry, for as long as there
+// are members to check: questions that time out one after the other would
+// hold up every other change.
 func (r *revoker) check(ctx context.Context, c directory.SubscriptionChange) {
 	var members []*channel
 	if c.All {
 		for _, topic := range r.hub.topicNames() {
 			if kind, _ := route(topic); kind == kindTopic {
-				members = append(members, r.hub.membersOf(topic)...)
+				members = append(members, r.hub.membersOf(topic, 0)...)
 			}
 		}
 	} else {
-		for _, ch := range r.hub.membersOf(fmt.Sprintf("topic:%d", c.TopicID)) {
-			if ch.conn.userID == c.UserID {
-				members = append(members, ch)
-			}
-		}
+		members = r.hub.membersOf(fmt.Sprintf("topic:%d", c.TopicID), c.UserID)
 	}
 	verdicts := map[directory.SubscriptionChange]error{}
 	for _, ch := range members {
@@ -93,16 +93,19 @@ func (r *revoker) check(ctx context.Context, c directory.SubscriptionChange) {
 			err = authorizeJoin(cctx, r.access, m.UserID, ch.kind, m.TopicID, r.log)
 			cancel()
 			verdicts[m] = err
-			if err != nil && !errors.As(err, new(*Refused)) && ctx.Err() == nil {
-				// No answer (the database is down?): ask again later,
-				// for as long as the membership lasts.
-				r.log.Warn("membership not checked after a subscription change; retrying",
-					"topic", ch.topic, "user", m.UserID, "retry_in", revokeRetry, "err", err)
-				time.AfterFunc(revokeRetry, func() { r.hear(m) })
-			}
 		}
-		if errors.As(err, new(*Refused)) {
+		var refused *Refused
+		switch {
+		case errors.As(err, &refused):
 			ch.conn.revoke(ch)
+		case err != nil:
+			if ctx.Err() != nil {
+				return
+			}
+			r.log.Warn("memberships not checked after a subscription change; retrying",
+				"topic", ch.topic, "user", m.UserID, "all", c.All, "retry_in", revokeRetry, "err", err)
+			time.AfterFunc(revokeRetry, func() { r.hear(c) })
+			return
 		}
 	}
 }

@@ -2,11 +2,13 @@ package gateway
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -149,4 +151,106 @@ func TestSocketRefusesATokenWhoseUserIsGone(t *testing.T) {
 	// A user who exists still connects.
 	other, _ := testenv.User(t, db.Pool, "here@example.test")
 	dial(t, g, other).heartbeat()
+}
+
+// flakyAccess is the directory, except that the next `failures` topic
+// owner lookups fail as they do while PostgreSQL is unreachable.
+type flakyAccess struct {
+	Access
+	failures atomic.Int32
+	failed   atomic.Int32
+}
+
+func (a *flakyAccess) TopicOwner(ctx context.Context, topicID int64) (int64, error) {
+	if a.failures.Add(-1) >= 0 {
+		a.failed.Add(1)
+		return 0, errors.New("injected: database unreachable")
+	}
+	return a.Access.TopicOwner(ctx, topicID)
+}
+
+// TestRevocationIsRetriedWhileTheDirectoryCannotAnswer: the checks that
+// follow an unsubscribe fail three times (the fault, injected after the
+// join); the membership is still revoked once they answer.
+func TestRevocationIsRetriedWhileTheDirectoryCannotAnswer(t *testing.T) {
+	rds, db := testenv.NewRedis(t), testenv.NewDB(t)
+	faas := startUnsubscribe(t, rds, db)
+	cfg := testConfig(rds, db.URL)
+	access := &flakyAccess{}
+	cfg.Access = access
+	g := startGateway(t, cfg)
+	access.Access = g.srv.dir
+	topicID, _, subs := seedTopic(t, db, 1)
+	topic := fmt.Sprintf("topic:%d", topicID)
+	c := dial(t, g, subs[0])
+	jr := c.mustJoin(topic)
+
+	access.failures.Store(3)
+	status, body := postJSON(t, faas+"/function/unsubscribe", fmt.Sprintf(`{"topic_id":%d}`, topicID),
+		http.Header{"Authorization": {"Bearer " + token(t, subs[0])}})
+	if status != http.StatusOK {
+		t.Fatalf("unsubscribe: %d %s, want 200", status, body)
+	}
+	c.expect(fmt.Sprintf(`[%q,%q,%q,"phx_close",{}]`, jr, jr, topic))
+	if n := access.failed.Load(); n != 3 {
+		t.Fatalf("%d checks failed before the revocation, want the 3 injected", n)
+	}
+}
+
+// staleAccess is the directory, except that the first subscription lookup
+// waits at a gate and then answers "subscribed" whatever the truth: a join
+// authorised just before an unsubscribe, whose answer is late.
+type staleAccess struct {
+	Access
+	first   atomic.Bool
+	entered chan struct{}
+	gate    chan struct{}
+}
+
+func (a *staleAccess) IsSubscriber(ctx context.Context, topicID, userID int64) (bool, error) {
+	if a.first.CompareAndSwap(false, true) {
+		close(a.entered)
+		<-a.gate
+		return true, nil
+	}
+	return a.Access.IsSubscriber(ctx, topicID, userID)
+}
+
+// TestJoinAuthorisedBeforeAnUnsubscribeIsRefused: a join's authorisation
+// answers "subscribed", then the user unsubscribes (and every replica has
+// heard of it, finding no member yet), then the join goes on. The join is
+// refused rather than leaving a membership nothing will revoke.
+func TestJoinAuthorisedBeforeAnUnsubscribeIsRefused(t *testing.T) {
+	rds, db := testenv.NewRedis(t), testenv.NewDB(t)
+	faas := startUnsubscribe(t, rds, db)
+	cfg := testConfig(rds, db.URL)
+	access := &staleAccess{entered: make(chan struct{}), gate: make(chan struct{})}
+	cfg.Access = access
+	g := startGateway(t, cfg)
+	access.Access = g.srv.dir
+	topicID, _, subs := seedTopic(t, db, 1)
+	topic := fmt.Sprintf("topic:%d", topicID)
+	c := dial(t, g, subs[0])
+
+	c.send("1", "1", topic, EventJoin, map[string]any{})
+	select {
+	case <-access.entered:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the join never asked whether the user subscribes")
+	}
+	heard := g.srv.revoker.heard.Load()
+	status, body := postJSON(t, faas+"/function/unsubscribe", fmt.Sprintf(`{"topic_id":%d}`, topicID),
+		http.Header{"Authorization": {"Bearer " + token(t, subs[0])}})
+	if status != http.StatusOK {
+		t.Fatalf("unsubscribe: %d %s, want 200", status, body)
+	}
+	for i := 0; g.srv.revoker.heard.Load() == heard; i++ { // bounded: the change travels through Redis
+		if i == 500 {
+			t.Fatal("the replica never heard of the unsubscribe")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	close(access.gate)
+	c.expect(fmt.Sprintf(`["1","1",%q,"phx_reply",{"status":"error","response":{"reason":"unauthorized"}}]`, topic))
+	c.heartbeat() // nothing else came: no phx_close for a channel never opened
 }

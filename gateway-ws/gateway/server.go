@@ -40,6 +40,8 @@ import (
 	"tidings/lib/directory"
 	"tidings/lib/fn"
 	"tidings/lib/metrics"
+	"tidings/lib/ratelimit"
+	"tidings/lib/store"
 )
 
 // Config is everything the gateway needs; LoadConfig reads it from the
@@ -54,6 +56,11 @@ type Config struct {
 	// values a browser socket may come from: "*" allows any, empty allows
 	// only the gateway's own host (what Phoenix's check_origin does).
 	AllowedOrigins []string
+	// TrustedProxies (GATEWAY_TRUSTED_PROXIES, comma-separated addresses
+	// and CIDR ranges) are the reverse proxies in front of the gateway
+	// whose X-Forwarded-For it believes; by default it believes none and
+	// tells functions the peer's address.
+	TrustedProxies []string
 
 	MaxFrameBytes  int64         // WS_MAX_FRAME_BYTES: larger frames close the socket with 1009
 	SendQueue      int           // WS_SEND_QUEUE: frames queued per connection before it counts as too slow
@@ -116,6 +123,11 @@ func ConfigFrom(base config.Config) (Config, error) {
 			if o = strings.TrimSpace(o); o != "" {
 				c.AllowedOrigins = append(c.AllowedOrigins, o)
 			}
+		}
+	}
+	for _, p := range strings.Split(config.Env("GATEWAY_TRUSTED_PROXIES", ""), ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			c.TrustedProxies = append(c.TrustedProxies, p)
 		}
 	}
 	durations := []struct {
@@ -186,6 +198,7 @@ type Server struct {
 	broker   *Broker
 	revoker  *revoker
 	proxy    *Proxy
+	limiter  *ratelimit.Limiter // per-user quotas on publishes and job enqueues
 	calls    *invoke.Invoker
 	coord    *coordinator.Coordinator
 	nodes    *cluster.Registry
@@ -237,7 +250,7 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 			fn.WriteError(w, fn.Errorf(status, "bad_upgrade", "%v", reason))
 		},
 	}
-	opts, err := redis.ParseURL(cfg.RedisURL)
+	opts, err := config.RedisOptions(cfg.RedisURL)
 	if err != nil {
 		return nil, fmt.Errorf("REDIS_URL: %w", err)
 	}
@@ -247,13 +260,14 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		opts.ClientName = "gateway-ws:" + cfg.RedisPrefix
 	}
 	s.rdb = redis.NewClient(opts)
+	s.limiter = ratelimit.New(s.rdb, cfg.RedisPrefix, cfg.Limits.Timeout, s.log)
 	pingCtx, cancel := context.WithTimeout(ctx, brokerCallTimeout)
 	defer cancel()
 	if err := s.rdb.Ping(pingCtx).Err(); err != nil {
 		_ = s.rdb.Close()
 		return nil, fmt.Errorf("connect to Redis: %w", err)
 	}
-	if s.pool, err = pgxpool.New(ctx, cfg.DatabaseURL); err != nil {
+	if s.pool, err = store.NewPool(ctx, cfg.DatabaseURL); err != nil {
 		_ = s.rdb.Close()
 		return nil, fmt.Errorf("DATABASE_URL: %w", err)
 	}
@@ -294,7 +308,10 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	calls := cfg.Calls
 	calls.FaaSURL, calls.InternalKey, calls.Log, calls.Metrics = cfg.FaaSURL, cfg.InternalKey, s.log, metrics.NewCalls(s.reg)
 	s.calls = invoke.New(calls)
-	s.proxy = NewProxy(s.calls, PublicFunctions(), cfg.MaxBodyBytes, s.log)
+	if s.proxy, err = NewProxy(s.calls, PublicFunctions(), cfg.MaxBodyBytes, cfg.TrustedProxies, s.log); err != nil {
+		s.closeDeps()
+		return nil, err
+	}
 	if s.jobs, err = s.newJobs(); err != nil {
 		s.closeDeps()
 		return nil, err
@@ -307,6 +324,7 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	if s.cfg.Publisher == nil {
 		s.cfg.Publisher = coordinatorPublisher{coord: s.coord, outcomes: s.metrics.Publishes}
 	}
+	s.cfg.Publisher = quotaPublisher{next: s.cfg.Publisher, limiter: s.limiter, quota: ratelimit.Publishes(cfg.Limits)}
 	s.exportGauges()
 	s.nodes = s.newRegistry()
 	return s, nil
@@ -611,8 +629,8 @@ func (s *Server) serveBroadcast(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	var req broadcastRequest
-	if err := json.Unmarshal(body, &req); err != nil {
-		fn.WriteError(w, fn.BadRequest("body must be {topic, event, payload}: %v", err))
+	if err := fn.DecodeBody(body, &req); err != nil {
+		fn.WriteError(w, fn.AsError(err))
 		return
 	}
 	if kind, id := route(req.Topic); kind == kindUnmatched || id == 0 {

@@ -29,11 +29,12 @@ const bin = path.join(tmp, "gateway-ws");
 let port;
 let gateway; // the running child process
 
-// token mints what lib/auth issues: HS256, sub = user id, iss = tidings.
-function token(userID) {
+// token mints what lib/auth issues: HS256, sub = user id, iss = tidings;
+// it expires in ttl seconds.
+function token(userID, ttl = 3600) {
   const b64 = (obj) => Buffer.from(JSON.stringify(obj)).toString("base64url");
   const now = Math.floor(Date.now() / 1000);
-  const unsigned = `${b64({ alg: "HS256", typ: "JWT" })}.${b64({ sub: String(userID), iss: "tidings", iat: now, exp: now + 3600 })}`;
+  const unsigned = `${b64({ alg: "HS256", typ: "JWT" })}.${b64({ sub: String(userID), iss: "tidings", iat: now, exp: now + ttl })}`;
   const sig = crypto.createHmac("sha256", secret).update(unsigned).digest("base64url");
   return `${unsigned}.${sig}`;
 }
@@ -205,5 +206,52 @@ test("a phoenix client on one gateway process receives what is published through
   } finally {
     socket.disconnect();
     await stopGateway(gatewayB);
+  }
+});
+
+test("at its token's expiry the socket closes with 4001, and phoenix.js reconnects with the token its params function gives", { timeout: 60000 }, async () => {
+  const userID = 6161;
+  let current = token(userID, 2); // the first connect's token expires within 2 s
+  const asked = [];
+  const socket = new Socket(`ws://127.0.0.1:${port}/socket`, {
+    transport: WebSocket,
+    params: () => {
+      asked.push(current);
+      return { token: current };
+    },
+    reconnectAfterMs: () => 100,
+    rejoinAfterMs: () => 100,
+    timeout: 5000,
+  });
+  let closed;
+  const closedOnce = new Promise((resolve) => (closed = resolve));
+  socket.onClose((event) => closed(event));
+  socket.connect();
+  try {
+    const channel = socket.channel(`user:${userID}`, {});
+    let joins = 0;
+    let rejoined;
+    const rejoinedOnce = new Promise((resolve) => (rejoined = resolve));
+    channel.join().receive("ok", () => {
+      joins++;
+      if (joins === 2) rejoined();
+    });
+    for (let i = 0; i < 100 && joins < 1; i++) await sleep(50);
+    assert.equal(joins, 1, "the first join did not succeed");
+    const renewed = token(userID); // what the application would get by logging in again
+    current = renewed;
+
+    const event = await within(15000, "the close at the token's expiry", closedOnce);
+    assert.equal(event.code, 4001);
+    assert.equal(event.reason, "token expired");
+    await within(20000, "the client to reconnect and rejoin", rejoinedOnce);
+    assert.equal(asked.length, 2, `params was asked ${asked.length} times, want once per connect`);
+    assert.equal(asked[1], renewed, "the reconnect did not use the renewed token");
+
+    const got = within(10000, "a notification after the reconnect", new Promise((resolve) => channel.on("counter", resolve)));
+    await broadcast(`user:${userID}`, "counter", { unread: 1 });
+    assert.deepEqual(await got, { unread: 1 });
+  } finally {
+    socket.disconnect();
   }
 });

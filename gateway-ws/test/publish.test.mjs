@@ -3,7 +3,7 @@
 // database and Redis prefix. Subscribers on user:<id> channels receive the
 // committed notification with their new unread count; list-notifications
 // shows it; ack lowers the count; a non-owner's publish is refused and
-// changes nothing.
+// changes nothing. Unsubscribing closes an open topic channel.
 //
 // Needs Go, PostgreSQL and Redis on loopback, and psql.
 import { test, before, after } from "node:test";
@@ -134,5 +134,41 @@ test("subscribers get the committed notification with their unread count; list a
     assert.deepEqual(await api("GET", "get-counter", { token: subs[1].token }), { status: 200, body: { unread: 1 } });
   } finally {
     for (const s of sockets) s.disconnect();
+  }
+});
+
+test("unsubscribing closes the open topic channel (phx_close) and phoenix.js does not rejoin it", { timeout: 60000 }, async () => {
+  const owner = await register("owner-u");
+  const sub = await register("leaver");
+  const created = await api("POST", "create-topic", { token: owner.token, body: { name: "ephemeral" } });
+  assert.equal(created.status, 201);
+  const topicID = created.body.topic.id;
+  assert.equal((await api("POST", "subscribe", { token: sub.token, body: { topic_id: topicID } })).status, 200);
+
+  const socket = connect(sub);
+  try {
+    const mine = socket.channel(`user:${sub.id}`, {});
+    assert.equal((await within(10000, "user channel join", join(mine))).status, "ok");
+    const topic = socket.channel(`topic:${topicID}`, {});
+    assert.equal((await within(10000, "topic join", join(topic))).status, "ok");
+    const closed = within(10000, "phx_close of the topic", new Promise((resolve) => topic.onClose(resolve)));
+    let errored = false;
+    topic.onError(() => (errored = true));
+
+    assert.equal((await api("POST", "unsubscribe", { token: sub.token, body: { topic_id: topicID } })).status, 200);
+    await closed;
+    assert.equal(topic.state, "closed");
+    assert.equal(errored, false, "the channel errored (and would rejoin) instead of closing");
+    // The socket and the user's own channel are untouched.
+    assert.ok(socket.isConnected());
+    assert.equal(mine.state, "joined");
+    // A new join is refused.
+    const again = socket.channel(`topic:${topicID}`, {});
+    assert.deepEqual(await within(10000, "join after unsubscribing", join(again)), {
+      status: "error",
+      resp: { reason: "unauthorized" },
+    });
+  } finally {
+    socket.disconnect();
   }
 });

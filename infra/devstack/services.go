@@ -2,15 +2,12 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"os"
 	"os/exec"
-	"os/user"
 	"path/filepath"
-	"strconv"
 	"syscall"
 	"time"
 
@@ -19,6 +16,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"tidings/infra/proc"
+	"tidings/lib/config"
 )
 
 // service is a backing server the stack uses; stop is nil for one that was
@@ -89,36 +87,13 @@ func createDatabase(ctx context.Context, adminURL, name string) error {
 	return nil
 }
 
-// startPostgres runs initdb and postgres in a temporary directory. PostgreSQL
-// refuses to run as root, so as root both run as the postgres user in a
-// directory that user owns.
+// startPostgres runs a throwaway PostgreSQL in a temporary directory.
 func startPostgres(ctx context.Context, log *slog.Logger, port string) (service, error) {
-	initdb, err := proc.PostgresBinary("initdb")
-	if err != nil {
-		return service{}, err
-	}
-	postgres, err := proc.PostgresBinary("postgres")
-	if err != nil {
-		return service{}, err
-	}
 	dir, err := os.MkdirTemp("", "tidings-postgres-")
 	if err != nil {
 		return service{}, err
 	}
-	cred, err := unprivileged(dir)
-	if err != nil {
-		os.RemoveAll(dir)
-		return service{}, err
-	}
-	data := filepath.Join(dir, "data")
-	initCmd := exec.CommandContext(ctx, initdb, "-D", data, "-U", "postgres", "-A", "trust", "-E", "UTF8", "--no-sync")
-	initCmd.SysProcAttr = &syscall.SysProcAttr{Credential: cred}
-	if out, err := initCmd.CombinedOutput(); err != nil {
-		os.RemoveAll(dir)
-		return service{}, fmt.Errorf("initdb: %v: %s", err, out)
-	}
-	server, err := proc.Start(filepath.Join(dir, "server.log"), cred, nil, postgres, "-D", data, "-p", port, "-k", dir,
-		"-c", "listen_addresses=127.0.0.1", "-c", "fsync=off")
+	server, err := proc.StartPostgres(ctx, proc.PostgresOptions{Dir: dir, Listen: "127.0.0.1", Port: port})
 	if err != nil {
 		os.RemoveAll(dir)
 		return service{}, err
@@ -170,7 +145,12 @@ func ensureRedis(ctx context.Context, log *slog.Logger, port string) (service, e
 		return service{}, err
 	}
 	stop := func() { server.Stop(syscall.SIGTERM); os.RemoveAll(dir) }
-	client := redis.NewClient(&redis.Options{Addr: "127.0.0.1:" + port})
+	opts, err := config.RedisOptions(url)
+	if err != nil {
+		stop()
+		return service{}, err
+	}
+	client := redis.NewClient(opts)
 	defer client.Close()
 	if err := proc.WaitFor(ctx, 15*time.Second, func(ctx context.Context) error { return client.Ping(ctx).Err() }); err != nil {
 		stop()
@@ -178,22 +158,4 @@ func ensureRedis(ctx context.Context, log *slog.Logger, port string) (service, e
 	}
 	log.Info("started a throwaway Redis", "port", port, "pid", server.Cmd.Process.Pid)
 	return service{URL: url, stop: stop}, nil
-}
-
-// unprivileged returns the credential to run a server as: nil for a normal
-// user, the postgres user (owning dir) for root.
-func unprivileged(dir string) (*syscall.Credential, error) {
-	if os.Geteuid() != 0 {
-		return nil, nil
-	}
-	u, err := user.Lookup("postgres")
-	if err != nil {
-		return nil, errors.New("running as root and there is no postgres user to run PostgreSQL as")
-	}
-	uid, _ := strconv.Atoi(u.Uid)
-	gid, _ := strconv.Atoi(u.Gid)
-	if err := os.Chown(dir, uid, gid); err != nil {
-		return nil, err
-	}
-	return &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}, nil
 }

@@ -226,7 +226,7 @@ func (c *Cache) Set(ctx context.Context, key string, val []byte, ttl time.Durati
 		_, err := c.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
 			p.Set(ctx, c.redisKey(key), val, ttl)
 			if c.cfg.Store == Near {
-				p.Publish(ctx, c.channel(), c.invalidation(key))
+				p.Publish(ctx, c.channel(), c.invalidation(false, key))
 			}
 			return nil
 		})
@@ -264,7 +264,7 @@ func (c *Cache) Delete(ctx context.Context, keys ...string) error {
 		_, err := c.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
 			p.Del(ctx, rkeys...)
 			if c.cfg.Store == Near {
-				p.Publish(ctx, c.channel(), c.invalidation(keys...))
+				p.Publish(ctx, c.channel(), c.invalidation(true, keys...))
 			}
 			return nil
 		})
@@ -509,12 +509,14 @@ func (c *Cache) Stats() Stats {
 }
 
 // OnChange registers f to hear of changes to entries, from any process:
-// the near store calls it on its listener with the keys of every
-// invalidation it receives (this process's own too), after they are gone
-// from memory; and with nil whenever invalidations may have been missed
-// (each time the channel is subscribed again, or a message is unreadable),
-// meaning any key may have changed. f must not block. Only the near store
-// hears changes: OnChange reports false for the others and never calls f.
+// the near store calls it on its listener with the keys of every Delete
+// (this process's own too), after they are gone from memory; and with nil
+// whenever invalidations may have been missed (each time the channel is
+// subscribed again, or a message is unreadable), meaning any key may have
+// changed. A Set is not reported: in a read-through cache it stores what
+// was loaded, and the change that matters is the Delete that follows a
+// change of the source. f must not block. Only the near store hears
+// changes: OnChange reports false for the others and never calls f.
 func (c *Cache) OnChange(f func(keys []string)) bool {
 	if c.cfg.Store != Near {
 		return false

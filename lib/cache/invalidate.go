@@ -13,14 +13,16 @@ import (
 )
 
 // invalidationMessage is what the near store publishes after a change: the
-// keys every other replica must drop, and who changed them.
+// keys every other replica must drop, who changed them, and whether it was
+// a Delete (which OnChange reports) rather than a Set.
 type invalidationMessage struct {
-	From string   `json:"from"`
-	Keys []string `json:"keys"`
+	From    string   `json:"from"`
+	Keys    []string `json:"keys"`
+	Deleted bool     `json:"deleted,omitempty"`
 }
 
-func (c *Cache) invalidation(keys ...string) string {
-	b, _ := json.Marshal(invalidationMessage{From: c.instance, Keys: keys})
+func (c *Cache) invalidation(deleted bool, keys ...string) string {
+	b, _ := json.Marshal(invalidationMessage{From: c.instance, Keys: keys, Deleted: deleted})
 	return string(b)
 }
 
@@ -122,7 +124,7 @@ func (c *Cache) apply(payload string) {
 		}
 		c.stats.invalidations.Add(uint64(len(m.Keys)))
 	}
-	if len(m.Keys) > 0 {
+	if m.Deleted && len(m.Keys) > 0 {
 		c.changed(m.Keys)
 	}
 }

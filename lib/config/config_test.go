@@ -99,3 +99,23 @@ func TestLimitsHaveDefaultsAndCanBeTurnedOff(t *testing.T) {
 		}
 	}
 }
+
+func TestRedisOptionsHaveShortTimeoutsUnlessTheURLSetsThem(t *testing.T) {
+	opts, err := RedisOptions("redis://127.0.0.1:6379/2")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if opts.DialTimeout != RedisDialTimeout || opts.ReadTimeout != RedisReadTimeout || opts.WriteTimeout != RedisWriteTimeout || opts.DB != 2 {
+		t.Errorf("options %+v: want the tidings timeouts and db 2", opts)
+	}
+	opts, err = RedisOptions("redis://127.0.0.1:6379/0?dial_timeout=7s&read_timeout=8s")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if opts.DialTimeout != 7*time.Second || opts.ReadTimeout != 8*time.Second || opts.WriteTimeout != RedisWriteTimeout {
+		t.Errorf("options %+v: the URL's timeouts must win", opts)
+	}
+	if _, err := RedisOptions("http://nope"); err == nil {
+		t.Error("a non-redis URL was accepted")
+	}
+}

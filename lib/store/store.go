@@ -10,7 +10,9 @@ import (
 	"fmt"
 	"io/fs"
 	"log/slog"
+	"net"
 	"strings"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -32,11 +34,62 @@ var (
 	ErrUnknownUser = errors.New("no such user")
 )
 
-// Open returns a pool for url, checked with a ping.
-func Open(ctx context.Context, url string) (*pgxpool.Pool, error) {
-	pool, err := pgxpool.New(ctx, url)
+// Connection settings every pool of tidings uses unless its URL sets its
+// own (connect_timeout, pool_health_check_period). Without them a dial
+// started while PostgreSQL is unreachable waits for the kernel to give up
+// (minutes) and holds one of the pool's few slots all that time, and a
+// dead idle connection is found only when a query hangs on it.
+const (
+	ConnectTimeout    = 3 * time.Second // the whole dial, TLS and startup
+	HealthCheckPeriod = 5 * time.Second // how often idle connections are checked
+	// TCP keepalive on every connection: a peer silent for KeepAliveIdle,
+	// then unanswered for KeepAliveCount probes KeepAliveIdle apart, is dead.
+	KeepAliveIdle  = 2 * time.Second
+	KeepAliveCount = 3
+)
+
+// PoolConfig parses a PostgreSQL URL into a pool configuration with
+// tidings's connection settings; every pool in the tree is built from it.
+func PoolConfig(url string) (*pgxpool.Config, error) {
+	cfg, err := pgxpool.ParseConfig(url)
+	if err != nil {
+		return nil, fmt.Errorf("database URL: %w", err)
+	}
+	if cfg.ConnConfig.ConnectTimeout == 0 {
+		cfg.ConnConfig.ConnectTimeout = ConnectTimeout
+	}
+	if !strings.Contains(url, "pool_health_check_period") {
+		cfg.HealthCheckPeriod = HealthCheckPeriod
+	}
+	dialer := &net.Dialer{
+		Timeout: cfg.ConnConfig.ConnectTimeout,
+		KeepAliveConfig: net.KeepAliveConfig{
+			Enable: true, Idle: KeepAliveIdle, Interval: KeepAliveIdle, Count: KeepAliveCount,
+		},
+	}
+	cfg.ConnConfig.DialFunc = dialer.DialContext
+	return cfg, nil
+}
+
+// NewPool returns a pool for url with PoolConfig's settings; it connects
+// lazily, so PostgreSQL need not answer yet.
+func NewPool(ctx context.Context, url string) (*pgxpool.Pool, error) {
+	cfg, err := PoolConfig(url)
+	if err != nil {
+		return nil, err
+	}
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("open database: %w", err)
+	}
+	return pool, nil
+}
+
+// Open returns a pool for url (see NewPool), checked with a ping.
+func Open(ctx context.Context, url string) (*pgxpool.Pool, error) {
+	pool, err := NewPool(ctx, url)
+	if err != nil {
+		return nil, err
 	}
 	if err := pool.Ping(ctx); err != nil {
 		pool.Close()

@@ -13,18 +13,21 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"tidings/infra/proc"
+	"tidings/lib/config"
 )
 
 // RedisServer is a throwaway redis-server on a loopback port of its own,
 // so a test can kill Redis and start it again without touching the server
 // other tests share.
 type RedisServer struct {
-	t    testing.TB
-	bin  string
-	port int
-	dir  string
-	aof  bool
-	cmd  *exec.Cmd
+	t     testing.TB
+	bin   string
+	host  string // the address it binds and is reached at
+	port  int
+	netns string // the network namespace it runs in; "" for this one
+	dir   string
+	aof   bool
+	cmd   *exec.Cmd
 }
 
 // StartRedisServer starts a redis-server without persistence on a free
@@ -54,14 +57,14 @@ func startRedisServer(t testing.TB, aof bool) *RedisServer {
 	}
 	port := l.Addr().(*net.TCPAddr).Port
 	_ = l.Close()
-	s := &RedisServer{t: t, bin: bin, port: port, dir: t.TempDir(), aof: aof}
+	s := &RedisServer{t: t, bin: bin, host: "127.0.0.1", port: port, dir: t.TempDir(), aof: aof}
 	s.Start()
 	t.Cleanup(s.Stop)
 	return s
 }
 
 // Addr is the server's host:port.
-func (s *RedisServer) Addr() string { return "127.0.0.1:" + strconv.Itoa(s.port) }
+func (s *RedisServer) Addr() string { return net.JoinHostPort(s.host, strconv.Itoa(s.port)) }
 
 // URL is the server's redis:// URL.
 func (s *RedisServer) URL() string { return "redis://" + s.Addr() + "/0" }
@@ -69,7 +72,7 @@ func (s *RedisServer) URL() string { return "redis://" + s.Addr() + "/0" }
 // Client is a new client of the server, closed when the test ends, as
 // another process would have; it fails fast while the server is down.
 func (s *RedisServer) Client() *redis.Client {
-	c := redis.NewClient(&redis.Options{Addr: s.Addr(), MaxRetries: -1, DialTimeout: time.Second, ReadTimeout: 2 * time.Second})
+	c := newFailFastClient(s.t, s.URL())
 	s.t.Cleanup(func() { _ = c.Close() })
 	return c
 }
@@ -77,17 +80,22 @@ func (s *RedisServer) Client() *redis.Client {
 // Start runs the server (again) on its port and waits until it answers.
 func (s *RedisServer) Start() {
 	s.t.Helper()
-	args := []string{"--port", strconv.Itoa(s.port), "--bind", "127.0.0.1", "--save", "", "--dir", s.dir, "--loglevel", "warning"}
+	args := []string{"--port", strconv.Itoa(s.port), "--bind", s.host, "--protected-mode", "no",
+		"--save", "", "--dir", s.dir, "--loglevel", "warning"}
 	if s.aof {
 		args = append(args, proc.RedisPersistence...)
 	} else {
 		args = append(args, "--appendonly", "no")
 	}
-	s.cmd = exec.Command(s.bin, args...)
+	if s.netns == "" {
+		s.cmd = exec.Command(s.bin, args...)
+	} else {
+		s.cmd = exec.Command("ip", append([]string{"netns", "exec", s.netns, s.bin}, args...)...)
+	}
 	if err := s.cmd.Start(); err != nil {
 		s.t.Fatalf("start redis-server: %v", err)
 	}
-	c := redis.NewClient(&redis.Options{Addr: s.Addr(), MaxRetries: -1})
+	c := newFailFastClient(s.t, s.URL())
 	defer c.Close()
 	for i := 0; ; i++ {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
@@ -138,4 +146,16 @@ func DownRedis(t testing.TB) *redis.Client {
 	client := server.Client()
 	server.Stop()
 	return client
+}
+
+// newFailFastClient is a client with tidings's timeouts that does not
+// retry, so a test sees a fault at once.
+func newFailFastClient(t testing.TB, url string) *redis.Client {
+	t.Helper()
+	opts, err := config.RedisOptions(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	opts.MaxRetries = -1
+	return redis.NewClient(opts)
 }

@@ -165,7 +165,7 @@ type Redis struct {
 // NewRedis connects to the test Redis server, failing t if it is not up.
 func NewRedis(t testing.TB) *Redis {
 	t.Helper()
-	opts, err := redis.ParseURL(RedisURL())
+	opts, err := config.RedisOptions(RedisURL())
 	if err != nil {
 		t.Fatalf("parse %s: %v", RedisURL(), err)
 	}

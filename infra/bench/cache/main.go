@@ -40,6 +40,7 @@ import (
 
 	"tidings/infra/bench/machine"
 	"tidings/lib/cache"
+	"tidings/lib/config"
 )
 
 type options struct {
@@ -84,7 +85,7 @@ type result struct {
 }
 
 func run(o options) error {
-	opts, err := redis.ParseURL(o.redisURL)
+	opts, err := config.RedisOptions(o.redisURL)
 	if err != nil {
 		return fmt.Errorf("redis url: %w", err)
 	}

@@ -154,7 +154,7 @@ func setUp(ctx context.Context) (*env, error) {
 		e.close()
 		return nil, err
 	}
-	opts, err := redis.ParseURL(testenv.RedisURL())
+	opts, err := config.RedisOptions(testenv.RedisURL())
 	if err != nil {
 		e.close()
 		return nil, err

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"net"
 	"sync"
 	"time"
@@ -40,6 +41,9 @@ type conn struct {
 	expires time.Time
 
 	limiter *rate.Limiter
+	// limitedAt is when the last "rate limited" reply was queued; reader
+	// goroutine only.
+	limitedAt time.Time
 
 	mu      sync.Mutex
 	queue   [][]byte // frames waiting for the writer; at most cfg.SendQueue
@@ -133,10 +137,10 @@ func (c *conn) enqueue(frame []byte) {
 	}
 	if len(c.queue) >= c.srv.cfg.SendQueue {
 		c.mu.Unlock()
-		// No close frame: it would queue behind everything the client has
-		// not read. Dropping the TCP connection also ends a write blocked
-		// on the client's full window at once, not after WriteTimeout.
-		c.kill(websocket.CloseAbnormalClosure, "outbound queue full")
+		// The close frame goes out ahead of the frames still queued, which
+		// are dropped; if the client reads nothing at all it cannot go out
+		// either, and the connection is dropped after closeGrace.
+		c.kill(websocket.ClosePolicyViolation, reasonQueueFull)
 		return
 	}
 	c.queue = append(c.queue, frame)
@@ -262,11 +266,37 @@ func (c *conn) serve() {
 			continue
 		}
 		if !c.limiter.Allow() {
-			c.reply(msg.JoinRef, msg.Ref, msg.Topic, StatusError, Reason{ReasonRateLimited})
+			c.rateLimited(msg)
 			continue
 		}
 		c.handle(msg)
 	}
+}
+
+// Flood control. A frame over the inbound rate gets an error reply, but
+// at most one per rateLimitedReplyEvery: answering every frame of a flood
+// would fill the socket's send queue with replies and close it. The frames
+// in between are dropped without a reply and counted
+// (tidings_gateway_messages_dropped_total); the socket stays open.
+const rateLimitedReplyEvery = time.Second
+
+// reasonQueueFull is the close reason of a socket whose client reads too
+// slowly for what it is sent (code 1008).
+const reasonQueueFull = "send queue full: the client reads too slowly"
+
+// rateLimited answers (or drops) a frame over the inbound rate.
+func (c *conn) rateLimited(msg Message) {
+	now := time.Now()
+	if !c.limitedAt.IsZero() && now.Sub(c.limitedAt) < rateLimitedReplyEvery {
+		c.srv.metrics.MessagesDropped.Inc()
+		return
+	}
+	c.limitedAt = now
+	// When the next frame will be let through, in whole seconds.
+	wait := c.limiter.Reserve()
+	retryAfter := int(math.Ceil(wait.Delay().Seconds()))
+	wait.Cancel()
+	c.reply(msg.JoinRef, msg.Ref, msg.Topic, StatusError, RateLimited{Reason: ReasonRateLimited, RetryAfter: max(retryAfter, 1)})
 }
 
 func (c *conn) readFailed(err error) {

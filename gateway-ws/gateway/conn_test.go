@@ -188,14 +188,17 @@ func TestInboundRateLimitAnswersErrors(t *testing.T) {
 	for i := range 6 {
 		c.send(nil, fmt.Sprint(i), TopicPhoenix, EventHeartbeat, map[string]any{})
 	}
-	for i := range 6 {
+	// Three within the burst, then one "rate limited" reply for the rest
+	// of this second: the frames after it are dropped and counted.
+	for i := range 4 {
 		status := StatusOK
 		resp := `{}`
 		if i >= 3 {
-			status, resp = StatusError, `{"reason":"rate limited"}`
+			status, resp = StatusError, `{"reason":"rate_limited","retry_after":1000}`
 		}
 		c.expect(fmt.Sprintf(`[null,"%d","phoenix","phx_reply",{"status":%q,"response":%s}]`, i, status, resp))
 	}
+	waitDropped(t, g, 2)
 }
 
 func TestIdleSocketIsClosedAndHeartbeatsKeepItOpen(t *testing.T) {

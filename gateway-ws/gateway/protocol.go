@@ -102,12 +102,19 @@ type Reason struct {
 	Reason string `json:"reason"`
 }
 
+// RateLimited is the response of an error reply to a client over a rate:
+// {"reason":"rate_limited","retry_after":<seconds>}.
+type RateLimited struct {
+	Reason     string `json:"reason"`
+	RetryAfter int    `json:"retry_after"`
+}
+
 // Reasons the gateway answers with.
 const (
 	ReasonUnmatchedTopic = "unmatched topic" // Phoenix's own answer for a topic not joined
 	ReasonUnauthorized   = "unauthorized"
 	ReasonUnknownEvent   = "unknown event"
-	ReasonRateLimited    = "rate limited"
+	ReasonRateLimited    = "rate_limited" // with RateLimited's retry_after
 	ReasonUnavailable    = "unavailable"
 	ReasonInvalidTopic   = "invalid topic"
 )

@@ -3,7 +3,6 @@ package gateway
 import (
 	"context"
 	"errors"
-	"io"
 	"log/slog"
 	"net/http"
 	"strconv"
@@ -65,9 +64,11 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		fn.WriteError(w, fn.NotFound("no public function %q", name))
 		return
 	}
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, p.maxBody))
-	if err != nil {
-		fn.WriteError(w, fn.TooLarge(p.maxBody))
+	// The whole body first, under the server's body deadline (fn.NewServer):
+	// a slow client never holds one of the function's call slots.
+	body, ferr := fn.ReadBody(w, r, p.maxBody)
+	if ferr != nil {
+		fn.WriteError(w, ferr)
 		return
 	}
 	header := r.Header.Clone()

@@ -83,3 +83,34 @@ func TestProxyAnswers502WhenTheFaaSGatewayIsDown(t *testing.T) {
 		t.Fatalf("FaaS gateway down: %d %s, want 502 bad_gateway", status, body)
 	}
 }
+
+// TestSlowBodiesHoldNoSlotAndAreCutAtTheBodyDeadline, through the
+// pass-through: more connections than login's call slots drip their
+// bodies at gateway-ws. A normal login meanwhile reaches the function
+// (the upstream's 418 echo, not 429), and every dripper is cut at the
+// gateway's body deadline with 408 instead of being held open.
+func TestSlowBodiesHoldNoSlotAndAreCutAtTheBodyDeadline(t *testing.T) {
+	const slots, drippers = 2, 6
+	cfg := testConfig(testenv.NewRedis(t), testenv.AdminURL())
+	cfg.FaaSURL = startUpstream(t)
+	cfg.Calls.PerFunction = map[string]invoke.Settings{"login": {Timeout: 5 * time.Second, MaxInflight: slots}}
+	cfg.HTTP.ReadBodyTimeout = 500 * time.Millisecond
+	g := startGateway(t, cfg)
+
+	dripping := testenv.Drip(t, g.addr, "POST", "/function/login", nil, drippers, 50*time.Millisecond)
+	status, body := postJSON(t, g.httpURL("/function/login"), `{"email":"a"}`, nil)
+	if status != http.StatusTeapot {
+		t.Errorf("login while %d bodies drip: %d %s, want the upstream's 418", drippers, status, body)
+	}
+	outcomes := dripping.Wait(30 * time.Second)
+	for i, o := range outcomes {
+		t.Logf("dripper %d: %s", i, o)
+		if o.Status != 0 && (o.Status != http.StatusRequestTimeout || !strings.Contains(o.Body, `"code":"request_timeout"`)) {
+			t.Errorf("dripper %d: %s, want 408 request_timeout in the JSON error shape", i, o)
+		}
+	}
+	if len(outcomes) != drippers {
+		t.Fatalf("%d of %d dripping connections still open after 30s; the body deadline is %v",
+			drippers-len(outcomes), drippers, cfg.HTTP.ReadBodyTimeout)
+	}
+}

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"io"
 	"net/http"
 	"strings"
 
@@ -86,9 +85,9 @@ func (s *Server) servePublish(w http.ResponseWriter, r *http.Request) {
 		fn.WriteError(w, fn.AsError(err))
 		return
 	}
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, s.cfg.MaxBodyBytes))
-	if err != nil {
-		fn.WriteError(w, fn.TooLarge(s.cfg.MaxBodyBytes))
+	body, ferr := fn.ReadBody(w, r, s.cfg.MaxBodyBytes)
+	if ferr != nil {
+		fn.WriteError(w, ferr)
 		return
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), s.cfg.PublishTimeout)

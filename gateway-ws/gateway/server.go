@@ -16,7 +16,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -420,12 +419,7 @@ func Run(ctx context.Context, cfg Config) error {
 // socket with 1001 (going away) so that clients reconnect to another
 // replica, and releases the server's dependencies.
 func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
-	hs := &http.Server{
-		Handler:           s.Handler(),
-		ReadHeaderTimeout: 10 * time.Second,
-		IdleTimeout:       2 * time.Minute, // idle keep-alive connections of the pass-through
-		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
-	}
+	hs := fn.NewServer(s.Handler(), s.cfg.HTTP, s.log)
 	served := make(chan error, 1)
 	go func() { served <- hs.Serve(fn.JSONErrorListener(ln)) }()
 	// Finish what a dead replica left, and watch the functions' health.
@@ -629,9 +623,9 @@ func (s *Server) serveBroadcast(w http.ResponseWriter, r *http.Request) {
 		fn.WriteError(w, fn.Unauthorized("missing or wrong internal key"))
 		return
 	}
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, s.cfg.MaxBodyBytes))
-	if err != nil {
-		fn.WriteError(w, fn.TooLarge(s.cfg.MaxBodyBytes))
+	body, ferr := fn.ReadBody(w, r, s.cfg.MaxBodyBytes)
+	if ferr != nil {
+		fn.WriteError(w, ferr)
 		return
 	}
 	var req broadcastRequest

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"io"
 	"net/http"
 	"strconv"
 	"strings"
@@ -69,14 +68,9 @@ func (q *Queue) serveEnqueue(w http.ResponseWriter, r *http.Request, user int64,
 		fn.WriteError(w, fn.NotFound("no job function named %q", function))
 		return
 	}
-	payload, err := io.ReadAll(http.MaxBytesReader(w, r.Body, q.cfg.MaxPayloadBytes))
-	if err != nil {
-		var tooLarge *http.MaxBytesError
-		if errors.As(err, &tooLarge) {
-			fn.WriteError(w, fn.TooLarge(q.cfg.MaxPayloadBytes))
-			return
-		}
-		fn.WriteError(w, fn.BadRequest("reading the payload: %v", err))
+	payload, ferr := fn.ReadBody(w, r, q.cfg.MaxPayloadBytes)
+	if ferr != nil {
+		fn.WriteError(w, ferr)
 		return
 	}
 	if strings.TrimSpace(string(payload)) == "" {

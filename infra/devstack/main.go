@@ -107,7 +107,7 @@ func run() error {
 		mux.Handle("/", handler)
 		handler = mux
 	}
-	srv := &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second}
+	srv := fn.NewServer(handler, cfg.HTTP, log)
 	go func() {
 		if err := srv.Serve(fn.JSONErrorListener(ln)); !errors.Is(err, http.ErrServerClosed) {
 			log.Error("functions host stopped", "err", err)
@@ -191,10 +191,16 @@ func ensureMail(log *slog.Logger) (*mailsink.Sink, error) {
 	if os.Getenv("SMTP_HOST") != "" {
 		return nil, nil
 	}
-	sink, err := mailsink.Start(mailsink.Options{Addr: "127.0.0.1:" + config.Env("DEV_SMTP_PORT", "2525"), Print: os.Stdout})
+	// The same read deadlines as the stack's HTTP servers; the sink starts
+	// before the rest of the configuration is read, since that reads SMTP_*.
+	timeouts, err := config.HTTPServerFromEnv()
+	if err != nil {
+		return nil, err
+	}
+	sink, err := mailsink.Start(mailsink.Options{Addr: "127.0.0.1:" + config.Env("DEV_SMTP_PORT", "2525"), Print: os.Stdout, Timeouts: timeouts})
 	if err != nil {
 		// The default port is taken (another stack?): any free port will do.
-		if sink, err = mailsink.Start(mailsink.Options{Addr: "127.0.0.1:0", Print: os.Stdout}); err != nil {
+		if sink, err = mailsink.Start(mailsink.Options{Addr: "127.0.0.1:0", Print: os.Stdout, Timeouts: timeouts}); err != nil {
 			return nil, fmt.Errorf("start the local SMTP sink: %w", err)
 		}
 	}

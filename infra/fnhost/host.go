@@ -43,7 +43,9 @@ func FromStack(f *stack.File, deps *functions.Deps) (map[string]Function, error)
 }
 
 // New returns the host's HTTP handler for fns. It serves its own metrics
-// (calls and durations by function and status) at /metrics.
+// (calls and durations by function and status) at /metrics. Serve it with
+// fn.NewServer, whose body deadline keeps slow clients from holding a
+// connection; a function's slot is taken only once its body is read.
 func New(fns map[string]Function, maxBodyBytes int64, log *slog.Logger) http.Handler {
 	mux := http.NewServeMux()
 	reg := metrics.NewRegistry()
@@ -53,8 +55,8 @@ func New(fns map[string]Function, maxBodyBytes int64, log *slog.Logger) http.Han
 	for name, f := range fns {
 		names = append(names, name)
 		flog := log.With("function", name)
-		adapter := &fn.Adapter{Handler: f.Handler, MaxBodyBytes: maxBodyBytes, Log: flog}
-		h := accessLog(observed.Observe(name, fn.Limit(adapter, f.Limits)), flog)
+		adapter := &fn.Adapter{Handler: f.Handler, MaxBodyBytes: maxBodyBytes, Limits: f.Limits, Log: flog}
+		h := accessLog(observed.Observe(name, adapter), flog)
 		mux.Handle("/function/"+name, h)
 		mux.Handle("/function/"+name+"/", h)
 	}

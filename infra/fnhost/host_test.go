@@ -226,3 +226,56 @@ func TestHostAppliesEachFunctionsLimits(t *testing.T) {
 		t.Errorf("function past its timeout: %d %v, want 504", status, out)
 	}
 }
+
+// TestSlowBodiesHoldNoSlotAndAreCutAtTheBodyDeadline: as many connections
+// as the function has slots each send a request whose body drips a byte at
+// a time. A normal call made while they drip must get its answer, not 429
+// (the slot is taken only once a body is read), and every dripper must be
+// cut at the server's body deadline with 408 (or, if its answer cannot be
+// read any more, a closed connection), never held.
+func TestSlowBodiesHoldNoSlotAndAreCutAtTheBodyDeadline(t *testing.T) {
+	const slots = 3
+	const bodyTimeout = 500 * time.Millisecond
+	quick := fn.HandlerFunc(func(req fn.Request) (fn.Response, error) {
+		return fn.JSON(200, map[string]bool{"ok": true})
+	})
+	host := New(map[string]Function{
+		"login": {Handler: quick, Limits: fn.Limits{MaxInflight: slots, Timeout: 5 * time.Second}},
+	}, 4096, logging.NewTo(io.Discard, "info", "test"))
+	// Marks each dripper's request as it enters the host, past the
+	// server's header deadline and before anything reads its body.
+	entered := make(chan struct{}, slots)
+	marked := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get("X-Dripper") != "" {
+			entered <- struct{}{}
+		}
+		host.ServeHTTP(w, r)
+	})
+	srv := httptest.NewUnstartedServer(marked)
+	srv.Config = fn.NewServer(marked, config.HTTPServer{ReadBodyTimeout: bodyTimeout}, nil)
+	srv.Start()
+	t.Cleanup(srv.Close)
+
+	drippers := testenv.Drip(t, srv.Listener.Addr().String(), "POST", "/function/login",
+		http.Header{"X-Dripper": {"1"}}, slots, 50*time.Millisecond)
+	for i := range slots {
+		select {
+		case <-entered:
+		case <-time.After(10 * time.Second):
+			t.Fatalf("only %d of %d dripping requests reached the host", i, slots)
+		}
+	}
+	if status, out := call(t, srv, "POST", "login", `{}`, ""); status != 200 {
+		t.Errorf("a normal call while %d bodies drip: %d %v, want 200 (a dripping body must hold no slot)", slots, status, out)
+	}
+	outcomes := drippers.Wait(30 * time.Second)
+	for i, o := range outcomes {
+		t.Logf("dripper %d: %s", i, o)
+		if o.Status != 0 && (o.Status != http.StatusRequestTimeout || !strings.Contains(o.Body, `"code":"request_timeout"`)) {
+			t.Errorf("dripper %d: %s, want 408 request_timeout in the JSON error shape", i, o)
+		}
+	}
+	if len(outcomes) != slots {
+		t.Fatalf("%d of %d dripping connections still open after 30s; the body deadline is %v", slots-len(outcomes), slots, bodyTimeout)
+	}
+}

@@ -27,6 +27,8 @@ import (
 
 	"github.com/emersion/go-sasl"
 	"github.com/emersion/go-smtp"
+
+	"tidings/lib/config"
 )
 
 // Mail is one received mail: the SMTP envelope, the main headers and the
@@ -72,6 +74,12 @@ type Options struct {
 	Accept func(Mail) error
 
 	Keep int // mails kept, oldest dropped first; 0 means 1000
+
+	// Timeouts are the read deadlines every tidings server holds its
+	// clients to (lib/config, zero fields get the defaults): each command
+	// or line of mail must arrive, and each answer be written, within
+	// ReadBodyTimeout, so a slow client cannot hold a connection.
+	Timeouts config.HTTPServer
 }
 
 // Sink is a running mail sink.
@@ -106,8 +114,9 @@ func Start(opts Options) (*Sink, error) {
 	s.server.AllowInsecureAuth = true // a local sink: there is no TLS to wait for
 	s.server.MaxMessageBytes = 10 << 20
 	s.server.MaxRecipients = 100
-	s.server.ReadTimeout = time.Minute
-	s.server.WriteTimeout = time.Minute
+	timeouts := opts.Timeouts.WithDefaults()
+	s.server.ReadTimeout = timeouts.ReadBodyTimeout
+	s.server.WriteTimeout = timeouts.ReadBodyTimeout
 	s.server.ErrorLog = log.New(io.Discard, "", 0)
 	go func() {
 		defer close(s.done)

@@ -34,6 +34,8 @@ type Config struct {
 
 	JWTSecret   []byte // secret tidings-jwt-secret (env JWT_SECRET)
 	InternalKey string // secret tidings-internal-key (env INTERNAL_KEY)
+
+	HTTP HTTPServer // every HTTP server's read deadlines; see HTTPServer
 }
 
 // Load reads the configuration; a missing secret is an error because a
@@ -51,6 +53,9 @@ func Load() (Config, error) {
 		return c, err
 	}
 	if c.MaxBodyBytes, err = Int64("MAX_BODY_BYTES", 64<<10); err != nil {
+		return c, err
+	}
+	if c.HTTP, err = HTTPServerFromEnv(); err != nil {
 		return c, err
 	}
 	if c.Limits, err = LoadLimits(); err != nil {
@@ -156,4 +161,70 @@ func Map(key string) (map[string]string, error) {
 		out[strings.TrimSpace(name)] = strings.TrimSpace(value)
 	}
 	return out, nil
+}
+
+// HTTPServer are the deadlines every tidings HTTP server (gateway-ws, the
+// function host, a function's own entry point) holds its clients to, so
+// that a slow or hostile client cannot keep a connection, or a function's
+// concurrency slot, for long. fn.NewServer applies them; a zero field
+// means its default.
+type HTTPServer struct {
+	// ReadHeaderTimeout (READ_HEADER_TIMEOUT, default 10s) bounds reading
+	// a request's line and headers.
+	ReadHeaderTimeout time.Duration
+	// ReadBodyTimeout (READ_BODY_TIMEOUT, default 10s) bounds reading a
+	// request's body, counted from the end of its headers; a client still
+	// sending then gets 408.
+	ReadBodyTimeout time.Duration
+	// IdleTimeout (HTTP_IDLE_TIMEOUT, default 2m) bounds how long a
+	// keep-alive connection may wait for its next request.
+	IdleTimeout time.Duration
+}
+
+// Defaults of HTTPServer.
+const (
+	DefaultReadHeaderTimeout = 10 * time.Second
+	DefaultReadBodyTimeout   = 10 * time.Second
+	DefaultHTTPIdleTimeout   = 2 * time.Minute
+)
+
+// WithDefaults returns h with every zero (or negative) field set to its
+// default.
+func (h HTTPServer) WithDefaults() HTTPServer {
+	if h.ReadHeaderTimeout <= 0 {
+		h.ReadHeaderTimeout = DefaultReadHeaderTimeout
+	}
+	if h.ReadBodyTimeout <= 0 {
+		h.ReadBodyTimeout = DefaultReadBodyTimeout
+	}
+	if h.IdleTimeout <= 0 {
+		h.IdleTimeout = DefaultHTTPIdleTimeout
+	}
+	return h
+}
+
+// HTTPServerFromEnv reads READ_HEADER_TIMEOUT, READ_BODY_TIMEOUT and
+// HTTP_IDLE_TIMEOUT.
+func HTTPServerFromEnv() (HTTPServer, error) {
+	var h HTTPServer
+	settings := []struct {
+		key string
+		dst *time.Duration
+		def time.Duration
+	}{
+		{"READ_HEADER_TIMEOUT", &h.ReadHeaderTimeout, DefaultReadHeaderTimeout},
+		{"READ_BODY_TIMEOUT", &h.ReadBodyTimeout, DefaultReadBodyTimeout},
+		{"HTTP_IDLE_TIMEOUT", &h.IdleTimeout, DefaultHTTPIdleTimeout},
+	}
+	for _, s := range settings {
+		d, err := Duration(s.key, s.def)
+		if err != nil {
+			return h, err
+		}
+		if d <= 0 {
+			return h, fmt.Errorf("$%s must be positive", s.key)
+		}
+		*s.dst = d
+	}
+	return h, nil
 }

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net/http"
 	"runtime/debug"
+	"sync"
 )
 
 // DefaultMaxBodyBytes bounds a request body unless configured otherwise.
@@ -17,11 +18,16 @@ const CallIDHeader = "X-Call-Id"
 
 // Adapter serves one Handler. Its ServeHTTP method is the of-watchdog http
 // mode upstream; HandleLambda is the AWS Lambda entry. Both apply the same
-// body limit and error mapping, so a handler answers alike on either.
+// body limit, call limits and error mapping, so a handler answers alike on
+// either. Use it by pointer: it holds the function's concurrency slots.
 type Adapter struct {
 	Handler      Handler
 	MaxBodyBytes int64        // 0 means DefaultMaxBodyBytes
+	Limits       Limits       // taken once the body is read; zero: none
 	Log          *slog.Logger // nil means slog.Default()
+
+	slotsOnce sync.Once
+	slots     chan struct{} // nil: unbounded
 }
 
 func (a *Adapter) maxBody() int64 {

@@ -1,21 +1,16 @@
 package fn
 
 import (
-	"errors"
-	"io"
 	"net/http"
 )
 
-// ServeHTTP serves the handler for of-watchdog's http mode and the local host.
+// ServeHTTP serves the handler for of-watchdog's http mode and the local
+// host. The whole body is read (under the server's body deadline, see
+// NewServer) before the call takes a concurrency slot.
 func (a *Adapter) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, a.maxBody()))
-	if err != nil {
-		var tooLarge *http.MaxBytesError
-		if errors.As(err, &tooLarge) {
-			WriteResponse(w, ErrorResponse(TooLarge(a.maxBody())))
-			return
-		}
-		WriteResponse(w, ErrorResponse(BadRequest("reading request body: %v", err)))
+	body, ferr := ReadBody(w, r, a.maxBody())
+	if ferr != nil {
+		WriteError(w, ferr)
 		return
 	}
 	req := Request{
@@ -26,7 +21,7 @@ func (a *Adapter) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		Host:        r.Host,
 	}
 	req.WithContext(r.Context())
-	WriteResponse(w, a.invoke(req))
+	WriteResponse(w, a.limited(req))
 }
 
 // WriteResponse writes resp to w.

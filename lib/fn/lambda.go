@@ -45,7 +45,7 @@ func (a *Adapter) HandleLambda(ctx context.Context, ev events.APIGatewayV2HTTPRe
 		Host:        host,
 	}
 	req.WithContext(ctx)
-	return toLambda(a.invoke(req)), nil
+	return toLambda(a.limited(req)), nil
 }
 
 // toLambda renders resp in payload format 2.0, which has no multi-value

@@ -1,7 +1,6 @@
 package fn
 
 import (
-	"bytes"
 	"context"
 	"net/http"
 	"time"
@@ -20,73 +19,45 @@ var (
 	Timeout = &Error{Status: http.StatusGatewayTimeout, Code: "timeout", Message: "function did not answer within its timeout"}
 )
 
-// Limit wraps next so that calls beyond MaxInflight get 429 at once and a
-// call running past Timeout gets 504. A timed-out call keeps its slot until
-// the handler returns, so the limit bounds real work, not just answers.
-func Limit(next http.Handler, l Limits) http.Handler {
-	var slots chan struct{}
-	if l.MaxInflight > 0 {
-		slots = make(chan struct{}, l.MaxInflight)
-	}
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if slots != nil {
-			select {
-			case slots <- struct{}{}:
-			default:
-				WriteError(w, Busy)
-				return
-			}
-		}
-		release := func() {
-			if slots != nil {
-				<-slots
-			}
-		}
-		if l.Timeout <= 0 {
-			defer release()
-			next.ServeHTTP(w, r)
-			return
-		}
-		ctx, cancel := context.WithTimeout(r.Context(), l.Timeout)
-		defer cancel()
-		buf := &bufferedResponse{header: http.Header{}}
-		done := make(chan struct{})
-		go func() {
-			defer release()
-			defer close(done)
-			next.ServeHTTP(buf, r.WithContext(ctx))
-		}()
-		select {
-		case <-done:
-			buf.copyTo(w)
-		case <-ctx.Done():
-			WriteError(w, Timeout)
+// limited runs req under a.Limits: beyond MaxInflight calls in flight it
+// answers 429 at once, and past Timeout 504. A timed-out call keeps its
+// slot until the handler returns, so the limit bounds real work, not just
+// answers. The caller has read the body already: a slot is never held
+// waiting for a client.
+func (a *Adapter) limited(req Request) Response {
+	a.slotsOnce.Do(func() {
+		if a.Limits.MaxInflight > 0 {
+			a.slots = make(chan struct{}, a.Limits.MaxInflight)
 		}
 	})
-}
-
-// bufferedResponse holds an answer until it is known to be in time.
-type bufferedResponse struct {
-	header http.Header
-	status int
-	body   bytes.Buffer
-}
-
-func (b *bufferedResponse) Header() http.Header         { return b.header }
-func (b *bufferedResponse) Write(p []byte) (int, error) { return b.body.Write(p) }
-func (b *bufferedResponse) WriteHeader(status int) {
-	if b.status == 0 {
-		b.status = status
+	if a.slots != nil {
+		select {
+		case a.slots <- struct{}{}:
+		default:
+			return ErrorResponse(Busy)
+		}
 	}
-}
-
-func (b *bufferedResponse) copyTo(w http.ResponseWriter) {
-	for k, vs := range b.header {
-		w.Header()[k] = vs
+	release := func() {
+		if a.slots != nil {
+			<-a.slots
+		}
 	}
-	if b.status == 0 {
-		b.status = http.StatusOK
+	if a.Limits.Timeout <= 0 {
+		defer release()
+		return a.invoke(req)
 	}
-	w.WriteHeader(b.status)
-	_, _ = w.Write(b.body.Bytes())
+	ctx, cancel := context.WithTimeout(req.Context(), a.Limits.Timeout)
+	defer cancel()
+	req.WithContext(ctx)
+	answer := make(chan Response, 1)
+	go func() {
+		defer release()
+		answer <- a.invoke(req)
+	}()
+	select {
+	case resp := <-answer:
+		return resp
+	case <-ctx.Done():
+		return ErrorResponse(Timeout)
+	}
 }

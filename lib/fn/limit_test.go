@@ -17,11 +17,11 @@ func TestLimitRefusesCallsBeyondMaxInflight(t *testing.T) {
 	const limit, burst = 3, 20
 	release := make(chan struct{})
 	entered := make(chan struct{}, limit)
-	h := fn.Limit(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	h := &fn.Adapter{Handler: fn.HandlerFunc(func(fn.Request) (fn.Response, error) {
 		entered <- struct{}{}
 		<-release
-		w.WriteHeader(http.StatusOK)
-	}), fn.Limits{MaxInflight: limit})
+		return fn.Response{StatusCode: http.StatusOK}, nil
+	}), Limits: fn.Limits{MaxInflight: limit}}
 	srv := httptest.NewServer(h)
 	defer srv.Close()
 
@@ -67,10 +67,11 @@ func TestLimitRefusesCallsBeyondMaxInflight(t *testing.T) {
 // returns only after its context is cancelled, so it always overruns.
 func TestLimitAnswers504WhenTheHandlerOutlivesItsTimeout(t *testing.T) {
 	finished := make(chan struct{})
-	h := fn.Limit(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		<-r.Context().Done()
+	h := &fn.Adapter{Handler: fn.HandlerFunc(func(req fn.Request) (fn.Response, error) {
+		<-req.Context().Done()
 		close(finished)
-	}), fn.Limits{Timeout: 50 * time.Millisecond, MaxInflight: 1})
+		return fn.Response{}, req.Context().Err()
+	}), Limits: fn.Limits{Timeout: 50 * time.Millisecond, MaxInflight: 1}}
 	srv := httptest.NewServer(h)
 	defer srv.Close()
 	if s := get(t, srv.URL); s != http.StatusGatewayTimeout {

@@ -105,7 +105,10 @@ type Gateway struct {
 	Joins       *prometheus.CounterVec // tidings_gateway_joins_total{result}
 	MessagesIn  prometheus.Counter     // tidings_gateway_messages_in_total
 	MessagesOut prometheus.Counter     // tidings_gateway_messages_out_total
-	Publishes   *prometheus.CounterVec // tidings_gateway_publishes_total{outcome}
+	// MessagesDropped counts client frames over the inbound rate that got
+	// no reply (a flood gets one "rate limited" reply per second).
+	MessagesDropped prometheus.Counter     // tidings_gateway_messages_dropped_total
+	Publishes       *prometheus.CounterVec // tidings_gateway_publishes_total{outcome}
 }
 
 // NewGateway registers the gateway metrics on reg.
@@ -120,11 +123,14 @@ func NewGateway(reg prometheus.Registerer) *Gateway {
 		MessagesOut: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "tidings_gateway_messages_out_total", Help: "Frames sent to clients.",
 		}),
+		MessagesDropped: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "tidings_gateway_messages_dropped_total", Help: "Frames from clients over the inbound rate, dropped without a reply.",
+		}),
 		Publishes: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "tidings_gateway_publishes_total", Help: "Publishes, by outcome (committed, aborted, pending, refused, failed).",
 		}, []string{"outcome"}),
 	}
-	reg.MustRegister(m.Joins, m.MessagesIn, m.MessagesOut, m.Publishes)
+	reg.MustRegister(m.Joins, m.MessagesIn, m.MessagesOut, m.Publishes, m.MessagesDropped)
 	return m
 }
 

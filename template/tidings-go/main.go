@@ -52,13 +52,6 @@ func run() error {
 	if err != nil {
 		return fmt.Errorf("$FUNCTION: %w", err)
 	}
-	adapter := &fn.Adapter{Handler: h, MaxBodyBytes: cfg.MaxBodyBytes, Log: log}
-
-	if os.Getenv("AWS_LAMBDA_RUNTIME_API") != "" {
-		lambda.StartWithOptions(adapter.HandleLambda, lambda.WithContext(ctx))
-		return nil
-	}
-
 	// The same settings of-watchdog reads; applying them here too keeps a
 	// function honest when it runs without the watchdog in front.
 	limits, err := stack.Function{Environment: map[string]string{
@@ -68,16 +61,19 @@ func run() error {
 	if err != nil {
 		return err
 	}
+	adapter := &fn.Adapter{Handler: h, MaxBodyBytes: cfg.MaxBodyBytes, Limits: limits, Log: log}
+
+	if os.Getenv("AWS_LAMBDA_RUNTIME_API") != "" {
+		lambda.StartWithOptions(adapter.HandleLambda, lambda.WithContext(ctx))
+		return nil
+	}
 	reg := metrics.NewRegistry()
 	mux := http.NewServeMux()
 	mux.HandleFunc("/_/health", func(w http.ResponseWriter, r *http.Request) { _, _ = w.Write([]byte("OK")) })
 	mux.Handle("GET /_/metrics", metrics.Handler(reg))
-	mux.Handle("/", metrics.NewFunctions(reg).Observe(name, fn.Limit(adapter, limits)))
-	srv := &http.Server{
-		Addr:              ":" + config.Env("UPSTREAM_PORT", "8082"),
-		Handler:           fn.Routes(mux),
-		ReadHeaderTimeout: 10 * time.Second,
-	}
+	mux.Handle("/", metrics.NewFunctions(reg).Observe(name, adapter))
+	srv := fn.NewServer(fn.Routes(mux), cfg.HTTP, log)
+	srv.Addr = ":" + config.Env("UPSTREAM_PORT", "8082")
 	go func() {
 		<-ctx.Done()
 		shutdown, cancel := context.WithTimeout(context.Background(), 10*time.Second)

@@ -4,7 +4,7 @@ BIN     := $(CURDIR)/.bin
 STATICCHECK_VERSION := v0.8.2
 export GOFLAGS := -buildvcs=false
 
-.PHONY: up test services vet lint unit node fuzz chaos bench secrets images clean
+.PHONY: up test services vet lint unit node fuzz chaos bench secrets images lambda clean
 
 ## up: run everything on this machine (Ctrl-C stops it all)
 up:
@@ -42,6 +42,8 @@ node:
 # duration-bounded run at its deadline with no crasher (golang/go#75804).
 fuzz:
 	$(GO) test ./gateway-ws/gateway/ -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime 30000x
+	$(GO) test ./lib/fn/ -run '^$$' -fuzz '^FuzzDecodeJSON$$' -fuzztime 5000x
+	$(GO) test ./lib/fn/ -run '^$$' -fuzz '^FuzzParseID$$' -fuzztime 5000x
 
 ## chaos: publishes under random SIGKILLs and crashes; checks the invariant
 CHAOS_DURATION ?= 8s
@@ -68,6 +70,12 @@ secrets:
 ## images: build every function image with faas-cli (needs Docker)
 images:
 	faas-cli build -f stack.yml
+
+## lambda: the one bootstrap every function of infra/aws/template.yaml runs
+lambda:
+	@mkdir -p build/lambda
+	GOOS=linux GOARCH=arm64 CGO_ENABLED=0 $(GO) build -tags lambda.norpc -trimpath -ldflags="-s -w" \
+	  -o build/lambda/bootstrap ./template/tidings-go
 
 clean:
 	rm -rf $(BIN) build

@@ -8,7 +8,6 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"net/http"
-	"net/url"
 	"strconv"
 	"strings"
 	"unicode/utf8"
@@ -43,7 +42,7 @@ func (h *Handler) Handle(req fn.Request) (fn.Response, error) {
 	if err := fn.RequireMethod(req, http.MethodGet, http.MethodHead); err != nil {
 		return fn.Response{}, err
 	}
-	seed, size, err := parseQuery(req.QueryString)
+	seed, size, err := parseQuery(req)
 	if err != nil {
 		return fn.Response{}, err
 	}
@@ -65,10 +64,10 @@ func (h *Handler) Handle(req fn.Request) (fn.Response, error) {
 
 // parseQuery reads seed (required, 1 to MaxSeedBytes bytes of UTF-8, not
 // only spaces) and size (MinSize to MaxSize, DefaultSize when absent).
-func parseQuery(raw string) (string, int, error) {
-	q, err := url.ParseQuery(raw)
+func parseQuery(req fn.Request) (string, int, error) {
+	q, err := fn.ParseQuery(req)
 	if err != nil {
-		return "", 0, fn.BadRequest("malformed query string: %v", err)
+		return "", 0, err
 	}
 	if len(q["seed"]) > 1 || len(q["size"]) > 1 {
 		return "", 0, fn.BadRequest("seed and size may each be given once")

@@ -65,10 +65,9 @@ func TestGatewayAndRedisLostTogetherFinishEveryTransaction(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			srv := testenv.StartPersistentRedisServer(t)
 			rd := &testenv.Redis{Client: srv.Client(), Prefix: "tidings-test:", URL: srv.URL()}
-			var h *harness
 			// Fault: at the fault point the gateway dies, and its Redis
 			// is killed (SIGKILL) at the same moment.
-			h = newHarnessOn(t, rd, nil, func(at Fault) bool {
+			h := newHarnessOn(t, rd, nil, func(at Fault) bool {
 				if at != c.at {
 					return false
 				}
@@ -102,4 +101,45 @@ func TestGatewayAndRedisLostTogetherFinishEveryTransaction(t *testing.T) {
 			}
 		})
 	}
+}
+
+func TestPublishWithRedisDownFailsBeforeAnyParticipantIsAsked(t *testing.T) {
+	srv := testenv.StartRedisServer(t)
+	h := newHarnessOn(t, &testenv.Redis{Client: srv.Client(), Prefix: "tidings-test:", URL: srv.URL()}, nil, nil)
+	owner, topic, _ := h.world()
+	srv.Stop() // the fault: Redis is down for the whole publish
+	_, err := h.coord.Publish(context.Background(), owner, topic, Message{Title: "nowhere to record"})
+	var refusal *Refusal
+	var aborted *AbortedError
+	if err == nil || errors.As(err, &refusal) || errors.As(err, &aborted) {
+		t.Fatalf("publish with Redis down: %v, want a failure to start the transaction (503)", err)
+	}
+	if n := h.count(`SELECT count(*) FROM tx_barriers`); n != 0 {
+		t.Errorf("%d barrier rows: a participant was asked with no record to finish it by", n)
+	}
+}
+
+func TestCommittingRecordWhoseCounterRolledBackIsFinishedNotRetriedForever(t *testing.T) {
+	var txID string
+	h := newHarness(t, nil, func(at Fault) bool { return at == AfterDecision })
+	owner, topic, _ := h.world()
+	if _, err := h.coord.Publish(context.Background(), owner, topic, Message{Title: "contradicted"}); !errors.Is(err, ErrCrashed) {
+		t.Fatalf("publish: %v, want the injected crash", err)
+	}
+	if err := h.db.Pool.QueryRow(context.Background(), `SELECT tx_id FROM tx_barriers LIMIT 1`).Scan(&txID); err != nil {
+		t.Fatal(err)
+	}
+	// Fault: the counter was rolled back although the record says
+	// committing (as when an unknown decision write was taken for a no).
+	if err := h.inv.Call(context.Background(), "counter-rollback", map[string]string{"tx_id": txID}, nil); err != nil {
+		t.Fatal(err)
+	}
+	n, err := h.newCoordinator(nil).Recover(context.Background())
+	if err != nil || n != 1 {
+		t.Fatalf("recovery finished %d (%v), want 1 without error", n, err)
+	}
+	if s := h.txState(txID); s != Aborted {
+		t.Errorf("record %q, want aborted (nothing had committed)", s)
+	}
+	h.settled()
 }

@@ -12,6 +12,8 @@ import (
 
 	"github.com/gorilla/websocket"
 	"golang.org/x/time/rate"
+
+	"tidings/lib/ratelimit"
 )
 
 // closeGrace is how long a closing connection waits for the client's close
@@ -470,6 +472,11 @@ func (c *conn) push(ch *channel, msg Message) {
 		return
 	}
 	resp, err := c.srv.cfg.Publisher.Publish(ctx, c.userID, ch.id, msg.Payload)
+	var exceeded *ratelimit.Exceeded
+	if errors.As(err, &exceeded) {
+		c.reply(ch.joinRef, msg.Ref, ch.topic, StatusError, newQuotaReply(exceeded))
+		return
+	}
 	if err != nil {
 		c.srv.log.Warn("publish failed", "conn", c.id, "topic", ch.topic, "err", err)
 		var refused *Refused

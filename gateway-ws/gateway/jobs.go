@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"tidings/gateway-ws/jobs"
+	"tidings/lib/ratelimit"
 )
 
 // newJobs is the job queue: its workers call functions through the same
@@ -17,6 +18,7 @@ func (s *Server) newJobs() (*jobs.Queue, error) {
 		jc.Prefix = s.cfg.RedisPrefix + "jobs:"
 	}
 	jc.Log = s.log
+	jc.Limiter, jc.Quota = s.limiter, ratelimit.Jobs(s.cfg.Limits)
 	jc.Notify = func(ctx context.Context, owner int64, payload any) {
 		if owner <= 0 {
 			return // a system job: nobody to tell

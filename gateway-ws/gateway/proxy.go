@@ -34,16 +34,23 @@ type Proxy struct {
 	calls   *invoke.Invoker
 	public  map[string]bool
 	maxBody int64
+	client  clientAddress
 	log     *slog.Logger
 }
 
-// NewProxy returns a proxy for the public functions.
-func NewProxy(calls *invoke.Invoker, public []string, maxBody int64, log *slog.Logger) *Proxy {
-	p := &Proxy{calls: calls, public: map[string]bool{}, maxBody: maxBody, log: log}
+// NewProxy returns a proxy for the public functions. It tells them the
+// client's address in X-Forwarded-For, taken from the peer, or from behind
+// the trustedProxies (addresses and CIDR ranges) when the peer is one.
+func NewProxy(calls *invoke.Invoker, public []string, maxBody int64, trustedProxies []string, log *slog.Logger) (*Proxy, error) {
+	client, err := newClientAddress(trustedProxies)
+	if err != nil {
+		return nil, err
+	}
+	p := &Proxy{calls: calls, public: map[string]bool{}, maxBody: maxBody, client: client, log: log}
 	for _, name := range public {
 		p.public[name] = true
 	}
-	return p
+	return p, nil
 }
 
 // hopHeaders belong to one connection and are not passed on.
@@ -67,6 +74,8 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	for _, h := range hopHeaders {
 		header.Del(h)
 	}
+	header.Del("Forwarded") // the one client address a function sees is ours
+	header.Set("X-Forwarded-For", p.client.of(r))
 	answer, err := p.calls.Send(r.Context(), name, invoke.Request{Method: r.Method, Query: r.URL.RawQuery, Header: header, Body: body})
 	if err != nil {
 		fn.WriteError(w, callFailure(name, err, p.log))

@@ -12,6 +12,7 @@ import (
 
 	"tidings/gateway-ws/coordinator"
 	"tidings/lib/fn"
+	"tidings/lib/ratelimit"
 )
 
 // Refusal reasons of a publish, beside the join reasons.
@@ -39,36 +40,36 @@ func (p coordinatorPublisher) Publish(ctx context.Context, userID, topicID int64
 		return nil, &Refused{ReasonInvalid}
 	}
 	res, err := p.coord.Publish(ctx, userID, topicID, msg)
+	outcome, err := publishOutcome(err)
+	p.outcomes.WithLabelValues(outcome).Inc()
+	if err != nil {
+		return nil, err
+	}
+	return res, nil
+}
+
+// publishOutcome names the outcome of a coordinator's publish (committed,
+// refused, aborted, pending or failed) and turns its error into what the
+// client is answered: a *Refused with the reason, or the error itself.
+func publishOutcome(err error) (string, error) {
 	var refusal *coordinator.Refusal
 	var aborted *coordinator.AbortedError
 	var pending *coordinator.PendingError
-	outcome := "committed"
 	switch {
-	case errors.As(err, &refusal):
-		outcome = "refused"
-	case errors.As(err, &aborted):
-		outcome = "aborted"
-	case errors.As(err, &pending):
-		outcome = "pending"
-	case err != nil:
-		outcome = "failed"
-	}
-	p.outcomes.WithLabelValues(outcome).Inc()
-	switch {
+	case err == nil:
+		return "committed", nil
 	case errors.As(err, &refusal):
 		reason := map[string]string{"forbidden": ReasonUnauthorized, "not_found": ReasonNotFound}[refusal.Reason]
 		if reason == "" {
 			reason = ReasonInvalid
 		}
-		return nil, &Refused{reason}
+		return "refused", &Refused{reason}
 	case errors.As(err, &aborted):
-		return nil, &Refused{ReasonAborted}
+		return "aborted", &Refused{ReasonAborted}
 	case errors.As(err, &pending):
-		return nil, &Refused{ReasonPending}
-	case err != nil:
-		return nil, err
+		return "pending", &Refused{ReasonPending}
 	}
-	return res, nil
+	return "failed", err
 }
 
 // servePublish is POST /api/topics/{id}/notifications: the `publish` push
@@ -94,7 +95,11 @@ func (s *Server) servePublish(w http.ResponseWriter, r *http.Request) {
 	defer cancel()
 	res, err := s.cfg.Publisher.Publish(ctx, userID, topicID, body)
 	var refused *Refused
+	var exceeded *ratelimit.Exceeded
 	switch {
+	case errors.As(err, &exceeded):
+		fn.WriteResponse(w, exceeded.Response())
+		return
 	case errors.As(err, &refused):
 		status := map[string]int{ReasonUnauthorized: http.StatusForbidden, ReasonNotFound: http.StatusNotFound,
 			ReasonInvalid: http.StatusBadRequest}[refused.Reason]

@@ -4,8 +4,9 @@
 //
 // The pieces, one file each: protocol (the V2 frame codec), conn (one
 // client socket), hub (local topic membership), broker (Redis pub/sub),
-// access (who may join what), proxy (function pass-through), and server
-// (configuration, HTTP routes, start and graceful shutdown).
+// access (who may join what), revoke (ending memberships whose right is
+// gone), proxy (function pass-through), and server (configuration, HTTP
+// routes, start and graceful shutdown).
 package gateway
 
 import (
@@ -41,6 +42,7 @@ import (
 	"tidings/lib/directory"
 	"tidings/lib/fn"
 	"tidings/lib/metrics"
+	"tidings/lib/ratelimit"
 	"tidings/lib/store"
 )
 
@@ -56,6 +58,11 @@ type Config struct {
 	// values a browser socket may come from: "*" allows any, empty allows
 	// only the gateway's own host (what Phoenix's check_origin does).
 	AllowedOrigins []string
+	// TrustedProxies (GATEWAY_TRUSTED_PROXIES, comma-separated addresses
+	// and CIDR ranges) are the reverse proxies in front of the gateway
+	// whose X-Forwarded-For it believes; by default it believes none and
+	// tells functions the peer's address.
+	TrustedProxies []string
 
 	MaxFrameBytes  int64         // WS_MAX_FRAME_BYTES: larger frames close the socket with 1009
 	SendQueue      int           // WS_SEND_QUEUE: frames queued per connection before it counts as too slow
@@ -118,6 +125,11 @@ func ConfigFrom(base config.Config) (Config, error) {
 			if o = strings.TrimSpace(o); o != "" {
 				c.AllowedOrigins = append(c.AllowedOrigins, o)
 			}
+		}
+	}
+	for _, p := range strings.Split(config.Env("GATEWAY_TRUSTED_PROXIES", ""), ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			c.TrustedProxies = append(c.TrustedProxies, p)
 		}
 	}
 	durations := []struct {
@@ -188,6 +200,7 @@ type Server struct {
 	broker   *Broker
 	revoker  *revoker
 	proxy    *Proxy
+	limiter  *ratelimit.Limiter // per-user quotas on publishes and job enqueues
 	calls    *invoke.Invoker
 	coord    *coordinator.Coordinator
 	nodes    *cluster.Registry
@@ -249,6 +262,7 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		opts.ClientName = "gateway-ws:" + cfg.RedisPrefix
 	}
 	s.rdb = redis.NewClient(opts)
+	s.limiter = ratelimit.New(s.rdb, cfg.RedisPrefix, cfg.Limits.Timeout, s.log)
 	pingCtx, cancel := context.WithTimeout(ctx, brokerCallTimeout)
 	defer cancel()
 	if err := s.rdb.Ping(pingCtx).Err(); err != nil {
@@ -296,7 +310,10 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	calls := cfg.Calls
 	calls.FaaSURL, calls.InternalKey, calls.Log, calls.Metrics = cfg.FaaSURL, cfg.InternalKey, s.log, metrics.NewCalls(s.reg)
 	s.calls = invoke.New(calls)
-	s.proxy = NewProxy(s.calls, PublicFunctions(), cfg.MaxBodyBytes, s.log)
+	if s.proxy, err = NewProxy(s.calls, PublicFunctions(), cfg.MaxBodyBytes, cfg.TrustedProxies, s.log); err != nil {
+		s.closeDeps()
+		return nil, err
+	}
 	if s.jobs, err = s.newJobs(); err != nil {
 		s.closeDeps()
 		return nil, err
@@ -309,6 +326,7 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	if s.cfg.Publisher == nil {
 		s.cfg.Publisher = coordinatorPublisher{coord: s.coord, outcomes: s.metrics.Publishes}
 	}
+	s.cfg.Publisher = quotaPublisher{next: s.cfg.Publisher, limiter: s.limiter, quota: ratelimit.Publishes(cfg.Limits)}
 	s.exportGauges()
 	s.nodes = s.newRegistry()
 	return s, nil
@@ -509,7 +527,6 @@ func (s *Server) Broadcast(ctx context.Context, topic, event string, payload any
 // 403 before any upgrade; so does the gateway.
 var (
 	errBadToken   = fn.Errorf(http.StatusForbidden, "unauthorized", "missing, invalid or expired token")
-	errUserGone   = fn.Unauthorized("the token's user does not exist")
 	errBadOrigin  = fn.Errorf(http.StatusForbidden, "forbidden", "origin not allowed")
 	errBadVersion = fn.Errorf(http.StatusForbidden, "unsupported_vsn", "only the V2 serializer (vsn=2.x) is spoken")
 )
@@ -533,7 +550,7 @@ func (s *Server) serveSocket(w http.ResponseWriter, r *http.Request) {
 	gone := userGone(ctx, s.access, claims.UserID, s.log)
 	cancel()
 	if gone {
-		fn.WriteError(w, errUserGone)
+		fn.WriteError(w, auth.ErrUserGone) // as every function answers it
 		return
 	}
 	ws, err := s.upgrader.Upgrade(w, r, nil)
@@ -618,8 +635,8 @@ func (s *Server) serveBroadcast(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	var req broadcastRequest
-	if err := json.Unmarshal(body, &req); err != nil {
-		fn.WriteError(w, fn.BadRequest("body must be {topic, event, payload}: %v", err))
+	if err := fn.DecodeBody(body, &req); err != nil {
+		fn.WriteError(w, fn.AsError(err))
 		return
 	}
 	if kind, id := route(req.Topic); kind == kindUnmatched || id == 0 {

@@ -3,6 +3,7 @@ package invoke
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net/http/httptest"
 	"testing"
@@ -111,5 +112,78 @@ func TestHealthChecksMarkAFunctionDownAndUpAgain(t *testing.T) {
 	inv.cfg.FaaSURL = back.URL
 	if !inv.CheckHealth(ctx, "f") || inv.Call(ctx, "f", nil, nil) != nil {
 		t.Error("the function stayed down after a passing check")
+	}
+}
+
+// TestOnlyFunctionAndPlatformFailuresCountAgainstTheBreaker calls, in a row,
+// far more than BreakerFailures times per answer the function gives: the
+// breaker must stay closed for every 4xx (429 included) and open for each
+// kind of real failure.
+func TestOnlyFunctionAndPlatformFailuresCountAgainstTheBreaker(t *testing.T) {
+	answer := func(status int) fn.Handler {
+		return fn.HandlerFunc(func(fn.Request) (fn.Response, error) {
+			return fn.ErrorResponse(fn.Errorf(status, "x", "answer %d", status)), nil
+		})
+	}
+	fns := map[string]fnhost.Function{}
+	for _, status := range []int{400, 401, 403, 404, 405, 409, 413, 429, 500, 502, 503, 504} {
+		fns[fmt.Sprint(status)] = fnhost.Function{Handler: answer(status)}
+	}
+	fns["slow"] = fnhost.Function{Handler: fn.HandlerFunc(func(req fn.Request) (fn.Response, error) {
+		<-req.Context().Done()
+		return fn.Response{}, req.Context().Err()
+	})}
+	srv := host(t, fns)
+	inv := invoker(srv.URL, Settings{Timeout: 200 * time.Millisecond, BreakerFailures: 3, BreakerOpenFor: time.Hour})
+	for name := range fns {
+		for range 6 {
+			_ = inv.Call(context.Background(), name, nil, nil)
+		}
+	}
+	// A function whose host refuses connections.
+	refused := New(Config{FaaSURL: "http://127.0.0.1:1", Default: Settings{Timeout: time.Second, BreakerFailures: 3, BreakerOpenFor: time.Hour}, Log: logging.NewTo(io.Discard, "error", "t")})
+	for range 4 {
+		_ = refused.Call(context.Background(), "gone", nil, nil)
+	}
+	got := map[string]string{}
+	for _, s := range append(inv.Statuses(), refused.Statuses()...) {
+		got[s.Name] = s.Breaker
+	}
+	for name := range fns {
+		want := "closed"
+		if name == "500" || name == "502" || name == "503" || name == "504" || name == "slow" {
+			want = "open"
+		}
+		if got[name] != want {
+			t.Errorf("breaker of a function answering %s six times: %s, want %s", name, got[name], want)
+		}
+	}
+	if got["gone"] != "open" {
+		t.Errorf("breaker of a function whose connections are refused: %s, want open", got["gone"])
+	}
+}
+
+// TestACallerWhoseContextEndedIsNotCountedNorCalledBusy calls with contexts
+// that already ended, many more times than BreakerFailures: each gets
+// ErrCallerDone (not ErrBusy), and the function's breaker stays closed.
+func TestACallerWhoseContextEndedIsNotCountedNorCalledBusy(t *testing.T) {
+	srv := host(t, map[string]fnhost.Function{"f": {Handler: fn.HandlerFunc(func(fn.Request) (fn.Response, error) {
+		return fn.JSON(200, map[string]bool{})
+	})}})
+	inv := invoker(srv.URL, Settings{Timeout: time.Second, BreakerFailures: 2, BreakerOpenFor: time.Hour})
+	expired, cancel := context.WithTimeout(context.Background(), -time.Second)
+	defer cancel()
+	cancelled, cancel2 := context.WithCancel(context.Background())
+	cancel2()
+	for i := range 10 {
+		for _, ctx := range []context.Context{expired, cancelled} {
+			err := inv.Call(ctx, "f", nil, nil)
+			if !errors.Is(err, ErrCallerDone) || errors.Is(err, ErrBusy) {
+				t.Fatalf("call #%d with an ended context: %v, want ErrCallerDone", i+1, err)
+			}
+		}
+	}
+	if err := inv.Call(context.Background(), "f", nil, nil); err != nil {
+		t.Errorf("a live caller after 20 ended ones: %v, want success (breaker closed)", err)
 	}
 }

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"tidings/lib/config"
+	"tidings/lib/ratelimit"
 )
 
 // Config configures a Queue. ConfigFromEnv fills it from the environment;
@@ -68,6 +69,11 @@ type Config struct {
 	// owner's user:<id> channel. It runs on the worker's goroutine, under
 	// a short deadline.
 	Notify func(ctx context.Context, userID int64, payload any)
+
+	// Limiter enforces Quota, the per-user quota on enqueues over HTTP
+	// (a client past it gets 429 rate_limited); nil enforces none.
+	Limiter *ratelimit.Limiter
+	Quota   ratelimit.Limit
 
 	Log *slog.Logger
 }

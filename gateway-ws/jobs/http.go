@@ -6,10 +6,12 @@ import (
 	"errors"
 	"io"
 	"net/http"
+	"strconv"
 	"strings"
 	"time"
 
 	"tidings/lib/fn"
+	"tidings/lib/ratelimit"
 )
 
 // apiTimeout bounds the Redis work of one API request.
@@ -27,7 +29,8 @@ var Unavailable = &fn.Error{Status: http.StatusServiceUnavailable, Code: "unavai
 // Only Config.PublicFunctions may be enqueued (another name is 404). A job
 // is visible to its owner only: anyone else's GET is 404, as is a job
 // past its TTL. Malformed input is 400, a payload over
-// Config.MaxPayloadBytes 413, a missing or bad token 401, and Redis being
+// Config.MaxPayloadBytes 413, a missing or bad token 401, an owner past
+// Config.Quota 429 "rate_limited" with Retry-After, and Redis being
 // unreachable 503 "unavailable".
 func (q *Queue) Handler() http.Handler {
 	mux := http.NewServeMux()
@@ -79,8 +82,12 @@ func (q *Queue) serveEnqueue(w http.ResponseWriter, r *http.Request, user int64,
 	if strings.TrimSpace(string(payload)) == "" {
 		payload = []byte(`{}`)
 	}
-	if !json.Valid(payload) {
-		fn.WriteError(w, fn.BadRequest("the payload must be a JSON object"))
+	var fields map[string]json.RawMessage
+	if err := fn.DecodeBody(payload, &fields); err != nil {
+		fn.WriteError(w, fn.AsError(err))
+		return
+	}
+	if ratelimit.Refuse(w, q.cfg.Limiter.Take(r.Context(), q.cfg.Quota, strconv.FormatInt(user, 10))) {
 		return
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), apiTimeout)

@@ -58,37 +58,41 @@ func render(t *testing.T, dir string) rendered {
 		if err := yaml.Unmarshal(doc, &meta); err != nil {
 			t.Fatalf("%s object %d: %v", dir, i, err)
 		}
-		var into func() error
-		strict := func(v any) func() error { return func() error { return yaml.UnmarshalStrict(doc, v) } }
+		var err error
 		switch meta.APIVersion + " " + meta.Kind {
 		case "apps/v1 Deployment":
-			r.deployments = append(r.deployments, appsv1.Deployment{})
-			into = strict(&r.deployments[len(r.deployments)-1])
+			err = decodeStrict(doc, &r.deployments)
 		case "v1 Service":
-			r.services = append(r.services, corev1.Service{})
-			into = strict(&r.services[len(r.services)-1])
+			err = decodeStrict(doc, &r.services)
 		case "v1 ConfigMap":
-			r.configMaps = append(r.configMaps, corev1.ConfigMap{})
-			into = strict(&r.configMaps[len(r.configMaps)-1])
+			err = decodeStrict(doc, &r.configMaps)
 		case "policy/v1 PodDisruptionBudget":
-			r.pdbs = append(r.pdbs, policyv1.PodDisruptionBudget{})
-			into = strict(&r.pdbs[len(r.pdbs)-1])
+			err = decodeStrict(doc, &r.pdbs)
 		case "autoscaling/v2 HorizontalPodAutoscaler":
-			r.hpas = append(r.hpas, autoscalingv2.HorizontalPodAutoscaler{})
-			into = strict(&r.hpas[len(r.hpas)-1])
+			err = decodeStrict(doc, &r.hpas)
 		case "networking.k8s.io/v1 Ingress":
-			r.ingresses = append(r.ingresses, networkingv1.Ingress{})
-			into = strict(&r.ingresses[len(r.ingresses)-1])
+			err = decodeStrict(doc, &r.ingresses)
 		default:
 			t.Fatalf("%s object %d: unexpected %s %s", dir, i, meta.APIVersion, meta.Kind)
 		}
-		if err := into(); err != nil {
+		if err != nil {
 			t.Errorf("%s: %s does not decode strictly: %v", dir, meta.Kind, err)
 		}
 	}
 	return r
 }
 
+// decodeStrict decodes one object into a new element of list; a field
+// its type does not have is an error.
+func decodeStrict[T any](doc []byte, list *[]T) error {
+	var v T
+	err := yaml.UnmarshalStrict(doc, &v)
+	*list = append(*list, v)
+	return err
+}
+
+// TestManifestsDecodeStrictly shows the decoding the other test relies on
+// refuses a misspelt field that kustomize passes through.
 func TestManifestsDecodeStrictly(t *testing.T) {
 	bad := t.TempDir()
 	for name, body := range map[string]string{
@@ -103,8 +107,8 @@ func TestManifestsDecodeStrictly(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var svc corev1.Service
-	if err := yaml.UnmarshalStrict(out, &svc); err == nil || !strings.Contains(err.Error(), "sessionAfinity") {
+	var svcs []corev1.Service
+	if err := decodeStrict(out, &svcs); err == nil || !strings.Contains(err.Error(), "sessionAfinity") {
 		t.Errorf("a misspelt field must fail strict decoding; got %v", err)
 	}
 }
@@ -150,10 +154,17 @@ func checkGateway(t *testing.T, r rendered) {
 		}
 	}
 	for _, e := range c.Env {
-		if e.ValueFrom != nil {
-			t.Errorf("env %s: only literal values are checked", e.Name)
+		switch {
+		case e.ValueFrom == nil:
+			env[e.Name] = e.Value
+		case e.ValueFrom.SecretKeyRef != nil:
+			env[e.Name] = "from-secret:" + e.ValueFrom.SecretKeyRef.Name
+		default:
+			t.Errorf("env %s: only literal values and secret references are checked", e.Name)
 		}
-		env[e.Name] = e.Value
+	}
+	if !strings.HasPrefix(env["FAAS_BASIC_AUTH"], "from-secret:") {
+		t.Error("FAAS_BASIC_AUTH must come from a secret: without it every health check of /system/function/<name> is refused")
 	}
 
 	// The secrets as mounted: the files lib/config reads from SECRETS_DIR.

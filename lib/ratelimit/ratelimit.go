@@ -93,9 +93,6 @@ func (e *Exceeded) Response() fn.Response {
 	return resp
 }
 
-// Write writes the 429 answer to w.
-func (e *Exceeded) Write(w http.ResponseWriter) { fn.WriteResponse(w, e.Response()) }
-
 // Answer maps what Check or Take returned to a function's answer: ok is
 // false when the caller must return resp (429 or 503) and stop.
 func Answer(err error) (resp fn.Response, ok bool) {
@@ -108,6 +105,16 @@ func Answer(err error) (resp fn.Response, ok bool) {
 	default:
 		return fn.ErrorResponse(Unavailable), false
 	}
+}
+
+// Refuse writes Answer's refusal to w, for HTTP servers: it reports
+// whether it did, and then the caller stops.
+func Refuse(w http.ResponseWriter, err error) bool {
+	resp, ok := Answer(err)
+	if !ok {
+		fn.WriteResponse(w, resp)
+	}
+	return !ok
 }
 
 // Limiter checks and spends budgets in Redis. The nil *Limiter, and one

@@ -9,6 +9,14 @@
 //     yaml.Unmarshal (no substitution), later files over earlier ones, and
 //     compileEnvironment merges them OVER the inline environment.
 //   - vendor/github.com/openfaas/go-sdk/stack/schema.go: the field names.
+//
+// Where the dev host (`make up`, infra/fnhost) differs from a deployment,
+// on purpose: it takes only each function's exec_timeout and max_inflight
+// from the merged environment (Function.CallLimits); the connection
+// settings stack.yml defaults to faasd's service names come from its own
+// process environment instead, because `make up` starts or finds
+// PostgreSQL and Redis on loopback. infra/fnhost's tests serve stack.yml's
+// functions with its limits against the test servers.
 package stack
 
 import (

@@ -336,8 +336,12 @@ func (s *Stack) OwnRedis(ctx context.Context) (*RedisServer, error) {
 	}
 	s.redisServer = r
 	s.RedisURL = "redis://" + r.Addr + "/0"
+	opts, err := config.RedisOptions(s.RedisURL)
+	if err != nil {
+		return nil, err
+	}
 	_ = s.Redis.Close()
-	s.Redis = redis.NewClient(&redis.Options{Addr: r.Addr})
+	s.Redis = redis.NewClient(opts)
 	// Clipped: the nodes append to common, and must not share its array.
 	s.common = slices.Clip(append(s.common, "REDIS_URL="+s.RedisURL))
 	return r, nil
@@ -354,7 +358,12 @@ func (r *RedisServer) Start(ctx context.Context) error {
 		return err
 	}
 	r.p = p
-	c := redis.NewClient(&redis.Options{Addr: r.Addr, MaxRetries: -1})
+	opts, err := config.RedisOptions("redis://" + r.Addr + "/0")
+	if err != nil {
+		return err
+	}
+	opts.MaxRetries = -1
+	c := redis.NewClient(opts)
 	defer c.Close()
 	return proc.WaitFor(ctx, 15*time.Second, func(ctx context.Context) error { return c.Ping(ctx).Err() })
 }

@@ -13,19 +13,10 @@ import (
 	"tidings/lib/ratelimit"
 )
 
-// ReasonQuota is the reason of a publish refused by the
-// publisher's quota; the reply also says when to retry.
-const ReasonQuota = "rate_limited"
-
-// quotaReply is the socket's answer to a publish past its quota:
-// {"reason":"rate_limited","retry_after":<seconds>}.
-type quotaReply struct {
-	Reason     string `json:"reason"`
-	RetryAfter int    `json:"retry_after"`
-}
-
-func newQuotaReply(e *ratelimit.Exceeded) quotaReply {
-	return quotaReply{Reason: ReasonQuota, RetryAfter: e.Seconds()}
+// newQuotaReply is the socket's answer to a publish past its quota, the
+// same shape as the inbound rate limit's (RateLimited).
+func newQuotaReply(e *ratelimit.Exceeded) RateLimited {
+	return RateLimited{Reason: ReasonRateLimited, RetryAfter: e.Seconds()}
 }
 
 // quotaPublisher spends the publisher's quota before every publish, over

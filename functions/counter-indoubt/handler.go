@@ -11,17 +11,5 @@ import (
 	"tidings/lib/twopc"
 )
 
-// Handler lists in-doubt counter increments.
-type Handler struct {
-	barrier *barrier.Barrier
-}
-
 // New returns a counter-indoubt handler.
-func New(db *pgxpool.Pool) *Handler {
-	return &Handler{barrier: barrier.New(db, twopc.Counter)}
-}
-
-// Handle implements fn.Handler.
-func (h *Handler) Handle(req fn.Request) (fn.Response, error) {
-	return h.barrier.ServeInDoubt(req)
-}
+func New(db *pgxpool.Pool) fn.Handler { return barrier.InDoubtHandler(db, twopc.Counter) }

@@ -11,17 +11,5 @@ import (
 	"tidings/lib/twopc"
 )
 
-// Handler lists in-doubt notifications.
-type Handler struct {
-	barrier *barrier.Barrier
-}
-
 // New returns a notify-indoubt handler.
-func New(db *pgxpool.Pool) *Handler {
-	return &Handler{barrier: barrier.New(db, twopc.Persist)}
-}
-
-// Handle implements fn.Handler.
-func (h *Handler) Handle(req fn.Request) (fn.Response, error) {
-	return h.barrier.ServeInDoubt(req)
-}
+func New(db *pgxpool.Pool) fn.Handler { return barrier.InDoubtHandler(db, twopc.Persist) }

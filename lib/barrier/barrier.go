@@ -194,6 +194,12 @@ func (b *Barrier) InDoubt(ctx context.Context, olderThan time.Duration, limit in
 	return ids, nil
 }
 
+// InDoubtHandler returns the function listing participant's in-doubt
+// transactions (notify-indoubt, counter-indoubt): it serves ServeInDoubt.
+func InDoubtHandler(db *pgxpool.Pool, participant string) fn.Handler {
+	return fn.HandlerFunc(New(db, participant).ServeInDoubt)
+}
+
 // ServeInDoubt serves an in-doubt query (notify-indoubt, counter-indoubt):
 // it reads a twopc.InDoubtQuery and answers the barrier's twopc.InDoubt.
 func (b *Barrier) ServeInDoubt(req fn.Request) (fn.Response, error) {

@@ -18,7 +18,6 @@ import (
 	"tidings/lib/config"
 	"tidings/lib/fn"
 	"tidings/lib/logging"
-	"tidings/lib/stack"
 	"tidings/lib/store"
 	"tidings/lib/testenv"
 )
@@ -79,11 +78,7 @@ func newHarness(t *testing.T, settings map[string]invoke.Settings, crash func(Fa
 func newHarnessOn(t *testing.T, rd *testenv.Redis, settings map[string]invoke.Settings, crash func(Fault) bool) *harness {
 	db := testenv.NewDB(t)
 	deps := &functions.Deps{Config: config.Config{InternalKey: internalKey}, DB: db.Pool, Tokens: auth.NewTokens(testenv.JWTKey, time.Hour)}
-	sf, err := stack.Load("../../stack.yml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	fns, err := fnhost.FromStack(sf, deps)
+	fns, err := fnhost.Load("../../stack.yml", deps)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -21,7 +21,6 @@ import (
 	"tidings/lib/config"
 	"tidings/lib/fn"
 	"tidings/lib/logging"
-	"tidings/lib/stack"
 	"tidings/lib/testenv"
 )
 
@@ -51,11 +50,7 @@ func startHostileEnv(t *testing.T) *hostileEnv {
 		Config: config.Config{RedisPrefix: rd.Prefix, InternalKey: testInternalKey, JWTSecret: testSecret, Limits: limits, MaxBodyBytes: 64 << 10},
 		DB:     db.Pool, Redis: rd.Client, Tokens: auth.NewTokens(testSecret, time.Hour),
 	}
-	sf, err := stack.Load("../../stack.yml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	fns, err := fnhost.FromStack(sf, deps)
+	fns, err := fnhost.Load("../../stack.yml", deps)
 	if err != nil {
 		t.Fatal(err)
 	}

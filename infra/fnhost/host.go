@@ -42,6 +42,16 @@ func FromStack(f *stack.File, deps *functions.Deps) (map[string]Function, error)
 	return out, nil
 }
 
+// Load reads the stack file at path and builds every function in it from
+// deps, as FromStack does.
+func Load(path string, deps *functions.Deps) (map[string]Function, error) {
+	sf, err := stack.Load(path)
+	if err != nil {
+		return nil, err
+	}
+	return FromStack(sf, deps)
+}
+
 // New returns the host's HTTP handler for fns. It serves its own metrics
 // (calls and durations by function and status) at /metrics. Serve it with
 // fn.NewServer, whose body deadline keeps slow clients from holding a

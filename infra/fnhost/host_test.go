@@ -16,7 +16,6 @@ import (
 	"tidings/lib/config"
 	"tidings/lib/fn"
 	"tidings/lib/logging"
-	"tidings/lib/stack"
 	"tidings/lib/testenv"
 )
 
@@ -45,11 +44,7 @@ func devHost(t *testing.T) (*httptest.Server, *testenv.DB, *lockedBuffer) {
 	rd := testenv.NewRedis(t)
 	cfg := config.Config{JWTSecret: testenv.JWTKey, TokenTTL: time.Hour, RedisPrefix: rd.Prefix, MaxBodyBytes: 4096}
 	deps := &functions.Deps{Config: cfg, DB: db.Pool, Redis: rd.Client, Tokens: auth.NewTokens(cfg.JWTSecret, cfg.TokenTTL)}
-	sf, err := stack.Load("../../stack.yml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	fns, err := FromStack(sf, deps)
+	fns, err := Load("../../stack.yml", deps)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -268,14 +263,5 @@ func TestSlowBodiesHoldNoSlotAndAreCutAtTheBodyDeadline(t *testing.T) {
 	if status, out := call(t, srv, "POST", "login", `{}`, ""); status != 200 {
 		t.Errorf("a normal call while %d bodies drip: %d %v, want 200 (a dripping body must hold no slot)", slots, status, out)
 	}
-	outcomes := drippers.Wait(30 * time.Second)
-	for i, o := range outcomes {
-		t.Logf("dripper %d: %s", i, o)
-		if o.Status != 0 && (o.Status != http.StatusRequestTimeout || !strings.Contains(o.Body, `"code":"request_timeout"`)) {
-			t.Errorf("dripper %d: %s, want 408 request_timeout in the JSON error shape", i, o)
-		}
-	}
-	if len(outcomes) != slots {
-		t.Fatalf("%d of %d dripping connections still open after 30s; the body deadline is %v", slots-len(outcomes), slots, bodyTimeout)
-	}
+	drippers.ExpectCut(t, bodyTimeout)
 }

@@ -120,3 +120,21 @@ func (d *Drippers) Wait(max time.Duration) []DripOutcome {
 	}
 	return out
 }
+
+// ExpectCut waits up to 30s for every connection to end, and fails t
+// unless each was cut at the server's body deadline (named in the
+// messages): answered 408 request_timeout in the JSON error shape, or
+// closed without an answer.
+func (d *Drippers) ExpectCut(t testing.TB, deadline time.Duration) {
+	t.Helper()
+	outcomes := d.Wait(30 * time.Second)
+	for i, o := range outcomes {
+		t.Logf("dripper %d: %s", i, o)
+		if o.Status != 0 && (o.Status != http.StatusRequestTimeout || !strings.Contains(o.Body, `"code":"request_timeout"`)) {
+			t.Errorf("dripper %d: %s, want 408 request_timeout in the JSON error shape", i, o)
+		}
+	}
+	if len(outcomes) != d.n {
+		t.Fatalf("%d of %d dripping connections still open after 30s; the body deadline is %v", d.n-len(outcomes), d.n, deadline)
+	}
+}

@@ -40,8 +40,8 @@ func TestJoinUserChannelOnlyForThatUser(t *testing.T) {
 }
 
 func TestJoinTopicChannelForOwnerAndSubscribersOnly(t *testing.T) {
-	db := testenv.NewDB(t)
-	g := startGateway(t, testConfig(testenv.NewRedis(t), db.URL))
+	db, cfg := newDBConfig(t)
+	g := startGateway(t, cfg)
 	topicID, ownerID, subs := seedTopic(t, db, 1)
 	_, _, others := seedTopic(t, db, 1) // a user who subscribes elsewhere
 	topic := fmt.Sprintf("topic:%d", topicID)
@@ -61,8 +61,8 @@ func TestJoinTopicChannelForOwnerAndSubscribersOnly(t *testing.T) {
 }
 
 func TestPublishPushIsOwnerOnly(t *testing.T) {
-	db := testenv.NewDB(t)
-	g := startGateway(t, testConfig(testenv.NewRedis(t), db.URL))
+	db, cfg := newDBConfig(t)
+	g := startGateway(t, cfg)
 	topicID, ownerID, subs := seedTopic(t, db, 1)
 	topic := fmt.Sprintf("topic:%d", topicID)
 
@@ -285,8 +285,7 @@ func (f publisherFunc) Publish(ctx context.Context, userID, topicID int64, paylo
 }
 
 func TestPublishPushRepliesWithThePublishersAnswer(t *testing.T) {
-	db := testenv.NewDB(t)
-	cfg := testConfig(testenv.NewRedis(t), db.URL)
+	db, cfg := newDBConfig(t)
 	var got string
 	cfg.Publisher = publisherFunc(func(_ context.Context, userID, topicID int64, payload json.RawMessage) (any, error) {
 		got = fmt.Sprintf("%d %d %s", userID, topicID, payload)
@@ -296,10 +295,7 @@ func TestPublishPushRepliesWithThePublishersAnswer(t *testing.T) {
 		return map[string]int64{"notification_id": 77}, nil
 	})
 	g := startGateway(t, cfg)
-	topicID, ownerID, _ := seedTopic(t, db, 0)
-	topic := fmt.Sprintf("topic:%d", topicID)
-	owner := dial(t, g, ownerID)
-	jr := owner.mustJoin(topic)
+	topicID, ownerID, topic, owner, jr := joinOwnTopic(t, g, db)
 
 	owner.sendRaw(fmt.Sprintf(`[%q,"8",%q,"publish",{"title":"t"}]`, jr, topic))
 	owner.expect(fmt.Sprintf(`[%q,"8",%q,"phx_reply",{"status":"ok","response":{"notification_id":77}}]`, jr, topic))
@@ -311,16 +307,12 @@ func TestPublishPushRepliesWithThePublishersAnswer(t *testing.T) {
 }
 
 func TestCrashingPushErrorsTheChannelNotTheSocket(t *testing.T) {
-	db := testenv.NewDB(t)
-	cfg := testConfig(testenv.NewRedis(t), db.URL)
+	db, cfg := newDBConfig(t)
 	cfg.Publisher = publisherFunc(func(context.Context, int64, int64, json.RawMessage) (any, error) {
 		panic("publisher bug")
 	})
 	g := startGateway(t, cfg)
-	topicID, ownerID, _ := seedTopic(t, db, 0)
-	topic := fmt.Sprintf("topic:%d", topicID)
-	owner := dial(t, g, ownerID)
-	jr := owner.mustJoin(topic)
+	_, _, topic, owner, jr := joinOwnTopic(t, g, db)
 	owner.send(jr, "8", topic, "publish", map[string]string{"title": "t"})
 	owner.expect(fmt.Sprintf(`[%q,%q,%q,"phx_error",{}]`, jr, jr, topic))
 	// The channel is gone, the socket is not, and a rejoin works.

@@ -56,6 +56,25 @@ func testConfig(rds *testenv.Redis, databaseURL string) Config {
 	}
 }
 
+// newDBConfig is testConfig over a database and Redis prefix of the test's
+// own; it returns the database too, to seed.
+func newDBConfig(t *testing.T) (*testenv.DB, Config) {
+	t.Helper()
+	db := testenv.NewDB(t)
+	return db, testConfig(testenv.NewRedis(t), db.URL)
+}
+
+// joinOwnTopic seeds a topic with no subscribers, connects its owner to g
+// and joins the topic: it returns the topic's id, the owner's, the topic's
+// name, the owner's connection and the join ref.
+func joinOwnTopic(t *testing.T, g *testGateway, db *testenv.DB) (topicID, ownerID int64, topic string, owner *client, jr string) {
+	t.Helper()
+	topicID, ownerID, _ = seedTopic(t, db, 0)
+	topic = fmt.Sprintf("topic:%d", topicID)
+	owner = dial(t, g, ownerID)
+	return topicID, ownerID, topic, owner, owner.mustJoin(topic)
+}
+
 // testGateway is one running replica.
 type testGateway struct {
 	srv  *Server

@@ -9,12 +9,10 @@ import (
 	"testing"
 
 	"tidings/gateway-ws/coordinator"
-	"tidings/lib/testenv"
 )
 
 func TestHTTPPublishWhoseOutcomeIsUnknownAnswers503Pending(t *testing.T) {
-	db := testenv.NewDB(t)
-	cfg := testConfig(testenv.NewRedis(t), db.URL)
+	db, cfg := newDBConfig(t)
 	// The coordinator could not tell whether its decision landed.
 	cfg.Publisher = coordinatorPublisherOutcome(&coordinator.PendingError{TxID: "tx-unknown"})
 	g := startGateway(t, cfg)

@@ -153,6 +153,44 @@ func TestSocketRefusesATokenWhoseUserIsGone(t *testing.T) {
 	dial(t, g, other).heartbeat()
 }
 
+// revokeCase is one subscriber of a topic, connected to a gateway whose
+// directory is read through a test's wrapper, and the unsubscribe function
+// serving the same Redis and database.
+type revokeCase struct {
+	t       *testing.T
+	faas    string
+	g       *testGateway
+	topicID int64
+	topic   string
+	c       *client
+	user    int64
+}
+
+// startRevokeCase starts it. access is the gateway's Access; the gateway's
+// own directory, which access wraps, is stored in *inner once it is up.
+func startRevokeCase(t *testing.T, access Access, inner *Access) *revokeCase {
+	t.Helper()
+	rds, db := testenv.NewRedis(t), testenv.NewDB(t)
+	faas := startUnsubscribe(t, rds, db)
+	cfg := testConfig(rds, db.URL)
+	cfg.Access = access
+	g := startGateway(t, cfg)
+	*inner = g.srv.dir
+	topicID, _, subs := seedTopic(t, db, 1)
+	return &revokeCase{t: t, faas: faas, g: g, topicID: topicID, topic: fmt.Sprintf("topic:%d", topicID),
+		c: dial(t, g, subs[0]), user: subs[0]}
+}
+
+// unsubscribe unsubscribes the user from the topic through the function.
+func (r *revokeCase) unsubscribe() {
+	r.t.Helper()
+	status, body := postJSON(r.t, r.faas+"/function/unsubscribe", fmt.Sprintf(`{"topic_id":%d}`, r.topicID),
+		http.Header{"Authorization": {"Bearer " + token(r.t, r.user)}})
+	if status != http.StatusOK {
+		r.t.Fatalf("unsubscribe: %d %s, want 200", status, body)
+	}
+}
+
 // flakyAccess is the directory, except that the next `failures` topic
 // owner lookups fail as they do while PostgreSQL is unreachable.
 type flakyAccess struct {
@@ -173,25 +211,13 @@ func (a *flakyAccess) TopicOwner(ctx context.Context, topicID int64) (int64, err
 // follow an unsubscribe fail three times (the fault, injected after the
 // join); the membership is still revoked once they answer.
 func TestRevocationIsRetriedWhileTheDirectoryCannotAnswer(t *testing.T) {
-	rds, db := testenv.NewRedis(t), testenv.NewDB(t)
-	faas := startUnsubscribe(t, rds, db)
-	cfg := testConfig(rds, db.URL)
 	access := &flakyAccess{}
-	cfg.Access = access
-	g := startGateway(t, cfg)
-	access.Access = g.srv.dir
-	topicID, _, subs := seedTopic(t, db, 1)
-	topic := fmt.Sprintf("topic:%d", topicID)
-	c := dial(t, g, subs[0])
-	jr := c.mustJoin(topic)
+	r := startRevokeCase(t, access, &access.Access)
+	jr := r.c.mustJoin(r.topic)
 
 	access.failures.Store(3)
-	status, body := postJSON(t, faas+"/function/unsubscribe", fmt.Sprintf(`{"topic_id":%d}`, topicID),
-		http.Header{"Authorization": {"Bearer " + token(t, subs[0])}})
-	if status != http.StatusOK {
-		t.Fatalf("unsubscribe: %d %s, want 200", status, body)
-	}
-	c.expect(fmt.Sprintf(`[%q,%q,%q,"phx_close",{}]`, jr, jr, topic))
+	r.unsubscribe()
+	r.c.expect(fmt.Sprintf(`[%q,%q,%q,"phx_close",{}]`, jr, jr, r.topic))
 	if n := access.failed.Load(); n != 3 {
 		t.Fatalf("%d checks failed before the revocation, want the 3 injected", n)
 	}
@@ -221,16 +247,9 @@ func (a *staleAccess) IsSubscriber(ctx context.Context, topicID, userID int64) (
 // heard of it, finding no member yet), then the join goes on. The join is
 // refused rather than leaving a membership nothing will revoke.
 func TestJoinAuthorisedBeforeAnUnsubscribeIsRefused(t *testing.T) {
-	rds, db := testenv.NewRedis(t), testenv.NewDB(t)
-	faas := startUnsubscribe(t, rds, db)
-	cfg := testConfig(rds, db.URL)
 	access := &staleAccess{entered: make(chan struct{}), gate: make(chan struct{})}
-	cfg.Access = access
-	g := startGateway(t, cfg)
-	access.Access = g.srv.dir
-	topicID, _, subs := seedTopic(t, db, 1)
-	topic := fmt.Sprintf("topic:%d", topicID)
-	c := dial(t, g, subs[0])
+	r := startRevokeCase(t, access, &access.Access)
+	g, c, topic := r.g, r.c, r.topic
 
 	c.send("1", "1", topic, EventJoin, map[string]any{})
 	select {
@@ -239,11 +258,7 @@ func TestJoinAuthorisedBeforeAnUnsubscribeIsRefused(t *testing.T) {
 		t.Fatal("the join never asked whether the user subscribes")
 	}
 	heard := g.srv.revoker.heard.Load()
-	status, body := postJSON(t, faas+"/function/unsubscribe", fmt.Sprintf(`{"topic_id":%d}`, topicID),
-		http.Header{"Authorization": {"Bearer " + token(t, subs[0])}})
-	if status != http.StatusOK {
-		t.Fatalf("unsubscribe: %d %s, want 200", status, body)
-	}
+	r.unsubscribe()
 	for i := 0; g.srv.revoker.heard.Load() == heard; i++ { // bounded: the change travels through Redis
 		if i == 500 {
 			t.Fatal("the replica never heard of the unsubscribe")

@@ -25,19 +25,15 @@ import (
 )
 
 func TestPublishPastTheUsersQuotaIs429OverHTTPAndRateLimitedOnTheSocket(t *testing.T) {
-	db := testenv.NewDB(t)
-	cfg := testConfig(testenv.NewRedis(t), db.URL)
+	db, cfg := newDBConfig(t)
 	cfg.Limits.PublishesPerUser = config.Rate{Count: 2, Per: time.Hour}
 	var published atomic.Int64
 	cfg.Publisher = publisherFunc(func(context.Context, int64, int64, json.RawMessage) (any, error) {
 		return map[string]int64{"notification_id": published.Add(1)}, nil
 	})
 	g := startGateway(t, cfg)
-	topicID, ownerID, _ := seedTopic(t, db, 0)
+	topicID, ownerID, topic, owner, jr := joinOwnTopic(t, g, db)
 	otherTopic, otherOwner, _ := seedTopic(t, db, 0)
-	topic := fmt.Sprintf("topic:%d", topicID)
-	owner := dial(t, g, ownerID)
-	jr := owner.mustJoin(topic)
 
 	owner.sendRaw(fmt.Sprintf(`[%q,"8",%q,"publish",{"title":"one"}]`, jr, topic))
 	owner.expect(fmt.Sprintf(`[%q,"8",%q,"phx_reply",{"status":"ok","response":{"notification_id":1}}]`, jr, topic))

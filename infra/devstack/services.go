@@ -123,6 +123,7 @@ func ensureRedis(ctx context.Context, log *slog.Logger, port string) (service, e
 	url := fmt.Sprintf("redis://127.0.0.1:%s/0", port)
 	if answers("127.0.0.1:" + port) {
 		log.Info("using the Redis server already running", "port", port)
+		warnIfVolatile(ctx, log, url)
 		return service{URL: url}, nil
 	}
 	bin, err := exec.LookPath("redis-server")
@@ -158,4 +159,21 @@ func ensureRedis(ctx context.Context, log *slog.Logger, port string) (service, e
 	}
 	log.Info("started a throwaway Redis", "port", port, "pid", server.Cmd.Process.Pid)
 	return service{URL: url, stop: stop}, nil
+}
+
+// warnIfVolatile says so when the Redis found running keeps no append-only
+// file: a restart then loses the transaction records, which recovery can
+// only rebuild from the participants (README "When Redis loses the
+// transaction records").
+func warnIfVolatile(ctx context.Context, log *slog.Logger, url string) {
+	opts, err := config.RedisOptions(url)
+	if err != nil {
+		return
+	}
+	client := redis.NewClient(opts)
+	defer client.Close()
+	aof, err := client.ConfigGet(ctx, "appendonly").Result()
+	if err == nil && aof["appendonly"] == "no" {
+		log.Warn("the Redis found running keeps no append-only file; production Redis needs appendonly yes, appendfsync always, maxmemory-policy noeviction", "url", url)
+	}
 }

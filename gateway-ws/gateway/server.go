@@ -20,6 +20,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -354,10 +355,15 @@ func validate(cfg *Config) error {
 		"FUNCTION_TIMEOUT":   cfg.Calls.Default.Timeout > 0,
 		"MAX_BODY_BYTES":     cfg.MaxBodyBytes > 0,
 	}
+	var bad []string
 	for key, ok := range positive {
 		if !ok {
-			return fmt.Errorf("gateway: %s must be positive", key)
+			bad = append(bad, key)
 		}
+	}
+	if len(bad) > 0 {
+		slices.Sort(bad) // the same answer on every run, whatever the map's order
+		return fmt.Errorf("gateway: %s must be positive", strings.Join(bad, ", "))
 	}
 	return nil
 }

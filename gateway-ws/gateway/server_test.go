@@ -207,3 +207,15 @@ func FuzzSocketFrame(f *testing.F) {
 		t.Fatalf("frame %q: no answer to the probe heartbeat within 20 frames", frame)
 	})
 }
+
+func TestBadSettingsAreAllNamedInTheSameOrderEveryRun(t *testing.T) {
+	want := "gateway: FUNCTION_TIMEOUT, MAX_BODY_BYTES, PUBLISH_TIMEOUT, SHUTDOWN_TIMEOUT, WS_IDLE_TIMEOUT, " +
+		"WS_INBOUND_BURST, WS_INBOUND_RATE, WS_JOIN_TIMEOUT, WS_MAX_FRAME_BYTES, WS_SEND_QUEUE, WS_WRITE_TIMEOUT must be positive"
+	for range 20 { // a map's order changes from one range to the next
+		var cfg Config
+		cfg.JWTSecret, cfg.RedisPrefix = []byte("secret"), "t:"
+		if err := validate(&cfg); err == nil || err.Error() != want {
+			t.Fatalf("validate: %v\nwant: %s", err, want)
+		}
+	}
+}

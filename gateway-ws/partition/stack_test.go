@@ -22,7 +22,6 @@ import (
 	"tidings/infra/fnhost"
 	"tidings/lib/config"
 	"tidings/lib/logging"
-	"tidings/lib/stack"
 	"tidings/lib/store"
 	"tidings/lib/testenv"
 )
@@ -87,11 +86,7 @@ func newWorld(t *testing.T, behind string) *world {
 	if err != nil {
 		t.Fatal(err)
 	}
-	sf, err := stack.Load("../../stack.yml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	fns, err := fnhost.FromStack(sf, deps)
+	fns, err := fnhost.Load("../../stack.yml", deps)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -28,16 +28,24 @@ func replica(t *testing.T, db *testenv.DB, rd *testenv.Redis) *Directory {
 	return New(db.Pool, c, nil)
 }
 
-func TestSubscriberChangeOnOneReplicaIsSeenByAnother(t *testing.T) {
+// topicAndReader is a fresh database and Redis prefix holding a topic and
+// a second user who may subscribe to it.
+func topicAndReader(t *testing.T) (*testenv.DB, *testenv.Redis, store.Topic, int64) {
+	t.Helper()
 	db := testenv.NewDB(t)
 	rd := testenv.NewRedis(t)
-	ctx := context.Background()
 	owner, _ := testenv.User(t, db.Pool, "owner@example.com")
 	reader, _ := testenv.User(t, db.Pool, "reader@example.com")
-	topic, err := store.CreateTopic(ctx, db.Pool, owner, "news", "")
+	topic, err := store.CreateTopic(context.Background(), db.Pool, owner, "news", "")
 	if err != nil {
 		t.Fatal(err)
 	}
+	return db, rd, topic, reader
+}
+
+func TestSubscriberChangeOnOneReplicaIsSeenByAnother(t *testing.T) {
+	db, rd, topic, reader := topicAndReader(t)
+	ctx := context.Background()
 	a, b := replica(t, db, rd), replica(t, db, rd)
 
 	if ok, err := b.IsSubscriber(ctx, topic.ID, reader); err != nil || ok {
@@ -60,8 +68,8 @@ func TestSubscriberChangeOnOneReplicaIsSeenByAnother(t *testing.T) {
 	if subs, err := b.Subscribers(ctx, topic.ID); err != nil || len(subs) != 1 || subs[0] != reader {
 		t.Errorf("subscribers %v (%v), want [%d]", subs, err, reader)
 	}
-	if got, err := b.TopicOwner(ctx, topic.ID); err != nil || got != owner {
-		t.Errorf("owner %d (%v), want %d", got, err, owner)
+	if got, err := b.TopicOwner(ctx, topic.ID); err != nil || got != topic.OwnerID {
+		t.Errorf("owner %d (%v), want %d", got, err, topic.OwnerID)
 	}
 	if _, err := b.TopicOwner(ctx, topic.ID+100); !errors.Is(err, store.ErrNotFound) {
 		t.Errorf("owner of a missing topic: %v, want ErrNotFound", err)
@@ -87,15 +95,8 @@ func TestWithoutACacheEveryReadGoesToTheDatabase(t *testing.T) {
 }
 
 func TestSubscriptionChangeIsHeardByEveryReplicaAfterItsCacheDroppedIt(t *testing.T) {
-	db := testenv.NewDB(t)
-	rd := testenv.NewRedis(t)
+	db, rd, topic, reader := topicAndReader(t)
 	ctx := context.Background()
-	owner, _ := testenv.User(t, db.Pool, "owner@example.com")
-	reader, _ := testenv.User(t, db.Pool, "reader@example.com")
-	topic, err := store.CreateTopic(ctx, db.Pool, owner, "news", "")
-	if err != nil {
-		t.Fatal(err)
-	}
 	if err := store.Subscribe(ctx, db.Pool, topic.ID, reader, false); err != nil {
 		t.Fatal(err)
 	}

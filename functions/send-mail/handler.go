@@ -1,5 +1,6 @@
 // Package sendmail is the send-mail function: POST {idempotency_key, to,
-// subject, text} sends one plain-text mail through SMTP. It is internal:
+// subject, text} (lib/mail.Request) sends one plain-text mail through SMTP
+// and answers a lib/mail.Response. It is internal:
 // only gateway-ws's job queue calls it, with the internal key.
 //
 // Idempotency: the key is claimed in PostgreSQL (table sent_mails) before
@@ -27,48 +28,19 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
-	"net/mail"
-	"regexp"
 	"strings"
 	"time"
-	"unicode"
-	"unicode/utf8"
 
 	gomail "github.com/wneessen/go-mail"
 
 	"tidings/lib/config"
 	"tidings/lib/fn"
+	"tidings/lib/mail"
 	"tidings/lib/store"
-)
-
-// Limits of a request.
-const (
-	MaxKeyBytes     = 128
-	MaxSubjectRunes = 200
-	MaxTextBytes    = 20000
-	maxAddressBytes = 254
 )
 
 // dbTimeout bounds each statement on the sent_mails table.
 const dbTimeout = 5 * time.Second
-
-var safeKey = regexp.MustCompile(`^[A-Za-z0-9._:-]+$`)
-
-// Request is what send-mail is asked to send.
-type Request struct {
-	IdempotencyKey string `json:"idempotency_key"`
-	To             string `json:"to"`
-	Subject        string `json:"subject"`
-	Text           string `json:"text"`
-}
-
-// Response is its answer: sent is true when this call sent the mail,
-// duplicate when an earlier call with the same key had.
-type Response struct {
-	Sent      bool   `json:"sent"`
-	Duplicate bool   `json:"duplicate"`
-	MessageID string `json:"message_id"`
-}
 
 // Handler sends mails.
 type Handler struct {
@@ -111,11 +83,11 @@ func (h *Handler) Handle(req fn.Request) (fn.Response, error) {
 	if err := fn.RequireMethod(req, http.MethodPost); err != nil {
 		return fn.Response{}, err
 	}
-	var in Request
+	var in mail.Request
 	if err := fn.DecodeJSON(req, &in); err != nil {
 		return fn.Response{}, err
 	}
-	if err := in.validate(); err != nil {
+	if err := in.Check(); err != nil {
 		return fn.Response{}, err
 	}
 	// Once claimed, the send and its mark run to the end even when the
@@ -130,7 +102,7 @@ func (h *Handler) Handle(req fn.Request) (fn.Response, error) {
 	}
 	switch claim {
 	case store.MailAlreadySent:
-		return fn.JSON(http.StatusOK, Response{Sent: false, Duplicate: true, MessageID: msgID})
+		return fn.JSON(http.StatusOK, mail.Response{Sent: false, Duplicate: true, MessageID: msgID})
 	case store.MailInProgress:
 		return fn.Response{}, fn.Errorf(http.StatusServiceUnavailable, "in_progress",
 			"a send with this idempotency key is in progress; retry later")
@@ -148,10 +120,10 @@ func (h *Handler) Handle(req fn.Request) (fn.Response, error) {
 		// The mail is out; the claim expires and a retry sends it again.
 		return fn.Response{}, err
 	}
-	return fn.JSON(http.StatusOK, Response{Sent: true, MessageID: msgID})
+	return fn.JSON(http.StatusOK, mail.Response{Sent: true, MessageID: msgID})
 }
 
-func (h *Handler) claim(ctx context.Context, in Request, msgID, token string) (store.MailClaim, error) {
+func (h *Handler) claim(ctx context.Context, in mail.Request, msgID, token string) (store.MailClaim, error) {
 	ctx, cancel := context.WithTimeout(ctx, dbTimeout)
 	defer cancel()
 	return store.ClaimMail(ctx, h.db, in.IdempotencyKey, digest(in), msgID, token, h.cfg.ClaimLease)
@@ -167,7 +139,7 @@ func (h *Handler) release(ctx context.Context, key, token string) {
 }
 
 // send runs one SMTP transaction, under cfg.Timeout.
-func (h *Handler) send(ctx context.Context, in Request, msgID string) error {
+func (h *Handler) send(ctx context.Context, in mail.Request, msgID string) error {
 	ctx, cancel := context.WithTimeout(ctx, h.cfg.Timeout)
 	defer cancel()
 	m := gomail.NewMsg()
@@ -212,30 +184,6 @@ func (h *Handler) sendError(key string, err error) error {
 	return fn.Errorf(http.StatusBadGateway, "smtp_failed", "the mail server did not take the mail; retry later")
 }
 
-func (in Request) validate() error {
-	switch {
-	case in.IdempotencyKey == "" || len(in.IdempotencyKey) > MaxKeyBytes || !safeKey.MatchString(in.IdempotencyKey):
-		return fn.BadRequest("idempotency_key must be 1 to %d characters of A-Z a-z 0-9 . _ : -", MaxKeyBytes)
-	case !plainAddress(in.To):
-		return fn.BadRequest("to must be one plain address (user@example.com), without a display name")
-	case in.Subject == "" || utf8.RuneCountInString(in.Subject) > MaxSubjectRunes || !utf8.ValidString(in.Subject) || hasControl(in.Subject):
-		return fn.BadRequest("subject must be 1 to %d characters of UTF-8 without control characters", MaxSubjectRunes)
-	case len(in.Text) > MaxTextBytes || !utf8.ValidString(in.Text):
-		return fn.BadRequest("text must be UTF-8 of at most %d bytes", MaxTextBytes)
-	}
-	return nil
-}
-
-func plainAddress(s string) bool {
-	if s == "" || len(s) > maxAddressBytes || hasControl(s) || strings.ContainsAny(s, "<>\" ,;") {
-		return false
-	}
-	a, err := mail.ParseAddress(s)
-	return err == nil && a.Name == "" && a.Address == s && strings.Contains(s, "@")
-}
-
-func hasControl(s string) bool { return strings.IndexFunc(s, unicode.IsControl) >= 0 }
-
 // MessageID is the Message-ID of the mail sent under key: the same for
 // every attempt, so a receiver can drop a duplicate.
 func MessageID(key, domain string) string {
@@ -244,7 +192,7 @@ func MessageID(key, domain string) string {
 }
 
 // digest identifies a mail's content under its key.
-func digest(in Request) string {
+func digest(in mail.Request) string {
 	sum := sha256.Sum256([]byte(in.To + "\x00" + in.Subject + "\x00" + in.Text))
 	return hex.EncodeToString(sum[:])
 }

@@ -19,6 +19,7 @@ import (
 	"tidings/lib/auth"
 	"tidings/lib/config"
 	"tidings/lib/fn"
+	libmail "tidings/lib/mail"
 	"tidings/lib/testenv"
 )
 
@@ -56,7 +57,7 @@ func (f *fixture) send(t *testing.T, body string) (int, map[string]any) {
 }
 
 func mailBody(key, to, subject, text string) string {
-	b, _ := json.Marshal(sendmail.Request{IdempotencyKey: key, To: to, Subject: subject, Text: text})
+	b, _ := json.Marshal(libmail.Request{IdempotencyKey: key, To: to, Subject: subject, Text: text})
 	return string(b)
 }
 

@@ -109,3 +109,28 @@ func TestRequireInternalRefusesCallsWithoutTheKey(t *testing.T) {
 		t.Error("an unset internal key must refuse every call, not accept an empty header")
 	}
 }
+
+func TestBearerReadsTheTokenOfAnHTTPHeader(t *testing.T) {
+	tokens := NewTokens(key, time.Hour)
+	good, _, _ := tokens.Issue(7)
+	for header, want := range map[string]int64{
+		"":                     0,
+		"Bearer ":              0,
+		"Bearer    ":           0,
+		"Basic " + good:        0,
+		"Bearer nonsense":      0,
+		"Bearer " + good:       7,
+		"Bearer " + good + " ": 7,
+	} {
+		id, err := tokens.Bearer(http.Header{"Authorization": {header}})
+		if id != want {
+			t.Errorf("Authorization %q: user %d, want %d", header, id, want)
+		}
+		if e := fn.AsError(err); (want == 0) != (e != nil && e.Status == http.StatusUnauthorized) {
+			t.Errorf("Authorization %q: error %v, want a 401 exactly when there is no user", header, err)
+		}
+	}
+	if id, err := tokens.Bearer(http.Header{}); id != 0 || fn.AsError(err) == nil {
+		t.Errorf("no Authorization header: %d, %v; want a 401", id, err)
+	}
+}

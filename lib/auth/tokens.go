@@ -5,6 +5,7 @@ package auth
 import (
 	"errors"
 	"fmt"
+	"net/http"
 	"strconv"
 	"strings"
 	"time"
@@ -83,9 +84,16 @@ func (t *Tokens) Parse(token string) (Claims, error) {
 // Caller returns the id of the user whose Bearer token authorises req, or a
 // 401 for a missing, malformed, forged or expired token.
 func (t *Tokens) Caller(req fn.Request) (int64, error) {
-	h := req.Header.Get("Authorization")
-	token, ok := strings.CutPrefix(h, "Bearer ")
-	if !ok || token == "" {
+	return t.Bearer(req.Header)
+}
+
+// Bearer is Caller for a server that has the request's header, not an
+// fn.Request: the user whose "Authorization: Bearer <token>" header
+// authorises it, or a 401 *fn.Error. It is the one place a Bearer token is
+// read from a request.
+func (t *Tokens) Bearer(h http.Header) (int64, error) {
+	token, ok := strings.CutPrefix(h.Get("Authorization"), "Bearer ")
+	if !ok || strings.TrimSpace(token) == "" {
 		return 0, fn.Unauthorized("missing Bearer token")
 	}
 	id, err := t.Verify(strings.TrimSpace(token))

@@ -7,6 +7,7 @@ import (
 
 	"tidings/lib/auth"
 	"tidings/lib/fn"
+	"tidings/lib/notification"
 	"tidings/lib/store"
 )
 
@@ -18,7 +19,7 @@ const (
 
 // Response is one page; pass the last id as before= for the next.
 type Response struct {
-	Notifications []store.Notification `json:"notifications"`
+	Notifications []notification.Notification `json:"notifications"`
 }
 
 // Handler lists notifications.
@@ -58,7 +59,7 @@ func (h *Handler) Handle(req fn.Request) (fn.Response, error) {
 		return fn.Response{}, err
 	}
 	if list == nil {
-		list = []store.Notification{}
+		list = []notification.Notification{}
 	}
 	return fn.JSON(http.StatusOK, Response{Notifications: list})
 }

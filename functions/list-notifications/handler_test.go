@@ -9,6 +9,7 @@ import (
 
 	"tidings/lib/auth"
 	"tidings/lib/fn"
+	"tidings/lib/notification"
 	"tidings/lib/store"
 	"tidings/lib/testenv"
 )
@@ -21,8 +22,8 @@ func TestListNotificationsPagesNewestFirstAndHidesPrepared(t *testing.T) {
 	topic, _ := store.CreateTopic(ctx, db.Pool, owner, "news", "")
 	for i := 1; i <= 5; i++ {
 		tx := fmt.Sprintf("tx-%d", i)
-		if _, err := store.PrepareNotification(ctx, db.Pool, store.NewNotification{
-			TxID: tx, TopicID: topic.ID, SenderID: owner, Title: tx, Recipients: []int64{reader},
+		if _, err := store.PrepareNotification(ctx, db.Pool, tx, notification.Draft{
+			TopicID: topic.ID, SenderID: owner, Message: notification.Message{Title: tx}, Recipients: []int64{reader},
 		}); err != nil {
 			t.Fatal(err)
 		}

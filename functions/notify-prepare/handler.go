@@ -41,6 +41,10 @@ func (h *Handler) Handle(req fn.Request) (fn.Response, error) {
 		return fn.Response{}, err
 	}
 	ctx := req.Context()
+	// The coordinator checked the owner before the transaction began; this
+	// participant checks again because it stores the notification under
+	// the sender's name, and trusts no caller with that (the internal key
+	// guards who may call, not what they may ask).
 	owner, err := store.TopicOwner(ctx, h.db, in.TopicID)
 	if errors.Is(err, store.ErrNotFound) {
 		return fn.Response{}, fn.NotFound("topic %d does not exist", in.TopicID)
@@ -52,10 +56,7 @@ func (h *Handler) Handle(req fn.Request) (fn.Response, error) {
 		return fn.Response{}, fn.Forbidden("only the topic's owner may publish on it")
 	}
 	err = h.barrier.Prepare(ctx, in.TxID, func(ctx context.Context, tx pgx.Tx) error {
-		_, err := store.PrepareNotification(ctx, tx, store.NewNotification{
-			TxID: in.TxID, TopicID: in.TopicID, SenderID: in.SenderID,
-			Title: in.Title, Body: in.Body, Email: in.Email, Recipients: in.Recipients,
-		})
+		_, err := store.PrepareNotification(ctx, tx, in.TxID, in.Draft)
 		return err
 	})
 	if err != nil {
@@ -68,17 +69,13 @@ func (h *Handler) Handle(req fn.Request) (fn.Response, error) {
 	return fn.JSON(http.StatusOK, twopc.Vote{TxID: in.TxID, Prepared: true, NotificationID: id})
 }
 
+// validate checks the request and trims its title, as stored.
 func validate(in *twopc.NotifyPrepare) error {
 	if err := twopc.CheckTxID(in.TxID); err != nil {
 		return err
 	}
-	title, err := twopc.CheckMessage(in.Title, in.Body)
-	if err != nil {
+	if err := in.Draft.Check(); err != nil {
 		return err
-	}
-	in.Title = title
-	if in.TopicID <= 0 || in.SenderID <= 0 {
-		return fn.BadRequest("topic_id and sender_id must be positive")
 	}
 	return twopc.CheckRecipients(in.Recipients)
 }

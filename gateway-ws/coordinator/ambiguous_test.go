@@ -11,6 +11,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"tidings/lib/notification"
 	"tidings/lib/testenv"
 )
 
@@ -190,7 +191,7 @@ func TestDecisionWriteWhoseReplyIsLostIsHonoured(t *testing.T) {
 	// Fault: the decision reaches Redis; its reply is lost, so the
 	// coordinator times out not knowing whether it landed.
 	proxy.arm(loseReply)
-	res, err := h.coord.Publish(context.Background(), owner, topic, Message{Title: "decided, unheard"})
+	res, err := h.coord.Publish(context.Background(), owner, topic, notification.Message{Title: "decided, unheard"})
 	if err != nil || res.Pending || res.NotificationID == 0 {
 		t.Fatalf("publish whose decision's reply was lost: %+v %v, want committed (the decision landed)", res, err)
 	}
@@ -219,7 +220,7 @@ func TestPartitionAtTheDecisionWriteNeverLeavesARecordUnfinished(t *testing.T) {
 			// in the network; nothing can tell the coordinator whether it
 			// landed.
 			proxy.arm(partition)
-			_, err := h.coord.Publish(context.Background(), owner, topic, Message{Title: "partitioned"})
+			_, err := h.coord.Publish(context.Background(), owner, topic, notification.Message{Title: "partitioned"})
 			var pending *PendingError
 			if !errors.As(err, &pending) {
 				t.Fatalf("publish cut off at the decision: %v, want PendingError (neither commit nor rollback is safe)", err)

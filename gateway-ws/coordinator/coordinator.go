@@ -24,7 +24,9 @@ import (
 	"tidings/lib/config"
 	"tidings/lib/directory"
 	"tidings/lib/fn"
+	"tidings/lib/mail"
 	"tidings/lib/metrics"
+	"tidings/lib/notification"
 	"tidings/lib/store"
 	"tidings/lib/twopc"
 )
@@ -162,13 +164,6 @@ func (c *Coordinator) Stats(ctx context.Context) (Stats, error) {
 	return c.records.stats(ctx)
 }
 
-// Message is what a publisher sends.
-type Message struct {
-	Title string `json:"title"`
-	Body  string `json:"body"`
-	Email bool   `json:"email"`
-}
-
 // Result is a committed publish.
 type Result struct {
 	NotificationID int64  `json:"notification_id"`
@@ -179,13 +174,24 @@ type Result struct {
 	Pending bool `json:"pending,omitempty"`
 }
 
-// Refusal is a publish refused before any transaction began.
+// Reason says why a publish was refused.
+type Reason string
+
+// The reasons of a Refusal.
+const (
+	Invalid   Reason = "invalid"   // the message fails notification.Message.Check
+	NotFound  Reason = "not_found" // the topic does not exist
+	Forbidden Reason = "forbidden" // the sender does not own the topic
+)
+
+// Refusal is a publish refused before any transaction began, on its
+// merits: nothing was written anywhere.
 type Refusal struct {
-	Reason  string // "forbidden", "not_found", "invalid"
-	Message string
+	Reason  Reason
+	Message string // what was wrong, for the log and the publisher
 }
 
-func (r *Refusal) Error() string { return r.Reason + ": " + r.Message }
+func (r *Refusal) Error() string { return string(r.Reason) + ": " + r.Message }
 
 // AbortedError is a publish whose transaction was rolled back.
 type AbortedError struct {
@@ -218,7 +224,7 @@ var ErrCrashed = errors.New("coordinator crashed at a fault point")
 // Publish stores and counts a notification from sender on topicID for
 // every subscriber, atomically, then delivers it. The answer comes after
 // commit.
-func (c *Coordinator) Publish(ctx context.Context, sender, topicID int64, msg Message) (Result, error) {
+func (c *Coordinator) Publish(ctx context.Context, sender, topicID int64, msg notification.Message) (Result, error) {
 	payload, err := c.payload(ctx, sender, topicID, msg)
 	if err != nil {
 		return Result{}, err
@@ -274,28 +280,28 @@ func (c *Coordinator) commit(ctx context.Context, rec *Record) (Result, error) {
 }
 
 // payload checks the message and the publisher's right to publish, and
-// fixes the recipients once, so both participants agree on them.
-func (c *Coordinator) payload(ctx context.Context, sender, topicID int64, msg Message) (Payload, error) {
-	title, err := twopc.CheckMessage(msg.Title, msg.Body)
-	if err != nil {
-		return Payload{}, &Refusal{"invalid", fn.AsError(err).Message}
+// fixes the recipients once, so both participants agree on them. It is the
+// publish path's one check of the topic's owner: the gateway's socket and
+// HTTP entry points leave it to here.
+func (c *Coordinator) payload(ctx context.Context, sender, topicID int64, msg notification.Message) (notification.Draft, error) {
+	if err := msg.Check(); err != nil {
+		return notification.Draft{}, &Refusal{Invalid, fn.AsError(err).Message}
 	}
-	msg.Title = title
 	owner, err := c.cfg.Lookup.TopicOwner(ctx, topicID)
 	if errors.Is(err, store.ErrNotFound) {
-		return Payload{}, &Refusal{"not_found", fmt.Sprintf("topic %d does not exist", topicID)}
+		return notification.Draft{}, &Refusal{NotFound, fmt.Sprintf("topic %d does not exist", topicID)}
 	}
 	if err != nil {
-		return Payload{}, fmt.Errorf("look up topic %d: %w", topicID, err)
+		return notification.Draft{}, fmt.Errorf("look up topic %d: %w", topicID, err)
 	}
 	if owner != sender {
-		return Payload{}, &Refusal{"forbidden", "only the topic's owner may publish on it"}
+		return notification.Draft{}, &Refusal{Forbidden, "only the topic's owner may publish on it"}
 	}
 	recipients, err := c.cfg.Lookup.Subscribers(ctx, topicID)
 	if err != nil {
-		return Payload{}, fmt.Errorf("subscribers of topic %d: %w", topicID, err)
+		return notification.Draft{}, fmt.Errorf("subscribers of topic %d: %w", topicID, err)
 	}
-	return Payload{TopicID: topicID, SenderID: sender, Title: msg.Title, Body: msg.Body, Email: msg.Email, Recipients: recipients}, nil
+	return notification.Draft{TopicID: topicID, SenderID: sender, Message: msg, Recipients: recipients}, nil
 }
 
 // allRollbacks are the rollbacks of every participant, in the order they
@@ -309,21 +315,17 @@ var allRollbacks = []string{"counter-rollback", "notify-rollback"}
 // prepare may have reached.
 func (c *Coordinator) prepare(ctx context.Context, rec *Record) ([]string, error) {
 	defer c.timePhase("prepare")()
-	p := rec.Payload
 	var wg sync.WaitGroup
 	errs := make([]error, 2)
 	var vote twopc.Vote
 	wg.Add(2)
 	go func() {
 		defer wg.Done()
-		errs[0] = c.cfg.Calls.Call(ctx, "notify-prepare", twopc.NotifyPrepare{
-			TxID: rec.ID, TopicID: p.TopicID, SenderID: p.SenderID, Title: p.Title, Body: p.Body,
-			Email: p.Email, Recipients: p.Recipients,
-		}, &vote)
+		errs[0] = c.cfg.Calls.Call(ctx, "notify-prepare", twopc.NotifyPrepare{TxID: rec.ID, Draft: rec.Payload}, &vote)
 	}()
 	go func() {
 		defer wg.Done()
-		errs[1] = c.cfg.Calls.Call(ctx, "counter-prepare", twopc.CounterPrepare{TxID: rec.ID, Recipients: p.Recipients}, nil)
+		errs[1] = c.cfg.Calls.Call(ctx, "counter-prepare", twopc.CounterPrepare{TxID: rec.ID, Recipients: rec.Payload.Recipients}, nil)
 	}()
 	wg.Wait()
 	if err := errors.Join(errs...); err != nil {
@@ -512,11 +514,8 @@ func (c *Coordinator) deliver(ctx context.Context, rec *Record, unread map[int64
 				continue
 			}
 		}
-		event := map[string]any{
-			"id": rec.NotificationID, "topic_id": p.TopicID, "sender_id": p.SenderID,
-			"title": p.Title, "body": p.Body, "created_at": rec.CreatedAt.UTC().Format(time.RFC3339Nano), "unread": n,
-		}
-		if err := c.cfg.Deliver(ctx, fmt.Sprintf("user:%d", user), "notification", event); err != nil {
+		event := notification.NewEvent(rec.NotificationID, p, rec.CreatedAt, n)
+		if err := c.cfg.Deliver(ctx, fmt.Sprintf("user:%d", user), notification.EventName, event); err != nil {
 			c.log.Warn("live delivery failed", "tx", rec.ID, "user", user, "err", err)
 		}
 	}
@@ -535,13 +534,13 @@ func (c *Coordinator) enqueueMails(ctx context.Context, rec *Record) error {
 		return fmt.Errorf("mail recipients of %s: %w", rec.ID, err)
 	}
 	for _, r := range recipients {
-		mail, _ := json.Marshal(map[string]string{
-			"idempotency_key": fmt.Sprintf("%s-%d", rec.ID, r.UserID),
-			"to":              r.Email,
-			"subject":         truncate(fmt.Sprintf("[%s] %s", topic, p.Title), twopc.MaxTitle),
-			"text":            p.Body + "\n\n-- \nYou get this because you subscribed to " + topic + " with email on.",
+		req, _ := json.Marshal(mail.Request{
+			IdempotencyKey: fmt.Sprintf("%s-%d", rec.ID, r.UserID),
+			To:             r.Email,
+			Subject:        mail.Subject(fmt.Sprintf("[%s] %s", topic, p.Title)),
+			Text:           p.Body + "\n\n-- \nYou get this because you subscribed to " + topic + " with email on.",
 		})
-		if _, err := c.cfg.Jobs.Enqueue(ctx, p.SenderID, "send-mail", mail); err != nil {
+		if _, err := c.cfg.Jobs.Enqueue(ctx, p.SenderID, "send-mail", req); err != nil {
 			return fmt.Errorf("queue the mail of %s to user %d: %w", rec.ID, r.UserID, err)
 		}
 	}
@@ -552,14 +551,6 @@ func (c *Coordinator) enqueueMails(ctx context.Context, rec *Record) error {
 func (c *Coordinator) timePhase(phase string) func() {
 	start := time.Now()
 	return func() { c.cfg.Metrics.PhaseSeconds.WithLabelValues(phase).Observe(time.Since(start).Seconds()) }
-}
-
-// truncate cuts s to at most n runes.
-func truncate(s string, n int) string {
-	if r := []rune(s); len(r) > n {
-		return string(r[:n])
-	}
-	return s
 }
 
 func (c *Coordinator) crash(at Fault) bool { return c.cfg.Crash != nil && c.cfg.Crash(at) }

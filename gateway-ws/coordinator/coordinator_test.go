@@ -18,6 +18,7 @@ import (
 	"tidings/lib/config"
 	"tidings/lib/fn"
 	"tidings/lib/logging"
+	"tidings/lib/notification"
 	"tidings/lib/store"
 	"tidings/lib/testenv"
 )
@@ -54,7 +55,7 @@ func (h *participantHost) stop() {
 
 type delivery struct {
 	topic, event string
-	payload      map[string]any
+	payload      notification.Event
 }
 
 type harness struct {
@@ -109,7 +110,7 @@ func (h *harness) newCoordinator(crash func(Fault) bool) *Coordinator {
 		Deliver: func(ctx context.Context, topic, event string, payload any) error {
 			h.mu.Lock()
 			defer h.mu.Unlock()
-			h.events = append(h.events, delivery{topic, event, payload.(map[string]any)})
+			h.events = append(h.events, delivery{topic, event, payload.(notification.Event)})
 			return nil
 		},
 	})
@@ -163,7 +164,7 @@ func (h *harness) txState(id string) string {
 func TestPublishCommitsStoresCountsAndDelivers(t *testing.T) {
 	h := newHarness(t, nil, nil)
 	owner, topic, subs := h.world()
-	res, err := h.coord.Publish(context.Background(), owner, topic, Message{Title: " v1.0 ", Body: "out now"})
+	res, err := h.coord.Publish(context.Background(), owner, topic, notification.Message{Title: " v1.0 ", Body: "out now"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -178,7 +179,7 @@ func TestPublishCommitsStoresCountsAndDelivers(t *testing.T) {
 		t.Fatalf("%d deliveries, want one per subscriber: %v", len(h.events), h.events)
 	}
 	for i, e := range h.events {
-		if e.event != "notification" || e.payload["unread"] != int64(1) || e.payload["title"] != "v1.0" || e.payload["id"] != res.NotificationID {
+		if e.event != "notification" || e.payload.Unread != 1 || e.payload.Title != "v1.0" || e.payload.ID != res.NotificationID {
 			t.Errorf("delivery %d = %+v", i, e)
 		}
 	}
@@ -194,12 +195,12 @@ func TestPublishByANonOwnerIsRefusedAndNothingHappens(t *testing.T) {
 	h := newHarness(t, nil, nil)
 	_, topic, subs := h.world()
 	before := testenv.Snapshot(t, h.db.Pool)
-	_, err := h.coord.Publish(context.Background(), subs[0], topic, Message{Title: "hijack"})
+	_, err := h.coord.Publish(context.Background(), subs[0], topic, notification.Message{Title: "hijack"})
 	var refusal *Refusal
 	if !errors.As(err, &refusal) || refusal.Reason != "forbidden" {
 		t.Fatalf("publish by a subscriber: %v, want a forbidden refusal", err)
 	}
-	for _, bad := range []Message{{Title: ""}, {Title: string(make([]byte, 300))}} {
+	for _, bad := range []notification.Message{{Title: ""}, {Title: string(make([]byte, 300))}} {
 		if _, err := h.coord.Publish(context.Background(), subs[0], topic, bad); !errors.As(err, &refusal) {
 			t.Errorf("publish of %q: %v, want a refusal", bad.Title, err)
 		}
@@ -228,7 +229,7 @@ func TestPrepareFailureRollsEverythingBack(t *testing.T) {
 	h.replace("counter-prepare", fn.HandlerFunc(func(fn.Request) (fn.Response, error) {
 		return fn.Response{}, errors.New("injected counter-prepare failure")
 	}))
-	_, err := h.coord.Publish(context.Background(), owner, topic, Message{Title: "doomed"})
+	_, err := h.coord.Publish(context.Background(), owner, topic, notification.Message{Title: "doomed"})
 	var aborted *AbortedError
 	if !errors.As(err, &aborted) {
 		t.Fatalf("publish with a failing counter-prepare: %v, want AbortedError", err)
@@ -267,7 +268,7 @@ func TestPrepareTimeoutRollsBackAndFencesTheLatePrepare(t *testing.T) {
 		lateAnswer <- status
 		return resp, err
 	}))
-	_, err := h.coord.Publish(context.Background(), owner, topic, Message{Title: "too slow"})
+	_, err := h.coord.Publish(context.Background(), owner, topic, notification.Message{Title: "too slow"})
 	var aborted *AbortedError
 	if !errors.As(err, &aborted) {
 		t.Fatalf("publish with a stalled counter-prepare: %v, want AbortedError", err)
@@ -299,7 +300,7 @@ func TestParticipantKilledBetweenPrepareAndCommitStillCommits(t *testing.T) {
 		return false
 	})
 	owner, topic, _ := h.world()
-	res, err := h.coord.Publish(context.Background(), owner, topic, Message{Title: "survives"})
+	res, err := h.coord.Publish(context.Background(), owner, topic, notification.Message{Title: "survives"})
 	if err != nil || res.Pending {
 		t.Fatalf("publish across a participant restart: %+v %v, want committed", res, err)
 	}
@@ -316,7 +317,7 @@ func TestParticipantKilledBetweenPrepareAndCommitStillCommits(t *testing.T) {
 func TestCoordinatorCrashAfterDecisionIsCommittedByRecovery(t *testing.T) {
 	h := newHarness(t, nil, func(at Fault) bool { return at == AfterDecision })
 	owner, topic, _ := h.world()
-	if _, err := h.coord.Publish(context.Background(), owner, topic, Message{Title: "decided"}); !errors.Is(err, ErrCrashed) {
+	if _, err := h.coord.Publish(context.Background(), owner, topic, notification.Message{Title: "decided"}); !errors.Is(err, ErrCrashed) {
 		t.Fatalf("publish: %v, want the injected crash", err)
 	}
 	if n := h.count(`SELECT count(*) FROM notifications WHERE state = 'prepared'`); n != 1 {
@@ -342,7 +343,7 @@ func TestCoordinatorCrashAfterDecisionIsCommittedByRecovery(t *testing.T) {
 func TestCoordinatorCrashBeforeDecisionIsRolledBackByRecovery(t *testing.T) {
 	h := newHarness(t, nil, func(at Fault) bool { return at == AfterPrepare })
 	owner, topic, _ := h.world()
-	if _, err := h.coord.Publish(context.Background(), owner, topic, Message{Title: "undecided"}); !errors.Is(err, ErrCrashed) {
+	if _, err := h.coord.Publish(context.Background(), owner, topic, notification.Message{Title: "undecided"}); !errors.Is(err, ErrCrashed) {
 		t.Fatalf("publish: %v, want the injected crash", err)
 	}
 	restarted := h.newCoordinator(nil)
@@ -365,7 +366,7 @@ func TestBreakerOpensOnADownParticipantAndClosesWhenItIsBack(t *testing.T) {
 	ctx := context.Background()
 	sawOpen := false
 	for i := 0; i < 10 && !sawOpen; i++ { // threshold is 3 consecutive failures
-		_, err := h.coord.Publish(ctx, owner, topic, Message{Title: "down"})
+		_, err := h.coord.Publish(ctx, owner, topic, notification.Message{Title: "down"})
 		if err == nil {
 			t.Fatal("publish succeeded with the participants down")
 		}
@@ -377,7 +378,7 @@ func TestBreakerOpensOnADownParticipantAndClosesWhenItIsBack(t *testing.T) {
 	h.host.start()
 	var err error
 	for i := 0; i < 50; i++ { // bounded: the breaker half-opens after 100ms
-		if _, err = h.coord.Publish(ctx, owner, topic, Message{Title: "back"}); err == nil {
+		if _, err = h.coord.Publish(ctx, owner, topic, notification.Message{Title: "back"}); err == nil {
 			break
 		}
 		time.Sleep(50 * time.Millisecond)

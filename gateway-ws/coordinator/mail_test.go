@@ -11,6 +11,7 @@ import (
 	"tidings/infra/mailsink"
 	"tidings/lib/auth"
 	"tidings/lib/logging"
+	"tidings/lib/notification"
 	"tidings/lib/store"
 	"tidings/lib/testenv"
 )
@@ -49,10 +50,10 @@ func TestPublishWithEmailMailsEachOptedInSubscriber(t *testing.T) {
 	go q.Run(runCtx)
 	h.coord.cfg.Jobs = q
 
-	if _, err := h.coord.Publish(ctx, owner, topic, Message{Title: "v1.0", Body: "out now"}); err != nil {
+	if _, err := h.coord.Publish(ctx, owner, topic, notification.Message{Title: "v1.0", Body: "out now"}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := h.coord.Publish(ctx, owner, topic, Message{Title: "v1.1", Body: "fixes", Email: true}); err != nil {
+	if _, err := h.coord.Publish(ctx, owner, topic, notification.Message{Title: "v1.1", Body: "fixes", Email: true}); err != nil {
 		t.Fatal(err)
 	}
 	var mails []mailsink.Mail

@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"tidings/lib/notification"
 )
 
 // States of a transaction record. Committing is the decision point: once
@@ -26,19 +28,9 @@ type Record struct {
 	ID             string
 	State          string
 	Participants   []string
-	Payload        Payload
+	Payload        notification.Draft // what is being published
 	NotificationID int64
 	CreatedAt      time.Time
-}
-
-// Payload is what is being published.
-type Payload struct {
-	TopicID    int64   `json:"topic_id"`
-	SenderID   int64   `json:"sender_id"`
-	Title      string  `json:"title"`
-	Body       string  `json:"body"`
-	Email      bool    `json:"email"`
-	Recipients []int64 `json:"recipients"`
 }
 
 // records keeps transaction records: a hash per transaction, and a sorted

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"tidings/lib/notification"
 	"tidings/lib/store"
 	"tidings/lib/testenv"
 )
@@ -77,7 +78,7 @@ func TestGatewayAndRedisLostTogetherFinishEveryTransaction(t *testing.T) {
 			h.settings.PhaseTwoTimeout = 200 * time.Millisecond
 			h.settings.RecoveryInterval = 100 * time.Millisecond
 			owner, topic, subs := h.world()
-			if _, err := h.coord.Publish(context.Background(), owner, topic, Message{Title: "lost together"}); !errors.Is(err, ErrCrashed) {
+			if _, err := h.coord.Publish(context.Background(), owner, topic, notification.Message{Title: "lost together"}); !errors.Is(err, ErrCrashed) {
 				t.Fatalf("publish: %v, want the injected crash", err)
 			}
 			if n := h.count(`SELECT count(*) FROM tx_barriers WHERE state = 'prepared'`); n == 0 {
@@ -108,7 +109,7 @@ func TestPublishWithRedisDownFailsBeforeAnyParticipantIsAsked(t *testing.T) {
 	h := newHarnessOn(t, &testenv.Redis{Client: srv.Client(), Prefix: "tidings-test:", URL: srv.URL()}, nil, nil)
 	owner, topic, _ := h.world()
 	srv.Stop() // the fault: Redis is down for the whole publish
-	_, err := h.coord.Publish(context.Background(), owner, topic, Message{Title: "nowhere to record"})
+	_, err := h.coord.Publish(context.Background(), owner, topic, notification.Message{Title: "nowhere to record"})
 	var refusal *Refusal
 	var aborted *AbortedError
 	if err == nil || errors.As(err, &refusal) || errors.As(err, &aborted) {
@@ -123,7 +124,7 @@ func TestCommittingRecordWhoseCounterRolledBackIsFinishedNotRetriedForever(t *te
 	var txID string
 	h := newHarness(t, nil, func(at Fault) bool { return at == AfterDecision })
 	owner, topic, _ := h.world()
-	if _, err := h.coord.Publish(context.Background(), owner, topic, Message{Title: "contradicted"}); !errors.Is(err, ErrCrashed) {
+	if _, err := h.coord.Publish(context.Background(), owner, topic, notification.Message{Title: "contradicted"}); !errors.Is(err, ErrCrashed) {
 		t.Fatalf("publish: %v, want the injected crash", err)
 	}
 	if err := h.db.Pool.QueryRow(context.Background(), `SELECT tx_id FROM tx_barriers LIMIT 1`).Scan(&txID); err != nil {

@@ -24,8 +24,10 @@ type Access interface {
 	IsSubscriber(ctx context.Context, topicID, userID int64) (bool, error)
 }
 
-// Publisher carries out a `publish` push on topic:<id> for its owner: the
-// two-phase commit of a notification. It returns the reply's response.
+// Publisher carries out a `publish` push on topic:<id>: the two-phase
+// commit of a notification, whose coordinator is the one that checks that
+// userID owns the topic (a *Refused with ReasonUnauthorized if not). It
+// returns the reply's response.
 type Publisher interface {
 	Publish(ctx context.Context, userID, topicID int64, payload json.RawMessage) (any, error)
 }

@@ -487,16 +487,8 @@ func (c *conn) push(ch *channel, msg Message) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), c.srv.cfg.PublishTimeout)
 	defer cancel()
-	owner, err := c.srv.access.TopicOwner(ctx, ch.id)
-	if err != nil {
-		c.srv.log.Error("publish: topic owner", "conn", c.id, "topic", ch.topic, "err", err)
-		c.reply(ch.joinRef, msg.Ref, ch.topic, StatusError, Reason{ReasonUnavailable})
-		return
-	}
-	if owner != c.userID {
-		c.reply(ch.joinRef, msg.Ref, ch.topic, StatusError, Reason{ReasonUnauthorized})
-		return
-	}
+	// Only the topic's owner may publish: the coordinator checks it, for
+	// the socket and HTTP alike, and refuses with ReasonUnauthorized.
 	if c.srv.cfg.Publisher == nil {
 		c.reply(ch.joinRef, msg.Ref, ch.topic, StatusError, Reason{ReasonUnavailable})
 		return

@@ -4,13 +4,14 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
-	"strings"
 
 	"github.com/prometheus/client_golang/prometheus"
 
 	"tidings/gateway-ws/coordinator"
 	"tidings/lib/fn"
+	"tidings/lib/notification"
 	"tidings/lib/ratelimit"
 )
 
@@ -34,7 +35,7 @@ type coordinatorPublisher struct {
 // Publish implements Publisher: the reply is the committed notification's
 // {notification_id, tx_id, recipients}.
 func (p coordinatorPublisher) Publish(ctx context.Context, userID, topicID int64, payload json.RawMessage) (any, error) {
-	var msg coordinator.Message
+	var msg notification.Message
 	if err := fn.DecodeBody(payload, &msg); err != nil {
 		return nil, &Refused{ReasonInvalid}
 	}
@@ -45,6 +46,14 @@ func (p coordinatorPublisher) Publish(ctx context.Context, userID, topicID int64
 		return nil, err
 	}
 	return res, nil
+}
+
+// refusalReasons is the reason the publisher is told for each refusal of
+// the coordinator: the one place its refusals become Phoenix reasons.
+var refusalReasons = map[coordinator.Reason]string{
+	coordinator.Invalid:   ReasonInvalid,
+	coordinator.NotFound:  ReasonNotFound,
+	coordinator.Forbidden: ReasonUnauthorized,
 }
 
 // publishOutcome names the outcome of a coordinator's publish (committed,
@@ -58,8 +67,8 @@ func publishOutcome(err error) (string, error) {
 	case err == nil:
 		return "committed", nil
 	case errors.As(err, &refusal):
-		reason := map[string]string{"forbidden": ReasonUnauthorized, "not_found": ReasonNotFound}[refusal.Reason]
-		if reason == "" {
+		reason, ok := refusalReasons[refusal.Reason]
+		if !ok {
 			reason = ReasonInvalid
 		}
 		return "refused", &Refused{reason}
@@ -74,10 +83,9 @@ func publishOutcome(err error) (string, error) {
 // servePublish is POST /api/topics/{id}/notifications: the `publish` push
 // for clients that speak HTTP, with a Bearer token.
 func (s *Server) servePublish(w http.ResponseWriter, r *http.Request) {
-	token, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-	userID, err := s.tokens.Verify(strings.TrimSpace(token))
-	if !ok || err != nil {
-		fn.WriteError(w, fn.Unauthorized("missing or invalid Bearer token"))
+	userID, err := s.tokens.Bearer(r.Header)
+	if err != nil {
+		fn.WriteError(w, fn.AsError(err))
 		return
 	}
 	topicID, err := fn.ParseID("topic id", r.PathValue("id"))
@@ -100,12 +108,7 @@ func (s *Server) servePublish(w http.ResponseWriter, r *http.Request) {
 		fn.WriteResponse(w, exceeded.Response())
 		return
 	case errors.As(err, &refused):
-		status := map[string]int{ReasonUnauthorized: http.StatusForbidden, ReasonNotFound: http.StatusNotFound,
-			ReasonInvalid: http.StatusBadRequest}[refused.Reason]
-		if status == 0 {
-			status = http.StatusServiceUnavailable
-		}
-		fn.WriteError(w, &fn.Error{Status: status, Code: refused.Reason, Message: publishRefusals[refused.Reason]})
+		fn.WriteError(w, refusedOverHTTP(refused))
 		return
 	case err != nil:
 		s.log.Warn("publish failed", "user", userID, "topic", topicID, "err", err)
@@ -116,10 +119,26 @@ func (s *Server) servePublish(w http.ResponseWriter, r *http.Request) {
 	fn.WriteResponse(w, resp)
 }
 
-var publishRefusals = map[string]string{
-	ReasonUnauthorized: "only the topic's owner may publish on it",
-	ReasonNotFound:     "no such topic",
-	ReasonInvalid:      "body must be {title, body?, email?} with a title of 1 to 200 characters",
-	ReasonAborted:      "the publish was rolled back (a participant failed or timed out); nothing was stored",
-	ReasonPending:      "the publish's outcome is not known yet; it is committed or rolled back shortly, check the notifications before publishing again",
+// publishRefusals is the HTTP answer to each reason a publish is refused
+// with (the socket answers with the reason alone): the one place a
+// refusal becomes an HTTP status.
+var publishRefusals = map[string]struct {
+	status  int
+	message string
+}{
+	ReasonUnauthorized: {http.StatusForbidden, "only the topic's owner may publish on it"},
+	ReasonNotFound:     {http.StatusNotFound, "no such topic"},
+	ReasonInvalid:      {http.StatusBadRequest, fmt.Sprintf("body must be {title, body?, email?} with a title of 1 to %d characters", notification.MaxTitle)},
+	ReasonAborted:      {http.StatusServiceUnavailable, "the publish was rolled back (a participant failed or timed out); nothing was stored"},
+	ReasonPending:      {http.StatusServiceUnavailable, "the publish's outcome is not known yet; it is committed or rolled back shortly, check the notifications before publishing again"},
+}
+
+// refusedOverHTTP is the error answer to a refused publish: the reason is
+// its code; a reason publishRefusals does not know is a 503.
+func refusedOverHTTP(r *Refused) *fn.Error {
+	answer, ok := publishRefusals[r.Reason]
+	if !ok {
+		answer.status = http.StatusServiceUnavailable
+	}
+	return &fn.Error{Status: answer.status, Code: r.Reason, Message: answer.message}
 }

@@ -2,47 +2,26 @@ package store
 
 import (
 	"context"
-	"time"
 
 	"github.com/jackc/pgx/v5"
+
+	"tidings/lib/notification"
 )
 
-// Notification is a committed notification as its recipient sees it.
-type Notification struct {
-	ID        int64      `json:"id"`
-	TopicID   int64      `json:"topic_id"`
-	SenderID  int64      `json:"sender_id"`
-	Title     string     `json:"title"`
-	Body      string     `json:"body"`
-	CreatedAt time.Time  `json:"created_at"`
-	AckedAt   *time.Time `json:"acked_at"`
-}
-
-// NewNotification is what the persist participant prepares.
-type NewNotification struct {
-	TxID       string
-	TopicID    int64
-	SenderID   int64
-	Title      string
-	Body       string
-	Email      bool
-	Recipients []int64
-}
-
-// PrepareNotification stores n as prepared, with its deliveries, and
-// returns its id.
-func PrepareNotification(ctx context.Context, q Querier, n NewNotification) (int64, error) {
+// PrepareNotification stores d as the prepared notification of
+// transaction txID, with its deliveries, and returns its id.
+func PrepareNotification(ctx context.Context, q Querier, txID string, d notification.Draft) (int64, error) {
 	var id int64
 	err := q.QueryRow(ctx, `
 		INSERT INTO notifications (tx_id, topic_id, sender_id, title, body, email, state)
 		VALUES ($1, $2, $3, $4, $5, $6, 'prepared') RETURNING id`,
-		n.TxID, n.TopicID, n.SenderID, n.Title, n.Body, n.Email).Scan(&id)
+		txID, d.TopicID, d.SenderID, d.Title, d.Body, d.Email).Scan(&id)
 	if err != nil {
 		return 0, mapError(err)
 	}
 	_, err = q.Exec(ctx, `
 		INSERT INTO deliveries (notification_id, user_id)
-		SELECT $1, u FROM unnest($2::bigint[]) AS u ON CONFLICT DO NOTHING`, id, n.Recipients)
+		SELECT $1, u FROM unnest($2::bigint[]) AS u ON CONFLICT DO NOTHING`, id, d.Recipients)
 	return id, mapError(err)
 }
 
@@ -67,7 +46,7 @@ func DropNotification(ctx context.Context, q Querier, txID string) error {
 
 // ListNotifications returns up to limit committed notifications delivered
 // to userID, newest first, older than before when before > 0.
-func ListNotifications(ctx context.Context, q Querier, userID int64, limit int, before int64) ([]Notification, error) {
+func ListNotifications(ctx context.Context, q Querier, userID int64, limit int, before int64) ([]notification.Notification, error) {
 	rows, err := q.Query(ctx, `
 		SELECT n.id, n.topic_id, n.sender_id, n.title, n.body, n.created_at, d.acked_at
 		FROM deliveries d JOIN notifications n ON n.id = d.notification_id
@@ -76,8 +55,8 @@ func ListNotifications(ctx context.Context, q Querier, userID int64, limit int, 
 	if err != nil {
 		return nil, mapError(err)
 	}
-	list, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (Notification, error) {
-		var n Notification
+	list, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (notification.Notification, error) {
+		var n notification.Notification
 		err := row.Scan(&n.ID, &n.TopicID, &n.SenderID, &n.Title, &n.Body, &n.CreatedAt, &n.AckedAt)
 		return n, err
 	})

@@ -5,10 +5,9 @@ package twopc
 
 import (
 	"regexp"
-	"strings"
-	"unicode/utf8"
 
 	"tidings/lib/fn"
+	"tidings/lib/notification"
 )
 
 // Participant names, as recorded in barriers and transaction records.
@@ -18,15 +17,11 @@ const (
 )
 
 // NotifyPrepare asks the persist participant to store a notification,
-// invisible until commit, delivered to Recipients.
+// invisible until commit, delivered to its Recipients: on the wire
+// {tx_id, topic_id, sender_id, title, body, email, recipients}.
 type NotifyPrepare struct {
-	TxID       string  `json:"tx_id"`
-	TopicID    int64   `json:"topic_id"`
-	SenderID   int64   `json:"sender_id"`
-	Title      string  `json:"title"`
-	Body       string  `json:"body"`
-	Email      bool    `json:"email"`
-	Recipients []int64 `json:"recipients"`
+	TxID string `json:"tx_id"`
+	notification.Draft
 }
 
 // CounterPrepare asks the counter participant to hold one unread increment
@@ -74,30 +69,8 @@ type InDoubt struct {
 // MaxInDoubt bounds one InDoubt answer; recovery asks again next pass.
 const MaxInDoubt = 1000
 
-// Limits on what a notification may carry.
-const (
-	MaxTitle      = 200
-	MaxBody       = 5000
-	MaxRecipients = 100000
-)
-
-// CheckMessage checks a notification's title and body the one way the
-// coordinator (before any transaction begins) and notify-prepare (before
-// anything is stored) both do, and returns the title as stored: trimmed,
-// 1 to MaxTitle characters. Text PostgreSQL would refuse is a 400.
-func CheckMessage(title, body string) (string, error) {
-	if err := fn.CheckText("title", title, 0); err != nil {
-		return "", err
-	}
-	title = strings.TrimSpace(title)
-	if title == "" || utf8.RuneCountInString(title) > MaxTitle {
-		return "", fn.BadRequest("title must be 1 to %d characters", MaxTitle)
-	}
-	if err := fn.CheckText("body", body, MaxBody); err != nil {
-		return "", err
-	}
-	return title, nil
-}
+// MaxRecipients bounds the recipients of one transaction.
+const MaxRecipients = 100000
 
 var txIDPattern = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
 

@@ -500,11 +500,12 @@ func (c *conn) push(ch *channel, msg Message) {
 		return
 	}
 	if err != nil {
-		c.srv.log.Warn("publish failed", "conn", c.id, "topic", ch.topic, "err", err)
 		var refused *Refused
 		reason := ReasonUnavailable
 		if errors.As(err, &refused) {
-			reason = refused.Reason
+			reason = refused.Reason // the client's answer, not a failure: HTTP does not log it either
+		} else {
+			c.srv.log.Warn("publish failed", "conn", c.id, "topic", ch.topic, "err", err)
 		}
 		c.reply(ch.joinRef, msg.Ref, ch.topic, StatusError, Reason{reason})
 		return

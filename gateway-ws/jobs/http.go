@@ -60,7 +60,7 @@ func (q *Queue) serve(w http.ResponseWriter, r *http.Request) {
 
 // user is the user whose Bearer token authorises r.
 func (q *Queue) user(r *http.Request) (int64, error) {
-	return q.tokens.Caller(fn.Request{Header: r.Header})
+	return q.tokens.Bearer(r.Header)
 }
 
 func (q *Queue) serveEnqueue(w http.ResponseWriter, r *http.Request, user int64, function string) {

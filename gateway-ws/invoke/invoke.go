@@ -12,9 +12,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -127,8 +125,8 @@ var (
 	ErrCallerDone = errors.New("the caller's context ended before the function answered")
 )
 
-// CallError is a function's answer outside 2xx: a refusal (4xx, the
-// function's own verdict) or a failure (5xx, 429).
+// CallError is a function's answer outside 2xx; Failed and Retryable
+// tell what it means.
 type CallError struct {
 	Function string
 	Status   int
@@ -138,28 +136,6 @@ type CallError struct {
 
 func (e *CallError) Error() string {
 	return fmt.Sprintf("%s answered %d %s: %s", e.Function, e.Status, e.Code, e.Message)
-}
-
-// Failed is the one judgement of a call's outcome for the breaker: does it
-// show the function or its platform failing? Yes for a 500 (the function's
-// own failure: the contract answers every client mistake with a 4xx), for
-// 502, 503 and 504 from the FaaS gateway, and for a call that got no
-// answer (refused or reset connection, the function's timeout). No for
-// every 4xx, 429 included: a refusal of the request on its merits or a
-// limit working as meant. No for a caller that gave up (ErrCallerDone).
-func Failed(err error) bool {
-	if err == nil || errors.Is(err, ErrCallerDone) {
-		return false
-	}
-	var ce *CallError
-	if errors.As(err, &ce) {
-		switch ce.Status {
-		case http.StatusInternalServerError, http.StatusBadGateway, http.StatusServiceUnavailable, http.StatusGatewayTimeout:
-			return true
-		}
-		return false
-	}
-	return true
 }
 
 // Invoker calls functions.
@@ -221,7 +197,7 @@ func (inv *Invoker) function(name string) *function {
 		ReadyToTrip:  func(c gobreaker.Counts) bool { return c.ConsecutiveFailures >= s.BreakerFailures },
 		IsSuccessful: func(err error) bool { return !Failed(err) },
 		// A caller giving up says nothing of the function, either way.
-		IsExcluded: func(err error) bool { return errors.Is(err, ErrCallerDone) },
+		IsExcluded: func(err error) bool { return judge(err) == callerGaveUp },
 		OnStateChange: func(name string, from, to gobreaker.State) {
 			inv.log.Warn("circuit breaker changed state", "function", name, "from", from.String(), "to", to.String())
 		},
@@ -357,25 +333,6 @@ func (inv *Invoker) send(ctx context.Context, f *function, r Request) (*Answer, 
 	return &Answer{Status: resp.StatusCode, Header: resp.Header, Body: raw}, nil
 }
 
-// callStatus labels a call's metric: the HTTP status, or why there was none.
-func callStatus(a *Answer, err error) string {
-	switch {
-	case a != nil:
-		return strconv.Itoa(a.Status)
-	case errors.Is(err, ErrOpen):
-		return "open"
-	case errors.Is(err, ErrBusy):
-		return "busy"
-	case errors.Is(err, ErrDown):
-		return "down"
-	case errors.Is(err, ErrCallerDone):
-		return "caller_done"
-	case errors.Is(err, context.DeadlineExceeded):
-		return "timeout"
-	}
-	return "error"
-}
-
 // callError reads a non-2xx answer in the contract's error shape.
 func callError(name string, a *Answer) *CallError {
 	ce := &CallError{Function: name, Status: a.Status}
@@ -420,16 +377,4 @@ func (f *function) isDown() bool {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	return f.down
-}
-
-// NotSent reports whether a failed call certainly never reached the
-// function: refused by its breaker, its concurrency limit or its health,
-// or its connection refused. A coordinator need not roll back a prepare
-// that was never sent.
-func NotSent(err error) bool {
-	if errors.Is(err, ErrOpen) || errors.Is(err, ErrBusy) || errors.Is(err, ErrDown) {
-		return true
-	}
-	var op *net.OpError
-	return errors.As(err, &op) && op.Op == "dial"
 }

@@ -17,6 +17,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/cenkalti/backoff/v5"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
 
@@ -387,8 +388,8 @@ func (c *Coordinator) finishCommit(ctx context.Context, rec *Record) error {
 	defer cancel()
 	var counted twopc.Outcome
 	if err := c.retry(ctx, "counter-commit", twopc.Decision{TxID: rec.ID}, &counted); err != nil {
-		if !refused(err) {
-			return err
+		if invoke.Retryable(err) {
+			return err // not acknowledged in time: recovery goes on
 		}
 		c.log.Error("the counter refused a decided commit; rolling back everywhere instead", "tx", rec.ID, "err", err)
 		if err := c.rollbackAll(ctx, rec.ID, allRollbacks); err != nil {
@@ -404,7 +405,7 @@ func (c *Coordinator) finishCommit(ctx context.Context, rec *Record) error {
 	}
 	var persisted twopc.Outcome
 	if err := c.retry(ctx, "notify-commit", twopc.Decision{TxID: rec.ID}, &persisted); err != nil {
-		if !refused(err) {
+		if invoke.Retryable(err) {
 			return err
 		}
 		// Cannot happen while commits run counter first and rollbacks
@@ -471,31 +472,30 @@ func (c *Coordinator) finish(ctx context.Context, txID, from, to, outcome string
 	return nil
 }
 
-// refused reports whether a participant refused a call on its merits (a
-// 4xx other than 429): retrying cannot change its verdict.
-func refused(err error) bool {
-	var ce *invoke.CallError
-	return errors.As(err, &ce) && ce.Status >= 400 && ce.Status < 500 && ce.Status != 429
-}
-
 // retry calls a commit or rollback until the participant acknowledges it,
-// backing off between tries. A refusal (4xx) is final: retrying cannot
-// change a participant's verdict.
+// backing off between tries (RetryBase doubled per try, at most RetryMax),
+// until ctx ends. A final answer (invoke.Retryable says no: a refusal on
+// its merits) is returned at once: retrying cannot change a participant's
+// verdict.
 func (c *Coordinator) retry(ctx context.Context, name string, body, out any) error {
-	wait := c.cfg.RetryBase
-	for {
-		err := c.cfg.Calls.Call(ctx, name, body, out)
-		if err == nil || refused(err) {
-			return err
+	var last error
+	call := func() (struct{}, error) {
+		last = c.cfg.Calls.Call(ctx, name, body, out)
+		if last != nil && !invoke.Retryable(last) {
+			return struct{}{}, backoff.Permanent(last)
 		}
-		c.log.Debug("phase two call failed; retrying", "function", name, "err", err, "wait", wait)
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("%s not acknowledged: %w", name, err)
-		case <-time.After(wait):
-		}
-		wait = min(2*wait, c.cfg.RetryMax)
+		return struct{}{}, last
 	}
+	_, err := backoff.Retry(ctx, call,
+		backoff.WithBackOff(&backoff.ExponentialBackOff{InitialInterval: c.cfg.RetryBase, Multiplier: 2, MaxInterval: c.cfg.RetryMax}),
+		backoff.WithMaxElapsedTime(0), // ctx bounds the retries
+		backoff.WithNotify(func(err error, wait time.Duration) {
+			c.log.Debug("phase two call failed; retrying", "function", name, "err", err, "wait", wait)
+		}))
+	if err != nil && invoke.Retryable(last) { // ctx ended first
+		return fmt.Errorf("%s not acknowledged: %w", name, last)
+	}
+	return err
 }
 
 // deliver sends the notification to every recipient's user channel with

@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/cenkalti/backoff/v5"
 	"github.com/redis/go-redis/v9"
 
 	"tidings/lib/notification"
@@ -154,25 +155,24 @@ func (r *records) transitionWith(ctx context.Context, id, from, to string, notif
 // or another replica's) left. It returns the state the record is in
 // afterwards ("" when it is gone), or an error when it could not be told.
 func (r *records) settle(ctx context.Context, id, from, to string, tries int, wait time.Duration) (string, error) {
-	var err error
-	for i := 0; i < tries; i++ {
-		if i > 0 {
-			select {
-			case <-ctx.Done():
-				return "", fmt.Errorf("settle %s: %w (last: %v)", id, ctx.Err(), err)
-			case <-time.After(wait):
-			}
-		}
-		err = r.transition(ctx, id, from, to)
+	var last error
+	try := func() (string, error) {
+		last = r.transition(ctx, id, from, to)
 		var moved *errMoved
 		switch {
-		case err == nil:
+		case last == nil:
 			return to, nil
-		case errors.As(err, &moved):
+		case errors.As(last, &moved):
 			return moved.state, nil
 		}
+		return "", last
 	}
-	return "", err
+	state, err := backoff.Retry(ctx, try, backoff.WithBackOff(backoff.NewConstantBackOff(wait)),
+		backoff.WithMaxTries(uint(tries)), backoff.WithMaxElapsedTime(0))
+	if err != nil && ctx.Err() != nil {
+		return "", fmt.Errorf("settle %s: %w (last: %v)", id, err, last)
+	}
+	return state, err
 }
 
 // stuck returns the ids of unfinished records started before cutoff.

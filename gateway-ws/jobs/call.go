@@ -94,22 +94,20 @@ func encodeResult(a *invoke.Answer) json.RawMessage {
 	return b
 }
 
-// outcome classifies a failed call: the error a client sees, and whether
-// another attempt may succeed. A function's 4xx verdict (other than 408
-// and 429) is final; 5xx, 408, 429, timeouts, transport errors and an open
-// breaker are worth retrying.
+// outcome is what a failed call means for its job: the error a client
+// sees, and whether another attempt may succeed (invoke.Retryable).
 func outcome(err error, function string, timedOut bool) (*Error, bool) {
+	retry := invoke.Retryable(err)
 	var ce *invoke.CallError
 	switch {
 	case errors.As(err, &ce):
-		retry := ce.Status >= 500 || ce.Status == http.StatusTooManyRequests || ce.Status == http.StatusRequestTimeout
 		return &Error{Code: ce.Code, Message: ce.Message, Status: ce.Status}, retry
 	case errors.Is(err, invoke.ErrOpen):
-		return &Error{Code: "unavailable", Message: function + " is failing and is not being called for now"}, true
+		return &Error{Code: "unavailable", Message: function + " is failing and is not being called for now"}, retry
 	case errors.Is(err, invoke.ErrDown):
-		return &Error{Code: "unavailable", Message: function + " is down"}, true
+		return &Error{Code: "unavailable", Message: function + " is down"}, retry
 	case errors.Is(err, invoke.ErrBusy), errors.Is(err, context.DeadlineExceeded), timedOut:
-		return &Error{Code: "timeout", Message: function + " did not answer in time"}, true
+		return &Error{Code: "timeout", Message: function + " did not answer in time"}, retry
 	}
-	return &Error{Code: "unavailable", Message: function + " could not be reached"}, true
+	return &Error{Code: "unavailable", Message: function + " could not be reached"}, retry
 }

@@ -10,6 +10,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/cenkalti/backoff/v5"
 	"github.com/redis/go-redis/v9"
 )
 
@@ -414,35 +415,25 @@ func (q *Queue) drop(ctx context.Context, function, entry string) {
 	})
 }
 
-// write runs one MULTI, retried with backoff for up to half of ClaimIdle
-// so that a short Redis outage does not turn a finished attempt into a
-// reclaimed one. The first try runs even when ctx is cancelled (the
+// write runs one MULTI, retried with the outage backoff for up to half of
+// ClaimIdle so that a short Redis outage does not turn a finished attempt
+// into a reclaimed one. The first try runs even when ctx is cancelled (the
 // attempt is over either way); a stopping worker does not wait for Redis
 // to come back.
 func (q *Queue) write(ctx context.Context, what string, cmds func(redis.Pipeliner)) error {
-	stopping := ctx.Done()
+	stopping := ctx
 	ctx = context.WithoutCancel(ctx)
-	deadline := time.Now().Add(q.cfg.ClaimIdle / 2)
-	wait := outageFirstWait
-	for {
+	var last error
+	try := func() (struct{}, error) {
 		rctx, cancel := context.WithTimeout(ctx, redisOpTimeout)
-		_, err := q.rdb.TxPipelined(rctx, func(p redis.Pipeliner) error { cmds(p); return nil })
-		cancel()
-		if err == nil {
-			return nil
-		}
-		if time.Now().Add(wait).After(deadline) {
-			return fmt.Errorf("%s: %w", what, err)
-		}
-		t := time.NewTimer(wait)
-		select {
-		case <-stopping:
-			t.Stop()
-			return fmt.Errorf("%s: %w", what, err)
-		case <-t.C:
-		}
-		wait = min(2*wait, outageMaxWait)
+		defer cancel()
+		_, last = q.rdb.TxPipelined(rctx, func(p redis.Pipeliner) error { cmds(p); return nil })
+		return struct{}{}, last
 	}
+	if _, err := backoff.Retry(stopping, try, backoff.WithBackOff(outageBackOff()), backoff.WithMaxElapsedTime(q.cfg.ClaimIdle/2)); err != nil {
+		return fmt.Errorf("%s: %w", what, last)
+	}
+	return nil
 }
 
 func (q *Queue) ensureGroup(ctx context.Context, stream string) error {
@@ -458,17 +449,23 @@ func (q *Queue) ensureGroup(ctx context.Context, stream string) error {
 
 func isNoGroup(err error) bool { return err != nil && strings.HasPrefix(err.Error(), "NOGROUP") }
 
+// outageBackOff spaces out the tries of a loop that cannot reach Redis:
+// outageFirstWait doubled per try, at most outageMaxWait.
+func outageBackOff() *backoff.ExponentialBackOff {
+	return &backoff.ExponentialBackOff{InitialInterval: outageFirstWait, Multiplier: 2, MaxInterval: outageMaxWait}
+}
+
 // outage tracks one loop's trouble with Redis: it logs when Redis goes
 // away and when it is back, and spaces the loop's tries out meanwhile.
 type outage struct {
 	log   *slog.Logger
 	what  string
 	down  bool
-	delay time.Duration
+	waits *backoff.ExponentialBackOff
 }
 
 func (q *Queue) outage(what string) *outage {
-	return &outage{log: q.cfg.Log.With("component", "jobs"), what: what, delay: outageFirstWait}
+	return &outage{log: q.cfg.Log.With("component", "jobs"), what: what, waits: outageBackOff()}
 }
 
 // failed records a failure, logging the first of a run.
@@ -482,18 +479,18 @@ func (o *outage) failed(err error) {
 // wait records a failure and sleeps before the next try.
 func (o *outage) wait(ctx context.Context, err error) {
 	o.failed(err)
-	t := time.NewTimer(o.delay)
+	t := time.NewTimer(o.waits.NextBackOff())
 	defer t.Stop()
 	select {
 	case <-ctx.Done():
 	case <-t.C:
 	}
-	o.delay = min(2*o.delay, outageMaxWait)
 }
 
 func (o *outage) ok() {
 	if o.down {
 		o.log.Info("redis is back", "loop", o.what)
 	}
-	o.down, o.delay = false, outageFirstWait
+	o.down = false
+	o.waits.Reset()
 }

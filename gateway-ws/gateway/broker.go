@@ -11,6 +11,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/cenkalti/backoff/v5"
 	"github.com/redis/go-redis/v9"
 )
 
@@ -62,6 +63,12 @@ const BrokerHealthInterval = 2 * time.Second
 // brokerMaxBackoff bounds the wait between reconnection attempts, so the
 // broker is back within about a dial timeout plus this once Redis is.
 const brokerMaxBackoff = time.Second
+
+// brokerBackOff spaces out the receives that fail to reach Redis: 50 ms
+// doubled per failure, at most brokerMaxBackoff.
+func brokerBackOff() *backoff.ExponentialBackOff {
+	return &backoff.ExponentialBackOff{InitialInterval: 50 * time.Millisecond, Multiplier: 2, MaxInterval: brokerMaxBackoff}
+}
 
 // brokerControl is subscribed for the broker's whole life: it opens the
 // pub/sub connection at start, so a Redis that is down fails New at once.
@@ -159,7 +166,7 @@ func (b *Broker) pubsub() *redis.PubSub {
 func (b *Broker) run() {
 	defer close(b.done)
 	ctx := context.Background()
-	backoff := 50 * time.Millisecond
+	waits := brokerBackOff()
 	pinged := false // a PING is out and nothing has come back since
 	for {
 		ps := b.pubsub()
@@ -186,13 +193,13 @@ func (b *Broker) run() {
 				continue // replaced by a reconnect meanwhile
 			}
 			pinged = false
-			b.log.Warn("redis pub/sub receive failed; retrying", "err", err, "backoff", backoff)
-			time.Sleep(backoff)
-			backoff = min(2*backoff, brokerMaxBackoff)
+			wait := waits.NextBackOff()
+			b.log.Warn("redis pub/sub receive failed; retrying", "err", err, "backoff", wait)
+			time.Sleep(wait)
 			continue
 		}
 		pinged = false
-		backoff = 50 * time.Millisecond
+		waits.Reset()
 		switch m := msg.(type) {
 		case *redis.Message:
 			topic, ok := strings.CutPrefix(m.Channel, b.prefix)

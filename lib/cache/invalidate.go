@@ -9,6 +9,7 @@ import (
 	"net"
 	"time"
 
+	"github.com/cenkalti/backoff/v5"
 	"github.com/redis/go-redis/v9"
 )
 
@@ -38,7 +39,7 @@ func (c *Cache) listen(ctx context.Context, subscribed chan<- struct{}) {
 	defer func() { _ = c.pubsub.Load().Close() }()
 	first := true
 	pinged := false // a ping is out and no answer came since
-	backoff := minBackoff
+	waits := listenBackOff()
 	for ctx.Err() == nil {
 		msg, err := ps.ReceiveTimeout(ctx, c.cfg.PingInterval)
 		if err != nil {
@@ -64,9 +65,8 @@ func (c *Cache) listen(ctx context.Context, subscribed chan<- struct{}) {
 			select {
 			case <-ctx.Done():
 				return
-			case <-time.After(backoff):
+			case <-time.After(waits.NextBackOff()):
 			}
-			backoff = min(2*backoff, maxBackoff)
 			continue
 		}
 		pinged = false
@@ -74,7 +74,7 @@ func (c *Cache) listen(ctx context.Context, subscribed chan<- struct{}) {
 		case *redis.Subscription:
 			if m.Kind == "subscribe" && m.Channel == c.channel() {
 				c.setLive(true, nil)
-				backoff = minBackoff
+				waits.Reset()
 				if first {
 					first = false
 					close(subscribed)
@@ -89,11 +89,11 @@ func (c *Cache) listen(ctx context.Context, subscribed chan<- struct{}) {
 	}
 }
 
-// Reconnection backoff of the invalidation listener.
-const (
-	minBackoff = 50 * time.Millisecond
-	maxBackoff = 2 * time.Second
-)
+// listenBackOff spaces out the invalidation listener's reconnections:
+// 50 ms doubled per failure, at most 2 s.
+func listenBackOff() *backoff.ExponentialBackOff {
+	return &backoff.ExponentialBackOff{InitialInterval: 50 * time.Millisecond, Multiplier: 2, MaxInterval: 2 * time.Second}
+}
 
 // setLive records the subscription's state. Both a loss and a
 // (re)subscription flush memory: messages may have been missed around either.

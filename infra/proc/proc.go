@@ -12,6 +12,8 @@ import (
 	"sort"
 	"syscall"
 	"time"
+
+	"github.com/cenkalti/backoff/v5"
 )
 
 // Process is a started child.
@@ -66,23 +68,23 @@ func (p *Process) Kill() {
 // Exited is closed when the process has exited.
 func (p *Process) Exited() <-chan struct{} { return p.done }
 
-// WaitFor retries check until it succeeds or limit passes.
+// WaitFor retries check, each try bounded by two seconds and 100 ms
+// apart, until it succeeds or limit passes; then it returns check's last
+// error.
 func WaitFor(ctx context.Context, limit time.Duration, check func(context.Context) error) error {
 	ctx, cancel := context.WithTimeout(ctx, limit)
 	defer cancel()
-	for {
-		attempt, cancelAttempt := context.WithTimeout(ctx, 2*time.Second)
-		err := check(attempt)
-		cancelAttempt()
-		if err == nil {
-			return nil
-		}
-		select {
-		case <-ctx.Done():
-			return err
-		case <-time.After(100 * time.Millisecond):
-		}
+	var last error
+	try := func() (struct{}, error) {
+		attempt, cancel := context.WithTimeout(ctx, 2*time.Second)
+		defer cancel()
+		last = check(attempt)
+		return struct{}{}, last
 	}
+	if _, err := backoff.Retry(ctx, try, backoff.WithBackOff(backoff.NewConstantBackOff(100*time.Millisecond)), backoff.WithMaxElapsedTime(0)); err != nil {
+		return last
+	}
+	return nil
 }
 
 // PostgresBinary finds a PostgreSQL program (initdb, postgres, pgbench) on

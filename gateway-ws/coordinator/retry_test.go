@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"tidings/lib/fn"
+	"tidings/lib/notification"
 )
 
 // Fault: the counter's server answers the first two counter-commits 408
@@ -24,7 +25,7 @@ func TestCommitAnswered408IsRetriedAndCommits(t *testing.T) {
 		}
 		return real.Handle(req)
 	}))
-	res, err := h.coord.Publish(context.Background(), owner, topic, Message{Title: "late body"})
+	res, err := h.coord.Publish(context.Background(), owner, topic, notification.Message{Title: "late body"})
 	if err != nil || res.Pending {
 		t.Fatalf("publish whose counter-commit was answered 408 twice: %+v %v, want committed", res, err)
 	}

@@ -1,13 +1,13 @@
-// Package functions is the registry of every tidings function: the one
-// place that maps a function's name to its handler and the dependencies it
-// is built with. The template's entry point and the local FaaS host serve
-// functions from here.
+// Package functions builds the handler of every function of the catalogue
+// (lib/catalog) from the dependencies it is built with: the one place that
+// maps a function's name to its handler. The template's entry point and
+// the local FaaS host serve functions from here; whoever needs only the
+// names, methods or which are internal reads lib/catalog instead.
 package functions
 
 import (
 	"context"
 	"fmt"
-	"sort"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/redis/go-redis/v9"
@@ -33,6 +33,7 @@ import (
 	"tidings/functions/unsubscribe"
 	"tidings/lib/auth"
 	"tidings/lib/cache"
+	"tidings/lib/catalog"
 	"tidings/lib/config"
 	"tidings/lib/directory"
 	"tidings/lib/fn"
@@ -69,68 +70,49 @@ func (d *Deps) limiter() *ratelimit.Limiter {
 	return ratelimit.New(d.Redis, d.Config.RedisPrefix, d.Config.Limits.Timeout, nil)
 }
 
-// entry is one function: how to build it, and whether it is internal
-// (callable only with the internal key).
-type entry struct {
-	build    func(d *Deps) fn.Handler
-	internal bool
+// constructors build each function of the catalogue (lib/catalog) from
+// the deps; the catalogue says which are internal.
+var constructors = map[string]func(d *Deps) fn.Handler{
+	"register":           func(d *Deps) fn.Handler { return register.New(d.DB, d.Tokens) },
+	"login":              func(d *Deps) fn.Handler { return login.New(d.DB, d.Tokens, d.limiter(), d.Config.Limits) },
+	"create-topic":       func(d *Deps) fn.Handler { return createtopic.New(d.DB, d.Tokens, d.limiter(), d.Config.Limits) },
+	"list-topics":        func(d *Deps) fn.Handler { return listtopics.New(d.DB, d.Tokens) },
+	"subscribe":          func(d *Deps) fn.Handler { return subscribe.New(d.DB, d.Tokens, d.directory()) },
+	"unsubscribe":        func(d *Deps) fn.Handler { return unsubscribe.New(d.DB, d.Tokens, d.directory()) },
+	"list-notifications": func(d *Deps) fn.Handler { return listnotifications.New(d.DB, d.Tokens) },
+	"ack-notification":   func(d *Deps) fn.Handler { return acknotification.New(d.DB, d.Tokens) },
+	"get-counter":        func(d *Deps) fn.Handler { return getcounter.New(d.DB, d.Tokens) },
+	"gen-avatar":         func(*Deps) fn.Handler { return genavatar.New() },
+
+	"notify-prepare":   func(d *Deps) fn.Handler { return notifyprepare.New(d.DB) },
+	"notify-commit":    func(d *Deps) fn.Handler { return notifycommit.New(d.DB) },
+	"notify-rollback":  func(d *Deps) fn.Handler { return notifyrollback.New(d.DB) },
+	"notify-indoubt":   func(d *Deps) fn.Handler { return notifyindoubt.New(d.DB) },
+	"counter-prepare":  func(d *Deps) fn.Handler { return counterprepare.New(d.DB) },
+	"counter-commit":   func(d *Deps) fn.Handler { return countercommit.New(d.DB) },
+	"counter-rollback": func(d *Deps) fn.Handler { return counterrollback.New(d.DB) },
+	"counter-indoubt":  func(d *Deps) fn.Handler { return counterindoubt.New(d.DB) },
+
+	"send-mail": func(d *Deps) fn.Handler { return sendmail.FromEnv(d.DB, d.Config) },
 }
 
-// registry holds every function.
-var registry = map[string]entry{
-	"register":           {build: func(d *Deps) fn.Handler { return register.New(d.DB, d.Tokens) }},
-	"login":              {build: func(d *Deps) fn.Handler { return login.New(d.DB, d.Tokens, d.limiter(), d.Config.Limits) }},
-	"create-topic":       {build: func(d *Deps) fn.Handler { return createtopic.New(d.DB, d.Tokens, d.limiter(), d.Config.Limits) }},
-	"list-topics":        {build: func(d *Deps) fn.Handler { return listtopics.New(d.DB, d.Tokens) }},
-	"subscribe":          {build: func(d *Deps) fn.Handler { return subscribe.New(d.DB, d.Tokens, d.directory()) }},
-	"unsubscribe":        {build: func(d *Deps) fn.Handler { return unsubscribe.New(d.DB, d.Tokens, d.directory()) }},
-	"list-notifications": {build: func(d *Deps) fn.Handler { return listnotifications.New(d.DB, d.Tokens) }},
-	"ack-notification":   {build: func(d *Deps) fn.Handler { return acknotification.New(d.DB, d.Tokens) }},
-	"get-counter":        {build: func(d *Deps) fn.Handler { return getcounter.New(d.DB, d.Tokens) }},
-	"gen-avatar":         {build: func(*Deps) fn.Handler { return genavatar.New() }},
-
-	// The two-phase commit participants: only gateway-ws holds the key.
-	"notify-prepare":   {internal: true, build: func(d *Deps) fn.Handler { return notifyprepare.New(d.DB) }},
-	"notify-commit":    {internal: true, build: func(d *Deps) fn.Handler { return notifycommit.New(d.DB) }},
-	"notify-rollback":  {internal: true, build: func(d *Deps) fn.Handler { return notifyrollback.New(d.DB) }},
-	"counter-prepare":  {internal: true, build: func(d *Deps) fn.Handler { return counterprepare.New(d.DB) }},
-	"counter-commit":   {internal: true, build: func(d *Deps) fn.Handler { return countercommit.New(d.DB) }},
-	"counter-rollback": {internal: true, build: func(d *Deps) fn.Handler { return counterrollback.New(d.DB) }},
-	// What each participant holds prepared: recovery finishes these even
-	// when their Redis record is lost.
-	"notify-indoubt":  {internal: true, build: func(d *Deps) fn.Handler { return notifyindoubt.New(d.DB) }},
-	"counter-indoubt": {internal: true, build: func(d *Deps) fn.Handler { return counterindoubt.New(d.DB) }},
-
-	// Mail goes out only through gateway-ws's job queue.
-	"send-mail": {internal: true, build: func(d *Deps) fn.Handler { return sendmail.FromEnv(d.DB, d.Config) }},
-}
-
-// Names lists every function, sorted.
-func Names() []string {
-	names := make([]string, 0, len(registry))
-	for name := range registry {
-		names = append(names, name)
-	}
-	sort.Strings(names)
-	return names
-}
-
-// New builds the named function's handler.
+// New builds the named function's handler; an internal function's
+// (catalog.Function.Internal) refuses calls without the internal key.
 func New(name string, d *Deps) (fn.Handler, error) {
-	e, ok := registry[name]
+	f, ok := catalog.Lookup(name)
 	if !ok {
-		return nil, fmt.Errorf("no function named %q", name)
+		return nil, fmt.Errorf("no function named %q in the catalogue", name)
 	}
-	h := e.build(d)
-	if e.internal {
+	build, ok := constructors[name]
+	if !ok {
+		return nil, fmt.Errorf("function %q has no handler", name)
+	}
+	h := build(d)
+	if f.Internal {
 		h = auth.RequireInternal(d.Config.InternalKey, h)
 	}
 	return h, nil
 }
-
-// Internal reports whether the named function refuses calls without the
-// internal key; gateway-ws passes only the others through to clients.
-func Internal(name string) bool { return registry[name].internal }
 
 // Connect builds the dependencies from cfg: the database pool, the Redis
 // client and the token issuer. Close releases them.

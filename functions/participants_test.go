@@ -11,6 +11,7 @@ import (
 
 	"tidings/functions"
 	"tidings/lib/auth"
+	"tidings/lib/catalog"
 	"tidings/lib/config"
 	"tidings/lib/fn"
 	"tidings/lib/store"
@@ -246,10 +247,11 @@ func TestInternalFunctionsRefuseCallsWithoutTheKey(t *testing.T) {
 	p := newParticipants(t)
 	owner, topic, subs, _ := p.world()
 	internal := 0
-	for _, name := range functions.Names() {
-		if !functions.Internal(name) {
+	for _, f := range catalog.All() {
+		if !f.Internal {
 			continue
 		}
+		name := f.Name
 		internal++
 		body := notifyBody("tx-x", topic, owner, subs)
 		for _, key := range []string{"", "wrong-key"} {

@@ -12,7 +12,7 @@ import (
 
 	"gopkg.in/yaml.v3"
 
-	"tidings/functions"
+	"tidings/lib/catalog"
 	"tidings/lib/stack"
 )
 
@@ -86,8 +86,8 @@ func TestCommunityEditionFunctionLimitIsDocumented(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	over := len(functions.Names()) > stack.CEMaxFunctions
-	claim := fmt.Sprintf("The catalogue has %d functions", len(functions.Names()))
+	over := len(catalog.Names()) > stack.CEMaxFunctions
+	claim := fmt.Sprintf("The catalogue has %d functions", len(catalog.Names()))
 	if over && !strings.Contains(string(b), claim) {
 		t.Errorf("docs/deploy-openfaas-k8s.md must say %q (more than CE's %d)", claim, stack.CEMaxFunctions)
 	}
@@ -107,8 +107,8 @@ func TestStackListsEveryFunctionPackageAndNoOther(t *testing.T) {
 	if !slices.Equal(inStack, dirs) {
 		t.Errorf("stack.yml functions %v != packages under functions/ %v", inStack, dirs)
 	}
-	if !slices.Equal(functions.Names(), dirs) {
-		t.Errorf("registry %v != packages under functions/ %v", functions.Names(), dirs)
+	if !slices.Equal(catalog.Names(), dirs) {
+		t.Errorf("catalogue %v != packages under functions/ %v", catalog.Names(), dirs)
 	}
 }
 

@@ -18,6 +18,7 @@ import (
 	"tidings/functions"
 	"tidings/infra/fnhost"
 	"tidings/lib/auth"
+	"tidings/lib/catalog"
 	"tidings/lib/config"
 	"tidings/lib/fn"
 	"tidings/lib/logging"
@@ -241,7 +242,7 @@ func (e *hostileEnv) functionCases(goneTk string) []hostileCase {
 		names = append(names, name)
 	}
 	sort.Strings(names)
-	if public := PublicFunctions(); strings.Join(public, ",") != strings.Join(names, ",") {
+	if public := catalog.Public(); strings.Join(public, ",") != strings.Join(names, ",") {
 		e.t.Fatalf("the test covers %v; the public functions are %v", names, public)
 	}
 	var cases []hostileCase

@@ -8,23 +8,9 @@ import (
 	"strconv"
 	"strings"
 
-	"tidings/functions"
 	"tidings/gateway-ws/invoke"
 	"tidings/lib/fn"
 )
-
-// PublicFunctions are the functions a browser may call through the gateway:
-// every function of the registry but the internal ones (notify-*,
-// counter-*, send-mail), which are never passed through.
-func PublicFunctions() []string {
-	var public []string
-	for _, name := range functions.Names() {
-		if !functions.Internal(name) {
-			public = append(public, name)
-		}
-	}
-	return public
-}
 
 // Proxy passes /function/<name> through to the FaaS gateway, so that a
 // browser needs one origin. Each call goes through the function's breaker,
@@ -37,7 +23,8 @@ type Proxy struct {
 	log     *slog.Logger
 }
 
-// NewProxy returns a proxy for the public functions. It tells them the
+// NewProxy returns a proxy for the public functions (catalog.Public: the
+// internal ones are never passed through). It tells them the
 // client's address in X-Forwarded-For, taken from the peer, or from behind
 // the trustedProxies (addresses and CIDR ranges) when the peer is one.
 func NewProxy(calls *invoke.Invoker, public []string, maxBody int64, trustedProxies []string, log *slog.Logger) (*Proxy, error) {

@@ -30,7 +30,6 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/redis/go-redis/v9"
 
-	"tidings/functions"
 	"tidings/gateway-ws/cluster"
 	"tidings/gateway-ws/coordinator"
 	"tidings/gateway-ws/invoke"
@@ -38,6 +37,7 @@ import (
 	"tidings/gateway-ws/web"
 	"tidings/lib/auth"
 	"tidings/lib/cache"
+	"tidings/lib/catalog"
 	"tidings/lib/config"
 	"tidings/lib/directory"
 	"tidings/lib/fn"
@@ -310,7 +310,7 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	calls := cfg.Calls
 	calls.FaaSURL, calls.InternalKey, calls.Log, calls.Metrics = cfg.FaaSURL, cfg.InternalKey, s.log, metrics.NewCalls(s.reg)
 	s.calls = invoke.New(calls)
-	if s.proxy, err = NewProxy(s.calls, PublicFunctions(), cfg.MaxBodyBytes, cfg.TrustedProxies, s.log); err != nil {
+	if s.proxy, err = NewProxy(s.calls, catalog.Public(), cfg.MaxBodyBytes, cfg.TrustedProxies, s.log); err != nil {
 		s.closeDeps()
 		return nil, err
 	}
@@ -432,7 +432,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	background, stopBackground := context.WithCancel(ctx)
 	defer stopBackground()
 	go s.coord.RunRecovery(background)
-	go s.calls.RunHealthChecks(background, functions.Names())
+	go s.calls.RunHealthChecks(background, catalog.Names())
 	go s.jobs.Run(background)
 	go s.revoker.run(background)
 	leaveCluster := s.joinCluster(background, ln)

@@ -11,7 +11,7 @@ import (
 
 	"gopkg.in/yaml.v3"
 
-	"tidings/functions"
+	"tidings/lib/catalog"
 	"tidings/lib/config"
 	"tidings/lib/stack"
 )
@@ -53,7 +53,7 @@ type samTemplate struct {
 }
 
 // TestSAMTemplateDeploysExactlyTheCatalogue: the template parses, and its
-// Lambda functions are exactly the catalogue's (functions.Names), each
+// Lambda functions are exactly the catalogue's (catalog.Names), each
 // with FUNCTION naming it, an HTTP API route at /function/<name> in
 // payload format 2.0, its stack.yml exec_timeout as Timeout, and every
 // secret its stack.yml entry uses in the environment fallback lib/config
@@ -131,7 +131,7 @@ func TestSAMTemplateDeploysExactlyTheCatalogue(t *testing.T) {
 		}
 	}
 	slices.Sort(deployed)
-	if want := functions.Names(); !slices.Equal(deployed, want) {
+	if want := catalog.Names(); !slices.Equal(deployed, want) {
 		t.Errorf("template.yaml deploys %v\nthe catalogue is       %v\n(add a resource for each missing function: %v)", deployed, want, missing(want, deployed))
 	}
 }

@@ -26,6 +26,7 @@ import (
 	"tidings/gateway-ws/gateway"
 	"tidings/infra/fnhost"
 	"tidings/infra/mailsink"
+	"tidings/lib/catalog"
 	"tidings/lib/config"
 	"tidings/lib/fn"
 	"tidings/lib/logging"
@@ -138,7 +139,7 @@ func run() error {
 		gatewayDone <- nil
 	}
 	fmt.Printf("tidings is up\n")
-	fmt.Printf("  functions   %s/function/<name>  (%s)\n", base, strings.Join(functions.Names(), ", "))
+	fmt.Printf("  functions   %s/function/<name>  (%s)\n", base, strings.Join(catalog.Names(), ", "))
 	fmt.Printf("  login       %s/function/login\n", base)
 	if gatewayURL != "" {
 		ws := strings.Replace(gatewayURL, "http://", "ws://", 1)

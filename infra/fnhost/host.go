@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"tidings/functions"
+	"tidings/lib/catalog"
 	"tidings/lib/fn"
 	"tidings/lib/metrics"
 	"tidings/lib/stack"
@@ -25,19 +26,31 @@ type Function struct {
 	Limits  fn.Limits
 }
 
-// FromStack builds every function of the stack file from deps.
+// FromStack builds every function of the catalogue (lib/catalog) from
+// deps, with the limits its stack file entry gives it. A catalogue
+// function the stack file lacks, or a stack function the catalogue does
+// not list, is an error: the dev host serves what is deployed.
 func FromStack(f *stack.File, deps *functions.Deps) (map[string]Function, error) {
+	for name := range f.Functions {
+		if _, ok := catalog.Lookup(name); !ok {
+			return nil, fmt.Errorf("stack.yml: function %s is not in the catalogue (lib/catalog)", name)
+		}
+	}
 	out := make(map[string]Function, len(f.Functions))
-	for name, def := range f.Functions {
-		h, err := functions.New(name, deps)
+	for _, c := range catalog.All() {
+		def, ok := f.Functions[c.Name]
+		if !ok {
+			return nil, fmt.Errorf("stack.yml: no entry for the catalogue's function %s", c.Name)
+		}
+		h, err := functions.New(c.Name, deps)
 		if err != nil {
 			return nil, fmt.Errorf("stack.yml: %w", err)
 		}
 		limits, err := def.CallLimits()
 		if err != nil {
-			return nil, fmt.Errorf("stack.yml: function %s: %w", name, err)
+			return nil, fmt.Errorf("stack.yml: function %s: %w", c.Name, err)
 		}
-		out[name] = Function{Handler: h, Limits: limits}
+		out[c.Name] = Function{Handler: h, Limits: limits}
 	}
 	return out, nil
 }

@@ -13,12 +13,14 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 
 	"github.com/aws/aws-lambda-go/lambda"
 
 	"tidings/functions"
+	"tidings/lib/catalog"
 	"tidings/lib/config"
 	"tidings/lib/fn"
 	"tidings/lib/logging"
@@ -37,6 +39,10 @@ func run() error {
 	name := os.Getenv("FUNCTION")
 	log := logging.New(os.Getenv("LOG_LEVEL"), "function").With("function", name)
 	slog.SetDefault(log)
+	// Known before anything is connected: a misnamed function stops here.
+	if _, ok := catalog.Lookup(name); !ok {
+		return fmt.Errorf("$FUNCTION: no function named %q in the catalogue (%s)", name, strings.Join(catalog.Names(), ", "))
+	}
 	cfg, err := config.Load()
 	if err != nil {
 		return err

@@ -1,0 +1,91 @@
+// Package catalog is the one table of tidings functions: each function's
+// name, the HTTP method it is called with, whether it is internal and
+// whether clients may queue it as a job. It is the data half of the wiring
+// table (package functions builds the handlers from it) and imports no
+// handler, so gateway-ws, the job queue, the dev host and the deployment
+// tests can read it without linking a function.
+package catalog
+
+import (
+	"net/http"
+	"slices"
+	"strings"
+)
+
+// Function is one function as its callers see it.
+type Function struct {
+	// Name is the function's name: its folder under functions/, its
+	// stack.yml entry and its route /function/<name>.
+	Name string
+	// Method is the HTTP method it is called with: GET takes its
+	// arguments in the query string, POST in a JSON body.
+	Method string
+	// Internal functions refuse a call without the internal key; only
+	// gateway-ws holds it, and it never passes them through to clients.
+	Internal bool
+	// Queueable functions may be queued by clients as jobs through
+	// POST /api/jobs/<name>. Internal ones never are (gateway-ws queues
+	// them from Go).
+	Queueable bool
+}
+
+// functions is the catalogue, sorted by name (Lookup searches it). The
+// internal ones are the two-phase commit participants (notify-* and
+// counter-*: prepare, commit, rollback, and indoubt, what each holds
+// prepared, which recovery reads when a record is lost) and send-mail,
+// which goes out only through gateway-ws's job queue.
+var functions = []Function{
+	{Name: "ack-notification", Method: http.MethodPost},
+	{Name: "counter-commit", Method: http.MethodPost, Internal: true},
+	{Name: "counter-indoubt", Method: http.MethodPost, Internal: true},
+	{Name: "counter-prepare", Method: http.MethodPost, Internal: true},
+	{Name: "counter-rollback", Method: http.MethodPost, Internal: true},
+	{Name: "create-topic", Method: http.MethodPost},
+	{Name: "gen-avatar", Method: http.MethodGet, Queueable: true},
+	{Name: "get-counter", Method: http.MethodGet},
+	{Name: "list-notifications", Method: http.MethodGet},
+	{Name: "list-topics", Method: http.MethodGet},
+	{Name: "login", Method: http.MethodPost},
+	{Name: "notify-commit", Method: http.MethodPost, Internal: true},
+	{Name: "notify-indoubt", Method: http.MethodPost, Internal: true},
+	{Name: "notify-prepare", Method: http.MethodPost, Internal: true},
+	{Name: "notify-rollback", Method: http.MethodPost, Internal: true},
+	{Name: "register", Method: http.MethodPost},
+	{Name: "send-mail", Method: http.MethodPost, Internal: true},
+	{Name: "subscribe", Method: http.MethodPost},
+	{Name: "unsubscribe", Method: http.MethodPost},
+}
+
+// All returns every function, sorted by name.
+func All() []Function { return slices.Clone(functions) }
+
+// Lookup returns the named function; ok is false when there is none.
+func Lookup(name string) (f Function, ok bool) {
+	i, found := slices.BinarySearchFunc(functions, name, func(f Function, name string) int {
+		return strings.Compare(f.Name, name)
+	})
+	if !found {
+		return Function{}, false
+	}
+	return functions[i], true
+}
+
+// Names lists every function's name, sorted.
+func Names() []string { return names(func(Function) bool { return true }) }
+
+// Public lists the functions clients may call (those not Internal),
+// sorted: what gateway-ws passes through at /function/<name>.
+func Public() []string { return names(func(f Function) bool { return !f.Internal }) }
+
+// Queueable lists the functions clients may queue as jobs, sorted.
+func Queueable() []string { return names(func(f Function) bool { return f.Queueable }) }
+
+func names(keep func(Function) bool) []string {
+	var out []string
+	for _, f := range functions {
+		if keep(f) {
+			out = append(out, f.Name)
+		}
+	}
+	return out
+}

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"tidings/lib/catalog"
 	"tidings/lib/config"
 	"tidings/lib/ratelimit"
 )
@@ -48,13 +49,15 @@ type Config struct {
 	Timeouts map[string]time.Duration
 
 	// PublicFunctions may be enqueued by clients over HTTP
-	// (JOB_PUBLIC_FUNCTIONS, comma-separated; default gen-avatar). Enqueue
-	// from Go may name any function.
+	// (JOB_PUBLIC_FUNCTIONS, comma-separated; default: the catalogue's
+	// queueable functions, catalog.Queueable). Enqueue from Go may name
+	// any function.
 	PublicFunctions []string
-	// Methods is the HTTP method each function is called with
-	// (JOB_METHODS, "gen-avatar=GET"); POST when not listed. A GET
-	// function's payload becomes its query string, a POST function's its
-	// JSON body.
+	// Methods overrides the HTTP method a function is called with
+	// (JOB_METHODS, "report=GET"); a function not listed is called with
+	// its catalogue method (lib/catalog), one outside the catalogue with
+	// POST. A GET function's payload becomes its query string, a POST
+	// function's its JSON body.
 	Methods map[string]string
 
 	MaxPayloadBytes int64 // JOB_MAX_PAYLOAD_BYTES: a client's payload, larger is 413
@@ -157,11 +160,11 @@ func ConfigFromEnv() (Config, error) {
 	if err != nil {
 		return c, err
 	}
-	c.Methods = map[string]string{"gen-avatar": http.MethodGet}
+	c.Methods = map[string]string{}
 	for name, m := range methods {
 		c.Methods[name] = strings.ToUpper(m)
 	}
-	for name := range strings.SplitSeq(config.Env("JOB_PUBLIC_FUNCTIONS", "gen-avatar"), ",") {
+	for name := range strings.SplitSeq(config.Env("JOB_PUBLIC_FUNCTIONS", ""), ",") {
 		if name = strings.TrimSpace(name); name != "" {
 			c.PublicFunctions = append(c.PublicFunctions, name)
 		}
@@ -196,10 +199,7 @@ func (c Config) withDefaults() Config {
 		c.Timeout = DefaultTimeout
 	}
 	if c.PublicFunctions == nil {
-		c.PublicFunctions = []string{"gen-avatar"}
-	}
-	if c.Methods == nil {
-		c.Methods = map[string]string{"gen-avatar": http.MethodGet}
+		c.PublicFunctions = catalog.Queueable()
 	}
 	if c.MaxPayloadBytes <= 0 {
 		c.MaxPayloadBytes = DefaultMaxPayloadBytes
@@ -253,13 +253,18 @@ func (c Config) timeout(function string) time.Duration {
 	return c.Timeout
 }
 
+// method is the HTTP method function is called with.
 func (c Config) method(function string) string {
 	if m, ok := c.Methods[function]; ok {
 		return m
 	}
+	if f, ok := catalog.Lookup(function); ok {
+		return f.Method
+	}
 	return http.MethodPost
 }
 
+// public reports whether clients may enqueue function over HTTP.
 func (c Config) public(function string) bool { return slices.Contains(c.PublicFunctions, function) }
 
 // backoff is the wait before attempt n+1 after n failed attempts: base

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"tidings/gateway-ws/jobs"
+	"tidings/lib/catalog"
 )
 
 func TestConfigFromEnvReadsPerFunctionSettings(t *testing.T) {
@@ -32,8 +33,8 @@ func TestConfigFromEnvReadsPerFunctionSettings(t *testing.T) {
 	if !slices.Equal(c.PublicFunctions, []string{"gen-avatar", "report"}) {
 		t.Errorf("public functions %v", c.PublicFunctions)
 	}
-	if c.Methods["gen-avatar"] != http.MethodGet || c.Methods["report"] != http.MethodGet {
-		t.Errorf("methods %v: gen-avatar keeps GET, report is GET", c.Methods)
+	if c.MethodOf("gen-avatar") != http.MethodGet || c.Methods["report"] != http.MethodGet || c.MethodOf("report") != http.MethodGet {
+		t.Errorf("methods %v: gen-avatar keeps GET (its catalogue method), report is GET", c.Methods)
 	}
 }
 
@@ -53,5 +54,22 @@ func TestConfigFromEnvRefusesBadSettings(t *testing.T) {
 				t.Errorf("%s=%s accepted", env[0], env[1])
 			}
 		})
+	}
+}
+
+// Without JOB_METHODS every function is called with its catalogue method,
+// and one the catalogue does not list with POST.
+func TestJobsCallFunctionsWithTheirCatalogueMethod(t *testing.T) {
+	c, err := jobs.ConfigFromEnv()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range catalog.All() {
+		if got := c.MethodOf(f.Name); got != f.Method {
+			t.Errorf("%s called with %s, its catalogue method is %s", f.Name, got, f.Method)
+		}
+	}
+	if got := c.MethodOf("report"); got != http.MethodPost {
+		t.Errorf("a function outside the catalogue called with %s, want POST", got)
 	}
 }

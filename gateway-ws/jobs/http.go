@@ -25,7 +25,8 @@ var Unavailable = &fn.Error{Status: http.StatusServiceUnavailable, Code: "unavai
 //	POST /api/jobs/<function>   body: the payload (a JSON object)  → 202 {"id"}
 //	GET  /api/jobs/<id>                                            → 200 Job
 //
-// Only Config.PublicFunctions may be enqueued (another name is 404). A job
+// Only Config.PublicFunctions (by default the catalogue's queueable
+// functions) may be enqueued (another name is 404). A job
 // is visible to its owner only: anyone else's GET is 404, as is a job
 // past its TTL. Malformed input is 400, a payload over
 // Config.MaxPayloadBytes 413, a missing or bad token 401, an owner past

@@ -114,15 +114,6 @@ func SettingsFromEnv() (Settings, error) {
 	return s, nil
 }
 
-// Stats count transactions across every replica and restart; they are
-// kept in Redis beside the records.
-type Stats struct {
-	Published int64 `json:"published"` // transactions started
-	Committed int64 `json:"committed"` // finished by commit
-	Aborted   int64 `json:"aborted"`   // finished by rollback
-	Recovered int64 `json:"recovered"` // finished by recovery (also counted above)
-}
-
 // Coordinator publishes notifications as two-phase commits.
 type Coordinator struct {
 	cfg     Config
@@ -159,11 +150,6 @@ func New(cfg Config) *Coordinator {
 
 // Close releases the coordinator's own Redis connections.
 func (c *Coordinator) Close() error { return c.records.close() }
-
-// Stats returns the counts.
-func (c *Coordinator) Stats(ctx context.Context) (Stats, error) {
-	return c.records.stats(ctx)
-}
 
 // Result is a committed publish.
 type Result struct {

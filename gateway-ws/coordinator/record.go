@@ -223,24 +223,3 @@ func (r *records) state(ctx context.Context, id string) (string, error) {
 	}
 	return s, err
 }
-
-func (r *records) statsKey() string { return r.prefix + "tx:stats" }
-
-// count adds one to a statistic; losing a count to a Redis outage is
-// acceptable, losing a transaction is not, so errors are ignored.
-func (r *records) count(ctx context.Context, field string) {
-	ctx, cancel := r.bounded(ctx)
-	defer cancel()
-	_ = r.rdb.HIncrBy(ctx, r.statsKey(), field, 1).Err()
-}
-
-func (r *records) stats(ctx context.Context) (Stats, error) {
-	ctx, cancel := r.bounded(ctx)
-	defer cancel()
-	h, err := r.rdb.HGetAll(ctx, r.statsKey()).Result()
-	if err != nil {
-		return Stats{}, err
-	}
-	n := func(k string) int64 { v, _ := strconv.ParseInt(h[k], 10, 64); return v }
-	return Stats{Published: n("published"), Committed: n("committed"), Aborted: n("aborted"), Recovered: n("recovered")}, nil
-}

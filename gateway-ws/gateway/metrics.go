@@ -44,7 +44,7 @@ func (s *Server) exportGauges() {
 		func() float64 {
 			ctx, cancel := context.WithTimeout(context.Background(), scrapeTimeout)
 			defer cancel()
-			n, _ := s.rdb.ZCard(ctx, s.cfg.RedisPrefix+"tx:open").Result()
+			n, _ := s.coord.OpenTransactions(ctx)
 			return float64(n)
 		})
 	metrics.Collect(s.reg, "tidings_jobs_queued", "Jobs by function and state (waiting, running), across every replica.",

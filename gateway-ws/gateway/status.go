@@ -91,11 +91,9 @@ func (s *Server) serveCluster(w http.ResponseWriter, r *http.Request) {
 }
 
 // Transactions are the coordinator's counters plus the records not yet
-// finished (being published now, or waiting for recovery).
-type Transactions struct {
-	coordinator.Stats
-	Open int64 `json:"open"`
-}
+// finished (being published now, or waiting for recovery), as the
+// coordinator tells them.
+type Transactions = coordinator.Overview
 
 // statusAnswer is GET /api/status, what the dashboard shows. A part that
 // could not be read is null, with its reason in Errors; the rest is still
@@ -126,15 +124,11 @@ func (s *Server) serveStatus(w http.ResponseWriter, r *http.Request) {
 		a.Errors["nodes"] = "Redis is not answering"
 		s.log.Warn("status: nodes", "err", err)
 	}
-	if stats, err := s.coord.Stats(ctx); err != nil {
+	if tx, err := s.coord.Overview(ctx); err != nil {
 		a.Errors["transactions"] = "Redis is not answering"
 		s.log.Warn("status: transactions", "err", err)
-	} else if open, err := s.rdb.ZCard(ctx, s.cfg.RedisPrefix+"tx:open").Result(); err != nil {
-		// tx:open is the coordinator's set of unfinished records (record.go).
-		a.Errors["transactions"] = "Redis is not answering"
-		s.log.Warn("status: open transactions", "err", err)
 	} else {
-		a.Transactions = &Transactions{Stats: stats, Open: open}
+		a.Transactions = &tx
 	}
 	if s.jobStats != nil {
 		if a.Jobs, err = s.jobStats(ctx); err != nil {

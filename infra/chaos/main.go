@@ -25,6 +25,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"tidings/gateway-ws/coordinator"
 	"tidings/infra/proc"
 	"tidings/infra/stackrun"
 	"tidings/lib/store"
@@ -46,6 +47,9 @@ func main() {
 	ctx, cancel := context.WithTimeout(context.Background(), *limit)
 	defer cancel()
 	err := r.run(ctx, *gateways, *crashRate)
+	if r.tx != nil {
+		_ = r.tx.Close()
+	}
 	if r.stack != nil {
 		r.stack.Close()
 	}
@@ -62,6 +66,7 @@ type run struct {
 
 	stack            *stackrun.Stack
 	redis            *stackrun.RedisServer
+	tx               *coordinator.Coordinator // reads the gateways' transactions through the coordinator's API; publishes nothing
 	redisKills       int
 	redisWipes       int
 	host             *stackrun.Node
@@ -87,6 +92,7 @@ func (r *run) run(ctx context.Context, gateways int, crashRate float64) error {
 	if r.redis, err = r.stack.OwnRedis(ctx); err != nil {
 		return err
 	}
+	r.tx = coordinator.New(coordinator.Config{Redis: r.stack.Redis, Prefix: r.stack.Prefix})
 	if r.host, err = r.stack.StartHost(ctx); err != nil {
 		return err
 	}
@@ -169,7 +175,7 @@ func (r *run) chaos(ctx context.Context) error {
 	// Records lost with Redis are recovered from the participants once
 	// older than RECOVERY_STUCK_AFTER + PHASE_TWO_TIMEOUT.
 	err := proc.WaitFor(ctx, 90*time.Second, func(ctx context.Context) error {
-		open, err := r.stack.Redis.ZCard(ctx, r.stack.Prefix+"tx:open").Result()
+		open, err := r.tx.OpenTransactions(ctx)
 		if err == nil && open > 0 {
 			err = fmt.Errorf("%d transaction records still unfinished", open)
 		}
@@ -301,7 +307,7 @@ func (r *run) verify(ctx context.Context) error {
 	if committedOK != int64(len(ids)) {
 		problems = append(problems, fmt.Errorf("%d publishes were answered ok but only %d of them are committed", len(ids), committedOK))
 	}
-	stats, err := r.stack.Redis.HGetAll(ctx, r.stack.Prefix+"tx:stats").Result()
+	stats, err := r.tx.Stats(ctx)
 	if err != nil {
 		return err
 	}
@@ -309,17 +315,11 @@ func (r *run) verify(ctx context.Context) error {
 	for _, g := range r.gateways {
 		gatewayKills += g.Kills()
 	}
-	n := func(k string) string {
-		if stats[k] == "" {
-			return "0"
-		}
-		return stats[k]
-	}
 	fmt.Println()
 	fmt.Println("| published | committed | aborted | recovered | answered ok | failed | acks | gateway kills | participant kills | Redis+gateway kills | Redis back empty |")
 	fmt.Println("| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
-	fmt.Printf("| %s | %s | %s | %s | %d | %d | %d | %d | %d | %d | %d |\n", n("published"), n("committed"), n("aborted"),
-		n("recovered"), r.ok.Load(), r.failed.Load(), r.acks.Load(), gatewayKills, r.host.Kills(), r.redisKills, r.redisWipes)
+	fmt.Printf("| %d | %d | %d | %d | %d | %d | %d | %d | %d | %d | %d |\n", stats.Published, stats.Committed, stats.Aborted,
+		stats.Recovered, r.ok.Load(), r.failed.Load(), r.acks.Load(), gatewayKills, r.host.Kills(), r.redisKills, r.redisWipes)
 	if r.redisWipes > 0 {
 		fmt.Println("(the transaction counts are kept in Redis: they start again from zero each time Redis comes back empty)")
 	}

@@ -50,6 +50,7 @@ type Deps struct {
 	Tokens    *auth.Tokens
 	Cache     *cache.Cache         // nil: no cache
 	Directory *directory.Directory // cached lookups; nil: built on DB alone
+	Mail      sendmail.Config      // send-mail's mail server
 }
 
 // directory returns the deps' Directory, or one over the deps' database
@@ -93,7 +94,7 @@ var constructors = map[string]func(d *Deps) fn.Handler{
 	"counter-rollback": func(d *Deps) fn.Handler { return counterrollback.New(d.DB) },
 	"counter-indoubt":  func(d *Deps) fn.Handler { return counterindoubt.New(d.DB) },
 
-	"send-mail": func(d *Deps) fn.Handler { return sendmail.FromEnv(d.DB, d.Config) },
+	"send-mail": func(d *Deps) fn.Handler { return sendmail.Build(d.DB, d.Mail, d.Config) },
 }
 
 // New builds the named function's handler; an internal function's
@@ -114,9 +115,10 @@ func New(name string, d *Deps) (fn.Handler, error) {
 	return h, nil
 }
 
-// Connect builds the dependencies from cfg: the database pool, the Redis
-// client and the token issuer. Close releases them.
-func Connect(ctx context.Context, cfg config.Config) (*Deps, error) {
+// Connect builds the dependencies from s: the database pool, the Redis
+// client, the cache and the token issuer. Close releases them.
+func Connect(ctx context.Context, s Settings) (*Deps, error) {
+	cfg := s.Config
 	pool, err := store.NewPool(ctx, cfg.DatabaseURL)
 	if err != nil {
 		return nil, fmt.Errorf("database: %w", err)
@@ -127,7 +129,9 @@ func Connect(ctx context.Context, cfg config.Config) (*Deps, error) {
 		return nil, fmt.Errorf("redis: %w", err)
 	}
 	rdb := redis.NewClient(opts)
-	c, err := cache.FromEnv(cfg, rdb)
+	cc := s.Cache
+	cc.Prefix = cfg.RedisPrefix
+	c, err := cache.New(cc, rdb)
 	if err != nil {
 		pool.Close()
 		_ = rdb.Close()
@@ -140,6 +144,7 @@ func Connect(ctx context.Context, cfg config.Config) (*Deps, error) {
 		Tokens:    auth.NewTokens(cfg.JWTSecret, cfg.TokenTTL),
 		Cache:     c,
 		Directory: directory.New(pool, c, nil),
+		Mail:      s.Mail,
 	}, nil
 }
 

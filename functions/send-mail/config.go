@@ -3,7 +3,6 @@ package sendmail
 import (
 	"fmt"
 	"net/mail"
-	"strconv"
 	"strings"
 	"time"
 
@@ -16,22 +15,23 @@ import (
 // fallback SMTP_PASSWORD).
 const SMTPPasswordSecret = "tidings-smtp-password"
 
-// Config is how send-mail reaches its mail server.
+// Config is how send-mail reaches its mail server; DefaultConfig holds
+// the defaults.
 type Config struct {
-	Host     string        // SMTP_HOST
-	Port     int           // SMTP_PORT
-	StartTLS string        // SMTP_STARTTLS: none, opportunistic or mandatory
-	Auth     string        // SMTP_AUTH: a go-mail mechanism name (plain, login, cram-md5, scram-sha-256, ...); used when User is set
-	User     string        // SMTP_USER; empty means no AUTH
-	Password string        // secret tidings-smtp-password (env SMTP_PASSWORD)
-	From     string        // MAIL_FROM: the sender, "Name <address>" or an address
-	Timeout  time.Duration // SMTP_TIMEOUT: one whole SMTP transaction
+	Host     string        `env:"SMTP_HOST"`
+	Port     int           `env:"SMTP_PORT"`
+	StartTLS string        `env:"SMTP_STARTTLS"` // none, opportunistic or mandatory
+	Auth     string        `env:"SMTP_AUTH"`     // a go-mail mechanism name (plain, login, cram-md5, scram-sha-256, ...); used when User is set
+	User     string        `env:"SMTP_USER"`     // empty means no AUTH
+	Password string        `env:"-"`             // secret tidings-smtp-password (env SMTP_PASSWORD), read by Build when User is set
+	From     string        `env:"MAIL_FROM"`     // the sender, "Name <address>" or an address
+	Timeout  time.Duration `env:"SMTP_TIMEOUT"`  // one whole SMTP transaction
 
-	// ClaimLease (MAIL_CLAIM_LEASE) is how long a claim on an idempotency
-	// key holds before another attempt may take it over and send again. It
-	// must outlast a send (Timeout) plus marking it, or a slow first send
-	// and its retry could both go out.
-	ClaimLease time.Duration
+	// ClaimLease is how long a claim on an idempotency key holds before
+	// another attempt may take it over and send again. It must outlast a
+	// send (Timeout) plus marking it, or a slow first send and its retry
+	// could both go out.
+	ClaimLease time.Duration `env:"MAIL_CLAIM_LEASE"`
 }
 
 // DefaultConfig is the mail server `make up` runs (infra/mailsink): plain
@@ -48,33 +48,17 @@ func DefaultConfig() Config {
 	}
 }
 
-// ConfigFromEnv reads the SMTP settings from the environment and the
-// password from the secret tidings-smtp-password (or $SMTP_PASSWORD), over
-// DefaultConfig.
-func ConfigFromEnv(c config.Config) (Config, error) {
-	cfg := DefaultConfig()
-	cfg.Host = config.Env("SMTP_HOST", cfg.Host)
-	cfg.StartTLS = config.Env("SMTP_STARTTLS", cfg.StartTLS)
-	cfg.Auth = config.Env("SMTP_AUTH", cfg.Auth)
-	cfg.User = config.Env("SMTP_USER", "")
-	cfg.From = config.Env("MAIL_FROM", cfg.From)
-	port, err := strconv.Atoi(config.Env("SMTP_PORT", strconv.Itoa(cfg.Port)))
-	if err != nil {
-		return cfg, fmt.Errorf("$SMTP_PORT: not a port number")
+// withPassword reads the password from the secret tidings-smtp-password
+// (or $SMTP_PASSWORD) when a User is set.
+func (c Config) withPassword(secrets config.Config) (Config, error) {
+	if c.User == "" || c.Password != "" {
+		return c, nil
 	}
-	cfg.Port = port
-	if cfg.Timeout, err = config.Duration("SMTP_TIMEOUT", cfg.Timeout); err != nil {
-		return cfg, err
+	var err error
+	if c.Password, err = secrets.Secret(SMTPPasswordSecret); err != nil {
+		return c, fmt.Errorf("SMTP_USER is set: %w", err)
 	}
-	if cfg.ClaimLease, err = config.Duration("MAIL_CLAIM_LEASE", cfg.ClaimLease); err != nil {
-		return cfg, err
-	}
-	if cfg.User != "" {
-		if cfg.Password, err = c.Secret(SMTPPasswordSecret); err != nil {
-			return cfg, fmt.Errorf("SMTP_USER is set: %w", err)
-		}
-	}
-	return cfg, cfg.Validate()
+	return c, nil
 }
 
 // Validate checks the settings a send would otherwise trip over.

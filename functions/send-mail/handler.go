@@ -59,12 +59,13 @@ func New(db store.Querier, cfg Config) (*Handler, error) {
 	return &Handler{db: db, cfg: cfg, domain: domain, log: slog.Default().With("function", "send-mail")}, nil
 }
 
-// FromEnv builds the handler from the environment (ConfigFromEnv), once
-// per process. A bad configuration is logged now and every call answers
-// 503 misconfigured, so jobs retry and fail visibly instead of the process
-// refusing to serve its other functions.
-func FromEnv(db store.Querier, c config.Config) fn.Handler {
-	cfg, err := ConfigFromEnv(c)
+// Build is the handler a process serves: cfg with its password read from
+// secrets (see Config.Password), once per process. A bad configuration is
+// logged now and every call answers 503 misconfigured, so jobs retry and
+// fail visibly instead of the process refusing to serve its other
+// functions.
+func Build(db store.Querier, cfg Config, secrets config.Config) fn.Handler {
+	cfg, err := cfg.withPassword(secrets)
 	var h *Handler
 	if err == nil {
 		h, err = New(db, cfg)

@@ -6,7 +6,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/mail"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -160,12 +159,9 @@ func TestSendMailRefusesBadInputAndChangesNothing(t *testing.T) {
 
 func TestSendMailFromTheRegistryNeedsTheInternalKey(t *testing.T) {
 	f := newFixture(t, mailsink.Options{})
-	t.Setenv("SECRETS_DIR", t.TempDir())
-	t.Setenv("SMTP_HOST", f.sink.Host())
-	t.Setenv("SMTP_PORT", strconv.Itoa(f.sink.Port()))
-	t.Setenv("MAIL_FROM", "noreply@tidings.test")
-	t.Setenv("SMTP_USER", "")
-	deps := &functions.Deps{Config: config.Config{InternalKey: "the-internal-key", SecretsDir: t.TempDir()}, DB: f.db.Pool}
+	mail := sendmail.DefaultConfig()
+	mail.Host, mail.Port, mail.From = f.sink.Host(), f.sink.Port(), "noreply@tidings.test"
+	deps := &functions.Deps{Config: config.Config{InternalKey: "the-internal-key", SecretsDir: t.TempDir()}, DB: f.db.Pool, Mail: mail}
 	h, err := functions.New("send-mail", deps)
 	if err != nil {
 		t.Fatal(err)

@@ -29,38 +29,25 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
-
-	"tidings/lib/config"
 )
 
-// Settings are the registry's knobs; SettingsFromEnv reads them.
+// Settings are the registry's knobs; DefaultSettings holds the defaults.
 type Settings struct {
-	ID        string        // NODE_ID: this replica's id; empty means <hostname>-<random>
-	Addr      string        // NODE_ADDR: the address peers and operators reach it at; empty means the listener's
-	Heartbeat time.Duration // NODE_HEARTBEAT: how often the record is refreshed (2s)
-	TTL       time.Duration // NODE_TTL: how long a record outlives its last heartbeat (10s)
+	ID        string        `env:"NODE_ID"`        // this replica's id; empty means <hostname>-<random>
+	Addr      string        `env:"NODE_ADDR"`      // the address peers and operators reach it at; empty means the listener's
+	Heartbeat time.Duration `env:"NODE_HEARTBEAT"` // how often the record is refreshed
+	TTL       time.Duration `env:"NODE_TTL"`       // how long a record outlives its last heartbeat
 }
 
-// Defaults of Settings' durations.
-const (
-	DefaultHeartbeat = 2 * time.Second
-	DefaultTTL       = 10 * time.Second
-)
+// DefaultSettings is Settings' defaults.
+func DefaultSettings() Settings { return Settings{Heartbeat: 2 * time.Second, TTL: 10 * time.Second} }
 
-// SettingsFromEnv reads NODE_ID, NODE_ADDR, NODE_HEARTBEAT and NODE_TTL.
-func SettingsFromEnv() (Settings, error) {
-	s := Settings{ID: config.Env("NODE_ID", ""), Addr: config.Env("NODE_ADDR", "")}
-	var err error
-	if s.Heartbeat, err = config.Duration("NODE_HEARTBEAT", DefaultHeartbeat); err != nil {
-		return s, err
-	}
-	if s.TTL, err = config.Duration("NODE_TTL", DefaultTTL); err != nil {
-		return s, err
-	}
+// Validate refuses a TTL that does not outlast the heartbeat.
+func (s Settings) Validate() error {
 	if s.Heartbeat <= 0 || s.TTL <= s.Heartbeat {
-		return s, fmt.Errorf("NODE_TTL (%s) must be longer than NODE_HEARTBEAT (%s), which must be positive", s.TTL, s.Heartbeat)
+		return fmt.Errorf("NODE_TTL (%s) must be longer than NODE_HEARTBEAT (%s), which must be positive", s.TTL, s.Heartbeat)
 	}
-	return s, nil
+	return nil
 }
 
 // Node is one replica's record.
@@ -98,11 +85,12 @@ type Registry struct {
 
 // New returns a registry for this node; Run registers it.
 func New(cfg Config) *Registry {
+	def := DefaultSettings()
 	if cfg.Settings.Heartbeat <= 0 {
-		cfg.Settings.Heartbeat = DefaultHeartbeat
+		cfg.Settings.Heartbeat = def.Heartbeat
 	}
 	if cfg.Settings.TTL <= cfg.Settings.Heartbeat {
-		cfg.Settings.TTL = max(DefaultTTL, 3*cfg.Settings.Heartbeat)
+		cfg.Settings.TTL = max(def.TTL, 3*cfg.Settings.Heartbeat)
 	}
 	if cfg.Settings.ID == "" {
 		cfg.Settings.ID = defaultID()

@@ -10,6 +10,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"tidings/lib/config"
 	"tidings/lib/testenv"
 )
 
@@ -189,15 +190,20 @@ func TestHeartbeatsSurviveARedisOutageAndResume(t *testing.T) {
 	})
 }
 
-func TestSettingsFromEnvRefuseATTLNotAboveTheHeartbeat(t *testing.T) {
+func TestSettingsRefuseATTLNotAboveTheHeartbeat(t *testing.T) {
 	t.Setenv("NODE_HEARTBEAT", "2s")
 	t.Setenv("NODE_TTL", "2s")
-	if _, err := SettingsFromEnv(); err == nil {
-		t.Error("NODE_TTL equal to NODE_HEARTBEAT was accepted")
+	s := DefaultSettings()
+	if err := config.Parse(&s); err != nil || s.Validate() == nil {
+		t.Errorf("NODE_TTL equal to NODE_HEARTBEAT was accepted (%v)", err)
 	}
 	t.Setenv("NODE_TTL", "10s")
 	t.Setenv("NODE_ID", "gw-1")
-	s, err := SettingsFromEnv()
+	s = DefaultSettings()
+	err := config.Parse(&s)
+	if err == nil {
+		err = s.Validate()
+	}
 	if err != nil || s.Heartbeat != 2*time.Second || s.TTL != 10*time.Second || s.ID != "gw-1" {
 		t.Errorf("got %+v, %v; want heartbeat 2s, TTL 10s, id gw-1", s, err)
 	}

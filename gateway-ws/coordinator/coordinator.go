@@ -22,7 +22,6 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"tidings/gateway-ws/invoke"
-	"tidings/lib/config"
 	"tidings/lib/directory"
 	"tidings/lib/fn"
 	"tidings/lib/mail"
@@ -84,34 +83,29 @@ type Config struct {
 	Crash func(Fault) bool
 }
 
-// Settings are the coordinator's timings.
+// Settings are the coordinator's timings; DefaultSettings holds the
+// defaults, which New also gives a zero field.
 type Settings struct {
-	PhaseTwoTimeout  time.Duration // PHASE_TWO_TIMEOUT: how long commit or rollback is retried before recovery takes over
-	RetryBase        time.Duration // RETRY_BASE: first backoff between retries
-	RetryMax         time.Duration // RETRY_MAX: largest backoff
-	StuckAfter       time.Duration // RECOVERY_STUCK_AFTER: an unfinished record older than this is recovered
-	RecoveryInterval time.Duration // RECOVERY_INTERVAL: how often recovery runs
-	RecordTTL        time.Duration // TX_RECORD_TTL: how long a finished record is kept
-	RecordTimeout    time.Duration // TX_RECORD_TIMEOUT: bound of each record read or write in Redis
+	PhaseTwoTimeout  time.Duration `env:"PHASE_TWO_TIMEOUT"`    // how long commit or rollback is retried before recovery takes over
+	RetryBase        time.Duration `env:"RETRY_BASE"`           // first backoff between retries
+	RetryMax         time.Duration `env:"RETRY_MAX"`            // largest backoff
+	StuckAfter       time.Duration `env:"RECOVERY_STUCK_AFTER"` // an unfinished record older than this is recovered
+	RecoveryInterval time.Duration `env:"RECOVERY_INTERVAL"`    // how often recovery runs
+	RecordTTL        time.Duration `env:"TX_RECORD_TTL"`        // how long a finished record is kept
+	RecordTimeout    time.Duration `env:"TX_RECORD_TIMEOUT"`    // bound of each record read or write in Redis
 }
 
-// SettingsFromEnv reads the Settings; unset ones get New's defaults.
-func SettingsFromEnv() (Settings, error) {
-	var s Settings
-	for _, d := range []struct {
-		key string
-		dst *time.Duration
-	}{
-		{"PHASE_TWO_TIMEOUT", &s.PhaseTwoTimeout}, {"RETRY_BASE", &s.RetryBase}, {"RETRY_MAX", &s.RetryMax},
-		{"RECOVERY_STUCK_AFTER", &s.StuckAfter}, {"RECOVERY_INTERVAL", &s.RecoveryInterval}, {"TX_RECORD_TTL", &s.RecordTTL},
-		{"TX_RECORD_TIMEOUT", &s.RecordTimeout},
-	} {
-		var err error
-		if *d.dst, err = config.Duration(d.key, 0); err != nil {
-			return s, err
-		}
+// DefaultSettings is Settings' defaults.
+func DefaultSettings() Settings {
+	return Settings{
+		PhaseTwoTimeout:  10 * time.Second,
+		RetryBase:        50 * time.Millisecond,
+		RetryMax:         2 * time.Second,
+		StuckAfter:       30 * time.Second,
+		RecoveryInterval: 10 * time.Second,
+		RecordTTL:        24 * time.Hour,
+		RecordTimeout:    time.Second,
 	}
-	return s, nil
 }
 
 // Coordinator publishes notifications as two-phase commits.
@@ -123,18 +117,16 @@ type Coordinator struct {
 
 // New returns a Coordinator; zero durations get defaults.
 func New(cfg Config) *Coordinator {
-	def := func(d *time.Duration, v time.Duration) {
-		if *d <= 0 {
-			*d = v
+	def := DefaultSettings()
+	for _, d := range []struct{ dst, def *time.Duration }{
+		{&cfg.PhaseTwoTimeout, &def.PhaseTwoTimeout}, {&cfg.RetryBase, &def.RetryBase}, {&cfg.RetryMax, &def.RetryMax},
+		{&cfg.StuckAfter, &def.StuckAfter}, {&cfg.RecoveryInterval, &def.RecoveryInterval},
+		{&cfg.RecordTTL, &def.RecordTTL}, {&cfg.RecordTimeout, &def.RecordTimeout},
+	} {
+		if *d.dst <= 0 {
+			*d.dst = *d.def
 		}
 	}
-	def(&cfg.PhaseTwoTimeout, 10*time.Second)
-	def(&cfg.RetryBase, 50*time.Millisecond)
-	def(&cfg.RetryMax, 2*time.Second)
-	def(&cfg.StuckAfter, 30*time.Second)
-	def(&cfg.RecoveryInterval, 10*time.Second)
-	def(&cfg.RecordTTL, 24*time.Hour)
-	def(&cfg.RecordTimeout, time.Second)
 	log := cfg.Log
 	if log == nil {
 		log = slog.Default()

@@ -3,13 +3,16 @@ package coordinator
 import (
 	"context"
 	"io"
-	"strconv"
 	"testing"
 	"time"
 
+	"tidings/functions"
+	sendmail "tidings/functions/send-mail"
 	"tidings/gateway-ws/jobs"
+	"tidings/infra/fnhost"
 	"tidings/infra/mailsink"
 	"tidings/lib/auth"
+	"tidings/lib/config"
 	"tidings/lib/logging"
 	"tidings/lib/notification"
 	"tidings/lib/store"
@@ -26,20 +29,25 @@ func TestPublishWithEmailMailsEachOptedInSubscriber(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = sink.Close() })
-	t.Setenv("SMTP_HOST", sink.Host())
-	t.Setenv("SMTP_PORT", strconv.Itoa(sink.Port()))
-	t.Setenv("SMTP_STARTTLS", "none")
 	h := newHarness(t, nil, nil)
+	// send-mail speaks to the sink: the host serves it built with that
+	// mail server, as the dev stack builds it.
+	mail := sendmail.DefaultConfig()
+	mail.Host, mail.Port, mail.StartTLS = sink.Host(), sink.Port(), "none"
+	send, err := functions.New("send-mail", &functions.Deps{Config: config.Config{InternalKey: internalKey}, DB: h.db.Pool, Mail: mail})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.host.stop()
+	h.host.fns["send-mail"] = fnhost.Function{Handler: send, Limits: h.host.fns["send-mail"].Limits}
+	h.host.start()
 	owner, topic, subs := h.world()
 	ctx := context.Background()
 	if err := store.Subscribe(ctx, h.db.Pool, topic, subs[0], true); err != nil { // s1 wants mail
 		t.Fatal(err)
 	}
 
-	cfg, err := jobs.ConfigFromEnv()
-	if err != nil {
-		t.Fatal(err)
-	}
+	cfg := jobs.DefaultConfig()
 	cfg.Prefix, cfg.Log = h.rd.Prefix+"jobs:", logging.NewTo(io.Discard, "error", "test")
 	q, err := jobs.New(h.rd.Client, h.inv, auth.NewTokens(testenv.JWTKey, time.Hour), cfg)
 	if err != nil {

@@ -43,10 +43,7 @@ func startHostileEnv(t *testing.T) *hostileEnv {
 	t.Helper()
 	db := testenv.NewDB(t)
 	rd := testenv.NewRedis(t)
-	limits, err := config.LoadLimits()
-	if err != nil {
-		t.Fatal(err)
-	}
+	limits := config.DefaultLimits()
 	deps := &functions.Deps{
 		Config: config.Config{RedisPrefix: rd.Prefix, InternalKey: testInternalKey, JWTSecret: testSecret, Limits: limits, MaxBodyBytes: 64 << 10},
 		DB:     db.Pool, Redis: rd.Client, Tokens: auth.NewTokens(testSecret, time.Hour),

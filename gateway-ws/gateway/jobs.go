@@ -13,10 +13,7 @@ import (
 // invoker as everything else, and each job's owner hears of its progress on
 // their user:<id> channel (`job` events).
 func (s *Server) newJobs() (*jobs.Queue, error) {
-	jc := s.cfg.Jobs
-	if jc.Prefix == "" {
-		jc.Prefix = s.cfg.RedisPrefix + "jobs:"
-	}
+	jc := s.cfg.jobsConfig()
 	jc.Log = s.log
 	jc.Limiter, jc.Quota = s.limiter, ratelimit.Jobs(s.cfg.Limits)
 	jc.Notify = func(ctx context.Context, owner int64, payload any) {

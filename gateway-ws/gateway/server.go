@@ -19,8 +19,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"os"
-	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -45,145 +43,6 @@ import (
 	"tidings/lib/ratelimit"
 	"tidings/lib/store"
 )
-
-// Config is everything the gateway needs; LoadConfig reads it from the
-// environment.
-type Config struct {
-	config.Config
-
-	Addr    string // GATEWAY_ADDR, default ":4000"
-	FaaSURL string // FAAS_URL: where /function/<name> is passed to
-
-	// AllowedOrigins (WS_ALLOWED_ORIGINS, comma-separated) are the Origin
-	// values a browser socket may come from: "*" allows any, empty allows
-	// only the gateway's own host (what Phoenix's check_origin does).
-	AllowedOrigins []string
-	// TrustedProxies (GATEWAY_TRUSTED_PROXIES, comma-separated addresses
-	// and CIDR ranges) are the reverse proxies in front of the gateway
-	// whose X-Forwarded-For it believes; by default it believes none and
-	// tells functions the peer's address.
-	TrustedProxies []string
-
-	MaxFrameBytes  int64         // WS_MAX_FRAME_BYTES: larger frames close the socket with 1009
-	SendQueue      int           // WS_SEND_QUEUE: frames queued per connection before it counts as too slow
-	IdleTimeout    time.Duration // WS_IDLE_TIMEOUT: a socket that sends nothing (no heartbeat) for this long is closed
-	WriteTimeout   time.Duration // WS_WRITE_TIMEOUT: one frame write may take this long
-	InboundRate    float64       // WS_INBOUND_RATE: frames per second a client may send, sustained
-	InboundBurst   int           // WS_INBOUND_BURST: frames a client may send at once
-	JoinTimeout    time.Duration // WS_JOIN_TIMEOUT: authorising and subscribing one join
-	PublishTimeout time.Duration // PUBLISH_TIMEOUT: one publish push
-
-	ShutdownTimeout time.Duration // SHUTDOWN_TIMEOUT: how long closing sockets may take
-
-	// Calls are the settings of every function call the gateway makes
-	// (pass-through and 2PC): timeouts, concurrency limits, breakers, health
-	// checks; see invoke.ConfigFromEnv.
-	Calls invoke.Config
-	// TwoPC are the coordinator's timings; see coordinator.SettingsFromEnv.
-	TwoPC coordinator.Settings
-	// Cache is the shared cache's settings; see cache.ConfigFromEnv. Its
-	// key prefix defaults to RedisPrefix.
-	Cache cache.Config
-	// Jobs are the job queue's settings; see jobs.ConfigFromEnv. Its key
-	// prefix defaults to RedisPrefix + "jobs:".
-	Jobs jobs.Config
-	// Cluster is the node registry's heartbeat and TTL; see
-	// cluster.SettingsFromEnv (zero values get the defaults).
-	Cluster cluster.Settings
-	// Crash, when set, may stop the process at a 2PC fault point (chaos).
-	Crash func(coordinator.Fault) bool
-
-	// Access answers join and publish questions; nil means the database.
-	Access Access
-	// Publisher runs `publish` pushes; nil answers them "unavailable".
-	Publisher Publisher
-	// Logger; nil means slog.Default().
-	Logger *slog.Logger
-}
-
-// LoadConfig reads the configuration from the environment (see Config).
-func LoadConfig() (Config, error) {
-	base, err := config.Load()
-	if err != nil {
-		return Config{}, err
-	}
-	return ConfigFrom(base)
-}
-
-// ConfigFrom adds the gateway's own settings from the environment to an
-// already loaded base configuration, for a process (the dev stack) that
-// has one.
-func ConfigFrom(base config.Config) (Config, error) {
-	var err error
-	c := Config{
-		Config:  base,
-		Addr:    config.Env("GATEWAY_ADDR", ":4000"),
-		FaaSURL: config.Env("FAAS_URL", "http://127.0.0.1:8080"),
-	}
-	if v := config.Env("WS_ALLOWED_ORIGINS", ""); v != "" {
-		for _, o := range strings.Split(v, ",") {
-			if o = strings.TrimSpace(o); o != "" {
-				c.AllowedOrigins = append(c.AllowedOrigins, o)
-			}
-		}
-	}
-	for _, p := range strings.Split(config.Env("GATEWAY_TRUSTED_PROXIES", ""), ",") {
-		if p = strings.TrimSpace(p); p != "" {
-			c.TrustedProxies = append(c.TrustedProxies, p)
-		}
-	}
-	durations := []struct {
-		key string
-		dst *time.Duration
-		def time.Duration
-	}{
-		{"WS_IDLE_TIMEOUT", &c.IdleTimeout, 60 * time.Second},
-		{"WS_WRITE_TIMEOUT", &c.WriteTimeout, 10 * time.Second},
-		{"WS_JOIN_TIMEOUT", &c.JoinTimeout, 5 * time.Second},
-		{"PUBLISH_TIMEOUT", &c.PublishTimeout, 15 * time.Second},
-		{"SHUTDOWN_TIMEOUT", &c.ShutdownTimeout, 10 * time.Second},
-	}
-	for _, d := range durations {
-		if *d.dst, err = config.Duration(d.key, d.def); err != nil {
-			return c, err
-		}
-	}
-	if c.MaxFrameBytes, err = config.Int64("WS_MAX_FRAME_BYTES", 64<<10); err != nil {
-		return c, err
-	}
-	queue, err := config.Int64("WS_SEND_QUEUE", 256)
-	if err != nil {
-		return c, err
-	}
-	burst, err := config.Int64("WS_INBOUND_BURST", 100)
-	if err != nil {
-		return c, err
-	}
-	rateVal, err := config.Int64("WS_INBOUND_RATE", 50)
-	if err != nil {
-		return c, err
-	}
-	c.SendQueue, c.InboundBurst, c.InboundRate = int(queue), int(burst), float64(rateVal)
-	if c.Calls, err = invoke.ConfigFromEnv(c.FaaSURL, base.InternalKey); err != nil {
-		return c, err
-	}
-	if c.TwoPC, err = coordinator.SettingsFromEnv(); err != nil {
-		return c, err
-	}
-	if c.Cluster, err = cluster.SettingsFromEnv(); err != nil {
-		return c, err
-	}
-	if c.Cache, err = cache.ConfigFromEnv(base.RedisPrefix); err != nil {
-		return c, err
-	}
-	if c.Jobs, err = jobs.ConfigFromEnv(); err != nil {
-		return c, err
-	}
-	if os.Getenv("JOB_PREFIX") == "" {
-		c.Jobs.Prefix = "" // follow RedisPrefix, which may not come from the environment
-	}
-	return c, nil
-}
 
 // brokerCallTimeout bounds every single Redis call the gateway makes.
 const brokerCallTimeout = 5 * time.Second
@@ -330,42 +189,6 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	s.exportGauges()
 	s.nodes = s.newRegistry()
 	return s, nil
-}
-
-func validate(cfg *Config) error {
-	if cfg.Logger == nil {
-		cfg.Logger = slog.Default()
-	}
-	if len(cfg.JWTSecret) == 0 {
-		return errors.New("gateway: JWT secret is required")
-	}
-	if cfg.RedisPrefix == "" {
-		return errors.New("gateway: Redis prefix is required")
-	}
-	positive := map[string]bool{
-		"WS_MAX_FRAME_BYTES": cfg.MaxFrameBytes > 0,
-		"WS_SEND_QUEUE":      cfg.SendQueue > 0,
-		"WS_IDLE_TIMEOUT":    cfg.IdleTimeout > 0,
-		"WS_WRITE_TIMEOUT":   cfg.WriteTimeout > 0,
-		"WS_INBOUND_RATE":    cfg.InboundRate > 0,
-		"WS_INBOUND_BURST":   cfg.InboundBurst > 0,
-		"WS_JOIN_TIMEOUT":    cfg.JoinTimeout > 0,
-		"PUBLISH_TIMEOUT":    cfg.PublishTimeout > 0,
-		"SHUTDOWN_TIMEOUT":   cfg.ShutdownTimeout > 0,
-		"FUNCTION_TIMEOUT":   cfg.Calls.Default.Timeout > 0,
-		"MAX_BODY_BYTES":     cfg.MaxBodyBytes > 0,
-	}
-	var bad []string
-	for key, ok := range positive {
-		if !ok {
-			bad = append(bad, key)
-		}
-	}
-	if len(bad) > 0 {
-		slices.Sort(bad) // the same answer on every run, whatever the map's order
-		return fmt.Errorf("gateway: %s must be positive", strings.Join(bad, ", "))
-	}
-	return nil
 }
 
 func (s *Server) closeDeps() {

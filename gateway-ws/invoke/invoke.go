@@ -21,97 +21,70 @@ import (
 	"github.com/sony/gobreaker/v2"
 
 	"tidings/lib/auth"
-	"tidings/lib/config"
 	"tidings/lib/metrics"
 )
 
-// Settings are one function's call limits.
+// Settings are one function's call limits; DefaultSettings holds the
+// defaults, which also fill a zero field of a function's Settings.
 type Settings struct {
-	Timeout         time.Duration // one call, all of it
-	MaxInflight     int           // calls at once from this gateway
-	BreakerFailures uint32        // consecutive failures that open the breaker
-	BreakerOpenFor  time.Duration // how long it stays open before a trial call
+	Timeout         time.Duration `env:"FUNCTION_TIMEOUT"`      // one call, all of it
+	MaxInflight     int           `env:"FUNCTION_MAX_INFLIGHT"` // calls at once from this gateway
+	BreakerFailures uint32        `env:"BREAKER_FAILURES"`      // consecutive failures that open the breaker
+	BreakerOpenFor  time.Duration `env:"BREAKER_OPEN_FOR"`      // how long it stays open before a trial call
 }
 
-// Config configures an Invoker.
+// DefaultSettings is Settings' defaults.
+func DefaultSettings() Settings {
+	return Settings{Timeout: 10 * time.Second, MaxInflight: 64, BreakerFailures: 5, BreakerOpenFor: 5 * time.Second}
+}
+
+// Config configures an Invoker; DefaultConfig holds the defaults.
 type Config struct {
 	FaaSURL     string // functions are at FaaSURL/function/<name>
 	InternalKey string
-	BasicAuth   string // "user:password" for the FaaS gateway's /system API, if it wants one
+	BasicAuth   string `env:"FAAS_BASIC_AUTH"` // "user:password" for the FaaS gateway's /system API, if it wants one
 	Default     Settings
-	PerFunction map[string]Settings // overrides, by function name
+	PerFunction map[string]Settings // overrides, by function name (the dev stack's from stack.yml)
+	// Timeouts and MaxInflights override one field of a function's
+	// settings, over PerFunction: "gen-avatar=30s", "login=8".
+	Timeouts     map[string]time.Duration `env:"FUNCTION_TIMEOUTS"`
+	MaxInflights map[string]int           `env:"FUNCTION_MAX_INFLIGHTS"`
 
-	HealthInterval time.Duration // 0: no health checks
-	HealthFailures int           // failed checks in a row that mark a function down
+	HealthInterval time.Duration `env:"HEALTH_INTERVAL"` // 0: no health checks
+	HealthFailures int           `env:"HEALTH_FAILURES"` // failed checks in a row that mark a function down
 
 	Client  *http.Client
 	Log     *slog.Logger
 	Metrics *metrics.Calls // nil: not exported
 }
 
-// ConfigFromEnv reads the invoker's settings: FUNCTION_TIMEOUT,
-// FUNCTION_MAX_INFLIGHT, BREAKER_FAILURES, BREAKER_OPEN_FOR as defaults,
-// FUNCTION_TIMEOUTS and FUNCTION_MAX_INFLIGHTS ("name=value,...") per
-// function, HEALTH_INTERVAL and HEALTH_FAILURES.
-func ConfigFromEnv(faasURL, internalKey string) (Config, error) {
-	c := Config{FaaSURL: faasURL, InternalKey: internalKey, BasicAuth: config.Env("FAAS_BASIC_AUTH", "")}
-	var err error
-	if c.Default.Timeout, err = config.Duration("FUNCTION_TIMEOUT", 10*time.Second); err != nil {
-		return c, err
-	}
-	inflight, err := config.Int64("FUNCTION_MAX_INFLIGHT", 64)
-	if err != nil {
-		return c, err
-	}
-	c.Default.MaxInflight = int(inflight)
-	failures, err := config.Int64("BREAKER_FAILURES", 5)
-	if err != nil {
-		return c, err
-	}
-	c.Default.BreakerFailures = uint32(failures)
-	if c.Default.BreakerOpenFor, err = config.Duration("BREAKER_OPEN_FOR", 5*time.Second); err != nil {
-		return c, err
-	}
-	if c.HealthInterval, err = config.Duration("HEALTH_INTERVAL", 5*time.Second); err != nil {
-		return c, err
-	}
-	hf, err := config.Int64("HEALTH_FAILURES", 3)
-	if err != nil {
-		return c, err
-	}
-	c.HealthFailures = int(hf)
-
-	c.PerFunction = map[string]Settings{}
-	timeouts, err := config.Map("FUNCTION_TIMEOUTS")
-	if err != nil {
-		return c, err
-	}
-	inflights, err := config.Map("FUNCTION_MAX_INFLIGHTS")
-	if err != nil {
-		return c, err
-	}
-	for name, v := range timeouts {
-		s := c.settings(name)
-		if s.Timeout, err = config.ParseDuration(v); err != nil {
-			return c, fmt.Errorf("FUNCTION_TIMEOUTS %s: %w", name, err)
-		}
-		c.PerFunction[name] = s
-	}
-	for name, v := range inflights {
-		s := c.settings(name)
-		if _, err := fmt.Sscanf(v, "%d", &s.MaxInflight); err != nil || s.MaxInflight <= 0 {
-			return c, fmt.Errorf("FUNCTION_MAX_INFLIGHTS %s: not a positive count: %q", name, v)
-		}
-		c.PerFunction[name] = s
-	}
-	return c, nil
+// DefaultConfig is Config's defaults.
+func DefaultConfig() Config {
+	return Config{Default: DefaultSettings(), HealthInterval: 5 * time.Second, HealthFailures: 3}
 }
 
+// settings are the named function's: PerFunction's or Default, then
+// Timeouts and MaxInflights over them, then DefaultSettings for what is
+// still zero.
 func (c Config) settings(name string) Settings {
-	if s, ok := c.PerFunction[name]; ok {
-		return s
+	s, ok := c.PerFunction[name]
+	if !ok {
+		s = c.Default
 	}
-	return c.Default
+	if t, ok := c.Timeouts[name]; ok {
+		s.Timeout = t
+	}
+	if n, ok := c.MaxInflights[name]; ok {
+		s.MaxInflight = n
+	}
+	def := DefaultSettings()
+	if s.MaxInflight <= 0 {
+		s.MaxInflight = def.MaxInflight
+	}
+	if s.BreakerFailures == 0 {
+		s.BreakerFailures = def.BreakerFailures
+	}
+	return s
 }
 
 // Errors a call fails with before reaching the function.
@@ -183,12 +156,6 @@ func (inv *Invoker) function(name string) *function {
 		return f
 	}
 	s := inv.cfg.settings(name)
-	if s.MaxInflight <= 0 {
-		s.MaxInflight = 64
-	}
-	if s.BreakerFailures == 0 {
-		s.BreakerFailures = 5
-	}
 	f := &function{name: name, settings: s, slots: make(chan struct{}, s.MaxInflight)}
 	f.breaker = gobreaker.NewCircuitBreaker[*Answer](gobreaker.Settings{
 		Name:         name,

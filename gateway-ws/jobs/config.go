@@ -4,10 +4,10 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net/http"
 	"os"
 	"slices"
-	"strconv"
 	"strings"
 	"time"
 
@@ -16,56 +16,53 @@ import (
 	"tidings/lib/ratelimit"
 )
 
-// Config configures a Queue. ConfigFromEnv fills it from the environment;
-// the zero value of a field means its default.
+// Config configures a Queue. DefaultConfig holds the defaults, which New
+// also gives a zero field.
 type Config struct {
-	// Prefix starts every key and stream name (JOB_PREFIX, default
-	// $REDIS_PREFIX + "jobs:").
-	Prefix string
+	// Prefix starts every key and stream name (JOB_PREFIX). It is
+	// required; gateway-ws makes it $REDIS_PREFIX + "jobs:" when unset.
+	Prefix string `env:"JOB_PREFIX"`
 
-	// TTL is how long a finished job's record stays readable (JOB_TTL).
-	TTL time.Duration
+	// TTL is how long a finished job's record stays readable.
+	TTL time.Duration `env:"JOB_TTL"`
 	// MaxAttempts is how many times a job is tried before it fails and
-	// goes to the dead-letter stream (JOB_MAX_ATTEMPTS).
-	MaxAttempts int
+	// goes to the dead-letter stream.
+	MaxAttempts int `env:"JOB_MAX_ATTEMPTS"`
 	// ClaimIdle is how long a job may sit with a worker that stopped
-	// answering before another worker reclaims it (JOB_CLAIM_IDLE). It must
-	// be longer than every function's Timeout, or a slow but living worker
-	// loses its job to another.
-	ClaimIdle time.Duration
+	// answering before another worker reclaims it. It must be longer than
+	// every function's Timeout, or a slow but living worker loses its job
+	// to another.
+	ClaimIdle time.Duration `env:"JOB_CLAIM_IDLE"`
 	// BackoffBase and BackoffMax bound the wait before a retry: BackoffBase
-	// doubled per failed attempt, at most BackoffMax, with jitter
-	// (JOB_BACKOFF_BASE, JOB_BACKOFF_MAX).
-	BackoffBase, BackoffMax time.Duration
+	// doubled per failed attempt, at most BackoffMax, with jitter.
+	BackoffBase time.Duration `env:"JOB_BACKOFF_BASE"`
+	BackoffMax  time.Duration `env:"JOB_BACKOFF_MAX"`
 
-	// Concurrency is how many jobs of one function a Queue runs at once
-	// (JOB_CONCURRENCY); Concurrencies overrides it per function
-	// (JOB_CONCURRENCIES, "send-mail=8,gen-avatar=2").
-	Concurrency   int
-	Concurrencies map[string]int
-	// Timeout bounds one attempt (JOB_TIMEOUT); Timeouts per function
-	// (JOB_TIMEOUTS, "send-mail=20s").
-	Timeout  time.Duration
-	Timeouts map[string]time.Duration
+	// Concurrency is how many jobs of one function a Queue runs at once;
+	// Concurrencies overrides it per function ("send-mail=8,gen-avatar=2").
+	Concurrency   int            `env:"JOB_CONCURRENCY"`
+	Concurrencies map[string]int `env:"JOB_CONCURRENCIES"`
+	// Timeout bounds one attempt; Timeouts per function ("send-mail=20s").
+	Timeout  time.Duration            `env:"JOB_TIMEOUT"`
+	Timeouts map[string]time.Duration `env:"JOB_TIMEOUTS"`
 
 	// PublicFunctions may be enqueued by clients over HTTP
-	// (JOB_PUBLIC_FUNCTIONS, comma-separated; default: the catalogue's
-	// queueable functions, catalog.Queueable). Enqueue from Go may name
-	// any function.
-	PublicFunctions []string
+	// (comma-separated; default: the catalogue's queueable functions,
+	// catalog.Queueable). Enqueue from Go may name any function.
+	PublicFunctions []string `env:"JOB_PUBLIC_FUNCTIONS"`
 	// Methods overrides the HTTP method a function is called with
-	// (JOB_METHODS, "report=GET"); a function not listed is called with
-	// its catalogue method (lib/catalog), one outside the catalogue with
-	// POST. A GET function's payload becomes its query string, a POST
-	// function's its JSON body.
-	Methods map[string]string
+	// ("report=GET"); a function not listed is called with its catalogue
+	// method (lib/catalog), one outside the catalogue with POST. A GET
+	// function's payload becomes its query string, a POST function's its
+	// JSON body.
+	Methods Methods `env:"JOB_METHODS"`
 
-	MaxPayloadBytes int64 // JOB_MAX_PAYLOAD_BYTES: a client's payload, larger is 413
-	MaxResultBytes  int   // JOB_MAX_RESULT_BYTES: a larger answer fails the job
+	MaxPayloadBytes int64 `env:"JOB_MAX_PAYLOAD_BYTES"` // a client's payload, larger is 413
+	MaxResultBytes  int   `env:"JOB_MAX_RESULT_BYTES"`  // a larger answer fails the job
 
-	// Consumer names this Queue in the consumer group (JOB_CONSUMER,
-	// default host-pid-random). Two running Queues must not share one.
-	Consumer string
+	// Consumer names this Queue in the consumer group; empty means
+	// host-pid-random. Two running Queues must not share one.
+	Consumer string `env:"JOB_CONSUMER"`
 
 	// Notify, when set, is called on every status change of a job with its
 	// owner and an Event; gateway-ws sends it as a `job` event on the
@@ -81,131 +78,74 @@ type Config struct {
 	Log *slog.Logger
 }
 
-// Defaults.
-const (
-	DefaultTTL             = 24 * time.Hour
-	DefaultMaxAttempts     = 5
-	DefaultClaimIdle       = time.Minute
-	DefaultBackoffBase     = time.Second
-	DefaultBackoffMax      = time.Minute
-	DefaultConcurrency     = 4
-	DefaultTimeout         = 30 * time.Second
-	DefaultMaxPayloadBytes = 64 << 10
-	DefaultMaxResultBytes  = 1 << 20
-)
-
-// ConfigFromEnv reads a Config from the environment (names above).
-func ConfigFromEnv() (Config, error) {
-	c := Config{
-		Prefix:   config.Env("JOB_PREFIX", config.Env("REDIS_PREFIX", "tidings:")+"jobs:"),
-		Consumer: os.Getenv("JOB_CONSUMER"),
+// DefaultConfig is Config's defaults.
+func DefaultConfig() Config {
+	return Config{
+		TTL:             24 * time.Hour,
+		MaxAttempts:     5,
+		ClaimIdle:       time.Minute,
+		BackoffBase:     time.Second,
+		BackoffMax:      time.Minute,
+		Concurrency:     4,
+		Timeout:         30 * time.Second,
+		PublicFunctions: catalog.Queueable(),
+		MaxPayloadBytes: 64 << 10,
+		MaxResultBytes:  1 << 20,
 	}
-	var err error
-	durations := []struct {
-		key string
-		dst *time.Duration
-		def time.Duration
-	}{
-		{"JOB_TTL", &c.TTL, DefaultTTL},
-		{"JOB_CLAIM_IDLE", &c.ClaimIdle, DefaultClaimIdle},
-		{"JOB_BACKOFF_BASE", &c.BackoffBase, DefaultBackoffBase},
-		{"JOB_BACKOFF_MAX", &c.BackoffMax, DefaultBackoffMax},
-		{"JOB_TIMEOUT", &c.Timeout, DefaultTimeout},
-	}
-	for _, d := range durations {
-		if *d.dst, err = config.Duration(d.key, d.def); err != nil {
-			return c, err
-		}
-	}
-	ints := []struct {
-		key string
-		set func(int64)
-		def int64
-	}{
-		{"JOB_MAX_ATTEMPTS", func(n int64) { c.MaxAttempts = int(n) }, DefaultMaxAttempts},
-		{"JOB_CONCURRENCY", func(n int64) { c.Concurrency = int(n) }, DefaultConcurrency},
-		{"JOB_MAX_PAYLOAD_BYTES", func(n int64) { c.MaxPayloadBytes = n }, DefaultMaxPayloadBytes},
-		{"JOB_MAX_RESULT_BYTES", func(n int64) { c.MaxResultBytes = int(n) }, DefaultMaxResultBytes},
-	}
-	for _, i := range ints {
-		n, err := config.Int64(i.key, i.def)
-		if err != nil {
-			return c, err
-		}
-		i.set(n)
-	}
-	concurrencies, err := config.Map("JOB_CONCURRENCIES")
-	if err != nil {
-		return c, err
-	}
-	c.Concurrencies = map[string]int{}
-	for name, v := range concurrencies {
-		n, err := strconv.Atoi(v)
-		if err != nil || n <= 0 {
-			return c, fmt.Errorf("$JOB_CONCURRENCIES %s: not a positive count: %q", name, v)
-		}
-		c.Concurrencies[name] = n
-	}
-	timeouts, err := config.Map("JOB_TIMEOUTS")
-	if err != nil {
-		return c, err
-	}
-	c.Timeouts = map[string]time.Duration{}
-	for name, v := range timeouts {
-		if c.Timeouts[name], err = config.ParseDuration(v); err != nil {
-			return c, fmt.Errorf("$JOB_TIMEOUTS %s: %w", name, err)
-		}
-	}
-	methods, err := config.Map("JOB_METHODS")
-	if err != nil {
-		return c, err
-	}
-	c.Methods = map[string]string{}
-	for name, m := range methods {
-		c.Methods[name] = strings.ToUpper(m)
-	}
-	for name := range strings.SplitSeq(config.Env("JOB_PUBLIC_FUNCTIONS", ""), ",") {
-		if name = strings.TrimSpace(name); name != "" {
-			c.PublicFunctions = append(c.PublicFunctions, name)
-		}
-	}
-	return c, c.withDefaults().validate()
 }
 
-// withDefaults fills the zero fields.
+// Methods maps a function's name to the HTTP method its jobs call it
+// with.
+type Methods map[string]string
+
+// UnmarshalText reads "name=METHOD,..." (JOB_METHODS) over the methods m
+// already holds, so that naming one function keeps the others' defaults.
+func (m *Methods) UnmarshalText(text []byte) error {
+	pairs, err := config.ParseMap(string(text))
+	if err != nil {
+		return fmt.Errorf("$JOB_METHODS: %w", err)
+	}
+	out := maps.Clone(*m)
+	if out == nil {
+		out = Methods{}
+	}
+	for name, method := range pairs {
+		out[name] = strings.ToUpper(method)
+	}
+	*m = out
+	return nil
+}
+
+// withDefaults fills the zero fields from DefaultConfig.
 func (c Config) withDefaults() Config {
-	if c.Prefix == "" {
-		c.Prefix = "tidings:jobs:"
-	}
-	if c.TTL <= 0 {
-		c.TTL = DefaultTTL
-	}
-	if c.MaxAttempts <= 0 {
-		c.MaxAttempts = DefaultMaxAttempts
-	}
-	if c.ClaimIdle <= 0 {
-		c.ClaimIdle = DefaultClaimIdle
-	}
-	if c.BackoffBase <= 0 {
-		c.BackoffBase = DefaultBackoffBase
+	def := DefaultConfig()
+	for _, d := range []struct{ dst, def *time.Duration }{
+		{&c.TTL, &def.TTL}, {&c.ClaimIdle, &def.ClaimIdle}, {&c.BackoffBase, &def.BackoffBase}, {&c.Timeout, &def.Timeout},
+	} {
+		if *d.dst <= 0 {
+			*d.dst = *d.def
+		}
 	}
 	if c.BackoffMax < c.BackoffBase {
-		c.BackoffMax = max(DefaultBackoffMax, c.BackoffBase)
+		c.BackoffMax = max(def.BackoffMax, c.BackoffBase)
+	}
+	if c.MaxAttempts <= 0 {
+		c.MaxAttempts = def.MaxAttempts
 	}
 	if c.Concurrency <= 0 {
-		c.Concurrency = DefaultConcurrency
-	}
-	if c.Timeout <= 0 {
-		c.Timeout = DefaultTimeout
+		c.Concurrency = def.Concurrency
 	}
 	if c.PublicFunctions == nil {
-		c.PublicFunctions = catalog.Queueable()
+		c.PublicFunctions = def.PublicFunctions
+	}
+	if c.Methods == nil {
+		c.Methods = def.Methods
 	}
 	if c.MaxPayloadBytes <= 0 {
-		c.MaxPayloadBytes = DefaultMaxPayloadBytes
+		c.MaxPayloadBytes = def.MaxPayloadBytes
 	}
 	if c.MaxResultBytes <= 0 {
-		c.MaxResultBytes = DefaultMaxResultBytes
+		c.MaxResultBytes = def.MaxResultBytes
 	}
 	if c.Consumer == "" {
 		host, _ := os.Hostname()
@@ -217,7 +157,14 @@ func (c Config) withDefaults() Config {
 	return c
 }
 
+// Validate checks c as New will use it (its zero fields given their
+// defaults).
+func (c Config) Validate() error { return c.withDefaults().validate() }
+
 func (c Config) validate() error {
+	if c.Prefix == "" {
+		return fmt.Errorf("jobs: a key prefix is required")
+	}
 	for name, n := range c.Concurrencies {
 		if n <= 0 {
 			return fmt.Errorf("jobs: concurrency of %s must be positive", name)

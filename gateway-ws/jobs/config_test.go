@@ -8,10 +8,21 @@ import (
 
 	"tidings/gateway-ws/jobs"
 	"tidings/lib/catalog"
+	"tidings/lib/config"
 )
 
-func TestConfigFromEnvReadsPerFunctionSettings(t *testing.T) {
-	t.Setenv("REDIS_PREFIX", "app:")
+// parse reads a Config from the environment over its defaults, as
+// gateway-ws does, and checks it as New will.
+func parse() (jobs.Config, error) {
+	c := jobs.DefaultConfig()
+	if err := config.Parse(&c); err != nil {
+		return c, err
+	}
+	return c, c.Validate()
+}
+
+func TestConfigReadsPerFunctionSettings(t *testing.T) {
+	t.Setenv("JOB_PREFIX", "app:jobs:")
 	t.Setenv("JOB_TTL", "90s")
 	t.Setenv("JOB_MAX_ATTEMPTS", "7")
 	t.Setenv("JOB_CLAIM_IDLE", "2m")
@@ -20,7 +31,7 @@ func TestConfigFromEnvReadsPerFunctionSettings(t *testing.T) {
 	t.Setenv("JOB_TIMEOUTS", "send-mail=20s")
 	t.Setenv("JOB_PUBLIC_FUNCTIONS", "gen-avatar, report")
 	t.Setenv("JOB_METHODS", "report=get")
-	c, err := jobs.ConfigFromEnv()
+	c, err := parse()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -38,7 +49,7 @@ func TestConfigFromEnvReadsPerFunctionSettings(t *testing.T) {
 	}
 }
 
-func TestConfigFromEnvRefusesBadSettings(t *testing.T) {
+func TestConfigRefusesBadSettings(t *testing.T) {
 	for name, env := range map[string][2]string{
 		"claim idle not above the timeout": {"JOB_TIMEOUTS", "send-mail=5m"},
 		"zero concurrency":                 {"JOB_CONCURRENCIES", "send-mail=0"},
@@ -49,8 +60,9 @@ func TestConfigFromEnvRefusesBadSettings(t *testing.T) {
 		"not a number":                     {"JOB_MAX_ATTEMPTS", "many"},
 	} {
 		t.Run(name, func(t *testing.T) {
+			t.Setenv("JOB_PREFIX", "app:jobs:")
 			t.Setenv(env[0], env[1])
-			if _, err := jobs.ConfigFromEnv(); err == nil {
+			if _, err := parse(); err == nil {
 				t.Errorf("%s=%s accepted", env[0], env[1])
 			}
 		})
@@ -60,7 +72,7 @@ func TestConfigFromEnvRefusesBadSettings(t *testing.T) {
 // Without JOB_METHODS every function is called with its catalogue method,
 // and one the catalogue does not list with POST.
 func TestJobsCallFunctionsWithTheirCatalogueMethod(t *testing.T) {
-	c, err := jobs.ConfigFromEnv()
+	c, err := parse()
 	if err != nil {
 		t.Fatal(err)
 	}

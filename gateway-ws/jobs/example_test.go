@@ -20,10 +20,8 @@ func Example() {
 	ctx, stop := context.WithCancel(context.Background())
 	defer stop()
 	rdb := redis.NewClient(&redis.Options{Addr: "127.0.0.1:6379"})
-	cfg, err := jobs.ConfigFromEnv()
-	if err != nil {
-		log.Fatal(err)
-	}
+	cfg := jobs.DefaultConfig() // gateway-ws reads its environment over these (config.Parse)
+	cfg.Prefix = "tidings:jobs:"
 	cfg.Notify = func(ctx context.Context, userID int64, payload any) {
 		// e.g. hub.Broadcast(ctx, fmt.Sprintf("user:%d", userID), "job", payload)
 	}

@@ -4,12 +4,12 @@ import (
 	"context"
 	"encoding/json"
 	"slices"
-	"strconv"
 	"sync"
 	"testing"
 	"time"
 
 	"tidings/functions"
+	sendmail "tidings/functions/send-mail"
 	"tidings/gateway-ws/invoke"
 	"tidings/gateway-ws/jobs"
 	"tidings/infra/fnhost"
@@ -36,11 +36,9 @@ func newMailWorld(t *testing.T, accept func(mailsink.Mail) error) *mailWorld {
 	}
 	t.Cleanup(func() { _ = sink.Close() })
 	db := testenv.NewDB(t)
-	t.Setenv("SMTP_HOST", sink.Host())
-	t.Setenv("SMTP_PORT", strconv.Itoa(sink.Port()))
-	t.Setenv("SMTP_USER", "")
-	t.Setenv("MAIL_FROM", "tidings <noreply@tidings.test>")
-	h, err := functions.New("send-mail", &functions.Deps{Config: config.Config{InternalKey: internalKey, SecretsDir: t.TempDir()}, DB: db.Pool})
+	mail := sendmail.DefaultConfig()
+	mail.Host, mail.Port, mail.From = sink.Host(), sink.Port(), "tidings <noreply@tidings.test>"
+	h, err := functions.New("send-mail", &functions.Deps{Config: config.Config{InternalKey: internalKey, SecretsDir: t.TempDir()}, DB: db.Pool, Mail: mail})
 	if err != nil {
 		t.Fatal(err)
 	}

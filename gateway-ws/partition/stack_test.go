@@ -82,7 +82,9 @@ func newWorld(t *testing.T, behind string) *world {
 	log := logging.NewTo(logFile, "warn", "partition-test")
 
 	ctx, stop := context.WithCancel(context.Background())
-	deps, err := functions.Connect(ctx, base)
+	fs := functions.DefaultSettings()
+	fs.Config = base
+	deps, err := functions.Connect(ctx, fs)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -97,10 +99,8 @@ func newWorld(t *testing.T, behind string) *world {
 	host := &http.Server{Handler: fnhost.New(fns, base.MaxBodyBytes, log)}
 	go func() { _ = host.Serve(hostLn) }()
 
-	cfg, err := gateway.ConfigFrom(base)
-	if err != nil {
-		t.Fatal(err)
-	}
+	cfg := gateway.DefaultConfig()
+	cfg.Config = base
 	cfg.FaaSURL, cfg.Logger = "http://"+hostLn.Addr().String(), log
 	// Recovery keeps its production timings (RECOVERY_STUCK_AFTER 30s,
 	// RECOVERY_INTERVAL 10s): a quicker one could finish a record before

@@ -28,11 +28,18 @@ import (
 	"tidings/gateway-ws/coordinator"
 	"tidings/infra/proc"
 	"tidings/infra/stackrun"
+	"tidings/lib/config"
 	"tidings/lib/store"
 )
 
 func main() {
-	r := &run{}
+	// The environment is read once, here: only whether to keep the
+	// stack's files (STACK_KEEP).
+	r := &run{settings: stackrun.Settings{}}
+	if err := config.Parse(&r.settings); err != nil {
+		fmt.Fprintln(os.Stderr, "chaos:", err)
+		os.Exit(2)
+	}
 	flag.IntVar(&r.publishers, "publishers", 3, "concurrent publishers, each the owner of a topic")
 	flag.IntVar(&r.subscribers, "subscribers", 3, "subscribers of every topic")
 	flag.DurationVar(&r.duration, "duration", 8*time.Second, "how long the publishers publish under chaos")
@@ -60,6 +67,7 @@ func main() {
 }
 
 type run struct {
+	settings                stackrun.Settings
 	publishers, subscribers int
 	duration, killEvery     time.Duration
 	redisShare, redisWipe   float64
@@ -86,7 +94,7 @@ type topic struct {
 func (r *run) run(ctx context.Context, gateways int, crashRate float64) error {
 	var err error
 	fmt.Println("building and starting the stack")
-	if r.stack, err = stackrun.New(ctx, "chaos"); err != nil {
+	if r.stack, err = stackrun.New(ctx, "chaos", r.settings); err != nil {
 		return err
 	}
 	if r.redis, err = r.stack.OwnRedis(ctx); err != nil {

@@ -17,13 +17,14 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"syscall"
 	"time"
 
 	"tidings/functions"
+	sendmail "tidings/functions/send-mail"
 	"tidings/gateway-ws/gateway"
+	"tidings/gateway-ws/invoke"
 	"tidings/infra/fnhost"
 	"tidings/infra/mailsink"
 	"tidings/lib/catalog"
@@ -41,47 +42,89 @@ func main() {
 	}
 }
 
+// settings are the dev stack's whole configuration: gateway-ws's (the
+// functions share its base configuration and cache settings), send-mail's
+// mail server, and the stack's own.
+type settings struct {
+	Gateway gateway.Config
+	Mail    sendmail.Config
+
+	FunctionsAddr string `env:"FUNCTIONS_ADDR"`    // the local FaaS host
+	StateDir      string `env:"DEV_STATE_DIR"`     // where the dev secrets are kept between runs
+	PostgresPort  string `env:"DEV_POSTGRES_PORT"` // where to look for, or start, PostgreSQL
+	RedisPort     string `env:"DEV_REDIS_PORT"`    // where to look for, or start, Redis
+	SMTPPort      string `env:"DEV_SMTP_PORT"`     // the local SMTP sink's port, if free
+
+	// Given are the servers and secrets the developer named; each one
+	// left empty is found or started (made, for the secrets) by the stack.
+	Given struct {
+		DatabaseURL string `env:"DATABASE_URL"`
+		RedisURL    string `env:"REDIS_URL"`
+		SMTPHost    string `env:"SMTP_HOST"`
+		SecretsDir  string `env:"SECRETS_DIR"`
+	}
+}
+
+func defaultSettings() settings {
+	return settings{
+		Gateway:       gateway.DefaultConfig(),
+		Mail:          sendmail.DefaultConfig(),
+		FunctionsAddr: ":8080",
+		StateDir:      ".dev",
+		PostgresPort:  "5432",
+		RedisPort:     "6379",
+		SMTPPort:      "2525",
+	}
+}
+
 func run() error {
+	s := defaultSettings()
+	if err := config.Parse(&s); err != nil {
+		return err
+	}
 	stackPath := flag.String("stack", "stack.yml", "OpenFaaS stack file whose functions to serve")
-	addr := flag.String("functions-addr", config.Env("FUNCTIONS_ADDR", ":8080"), "address of the local FaaS host")
+	addr := flag.String("functions-addr", s.FunctionsAddr, "address of the local FaaS host")
 	dbName := flag.String("db", "tidings", "database to create and use on a PostgreSQL found running")
-	stateDir := flag.String("state", config.Env("DEV_STATE_DIR", ".dev"), "directory for the dev secrets")
+	stateDir := flag.String("state", s.StateDir, "directory for the dev secrets")
 	withGateway := flag.Bool("gateway", true, "also run gateway-ws (at $GATEWAY_ADDR, default :4000)")
 	flag.Parse()
 
-	log := logging.New(os.Getenv("LOG_LEVEL"), "devstack")
+	log := logging.New(s.Gateway.LogLevel, "devstack")
 	slog.SetDefault(log)
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 
-	pg, err := ensurePostgres(ctx, log, config.Env("DEV_POSTGRES_PORT", "5432"), *dbName)
+	pg, err := ensurePostgres(ctx, log, s.Given.DatabaseURL, s.PostgresPort, *dbName)
 	if err != nil {
 		return err
 	}
 	defer pg.Stop()
-	rd, err := ensureRedis(ctx, log, config.Env("DEV_REDIS_PORT", "6379"))
+	rd, err := ensureRedis(ctx, log, s.Given.RedisURL, s.RedisPort)
 	if err != nil {
 		return err
 	}
 	defer rd.Stop()
-	if err := devSecrets(filepath.Join(*stateDir, "secrets")); err != nil {
-		return err
+	if s.Given.SecretsDir == "" {
+		s.Gateway.SecretsDir = filepath.Join(*stateDir, "secrets")
+		if err := devSecrets(s.Gateway.SecretsDir); err != nil {
+			return err
+		}
 	}
-	os.Setenv("DATABASE_URL", pg.URL)
-	os.Setenv("REDIS_URL", rd.URL)
-	sink, err := ensureMail(log)
-	if err != nil {
-		return err
-	}
-	if sink != nil {
+	s.Gateway.DatabaseURL, s.Gateway.RedisURL = pg.URL, rd.URL
+	var sink *mailsink.Sink
+	if s.Given.SMTPHost == "" {
+		if sink, err = startMail(log, s.SMTPPort, s.Gateway.HTTP); err != nil {
+			return err
+		}
 		defer sink.Close()
+		s.Mail.Host, s.Mail.Port, s.Mail.StartTLS = sink.Host(), sink.Port(), "none"
 	}
-
-	cfg, err := config.Load()
-	if err != nil {
+	if err := s.Gateway.Complete(); err != nil {
 		return err
 	}
-	deps, err := functions.Connect(ctx, cfg)
+	cfg := s.Gateway.Config
+
+	deps, err := functions.Connect(ctx, functions.Settings{Config: cfg, Cache: s.Gateway.Cache, Mail: s.Mail})
 	if err != nil {
 		return err
 	}
@@ -120,7 +163,7 @@ func run() error {
 	gatewayDone := make(chan error, 1)
 	gatewayURL := ""
 	if *withGateway {
-		gcfg, err := gatewayConfig(cfg, sf, base)
+		gcfg, err := gatewayConfig(s.Gateway, sf, base)
 		if err != nil {
 			return err
 		}
@@ -162,15 +205,12 @@ func run() error {
 	return errors.Join(gwErr, srv.Shutdown(shutdown))
 }
 
-// gatewayConfig is gateway-ws's configuration for the dev stack: its own
-// environment, calling the local host, with each function's timeout and
-// concurrency limit from stack.yml.
-func gatewayConfig(cfg config.Config, sf *stack.File, faasURL string) (gateway.Config, error) {
-	gcfg, err := gateway.ConfigFrom(cfg)
-	if err != nil {
-		return gcfg, err
-	}
-	gcfg.FaaSURL, gcfg.Logger = faasURL, logging.New(cfg.LogLevel, "gateway-ws")
+// gatewayConfig is gateway-ws's configuration for the dev stack: calling
+// the local host, with each function's timeout and concurrency limit from
+// stack.yml (FUNCTION_TIMEOUTS and FUNCTION_MAX_INFLIGHTS still win).
+func gatewayConfig(gcfg gateway.Config, sf *stack.File, faasURL string) (gateway.Config, error) {
+	gcfg.FaaSURL, gcfg.Logger = faasURL, logging.New(gcfg.LogLevel, "gateway-ws")
+	gcfg.Calls.PerFunction = make(map[string]invoke.Settings, len(sf.Functions))
 	for name, f := range sf.Functions {
 		limits, err := f.CallLimits()
 		if err != nil {
@@ -178,36 +218,23 @@ func gatewayConfig(cfg config.Config, sf *stack.File, faasURL string) (gateway.C
 		}
 		settings := gcfg.Calls.Default
 		settings.Timeout, settings.MaxInflight = limits.Timeout, limits.MaxInflight
-		if _, set := gcfg.Calls.PerFunction[name]; !set {
-			gcfg.Calls.PerFunction[name] = settings
-		}
+		gcfg.Calls.PerFunction[name] = settings
 	}
 	return gcfg, nil
 }
 
-// ensureMail starts a local SMTP sink for send-mail unless SMTP_HOST names
-// a real server, so mail works in development with nothing to set up; the
-// mails it receives are printed and listed at /dev/mails.
-func ensureMail(log *slog.Logger) (*mailsink.Sink, error) {
-	if os.Getenv("SMTP_HOST") != "" {
-		return nil, nil
-	}
-	// The same read deadlines as the stack's HTTP servers; the sink starts
-	// before the rest of the configuration is read, since that reads SMTP_*.
-	timeouts, err := config.HTTPServerFromEnv()
-	if err != nil {
-		return nil, err
-	}
-	sink, err := mailsink.Start(mailsink.Options{Addr: "127.0.0.1:" + config.Env("DEV_SMTP_PORT", "2525"), Print: os.Stdout, Timeouts: timeouts})
+// startMail starts a local SMTP sink for send-mail, so mail works in
+// development with nothing to set up; the mails it receives are printed
+// and listed at /dev/mails. It holds its clients to the stack's HTTP read
+// deadlines.
+func startMail(log *slog.Logger, port string, timeouts config.HTTPServer) (*mailsink.Sink, error) {
+	sink, err := mailsink.Start(mailsink.Options{Addr: "127.0.0.1:" + port, Print: os.Stdout, Timeouts: timeouts})
 	if err != nil {
 		// The default port is taken (another stack?): any free port will do.
 		if sink, err = mailsink.Start(mailsink.Options{Addr: "127.0.0.1:0", Print: os.Stdout, Timeouts: timeouts}); err != nil {
 			return nil, fmt.Errorf("start the local SMTP sink: %w", err)
 		}
 	}
-	os.Setenv("SMTP_HOST", sink.Host())
-	os.Setenv("SMTP_PORT", strconv.Itoa(sink.Port()))
-	os.Setenv("SMTP_STARTTLS", "none")
 	log.Info("mail goes to a local SMTP sink", "addr", sink.Addr())
 	return sink, nil
 }
@@ -221,12 +248,9 @@ func hostPort(a net.Addr) string {
 	return tcp.String()
 }
 
-// devSecrets makes the dev secrets once and keeps them, so tokens survive
-// a restart of the stack; it points SECRETS_DIR at them unless set.
+// devSecrets makes the dev secrets in dir once and keeps them, so tokens
+// survive a restart of the stack.
 func devSecrets(dir string) error {
-	if os.Getenv("SECRETS_DIR") != "" {
-		return nil
-	}
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return err
 	}
@@ -241,5 +265,5 @@ func devSecrets(dir string) error {
 			return err
 		}
 	}
-	return os.Setenv("SECRETS_DIR", dir)
+	return nil
 }

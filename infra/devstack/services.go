@@ -42,10 +42,11 @@ func answers(addr string) bool {
 	return true
 }
 
-// ensurePostgres returns $DATABASE_URL, else the server answering on the
-// port (creating database name there), else a throwaway server it starts.
-func ensurePostgres(ctx context.Context, log *slog.Logger, port, name string) (service, error) {
-	if u := os.Getenv("DATABASE_URL"); u != "" {
+// ensurePostgres returns given (the developer's $DATABASE_URL), else the
+// server answering on the port (creating database name there), else a
+// throwaway server it starts.
+func ensurePostgres(ctx context.Context, log *slog.Logger, given, port, name string) (service, error) {
+	if u := given; u != "" {
 		return service{URL: u}, nil
 	}
 	admin := fmt.Sprintf("postgres://postgres@127.0.0.1:%s/postgres?sslmode=disable", port)
@@ -114,10 +115,11 @@ func startPostgres(ctx context.Context, log *slog.Logger, port string) (service,
 	return service{stop: stop}, nil
 }
 
-// ensureRedis returns $REDIS_URL, else the server answering on the port,
-// else a throwaway redis-server, else an embedded one.
-func ensureRedis(ctx context.Context, log *slog.Logger, port string) (service, error) {
-	if u := os.Getenv("REDIS_URL"); u != "" {
+// ensureRedis returns given (the developer's $REDIS_URL), else the server
+// answering on the port, else a throwaway redis-server, else an embedded
+// one.
+func ensureRedis(ctx context.Context, log *slog.Logger, given, port string) (service, error) {
+	if u := given; u != "" {
 		return service{URL: u}, nil
 	}
 	url := fmt.Sprintf("redis://127.0.0.1:%s/0", port)

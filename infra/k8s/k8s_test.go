@@ -214,7 +214,11 @@ func checkGateway(t *testing.T, r rendered) {
 	t.Setenv("SECRETS_DIR", files)
 	t.Setenv("JWT_SECRET", "")
 	t.Setenv("INTERNAL_KEY", "")
-	cfg, err := gateway.LoadConfig()
+	cfg := gateway.DefaultConfig()
+	err := config.Parse(&cfg)
+	if err == nil {
+		err = cfg.Complete()
+	}
 	if err != nil {
 		t.Fatalf("gateway-ws refuses the manifests' configuration: %v", err)
 	}

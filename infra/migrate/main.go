@@ -9,14 +9,29 @@ import (
 	"os"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgxpool"
+
 	"tidings/lib/config"
 	"tidings/lib/store"
 )
 
+// settings are all migrate reads from its environment.
+type settings struct {
+	DatabaseURL string `env:"DATABASE_URL"`
+}
+
+// defaultSettings is the database every tidings process defaults to.
+func defaultSettings() settings { return settings{DatabaseURL: config.Default().DatabaseURL} }
+
 func main() {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	pool, err := store.Open(ctx, config.Env("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/tidings?sslmode=disable"))
+	s := defaultSettings()
+	err := config.Parse(&s)
+	var pool *pgxpool.Pool
+	if err == nil {
+		pool, err = store.Open(ctx, s.DatabaseURL)
+	}
 	if err == nil {
 		err = store.Migrate(ctx, pool)
 		pool.Close()

@@ -34,8 +34,17 @@ import (
 	"tidings/lib/testenv"
 )
 
+// Settings are what a tool running a stack reads from its environment
+// (config.Parse).
+type Settings struct {
+	// Keep leaves the stack's files (binaries, logs) behind after Close,
+	// for reading the logs.
+	Keep bool `env:"STACK_KEEP"`
+}
+
 // Stack is a running throwaway stack.
 type Stack struct {
+	Settings
 	Dir      string
 	DBURL    string
 	RedisURL string
@@ -50,8 +59,8 @@ type Stack struct {
 }
 
 // New builds the binaries and makes the database, Redis prefix and secrets.
-func New(ctx context.Context, name string) (*Stack, error) {
-	s := &Stack{}
+func New(ctx context.Context, name string, settings Settings) (*Stack, error) {
+	s := &Stack{Settings: settings}
 	var err error
 	if s.Dir, err = os.MkdirTemp("", "tidings-"+name+"-"); err != nil {
 		return nil, err
@@ -134,7 +143,7 @@ func (s *Stack) start(ctx context.Context, n *Node) error {
 }
 
 // Close stops every process and removes the database, keys and files
-// (the files stay when $STACK_KEEP is set, for reading the logs).
+// (the files stay when Keep is set, for reading the logs).
 func (s *Stack) Close() {
 	for _, n := range s.nodes {
 		n.Stop()
@@ -157,7 +166,7 @@ func (s *Stack) Close() {
 		}
 		s.Redis.Close()
 	}
-	if s.Dir != "" && os.Getenv("STACK_KEEP") == "" {
+	if s.Dir != "" && !s.Keep {
 		os.RemoveAll(s.Dir)
 	}
 }

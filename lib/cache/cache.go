@@ -105,7 +105,7 @@ const epochStripes = 1024
 // cfg.RedisTimeout and serves from Redis and the loader until it succeeds).
 func New(cfg Config, rdb *redis.Client) (*Cache, error) {
 	cfg = cfg.withDefaults()
-	if err := cfg.validate(); err != nil {
+	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
 	c := &Cache{cfg: cfg, log: cfg.Logger, seed: maphash.MakeSeed()}

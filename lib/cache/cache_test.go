@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"tidings/lib/cache"
+	"tidings/lib/config"
 	"tidings/lib/testenv"
 )
 
@@ -191,11 +192,19 @@ func TestTypedCachesAStructUnderItsNamespace(t *testing.T) {
 	}
 }
 
-func TestConfigFromEnvReadsTheStoreAndTTLs(t *testing.T) {
+func TestConfigIsReadFromTheEnvironmentOverItsDefaults(t *testing.T) {
+	parse := func() (cache.Config, error) {
+		cfg := cache.DefaultConfig()
+		cfg.Prefix = "p:"
+		if err := config.Parse(&cfg); err != nil {
+			return cfg, err
+		}
+		return cfg, cfg.Validate()
+	}
 	t.Setenv("CACHE_STORE", "redis")
 	t.Setenv("CACHE_TTL", "90s")
 	t.Setenv("CACHE_LOCAL_TTL", "5")
-	cfg, err := cache.ConfigFromEnv("p:")
+	cfg, err := parse()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -203,15 +212,15 @@ func TestConfigFromEnvReadsTheStoreAndTTLs(t *testing.T) {
 		t.Fatalf("config %+v", cfg)
 	}
 	t.Setenv("CACHE_STORE", "")
-	if cfg, err := cache.ConfigFromEnv("p:"); err != nil || cfg.Store != cache.Near {
+	if cfg, err := parse(); err != nil || cfg.Store != cache.Near {
 		t.Fatalf("default store %q (%v), want near", cfg.Store, err)
 	}
 	t.Setenv("CACHE_STORE", "disk")
-	if _, err := cache.ConfigFromEnv("p:"); err == nil {
+	if _, err := parse(); err == nil {
 		t.Fatal("CACHE_STORE=disk accepted")
 	}
 	t.Setenv("CACHE_STORE", "near")
-	if _, err := cache.ConfigFromEnv(""); err == nil {
+	if err := (cache.Config{Store: cache.Near}).Validate(); err == nil {
 		t.Fatal("a near cache without a Redis prefix was accepted")
 	}
 }

@@ -9,8 +9,9 @@ import (
 
 // A function caches a topic's owner: the first read loads it from the
 // database, the next ones are answered by the cache, and a change to the
-// topic deletes the entry everywhere. A real process builds its cache with
-// cache.FromEnv(cfg, redisClient), which picks the store from CACHE_STORE.
+// topic deletes the entry everywhere. A real process starts from
+// cache.DefaultConfig(), which its configuration (CACHE_STORE, ...) may
+// change, and passes a Redis client.
 func ExampleTyped() {
 	c, err := cache.New(cache.Config{Store: cache.Memory}, nil)
 	if err != nil {

@@ -1,13 +1,16 @@
-// Package config reads a process's configuration from the environment and
-// its secrets from OpenFaaS secret files, with an environment fallback for
-// development.
+// Package config is the one place tidings reads its environment: Parse
+// fills a process's configuration structs (each already holding its
+// defaults) from `env` tags, and Config.Secret reads secrets from
+// OpenFaaS secret files, with an environment fallback for development.
+// Library packages take plain structs and never read the environment.
 package config
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
-	"strconv"
+	"slices"
 	"strings"
 	"time"
 )
@@ -22,57 +25,68 @@ const (
 )
 
 // Config is what every tidings process needs to build its dependencies.
+// Default holds the defaults.
 type Config struct {
-	DatabaseURL  string        // DATABASE_URL
-	RedisURL     string        // REDIS_URL
-	RedisPrefix  string        // REDIS_PREFIX: every key and channel starts with it
-	TokenTTL     time.Duration // TOKEN_TTL
-	MaxBodyBytes int64         // MAX_BODY_BYTES
-	LogLevel     string        // LOG_LEVEL: debug, info, warn, error
-	SecretsDir   string        // SECRETS_DIR
-	Limits       Limits        // login throttles and per-user quotas; see LoadLimits
+	DatabaseURL  string        `env:"DATABASE_URL"`
+	RedisURL     string        `env:"REDIS_URL"`
+	RedisPrefix  string        `env:"REDIS_PREFIX"` // every key and channel starts with it
+	TokenTTL     time.Duration `env:"TOKEN_TTL"`
+	MaxBodyBytes int64         `env:"MAX_BODY_BYTES"`
+	LogLevel     string        `env:"LOG_LEVEL"` // debug, info, warn, error
+	SecretsDir   string        `env:"SECRETS_DIR"`
+	Limits       Limits        // login throttles and per-user quotas
 
-	JWTSecret   []byte // secret tidings-jwt-secret (env JWT_SECRET)
-	InternalKey string // secret tidings-internal-key (env INTERNAL_KEY)
+	JWTSecret   []byte `env:"-"` // secret tidings-jwt-secret (env JWT_SECRET); see Complete
+	InternalKey string `env:"-"` // secret tidings-internal-key (env INTERNAL_KEY); see Complete
 
-	HTTP HTTPServer // every HTTP server's read deadlines; see HTTPServer
+	HTTP HTTPServer // every HTTP server's read deadlines
 }
 
-// Load reads the configuration; a missing secret is an error because a
-// process without one cannot do its job safely.
+// Default is Config's defaults: the local servers `make up` and the tests
+// use.
+func Default() Config {
+	return Config{
+		DatabaseURL:  "postgres://postgres@127.0.0.1:5432/tidings?sslmode=disable",
+		RedisURL:     "redis://127.0.0.1:6379/0",
+		RedisPrefix:  "tidings:",
+		TokenTTL:     24 * time.Hour,
+		MaxBodyBytes: 64 << 10,
+		LogLevel:     "info",
+		SecretsDir:   DefaultSecretsDir,
+		Limits:       DefaultLimits(),
+		HTTP:         DefaultHTTPServer(),
+	}
+}
+
+// Load is Default, then Parse, then Complete: the whole configuration of
+// a process that needs nothing more.
 func Load() (Config, error) {
-	c := Config{
-		DatabaseURL: Env("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/tidings?sslmode=disable"),
-		RedisURL:    Env("REDIS_URL", "redis://127.0.0.1:6379/0"),
-		RedisPrefix: Env("REDIS_PREFIX", "tidings:"),
-		LogLevel:    Env("LOG_LEVEL", "info"),
-		SecretsDir:  Env("SECRETS_DIR", DefaultSecretsDir),
-	}
-	var err error
-	if c.TokenTTL, err = Duration("TOKEN_TTL", 24*time.Hour); err != nil {
+	c := Default()
+	if err := Parse(&c); err != nil {
 		return c, err
 	}
-	if c.MaxBodyBytes, err = Int64("MAX_BODY_BYTES", 64<<10); err != nil {
-		return c, err
-	}
-	if c.HTTP, err = HTTPServerFromEnv(); err != nil {
-		return c, err
-	}
-	if c.Limits, err = LoadLimits(); err != nil {
-		return c, err
+	return c, c.Complete()
+}
+
+// Complete checks the settings Parse filled in and reads the secrets; a
+// missing secret is an error because a process without one cannot do its
+// job safely.
+func (c *Config) Complete() error {
+	if err := errors.Join(c.HTTP.Validate(), c.Limits.Validate()); err != nil {
+		return err
 	}
 	jwtSecret, err := c.Secret(JWTSecret)
 	if err != nil {
-		return c, err
+		return err
 	}
 	if len(jwtSecret) < 32 {
-		return c, fmt.Errorf("secret %s must be at least 32 bytes", JWTSecret)
+		return fmt.Errorf("secret %s must be at least 32 bytes", JWTSecret)
 	}
 	c.JWTSecret = []byte(jwtSecret)
 	if c.InternalKey, err = c.Secret(InternalKey); err != nil {
-		return c, err
+		return err
 	}
-	return c, nil
+	return nil
 }
 
 // Secret reads a secret from SecretsDir/<name>, or else from the environment
@@ -98,133 +112,64 @@ func SecretEnv(name string) string {
 	return strings.ToUpper(strings.ReplaceAll(strings.TrimPrefix(name, "tidings-"), "-", "_"))
 }
 
-// Env returns $key, or def when it is unset or empty.
-func Env(key, def string) string {
-	if v := os.Getenv(key); v != "" {
-		return v
-	}
-	return def
-}
-
-// Duration parses $key as a Go duration ("10s") or whole seconds ("10").
-func Duration(key string, def time.Duration) (time.Duration, error) {
-	v := os.Getenv(key)
-	if v == "" {
-		return def, nil
-	}
-	d, err := ParseDuration(v)
-	if err != nil {
-		return 0, fmt.Errorf("$%s: %w", key, err)
-	}
-	return d, nil
-}
-
-// ParseDuration accepts "10s" or plain seconds, the two forms OpenFaaS's
-// exec_timeout takes.
-func ParseDuration(v string) (time.Duration, error) {
-	if n, err := strconv.Atoi(v); err == nil {
-		return time.Duration(n) * time.Second, nil
-	}
-	d, err := time.ParseDuration(v)
-	if err != nil {
-		return 0, fmt.Errorf("not a duration: %q", v)
-	}
-	return d, nil
-}
-
-// Int64 parses $key as an integer.
-func Int64(key string, def int64) (int64, error) {
-	v := os.Getenv(key)
-	if v == "" {
-		return def, nil
-	}
-	n, err := strconv.ParseInt(v, 10, 64)
-	if err != nil {
-		return 0, fmt.Errorf("$%s: not an integer: %q", key, v)
-	}
-	return n, nil
-}
-
-// Map parses $key as a comma-separated list of name=value pairs
-// ("login=5s,gen-avatar=30s"), for per-function settings.
-func Map(key string) (map[string]string, error) {
-	out := map[string]string{}
-	v := strings.TrimSpace(os.Getenv(key))
-	if v == "" {
-		return out, nil
-	}
-	for _, pair := range strings.Split(v, ",") {
-		name, value, ok := strings.Cut(strings.TrimSpace(pair), "=")
-		if !ok || name == "" || value == "" {
-			return nil, fmt.Errorf("$%s: %q is not name=value", key, pair)
-		}
-		out[strings.TrimSpace(name)] = strings.TrimSpace(value)
-	}
-	return out, nil
-}
-
 // HTTPServer are the deadlines every tidings HTTP server (gateway-ws, the
 // function host, a function's own entry point) holds its clients to, so
 // that a slow or hostile client cannot keep a connection, or a function's
 // concurrency slot, for long. fn.NewServer applies them; a zero field
-// means its default.
+// means its default (DefaultHTTPServer).
 type HTTPServer struct {
-	// ReadHeaderTimeout (READ_HEADER_TIMEOUT, default 10s) bounds reading
-	// a request's line and headers.
-	ReadHeaderTimeout time.Duration
-	// ReadBodyTimeout (READ_BODY_TIMEOUT, default 10s) bounds reading a
-	// request's body, counted from the end of its headers; a client still
-	// sending then gets 408.
-	ReadBodyTimeout time.Duration
-	// IdleTimeout (HTTP_IDLE_TIMEOUT, default 2m) bounds how long a
-	// keep-alive connection may wait for its next request.
-	IdleTimeout time.Duration
+	// ReadHeaderTimeout bounds reading a request's line and headers.
+	ReadHeaderTimeout time.Duration `env:"READ_HEADER_TIMEOUT"`
+	// ReadBodyTimeout bounds reading a request's body, counted from the
+	// end of its headers; a client still sending then gets 408.
+	ReadBodyTimeout time.Duration `env:"READ_BODY_TIMEOUT"`
+	// IdleTimeout bounds how long a keep-alive connection may wait for its
+	// next request.
+	IdleTimeout time.Duration `env:"HTTP_IDLE_TIMEOUT"`
 }
 
-// Defaults of HTTPServer.
-const (
-	DefaultReadHeaderTimeout = 10 * time.Second
-	DefaultReadBodyTimeout   = 10 * time.Second
-	DefaultHTTPIdleTimeout   = 2 * time.Minute
-)
+// DefaultHTTPServer is HTTPServer's defaults.
+func DefaultHTTPServer() HTTPServer {
+	return HTTPServer{ReadHeaderTimeout: 10 * time.Second, ReadBodyTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute}
+}
 
 // WithDefaults returns h with every zero (or negative) field set to its
 // default.
 func (h HTTPServer) WithDefaults() HTTPServer {
-	if h.ReadHeaderTimeout <= 0 {
-		h.ReadHeaderTimeout = DefaultReadHeaderTimeout
-	}
-	if h.ReadBodyTimeout <= 0 {
-		h.ReadBodyTimeout = DefaultReadBodyTimeout
-	}
-	if h.IdleTimeout <= 0 {
-		h.IdleTimeout = DefaultHTTPIdleTimeout
+	def := DefaultHTTPServer()
+	for _, d := range []struct{ dst, def *time.Duration }{
+		{&h.ReadHeaderTimeout, &def.ReadHeaderTimeout},
+		{&h.ReadBodyTimeout, &def.ReadBodyTimeout},
+		{&h.IdleTimeout, &def.IdleTimeout},
+	} {
+		if *d.dst <= 0 {
+			*d.dst = *d.def
+		}
 	}
 	return h
 }
 
-// HTTPServerFromEnv reads READ_HEADER_TIMEOUT, READ_BODY_TIMEOUT and
-// HTTP_IDLE_TIMEOUT.
-func HTTPServerFromEnv() (HTTPServer, error) {
-	var h HTTPServer
-	settings := []struct {
-		key string
-		dst *time.Duration
-		def time.Duration
-	}{
-		{"READ_HEADER_TIMEOUT", &h.ReadHeaderTimeout, DefaultReadHeaderTimeout},
-		{"READ_BODY_TIMEOUT", &h.ReadBodyTimeout, DefaultReadBodyTimeout},
-		{"HTTP_IDLE_TIMEOUT", &h.IdleTimeout, DefaultHTTPIdleTimeout},
-	}
-	for _, s := range settings {
-		d, err := Duration(s.key, s.def)
-		if err != nil {
-			return h, err
+// Validate refuses deadlines that are not positive.
+func (h HTTPServer) Validate() error {
+	return Positive(map[string]bool{
+		"READ_HEADER_TIMEOUT": h.ReadHeaderTimeout > 0,
+		"READ_BODY_TIMEOUT":   h.ReadBodyTimeout > 0,
+		"HTTP_IDLE_TIMEOUT":   h.IdleTimeout > 0,
+	})
+}
+
+// Positive is the error naming, sorted, every setting of ok that is false
+// ("A, B must be positive"), or nil.
+func Positive(ok map[string]bool) error {
+	var bad []string
+	for name, good := range ok {
+		if !good {
+			bad = append(bad, name)
 		}
-		if d <= 0 {
-			return h, fmt.Errorf("$%s must be positive", s.key)
-		}
-		*s.dst = d
 	}
-	return h, nil
+	if len(bad) == 0 {
+		return nil
+	}
+	slices.Sort(bad) // the same answer on every run, whatever the map's order
+	return fmt.Errorf("%s must be positive", strings.Join(bad, ", "))
 }

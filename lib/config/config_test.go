@@ -63,15 +63,90 @@ func TestParseDurationTakesBothWatchdogForms(t *testing.T) {
 	}
 }
 
-func TestMapParsesPerFunctionSettings(t *testing.T) {
-	t.Setenv("PER_FN", " login=5s, gen-avatar=30s ")
-	m, err := Map("PER_FN")
+func TestParseMapReadsPerFunctionSettings(t *testing.T) {
+	m, err := ParseMap(" login=5s, gen-avatar=30s ")
 	if err != nil || len(m) != 2 || m["login"] != "5s" || m["gen-avatar"] != "30s" {
-		t.Errorf("Map = %v, %v", m, err)
+		t.Errorf("ParseMap = %v, %v", m, err)
 	}
-	t.Setenv("PER_FN", "login")
-	if _, err := Map("PER_FN"); err == nil {
+	if _, err := ParseMap("login"); err == nil {
 		t.Error("a pair without = was accepted")
+	}
+}
+
+func TestParseKeepsDefaultsOfUnsetOrEmptyVariables(t *testing.T) {
+	type settings struct {
+		Idle     time.Duration            `env:"TEST_IDLE"`
+		Exec     time.Duration            `env:"TEST_EXEC"`
+		Name     string                   `env:"TEST_NAME"`
+		Count    int                      `env:"TEST_COUNT"`
+		PerFn    map[string]time.Duration `env:"TEST_PER_FN"`
+		Inflight map[string]int           `env:"TEST_INFLIGHT"`
+		List     []string                 `env:"TEST_LIST"`
+		On       bool                     `env:"TEST_ON"`
+	}
+	t.Setenv("TEST_IDLE", "")
+	t.Setenv("TEST_EXEC", "30") // OpenFaaS's exec_timeout form: whole seconds
+	t.Setenv("TEST_PER_FN", "login=5s, gen-avatar=30")
+	t.Setenv("TEST_INFLIGHT", "login=8")
+	t.Setenv("TEST_LIST", "a, b,")
+	t.Setenv("TEST_ON", "yes")
+	s := settings{Idle: time.Minute, Name: "default", Count: 3}
+	if err := Parse(&s); err != nil {
+		t.Fatal(err)
+	}
+	if s.Idle != time.Minute || s.Name != "default" || s.Count != 3 {
+		t.Errorf("defaults lost: %+v", s)
+	}
+	if s.Exec != 30*time.Second || s.PerFn["login"] != 5*time.Second || s.PerFn["gen-avatar"] != 30*time.Second ||
+		s.Inflight["login"] != 8 || len(s.List) != 2 || s.List[1] != "b" || !s.On {
+		t.Errorf("parsed %+v", s)
+	}
+}
+
+func TestParseNamesEveryBadVariableSorted(t *testing.T) {
+	type inner struct {
+		Idle time.Duration `env:"TEST_WS_IDLE_TIMEOUT"`
+	}
+	type settings struct {
+		Queue    int            `env:"TEST_WS_SEND_QUEUE"`
+		Inner    inner          // nested structs are read too
+		Limit    Rate           `env:"TEST_QUOTA"`
+		Inflight map[string]int `env:"TEST_INFLIGHTS"`
+		On       bool           `env:"TEST_FAIL_CLOSED"`
+	}
+	t.Setenv("TEST_WS_SEND_QUEUE", "many")
+	t.Setenv("TEST_WS_IDLE_TIMEOUT", "soon")
+	t.Setenv("TEST_QUOTA", "10")
+	t.Setenv("TEST_INFLIGHTS", "login=0")
+	t.Setenv("TEST_FAIL_CLOSED", "perhaps")
+	want := `$TEST_FAIL_CLOSED: want true or false, not "perhaps"; ` +
+		`$TEST_INFLIGHTS: login: not a positive count: "0"; ` +
+		`$TEST_QUOTA: not a rate: "10" (want COUNT/PERIOD such as 10/15m, or off); ` +
+		`$TEST_WS_IDLE_TIMEOUT: not a duration: "soon"; ` +
+		`$TEST_WS_SEND_QUEUE: not an integer: "many"`
+	for range 5 {
+		var s settings
+		if err := Parse(&s); err == nil || err.Error() != want {
+			t.Fatalf("Parse: %v\nwant: %s", err, want)
+		}
+	}
+}
+
+func TestSettingsListsEveryVariableWithItsDefault(t *testing.T) {
+	got := map[string]string{}
+	for _, s := range Settings(Default()) {
+		got[s.Name] = s.Default
+	}
+	for name, want := range map[string]string{
+		"TOKEN_TTL": "24h", "MAX_BODY_BYTES": "65536", "QUOTA_TOPICS": "50/24h", "RATE_LIMIT_TIMEOUT": "500ms",
+		"HTTP_IDLE_TIMEOUT": "2m", "LOGIN_LIMIT_FAIL_CLOSED": "false", "REDIS_PREFIX": "tidings:",
+	} {
+		if got[name] != want {
+			t.Errorf("%s: default %q, want %q", name, got[name], want)
+		}
+	}
+	if _, ok := got["JWT_SECRET"]; ok {
+		t.Error("a secret is listed as a setting")
 	}
 }
 
@@ -79,8 +154,8 @@ func TestLimitsHaveDefaultsAndCanBeTurnedOff(t *testing.T) {
 	t.Setenv("QUOTA_PUBLISHES", "off")
 	t.Setenv("LOGIN_LIMIT_ACCOUNT", "3/2s")
 	t.Setenv("LOGIN_LIMIT_FAIL_CLOSED", "true")
-	l, err := LoadLimits()
-	if err != nil {
+	l := DefaultLimits()
+	if err := Parse(&l); err != nil {
 		t.Fatal(err)
 	}
 	if !l.PublishesPerUser.Off() {
@@ -94,7 +169,8 @@ func TestLimitsHaveDefaultsAndCanBeTurnedOff(t *testing.T) {
 	}
 	for _, bad := range []string{"10", "x/1m", "0/1m", "10/soon", "10/-1s"} {
 		t.Setenv("QUOTA_JOBS", bad)
-		if _, err := LoadLimits(); err == nil {
+		l := DefaultLimits()
+		if err := Parse(&l); err == nil {
 			t.Errorf("QUOTA_JOBS=%s was accepted", bad)
 		}
 	}

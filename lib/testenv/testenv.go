@@ -26,16 +26,6 @@ import (
 	"tidings/lib/store"
 )
 
-// AdminURL is the maintenance database tests create their databases from.
-func AdminURL() string {
-	return config.Env("TIDINGS_TEST_ADMIN_URL", "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable")
-}
-
-// RedisURL is the Redis server tests use, under their own prefix.
-func RedisURL() string {
-	return config.Env("TIDINGS_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
-}
-
 // DB is a fresh, migrated database for one test.
 type DB struct {
 	Pool *pgxpool.Pool

@@ -1,7 +1,8 @@
 // Command handler is the entry point of the tidings-go OpenFaaS template: it
 // serves the one function named by $FUNCTION. Under of-watchdog (http mode)
 // it is the upstream on $UPSTREAM_PORT with /_/health; on AWS Lambda
-// (AWS_LAMBDA_RUNTIME_API is set) it takes API Gateway v2 HTTP events.
+// (AWS_LAMBDA_RUNTIME_API is set) it takes API Gateway v2 HTTP events. It
+// reads its environment once, at start (settings).
 package main
 
 import (
@@ -35,21 +36,48 @@ func main() {
 	}
 }
 
-func run() error {
-	name := os.Getenv("FUNCTION")
-	log := logging.New(os.Getenv("LOG_LEVEL"), "function").With("function", name)
-	slog.SetDefault(log)
-	// Known before anything is connected: a misnamed function stops here.
-	if _, ok := catalog.Lookup(name); !ok {
-		return fmt.Errorf("$FUNCTION: no function named %q in the catalogue (%s)", name, strings.Join(catalog.Names(), ", "))
+// settings are a function process's whole configuration.
+type settings struct {
+	functions.Settings
+	Function     string `env:"FUNCTION"`      // the function this process serves
+	UpstreamPort string `env:"UPSTREAM_PORT"` // the port of-watchdog (http mode) calls it on
+	// ExecTimeout and MaxInflight are the settings of-watchdog reads,
+	// applied here too (see stack.Function.CallLimits).
+	ExecTimeout string `env:"exec_timeout"`
+	MaxInflight string `env:"max_inflight"`
+	// LambdaRuntimeAPI is set by AWS Lambda: the process then takes API
+	// Gateway v2 HTTP events instead of serving HTTP.
+	LambdaRuntimeAPI string `env:"AWS_LAMBDA_RUNTIME_API"`
+}
+
+func defaultSettings() settings {
+	return settings{Settings: functions.DefaultSettings(), UpstreamPort: "8082"}
+}
+
+// load reads the environment over the defaults and the secrets.
+func load() (settings, error) {
+	s := defaultSettings()
+	if err := config.Parse(&s); err != nil {
+		return s, err
 	}
-	cfg, err := config.Load()
+	return s, s.Config.Complete()
+}
+
+func run() error {
+	s, err := load()
+	log := logging.New(s.LogLevel, "function").With("function", s.Function)
+	slog.SetDefault(log)
 	if err != nil {
 		return err
 	}
+	// Known before anything is connected: a misnamed function stops here.
+	if _, ok := catalog.Lookup(s.Function); !ok {
+		return fmt.Errorf("$FUNCTION: no function named %q in the catalogue (%s)", s.Function, strings.Join(catalog.Names(), ", "))
+	}
+	cfg, name := s.Config, s.Function
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	deps, err := functions.Connect(ctx, cfg)
+	deps, err := functions.Connect(ctx, s.Settings)
 	if err != nil {
 		return err
 	}
@@ -61,15 +89,15 @@ func run() error {
 	// The same settings of-watchdog reads; applying them here too keeps a
 	// function honest when it runs without the watchdog in front.
 	limits, err := stack.Function{Environment: map[string]string{
-		"exec_timeout": os.Getenv("exec_timeout"),
-		"max_inflight": os.Getenv("max_inflight"),
+		"exec_timeout": s.ExecTimeout,
+		"max_inflight": s.MaxInflight,
 	}}.CallLimits()
 	if err != nil {
 		return err
 	}
 	adapter := &fn.Adapter{Handler: h, MaxBodyBytes: cfg.MaxBodyBytes, Limits: limits, Log: log}
 
-	if os.Getenv("AWS_LAMBDA_RUNTIME_API") != "" {
+	if s.LambdaRuntimeAPI != "" {
 		lambda.StartWithOptions(adapter.HandleLambda, lambda.WithContext(ctx))
 		return nil
 	}
@@ -79,7 +107,7 @@ func run() error {
 	mux.Handle("GET /_/metrics", metrics.Handler(reg))
 	mux.Handle("/", metrics.NewFunctions(reg).Observe(name, adapter))
 	srv := fn.NewServer(fn.Routes(mux), cfg.HTTP, log)
-	srv.Addr = ":" + config.Env("UPSTREAM_PORT", "8082")
+	srv.Addr = ":" + s.UpstreamPort
 	go func() {
 		<-ctx.Done()
 		shutdown, cancel := context.WithTimeout(context.Background(), 10*time.Second)

@@ -41,6 +41,7 @@ import (
 	"tidings/infra/bench/machine"
 	"tidings/lib/cache"
 	"tidings/lib/config"
+	"tidings/lib/testenv"
 )
 
 type options struct {
@@ -65,7 +66,7 @@ func main() {
 	flag.DurationVar(&o.load, "load", 200*time.Microsecond, "time a miss spends in the stand-in database loader")
 	flag.Float64Var(&o.writes, "writes", 0.01, "share of operations that delete their key instead of reading it")
 	flag.IntVar(&o.value, "value", 256, "value size in bytes")
-	flag.StringVar(&o.redisURL, "redis-url", envOr("TIDINGS_TEST_REDIS_URL", "redis://127.0.0.1:6379/0"), "Redis for the redis and near stores (under a prefix of the bench's own)")
+	flag.StringVar(&o.redisURL, "redis-url", testenv.RedisURL(), "Redis for the redis and near stores (under a prefix of the bench's own)")
 	flag.Parse()
 	slog.SetDefault(slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})))
 	if err := run(o); err != nil {
@@ -230,11 +231,4 @@ func randomHex(n int) string {
 	b := make([]byte, n)
 	_, _ = rand.Read(b)
 	return hex.EncodeToString(b)
-}
-
-func envOr(key, def string) string {
-	if v := os.Getenv(key); v != "" {
-		return v
-	}
-	return def
 }

@@ -34,6 +34,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"tidings/functions"
+	sendmail "tidings/functions/send-mail"
 	"tidings/gateway-ws/invoke"
 	"tidings/gateway-ws/jobs"
 	"tidings/infra/bench/machine"
@@ -165,13 +166,11 @@ func setUp(ctx context.Context) (*env, error) {
 		e.close()
 		return nil, err
 	}
-	os.Setenv("SMTP_HOST", e.sink.Host())
-	os.Setenv("SMTP_PORT", strconv.Itoa(e.sink.Port()))
-	os.Setenv("SMTP_USER", "")
-	os.Setenv("MAIL_FROM", "tidings <noreply@tidings.bench>")
+	mail := sendmail.DefaultConfig() // send-mail speaks to the sink
+	mail.Host, mail.Port, mail.From = e.sink.Host(), e.sink.Port(), "tidings <noreply@tidings.bench>"
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
 	slog.SetDefault(quiet)
-	h, err := functions.New("send-mail", &functions.Deps{Config: config.Config{InternalKey: internalKey, SecretsDir: os.TempDir()}, DB: pool})
+	h, err := functions.New("send-mail", &functions.Deps{Config: config.Config{InternalKey: internalKey, SecretsDir: os.TempDir()}, DB: pool, Mail: mail})
 	if err != nil {
 		e.close()
 		return nil, err

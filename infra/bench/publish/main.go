@@ -25,6 +25,7 @@ import (
 	"tidings/infra/bench/machine"
 	"tidings/infra/proc"
 	"tidings/infra/stackrun"
+	"tidings/lib/config"
 )
 
 //go:embed publish.sql
@@ -35,15 +36,20 @@ func main() {
 	subscribers := flag.Int("subscribers", 10, "subscribers of every topic")
 	duration := flag.Duration("duration", 10*time.Second, "how long each side runs")
 	flag.Parse()
-	if err := run(*publishers, *subscribers, *duration); err != nil {
+	var settings stackrun.Settings // the environment, read once: STACK_KEEP
+	if err := config.Parse(&settings); err != nil {
+		fmt.Fprintln(os.Stderr, "publish bench:", err)
+		os.Exit(2)
+	}
+	if err := run(*publishers, *subscribers, *duration, settings); err != nil {
 		fmt.Fprintln(os.Stderr, "publish bench:", err)
 		os.Exit(1)
 	}
 }
 
-func run(publishers, subscribers int, duration time.Duration) error {
+func run(publishers, subscribers int, duration time.Duration, settings stackrun.Settings) error {
 	ctx := context.Background()
-	stack, err := stackrun.New(ctx, "bench")
+	stack, err := stackrun.New(ctx, "bench", settings)
 	if err != nil {
 		return err
 	}

@@ -56,7 +56,7 @@ func benchGateway(ctx context.Context, o options) (result, error) {
 	secret, internalKey := randomHex(32), randomHex(16)
 	prefix := "tidings-bench:" + randomHex(6) + ":"
 	srv, err := startServer(bin, nil, []string{
-		"PATH=" + os.Getenv("PATH"),
+		"PATH=" + o.path,
 		fmt.Sprintf("GATEWAY_ADDR=127.0.0.1:%d", port),
 		"REDIS_URL=" + o.redisURL,
 		"REDIS_PREFIX=" + prefix,

@@ -28,6 +28,8 @@ import (
 	"time"
 
 	"tidings/infra/bench/machine"
+	"tidings/lib/config"
+	"tidings/lib/testenv"
 )
 
 type options struct {
@@ -43,10 +45,23 @@ type options struct {
 	settle      time.Duration
 	skipNATS    bool
 	skipGateway bool
+	path        string // $PATH, passed on to the servers the bench starts
+}
+
+// settings are what the bench reads from its environment, once: the
+// servers' defaults (testenv's) and the PATH its servers get.
+type settings struct {
+	testenv.Settings
+	Path string `env:"PATH"`
 }
 
 func main() {
-	var o options
+	env := settings{Settings: testenv.DefaultSettings()}
+	if err := config.Parse(&env); err != nil {
+		fmt.Fprintln(os.Stderr, "ws bench:", err)
+		os.Exit(2)
+	}
+	o := options{path: env.Path}
 	flag.IntVar(&o.conns, "conns", 10000, "WebSocket connections per system")
 	flag.IntVar(&o.rounds, "rounds", 30, "latency rounds (one broadcast each, sent after the previous one was delivered everywhere)")
 	flag.IntVar(&o.burst, "burst", 20, "broadcasts sent back to back for deliveries per second")
@@ -54,8 +69,8 @@ func main() {
 	flag.IntVar(&o.dialers, "dialers", 64, "concurrent dials while connecting")
 	flag.StringVar(&o.gatewayBin, "gateway-bin", "", "gateway-ws binary (default: go build ./gateway-ws into a temp dir)")
 	flag.StringVar(&o.natsBin, "nats-server", "nats-server", "nats-server binary")
-	flag.StringVar(&o.adminURL, "admin-url", envOr("TIDINGS_TEST_ADMIN_URL", "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable"), "PostgreSQL URL allowed to create the bench database")
-	flag.StringVar(&o.redisURL, "redis-url", envOr("TIDINGS_TEST_REDIS_URL", "redis://127.0.0.1:6379/0"), "Redis for the gateway (under a prefix of the bench's own)")
+	flag.StringVar(&o.adminURL, "admin-url", env.AdminURL, "PostgreSQL URL allowed to create the bench database")
+	flag.StringVar(&o.redisURL, "redis-url", env.RedisURL, "Redis for the gateway (under a prefix of the bench's own)")
 	flag.DurationVar(&o.settle, "settle", 2*time.Second, "wait after the last join before reading RSS")
 	flag.BoolVar(&o.skipNATS, "skip-nats", false, "measure only gateway-ws")
 	flag.BoolVar(&o.skipGateway, "skip-gateway", false, "measure only nats-server")
@@ -91,13 +106,6 @@ func run(ctx context.Context, o options) error {
 	}
 	fmt.Print(report(o, results))
 	return nil
-}
-
-func envOr(key, def string) string {
-	if v := os.Getenv(key); v != "" {
-		return v
-	}
-	return def
 }
 
 // report renders the Markdown section kept in docs/benchmarks.md.

@@ -61,7 +61,7 @@ websocket {
 	if err != nil {
 		return result{}, fmt.Errorf("find %s: %w", o.natsBin, err)
 	}
-	srv, err := startServer(bin, []string{"-c", conf}, []string{"PATH=" + os.Getenv("PATH")})
+	srv, err := startServer(bin, []string{"-c", conf}, []string{"PATH=" + o.path})
 	if err != nil {
 		return result{}, err
 	}

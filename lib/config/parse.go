@@ -198,9 +198,11 @@ type Setting struct {
 
 // Settings lists every variable root (a configuration struct holding its
 // defaults, or a pointer to one) reads, in field order, nested structs
-// included, for documentation and its tests.
+// included, for documentation and its tests. A variable two fields read is
+// listed once, with the first one's default.
 func Settings(root any) []Setting {
 	var out []Setting
+	seen := map[string]bool{}
 	var walk func(v reflect.Value)
 	walk = func(v reflect.Value) {
 		for v.Kind() == reflect.Pointer {
@@ -222,7 +224,10 @@ func Settings(root any) []Setting {
 			switch {
 			case name == "-":
 			case name != "":
-				out = append(out, Setting{Name: name, Default: Format(v.Field(i).Interface())})
+				if !seen[name] {
+					seen[name] = true
+					out = append(out, Setting{Name: name, Default: Format(v.Field(i).Interface())})
+				}
 			case f.Type.Kind() == reflect.Struct:
 				walk(v.Field(i))
 			}

@@ -50,7 +50,7 @@ type Deps struct {
 	Tokens    *auth.Tokens
 	Cache     *cache.Cache         // nil: no cache
 	Directory *directory.Directory // cached lookups; nil: built on DB alone
-	Mail      sendmail.Config      // send-mail's mail server
+	Mail      sendmail.Config      // send-mail's mail server; zero: sendmail.DefaultConfig()
 }
 
 // directory returns the deps' Directory, or one over the deps' database

@@ -59,12 +59,16 @@ func New(db store.Querier, cfg Config) (*Handler, error) {
 	return &Handler{db: db, cfg: cfg, domain: domain, log: slog.Default().With("function", "send-mail")}, nil
 }
 
-// Build is the handler a process serves: cfg with its password read from
-// secrets (see Config.Password), once per process. A bad configuration is
+// Build is the handler a process serves: cfg (the zero Config means
+// DefaultConfig) with its password read from secrets (see
+// Config.Password), once per process. A bad configuration is
 // logged now and every call answers 503 misconfigured, so jobs retry and
 // fail visibly instead of the process refusing to serve its other
 // functions.
 func Build(db store.Querier, cfg Config, secrets config.Config) fn.Handler {
+	if cfg == (Config{}) {
+		cfg = DefaultConfig()
+	}
 	cfg, err := cfg.withPassword(secrets)
 	var h *Handler
 	if err == nil {

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"tidings/functions"
+	sendmail "tidings/functions/send-mail"
 	"tidings/gateway-ws/invoke"
 	"tidings/infra/fnhost"
 	"tidings/lib/auth"
@@ -77,8 +78,14 @@ func newHarness(t *testing.T, settings map[string]invoke.Settings, crash func(Fa
 
 // newHarnessOn is newHarness on a Redis of the test's choosing.
 func newHarnessOn(t *testing.T, rd *testenv.Redis, settings map[string]invoke.Settings, crash func(Fault) bool) *harness {
+	return newHarnessMail(t, rd, settings, crash, sendmail.Config{})
+}
+
+// newHarnessMail is newHarnessOn whose send-mail speaks to the given mail
+// server (the zero Config: send-mail's default).
+func newHarnessMail(t *testing.T, rd *testenv.Redis, settings map[string]invoke.Settings, crash func(Fault) bool, mail sendmail.Config) *harness {
 	db := testenv.NewDB(t)
-	deps := &functions.Deps{Config: config.Config{InternalKey: internalKey}, DB: db.Pool, Tokens: auth.NewTokens(testenv.JWTKey, time.Hour)}
+	deps := &functions.Deps{Config: config.Config{InternalKey: internalKey}, DB: db.Pool, Tokens: auth.NewTokens(testenv.JWTKey, time.Hour), Mail: mail}
 	fns, err := fnhost.Load("../../stack.yml", deps)
 	if err != nil {
 		t.Fatal(err)

@@ -6,13 +6,10 @@ import (
 	"testing"
 	"time"
 
-	"tidings/functions"
 	sendmail "tidings/functions/send-mail"
 	"tidings/gateway-ws/jobs"
-	"tidings/infra/fnhost"
 	"tidings/infra/mailsink"
 	"tidings/lib/auth"
-	"tidings/lib/config"
 	"tidings/lib/logging"
 	"tidings/lib/notification"
 	"tidings/lib/store"
@@ -29,18 +26,9 @@ func TestPublishWithEmailMailsEachOptedInSubscriber(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = sink.Close() })
-	h := newHarness(t, nil, nil)
-	// send-mail speaks to the sink: the host serves it built with that
-	// mail server, as the dev stack builds it.
-	mail := sendmail.DefaultConfig()
+	mail := sendmail.DefaultConfig() // send-mail speaks to the sink
 	mail.Host, mail.Port, mail.StartTLS = sink.Host(), sink.Port(), "none"
-	send, err := functions.New("send-mail", &functions.Deps{Config: config.Config{InternalKey: internalKey}, DB: h.db.Pool, Mail: mail})
-	if err != nil {
-		t.Fatal(err)
-	}
-	h.host.stop()
-	h.host.fns["send-mail"] = fnhost.Function{Handler: send, Limits: h.host.fns["send-mail"].Limits}
-	h.host.start()
+	h := newHarnessMail(t, testenv.NewRedis(t), nil, nil, mail)
 	owner, topic, subs := h.world()
 	ctx := context.Background()
 	if err := store.Subscribe(ctx, h.db.Pool, topic, subs[0], true); err != nil { // s1 wants mail

@@ -226,7 +226,7 @@ func Settings(root any) []Setting {
 			case name != "":
 				if !seen[name] {
 					seen[name] = true
-					out = append(out, Setting{Name: name, Default: Format(v.Field(i).Interface())})
+					out = append(out, Setting{Name: name, Default: format(v.Field(i).Interface())})
 				}
 			case f.Type.Kind() == reflect.Struct:
 				walk(v.Field(i))
@@ -237,10 +237,10 @@ func Settings(root any) []Setting {
 	return out
 }
 
-// Format renders a setting's value the way Parse reads it: durations in
+// format renders a setting's value the way Parse reads it: durations in
 // their shortest form ("1m", not "1m0s"), maps as sorted name=value
 // pairs, lists comma-separated.
-func Format(x any) string {
+func format(x any) string {
 	switch x := x.(type) {
 	case time.Duration:
 		return formatDuration(x)
@@ -253,7 +253,7 @@ func Format(x any) string {
 	if v.Kind() == reflect.Map {
 		pairs := make([]string, 0, v.Len())
 		for it := v.MapRange(); it.Next(); {
-			pairs = append(pairs, fmt.Sprintf("%v=%s", it.Key(), Format(it.Value().Interface())))
+			pairs = append(pairs, fmt.Sprintf("%v=%s", it.Key(), format(it.Value().Interface())))
 		}
 		slices.Sort(pairs)
 		return strings.Join(pairs, ",")

@@ -72,6 +72,7 @@ func TestConfigRefusesBadSettings(t *testing.T) {
 // Without JOB_METHODS every function is called with its catalogue method,
 // and one the catalogue does not list with POST.
 func TestJobsCallFunctionsWithTheirCatalogueMethod(t *testing.T) {
+	t.Setenv("JOB_PREFIX", "app:jobs:")
 	c, err := parse()
 	if err != nil {
 		t.Fatal(err)

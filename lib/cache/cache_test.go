@@ -2,6 +2,7 @@ package cache_test
 
 import (
 	"context"
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"strings"
@@ -48,15 +49,18 @@ func TestRedisKeysAndChannelStartWithThePrefixAndKeysCarryTheTTL(t *testing.T) {
 	r := testenv.NewRedis(t)
 	c := newCache(t, cache.Near, r.Client, r.Prefix)
 	ctx := context.Background()
-	if err := c.Set(ctx, "user:7", []byte("x"), time.Minute); err != nil {
+	// A name no other run writes: the Redis is shared with other packages'
+	// tests and benchmarks, whose keys may end the same way.
+	name := "user:" + rand.Text()
+	if err := c.Set(ctx, name, []byte("x"), time.Minute); err != nil {
 		t.Fatal(err)
 	}
-	keys, err := r.Client.Keys(ctx, "*user:7").Result()
+	keys, err := r.Client.Keys(ctx, "*"+name).Result()
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(keys) != 1 || keys[0] != r.Prefix+"cache:user:7" {
-		t.Fatalf("keys ending in user:7: %v, want only %q", keys, r.Prefix+"cache:user:7")
+	if len(keys) != 1 || keys[0] != r.Prefix+"cache:"+name {
+		t.Fatalf("keys ending in %s: %v, want only %q", name, keys, r.Prefix+"cache:"+name)
 	}
 	ttl, err := r.Client.PTTL(ctx, keys[0]).Result()
 	if err != nil || ttl <= 0 || ttl > time.Minute {

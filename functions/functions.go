@@ -12,33 +12,33 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/redis/go-redis/v9"
 
-	"tidings/functions/ack-notification"
-	"tidings/functions/counter-commit"
-	"tidings/functions/counter-indoubt"
-	"tidings/functions/counter-prepare"
-	"tidings/functions/counter-rollback"
-	"tidings/functions/create-topic"
-	"tidings/functions/gen-avatar"
-	"tidings/functions/get-counter"
-	"tidings/functions/list-notifications"
-	"tidings/functions/list-topics"
+	acknotification "tidings/functions/ack-notification"
+	countercommit "tidings/functions/counter-commit"
+	counterindoubt "tidings/functions/counter-indoubt"
+	counterprepare "tidings/functions/counter-prepare"
+	counterrollback "tidings/functions/counter-rollback"
+	createtopic "tidings/functions/create-topic"
+	genavatar "tidings/functions/gen-avatar"
+	getcounter "tidings/functions/get-counter"
+	listnotifications "tidings/functions/list-notifications"
+	listtopics "tidings/functions/list-topics"
 	"tidings/functions/login"
-	"tidings/functions/notify-commit"
-	"tidings/functions/notify-indoubt"
-	"tidings/functions/notify-prepare"
-	"tidings/functions/notify-rollback"
+	notifycommit "tidings/functions/notify-commit"
+	notifyindoubt "tidings/functions/notify-indoubt"
+	notifyprepare "tidings/functions/notify-prepare"
+	notifyrollback "tidings/functions/notify-rollback"
 	"tidings/functions/register"
-	"tidings/functions/send-mail"
+	sendmail "tidings/functions/send-mail"
 	"tidings/functions/subscribe"
 	"tidings/functions/unsubscribe"
 	"tidings/lib/auth"
 	"tidings/lib/cache"
 	"tidings/lib/catalog"
 	"tidings/lib/config"
+	"tidings/lib/deps"
 	"tidings/lib/directory"
 	"tidings/lib/fn"
 	"tidings/lib/ratelimit"
-	"tidings/lib/store"
 )
 
 // Deps are the process's dependencies, built once at start and shared by
@@ -51,6 +51,8 @@ type Deps struct {
 	Cache     *cache.Cache         // nil: no cache
 	Directory *directory.Directory // cached lookups; nil: built on DB alone
 	Mail      sendmail.Config      // send-mail's mail server; zero: sendmail.DefaultConfig()
+
+	shared *deps.Deps // what Connect opened, for Close
 }
 
 // directory returns the deps' Directory, or one over the deps' database
@@ -115,44 +117,32 @@ func New(name string, d *Deps) (fn.Handler, error) {
 	return h, nil
 }
 
-// Connect builds the dependencies from s: the database pool, the Redis
-// client, the cache and the token issuer. Close releases them.
+// Connect builds the dependencies from s (through lib/deps, as
+// gateway-ws does): the database pool, the Redis client, the cache, the
+// directory and the token issuer. Close releases them.
 func Connect(ctx context.Context, s Settings) (*Deps, error) {
 	cfg := s.Config
-	pool, err := store.NewPool(ctx, cfg.DatabaseURL)
+	shared, err := deps.Open(ctx, deps.Config{
+		DatabaseURL: cfg.DatabaseURL, RedisURL: cfg.RedisURL, RedisPrefix: cfg.RedisPrefix, Cache: s.Cache,
+	})
 	if err != nil {
-		return nil, fmt.Errorf("database: %w", err)
-	}
-	opts, err := config.RedisOptions(cfg.RedisURL)
-	if err != nil {
-		pool.Close()
-		return nil, fmt.Errorf("redis: %w", err)
-	}
-	rdb := redis.NewClient(opts)
-	cc := s.Cache
-	cc.Prefix = cfg.RedisPrefix
-	c, err := cache.New(cc, rdb)
-	if err != nil {
-		pool.Close()
-		_ = rdb.Close()
-		return nil, fmt.Errorf("cache: %w", err)
+		return nil, err
 	}
 	return &Deps{
 		Config:    cfg,
-		DB:        pool,
-		Redis:     rdb,
+		DB:        shared.DB,
+		Redis:     shared.Redis,
 		Tokens:    auth.NewTokens(cfg.JWTSecret, cfg.TokenTTL),
-		Cache:     c,
-		Directory: directory.New(pool, c, nil),
+		Cache:     shared.Cache,
+		Directory: shared.Directory,
 		Mail:      s.Mail,
+		shared:    shared,
 	}, nil
 }
 
-// Close releases the dependencies.
+// Close releases the dependencies Connect built.
 func (d *Deps) Close() {
-	if d.Cache != nil {
-		_ = d.Cache.Close()
+	if d.shared != nil {
+		d.shared.Close()
 	}
-	d.DB.Close()
-	_ = d.Redis.Close()
 }

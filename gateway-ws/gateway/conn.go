@@ -2,7 +2,6 @@ package gateway
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -13,8 +12,6 @@ import (
 
 	"github.com/gorilla/websocket"
 	"golang.org/x/time/rate"
-
-	"tidings/lib/ratelimit"
 )
 
 // closeGrace is how long a closing connection waits for the client's close
@@ -56,62 +53,6 @@ type conn struct {
 	closeSent   chan struct{} // closed once the close frame is out (or abandoned)
 
 	channels map[string]*channel // topic -> channel; reader goroutine only
-}
-
-// channel is a conn's membership of one topic, made by a join.
-type channel struct {
-	conn    *conn
-	topic   string
-	kind    topicKind
-	id      int64
-	joinRef json.RawMessage
-
-	mu    sync.Mutex
-	state channelState // guarded by mu
-}
-
-// channelState is where a channel is in its life. A revocation comes from
-// outside the reader goroutine, at any point of it.
-type channelState int
-
-const (
-	channelJoining channelState = iota // a hub member; the ok reply is not sent yet
-	channelOpen
-	channelRevoked // revoked while joining: the join is refused
-	channelClosed
-)
-
-// settle ends a successful join: unless ch was revoked meanwhile, it opens
-// and reply (the ok reply) is sent, before any phx_close a revocation may
-// send. It reports whether ch opened.
-func (ch *channel) settle(reply func()) bool {
-	ch.mu.Lock()
-	defer ch.mu.Unlock()
-	if ch.state == channelRevoked {
-		ch.state = channelClosed
-		return false
-	}
-	ch.state = channelOpen
-	reply()
-	return true
-}
-
-// closed reports whether ch has been closed (revoked) by now.
-func (ch *channel) closed() bool {
-	ch.mu.Lock()
-	defer ch.mu.Unlock()
-	return ch.state == channelClosed
-}
-
-// closeLocked leaves an open ch and tells the client with phx_close, as
-// Phoenix does when a channel stops normally; ch.mu is held.
-func (ch *channel) closeLocked() {
-	if ch.state != channelOpen {
-		return
-	}
-	ch.state = channelClosed
-	ch.conn.srv.hub.Leave(ch)
-	ch.conn.enqueue(Message{JoinRef: ch.joinRef, Ref: ch.joinRef, Topic: ch.topic, Event: EventClose}.Encode())
 }
 
 func newConn(srv *Server, ws *websocket.Conn, id uint64, userID int64) *conn {
@@ -378,21 +319,6 @@ func (c *conn) handle(msg Message) {
 	c.pushGuarded(ch, msg)
 }
 
-// pushGuarded runs a push so that a bug in its handler costs only the
-// channel, never the socket or the process: like a crashed Phoenix channel,
-// it is dropped and the client gets phx_error, on which phoenix.js rejoins.
-func (c *conn) pushGuarded(ch *channel, msg Message) {
-	defer func() {
-		if r := recover(); r != nil {
-			c.srv.log.Error("push handler panicked", "conn", c.id, "user", c.userID, "topic", ch.topic, "event", msg.Event, "panic", fmt.Sprint(r))
-			c.srv.hub.Leave(ch)
-			delete(c.channels, ch.topic)
-			c.enqueue(Message{JoinRef: ch.joinRef, Ref: ch.joinRef, Topic: ch.topic, Event: EventError}.Encode())
-		}
-	}()
-	c.push(ch, msg)
-}
-
 // ignore is Phoenix's answer to a message for a topic the socket has not
 // joined (or cannot join): an error reply without join_ref.
 func (c *conn) ignore(msg Message) {
@@ -401,114 +327,4 @@ func (c *conn) ignore(msg Message) {
 
 func (c *conn) reply(joinRef, ref json.RawMessage, topic, status string, response any) {
 	c.enqueue(replyFrame(joinRef, ref, topic, status, response))
-}
-
-// closeChannel closes ch for the client's leave or rejoin.
-func (c *conn) closeChannel(ch *channel) {
-	delete(c.channels, ch.topic)
-	ch.mu.Lock()
-	defer ch.mu.Unlock()
-	ch.closeLocked()
-}
-
-// revoke closes ch because its user may no longer be a member; unlike
-// every other method of conn it is called from outside the reader
-// goroutine. A channel still joining is refused when its join ends.
-func (c *conn) revoke(ch *channel) {
-	ch.mu.Lock()
-	defer ch.mu.Unlock()
-	switch ch.state {
-	case channelJoining:
-		ch.state = channelRevoked
-	case channelOpen:
-		c.srv.log.Info("membership revoked", "conn", c.id, "user", c.userID, "topic", ch.topic)
-		ch.closeLocked()
-	}
-}
-
-func (c *conn) join(msg Message) {
-	kind, id := route(msg.Topic)
-	if kind == kindUnmatched {
-		c.ignore(msg)
-		return
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), c.srv.cfg.JoinTimeout)
-	defer cancel()
-	heard := c.srv.revoker.heard.Load()
-	if err := authorizeJoin(ctx, c.srv.access, c.userID, kind, id, c.srv.log); err != nil {
-		c.refuseJoin(msg, err)
-		return
-	}
-	ch := &channel{conn: c, topic: msg.Topic, kind: kind, id: id, joinRef: msg.JoinRef}
-	if err := c.srv.hub.Join(ctx, ch); err != nil {
-		c.refuseJoin(msg, err)
-		return
-	}
-	if c.srv.revoker.heard.Load() != heard {
-		// A subscription changed while this join was being authorised,
-		// perhaps this one, before the revoker could see this member:
-		// the answer may be older than the change.
-		if err := authorizeJoin(ctx, c.srv.access, c.userID, kind, id, c.srv.log); err != nil {
-			c.srv.hub.Leave(ch)
-			c.refuseJoin(msg, err)
-			return
-		}
-	}
-	opened := ch.settle(func() { c.reply(msg.JoinRef, msg.Ref, msg.Topic, StatusOK, nil) })
-	if !opened {
-		c.srv.hub.Leave(ch)
-		c.refuseJoin(msg, &Refused{ReasonUnauthorized})
-		return
-	}
-	if c.channels == nil {
-		c.channels = map[string]*channel{}
-	}
-	c.channels[msg.Topic] = ch
-	c.srv.metrics.Joins.WithLabelValues("ok").Inc()
-}
-
-func (c *conn) refuseJoin(msg Message, err error) {
-	var refused *Refused
-	if errors.As(err, &refused) {
-		c.srv.metrics.Joins.WithLabelValues("refused").Inc()
-		c.reply(msg.JoinRef, msg.Ref, msg.Topic, StatusError, Reason{refused.Reason})
-		return
-	}
-	c.srv.metrics.Joins.WithLabelValues("error").Inc()
-	c.srv.log.Error("join failed", "conn", c.id, "user", c.userID, "topic", msg.Topic, "err", err)
-	c.reply(msg.JoinRef, msg.Ref, msg.Topic, StatusError, Reason{ReasonUnavailable})
-}
-
-// push handles a client event on a joined channel.
-func (c *conn) push(ch *channel, msg Message) {
-	if ch.kind != kindTopic || msg.Event != "publish" {
-		c.reply(ch.joinRef, msg.Ref, ch.topic, StatusError, Reason{ReasonUnknownEvent})
-		return
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), c.srv.cfg.PublishTimeout)
-	defer cancel()
-	// Only the topic's owner may publish: the coordinator checks it, for
-	// the socket and HTTP alike, and refuses with ReasonUnauthorized.
-	if c.srv.cfg.Publisher == nil {
-		c.reply(ch.joinRef, msg.Ref, ch.topic, StatusError, Reason{ReasonUnavailable})
-		return
-	}
-	resp, err := c.srv.cfg.Publisher.Publish(ctx, c.userID, ch.id, msg.Payload)
-	var exceeded *ratelimit.Exceeded
-	if errors.As(err, &exceeded) {
-		c.reply(ch.joinRef, msg.Ref, ch.topic, StatusError, newQuotaReply(exceeded))
-		return
-	}
-	if err != nil {
-		var refused *Refused
-		reason := ReasonUnavailable
-		if errors.As(err, &refused) {
-			reason = refused.Reason // the client's answer, not a failure: HTTP does not log it either
-		} else {
-			c.srv.log.Warn("publish failed", "conn", c.id, "topic", ch.topic, "err", err)
-		}
-		c.reply(ch.joinRef, msg.Ref, ch.topic, StatusError, Reason{reason})
-		return
-	}
-	c.reply(ch.joinRef, msg.Ref, ch.topic, StatusOK, resp)
 }

@@ -1,0 +1,20 @@
+// Package gateway is tidings' WebSocket gateway: Phoenix Channels V2 over
+// WebSocket at /socket/websocket, fan-out across replicas through Redis
+// pub/sub, and a pass-through of the public functions at /function/<name>.
+//
+// The pieces, a file or two each:
+//   - config (Config), server (the Server and New), wire (building its
+//     parts on the shared dependencies of lib/deps), lifecycle (Run, Serve,
+//     graceful shutdown, the open sockets), routes (every HTTP route);
+//   - socket (the upgrade: origin, version and token checks), protocol (the
+//     V2 frame codec), conn (one client socket: reader, bounded writer,
+//     close), channel (a socket's membership of one topic and its states),
+//     join (authorising a join), push (a client event on a joined channel);
+//   - hub (local topic membership), broker (Redis pub/sub fan-out across
+//     replicas), broadcast (Server.Broadcast and POST /internal/broadcast);
+//   - access (who may join what), revoke (ending memberships whose right is
+//     gone), publish (the publish push and its HTTP twin, through the 2PC
+//     coordinator), throttle (per-user quotas);
+//   - proxy (function pass-through), jobs (the job API), health, status and
+//     metrics (what /healthz, /api/status, the dashboard and /metrics show).
+package gateway

@@ -1,0 +1,93 @@
+// Package deps builds the dependencies a tidings process shares between its
+// handlers: the PostgreSQL pool, the Redis client, the cache (on a Redis
+// client of its own) and the directory that reads users, topic owners and
+// subscriber lists through that cache. The function entry point
+// (functions.Connect) and gateway-ws (gateway.New) both build them here.
+//
+// Nothing is dialled: the pool and the Redis clients connect on first use,
+// so a process decides itself what must answer at start.
+package deps
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/redis/go-redis/v9"
+
+	"tidings/lib/cache"
+	"tidings/lib/config"
+	"tidings/lib/directory"
+	"tidings/lib/store"
+)
+
+// Config is what Open needs: plain values, read by the caller.
+type Config struct {
+	DatabaseURL string // the pool's PostgreSQL URL (store.PoolConfig's settings apply)
+	RedisURL    string // the Redis URL (config.RedisOptions' timeouts apply)
+	RedisPrefix string // every Redis key and channel starts with it
+	// ClientName, when set, names the Redis connections in CLIENT LIST so
+	// that operators (and tests) can tell a deployment's apart: the main
+	// client is ClientName+":"+RedisPrefix unless the URL names it, the
+	// cache's ClientName+"-cache:"+RedisPrefix. Empty: as the URL says.
+	ClientName string
+	// Cache is the cache's settings; an empty Prefix means RedisPrefix and a
+	// nil Logger means Logger.
+	Cache cache.Config
+	// Logger is given to the cache and the directory; nil is theirs to default.
+	Logger *slog.Logger
+}
+
+// Deps are the shared dependencies Open built. Close releases them.
+type Deps struct {
+	DB        *pgxpool.Pool
+	Redis     *redis.Client
+	Cache     *cache.Cache
+	Directory *directory.Directory
+
+	cacheRedis *redis.Client // the cache's own connections
+}
+
+// Open builds the dependencies from cfg. On error nothing is left open.
+func Open(ctx context.Context, cfg Config) (*Deps, error) {
+	opts, err := config.RedisOptions(cfg.RedisURL)
+	if err != nil {
+		return nil, fmt.Errorf("REDIS_URL: %w", err)
+	}
+	pool, err := store.NewPool(ctx, cfg.DatabaseURL)
+	if err != nil {
+		return nil, fmt.Errorf("DATABASE_URL: %w", err)
+	}
+	cacheOpts := *opts
+	if cfg.ClientName != "" {
+		if opts.ClientName == "" {
+			opts.ClientName = cfg.ClientName + ":" + cfg.RedisPrefix
+		}
+		cacheOpts.ClientName = cfg.ClientName + "-cache:" + cfg.RedisPrefix
+	}
+	d := &Deps{DB: pool, Redis: redis.NewClient(opts), cacheRedis: redis.NewClient(&cacheOpts)}
+	cc := cfg.Cache
+	if cc.Prefix == "" {
+		cc.Prefix = cfg.RedisPrefix
+	}
+	if cc.Logger == nil {
+		cc.Logger = cfg.Logger
+	}
+	if d.Cache, err = cache.New(cc, d.cacheRedis); err != nil {
+		d.Close()
+		return nil, fmt.Errorf("cache: %w", err)
+	}
+	d.Directory = directory.New(pool, d.Cache, cfg.Logger)
+	return d, nil
+}
+
+// Close releases every dependency Open built.
+func (d *Deps) Close() {
+	if d.Cache != nil {
+		_ = d.Cache.Close()
+	}
+	_ = d.cacheRedis.Close()
+	_ = d.Redis.Close()
+	d.DB.Close()
+}

@@ -8,6 +8,7 @@ package functions
 import (
 	"context"
 	"fmt"
+	"log/slog"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/redis/go-redis/v9"
@@ -51,6 +52,7 @@ type Deps struct {
 	Cache     *cache.Cache         // nil: no cache
 	Directory *directory.Directory // cached lookups; nil: built on DB alone
 	Mail      sendmail.Config      // send-mail's mail server; zero: sendmail.DefaultConfig()
+	Log       *slog.Logger         // the process's logger; nil: no logs
 
 	shared *deps.Deps // what Connect opened, for Close
 }
@@ -61,7 +63,7 @@ func (d *Deps) directory() *directory.Directory {
 	if d.Directory != nil {
 		return d.Directory
 	}
-	return directory.New(d.DB, d.Cache, nil)
+	return directory.New(d.DB, d.Cache, d.Log)
 }
 
 // limiter returns the throttles and quotas on the deps' Redis, or none
@@ -70,7 +72,7 @@ func (d *Deps) limiter() *ratelimit.Limiter {
 	if d.Redis == nil {
 		return nil
 	}
-	return ratelimit.New(d.Redis, d.Config.RedisPrefix, d.Config.Limits.Timeout, nil)
+	return ratelimit.New(d.Redis, d.Config.RedisPrefix, d.Config.Limits.Timeout, d.Log)
 }
 
 // constructors build each function of the catalogue (lib/catalog) from
@@ -96,7 +98,7 @@ var constructors = map[string]func(d *Deps) fn.Handler{
 	"counter-rollback": func(d *Deps) fn.Handler { return counterrollback.New(d.DB) },
 	"counter-indoubt":  func(d *Deps) fn.Handler { return counterindoubt.New(d.DB) },
 
-	"send-mail": func(d *Deps) fn.Handler { return sendmail.Build(d.DB, d.Mail, d.Config) },
+	"send-mail": func(d *Deps) fn.Handler { return sendmail.Build(d.DB, d.Mail, d.Config, d.Log) },
 }
 
 // New builds the named function's handler; an internal function's
@@ -119,11 +121,11 @@ func New(name string, d *Deps) (fn.Handler, error) {
 
 // Connect builds the dependencies from s (through lib/deps, as
 // gateway-ws does): the database pool, the Redis client, the cache, the
-// directory and the token issuer. Close releases them.
-func Connect(ctx context.Context, s Settings) (*Deps, error) {
+// directory and the token issuer, logging to log. Close releases them.
+func Connect(ctx context.Context, s Settings, log *slog.Logger) (*Deps, error) {
 	cfg := s.Config
 	shared, err := deps.Open(ctx, deps.Config{
-		DatabaseURL: cfg.DatabaseURL, RedisURL: cfg.RedisURL, RedisPrefix: cfg.RedisPrefix, Cache: s.Cache,
+		DatabaseURL: cfg.DatabaseURL, RedisURL: cfg.RedisURL, RedisPrefix: cfg.RedisPrefix, Cache: s.Cache, Logger: log,
 	})
 	if err != nil {
 		return nil, err
@@ -136,6 +138,7 @@ func Connect(ctx context.Context, s Settings) (*Deps, error) {
 		Cache:     shared.Cache,
 		Directory: shared.Directory,
 		Mail:      s.Mail,
+		Log:       log,
 		shared:    shared,
 	}, nil
 }

@@ -44,7 +44,6 @@ func load() (settings, error) {
 func main() {
 	s, err := load()
 	log := logging.New(s.LogLevel, "gateway-ws")
-	slog.SetDefault(log)
 	if err != nil {
 		log.Error("configuration", "err", err)
 		os.Exit(2)

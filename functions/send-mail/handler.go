@@ -35,6 +35,7 @@ import (
 
 	"tidings/lib/config"
 	"tidings/lib/fn"
+	"tidings/lib/logging"
 	"tidings/lib/mail"
 	"tidings/lib/store"
 )
@@ -50,13 +51,14 @@ type Handler struct {
 	log    *slog.Logger
 }
 
-// New returns a send-mail handler over db sending through cfg's server.
-func New(db store.Querier, cfg Config) (*Handler, error) {
+// New returns a send-mail handler over db sending through cfg's server,
+// logging to log (nil: no logs).
+func New(db store.Querier, cfg Config, log *slog.Logger) (*Handler, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("send-mail: %w", err)
 	}
 	domain, _ := cfg.senderDomain()
-	return &Handler{db: db, cfg: cfg, domain: domain, log: slog.Default().With("function", "send-mail")}, nil
+	return &Handler{db: db, cfg: cfg, domain: domain, log: logging.Or(log).With("function", "send-mail")}, nil
 }
 
 // Build is the handler a process serves: cfg (the zero Config means
@@ -65,17 +67,17 @@ func New(db store.Querier, cfg Config) (*Handler, error) {
 // logged now and every call answers 503 misconfigured, so jobs retry and
 // fail visibly instead of the process refusing to serve its other
 // functions.
-func Build(db store.Querier, cfg Config, secrets config.Config) fn.Handler {
+func Build(db store.Querier, cfg Config, secrets config.Config, log *slog.Logger) fn.Handler {
 	if cfg == (Config{}) {
 		cfg = DefaultConfig()
 	}
 	cfg, err := cfg.withPassword(secrets)
 	var h *Handler
 	if err == nil {
-		h, err = New(db, cfg)
+		h, err = New(db, cfg, log)
 	}
 	if err != nil {
-		slog.Error("send-mail is misconfigured; every call will fail", "err", err)
+		logging.Or(log).Error("send-mail is misconfigured; every call will fail", "err", err)
 		return fn.HandlerFunc(func(fn.Request) (fn.Response, error) {
 			return fn.Response{}, fn.Errorf(http.StatusServiceUnavailable, "misconfigured", "send-mail has no usable SMTP configuration")
 		})

@@ -45,7 +45,7 @@ func newFixture(t *testing.T, opts mailsink.Options) *fixture {
 
 func (f *fixture) send(t *testing.T, body string) (int, map[string]any) {
 	t.Helper()
-	h, err := sendmail.New(f.db.Pool, f.cfg)
+	h, err := sendmail.New(f.db.Pool, f.cfg, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -145,7 +145,7 @@ func TestSendMailRefusesBadInputAndChangesNothing(t *testing.T) {
 			t.Errorf("%s: %d %v, want 400", name, status, out)
 		}
 	}
-	h, _ := sendmail.New(f.db.Pool, f.cfg)
+	h, _ := sendmail.New(f.db.Pool, f.cfg, nil)
 	if status, _ := testenv.Call(t, h, http.MethodGet, "", ""); status != 405 {
 		t.Errorf("GET: %d, want 405", status)
 	}

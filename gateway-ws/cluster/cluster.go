@@ -26,6 +26,7 @@ import (
 	"runtime/debug"
 	"sort"
 	"sync"
+	"tidings/lib/logging"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -70,7 +71,7 @@ type Config struct {
 	// Load reports the node's current connection and topic counts; nil
 	// reports zeros.
 	Load func() (connections, topics int)
-	Log  *slog.Logger // nil means slog.Default()
+	Log  *slog.Logger // nil: no logs
 }
 
 // Registry registers one node and lists all of them.
@@ -99,7 +100,7 @@ func New(cfg Config) *Registry {
 		cfg.Version = Version()
 	}
 	if cfg.Log == nil {
-		cfg.Log = slog.Default()
+		cfg.Log = logging.Discard()
 	}
 	return &Registry{
 		cfg: cfg,

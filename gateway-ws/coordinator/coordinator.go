@@ -24,6 +24,7 @@ import (
 	"tidings/gateway-ws/invoke"
 	"tidings/lib/directory"
 	"tidings/lib/fn"
+	"tidings/lib/logging"
 	"tidings/lib/mail"
 	"tidings/lib/metrics"
 	"tidings/lib/notification"
@@ -129,7 +130,7 @@ func New(cfg Config) *Coordinator {
 	}
 	log := cfg.Log
 	if log == nil {
-		log = slog.Default()
+		log = logging.Discard()
 	}
 	if cfg.Metrics == nil {
 		cfg.Metrics = metrics.NewTwoPC(prometheus.NewRegistry())

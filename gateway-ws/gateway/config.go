@@ -12,6 +12,7 @@ import (
 	"tidings/gateway-ws/jobs"
 	"tidings/lib/cache"
 	"tidings/lib/config"
+	"tidings/lib/logging"
 )
 
 // Config is everything the gateway needs. DefaultConfig holds the
@@ -66,7 +67,7 @@ type Config struct {
 	Access Access
 	// Publisher runs `publish` pushes; nil answers them "unavailable".
 	Publisher Publisher
-	// Logger; nil means slog.Default().
+	// Logger; nil: no logs.
 	Logger *slog.Logger
 }
 
@@ -119,7 +120,7 @@ func (c Config) jobsConfig() jobs.Config {
 // naming every non-positive setting, sorted.
 func validate(cfg *Config) error {
 	if cfg.Logger == nil {
-		cfg.Logger = slog.Default()
+		cfg.Logger = logging.Discard()
 	}
 	if len(cfg.JWTSecret) == 0 {
 		return errors.New("gateway: JWT secret is required")

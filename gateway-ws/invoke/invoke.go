@@ -21,6 +21,7 @@ import (
 	"github.com/sony/gobreaker/v2"
 
 	"tidings/lib/auth"
+	"tidings/lib/logging"
 	"tidings/lib/metrics"
 )
 
@@ -141,7 +142,7 @@ func New(cfg Config) *Invoker {
 	}
 	log := cfg.Log
 	if log == nil {
-		log = slog.Default()
+		log = logging.Discard()
 	}
 	if cfg.Metrics == nil {
 		cfg.Metrics = metrics.NewCalls(prometheus.NewRegistry())

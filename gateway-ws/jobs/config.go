@@ -13,6 +13,7 @@ import (
 
 	"tidings/lib/catalog"
 	"tidings/lib/config"
+	"tidings/lib/logging"
 	"tidings/lib/ratelimit"
 )
 
@@ -152,7 +153,7 @@ func (c Config) withDefaults() Config {
 		c.Consumer = fmt.Sprintf("%s-%d-%s", host, os.Getpid(), newID()[:8])
 	}
 	if c.Log == nil {
-		c.Log = slog.Default()
+		c.Log = logging.Discard()
 	}
 	return c
 }

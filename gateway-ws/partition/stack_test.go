@@ -84,7 +84,7 @@ func newWorld(t *testing.T, behind string) *world {
 	ctx, stop := context.WithCancel(context.Background())
 	fs := functions.DefaultSettings()
 	fs.Config = base
-	deps, err := functions.Connect(ctx, fs)
+	deps, err := functions.Connect(ctx, fs, log)
 	if err != nil {
 		t.Fatal(err)
 	}

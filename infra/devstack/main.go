@@ -90,7 +90,6 @@ func run() error {
 	flag.Parse()
 
 	log := logging.New(s.Gateway.LogLevel, "devstack")
-	slog.SetDefault(log)
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 
@@ -124,12 +123,12 @@ func run() error {
 	}
 	cfg := s.Gateway.Config
 
-	deps, err := functions.Connect(ctx, functions.Settings{Config: cfg, Cache: s.Gateway.Cache, Mail: s.Mail})
+	deps, err := functions.Connect(ctx, functions.Settings{Config: cfg, Cache: s.Gateway.Cache, Mail: s.Mail}, log)
 	if err != nil {
 		return err
 	}
 	defer deps.Close()
-	if err := store.Migrate(ctx, deps.DB); err != nil {
+	if err := store.Migrate(ctx, deps.DB, log); err != nil {
 		return err
 	}
 	sf, err := stack.Load(*stackPath)

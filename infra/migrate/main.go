@@ -12,16 +12,21 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"tidings/lib/config"
+	"tidings/lib/logging"
 	"tidings/lib/store"
 )
 
 // settings are all migrate reads from its environment.
 type settings struct {
 	DatabaseURL string `env:"DATABASE_URL"`
+	LogLevel    string `env:"LOG_LEVEL"`
 }
 
 // defaultSettings is the database every tidings process defaults to.
-func defaultSettings() settings { return settings{DatabaseURL: config.Default().DatabaseURL} }
+func defaultSettings() settings {
+	d := config.Default()
+	return settings{DatabaseURL: d.DatabaseURL, LogLevel: d.LogLevel}
+}
 
 func main() {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
@@ -33,7 +38,7 @@ func main() {
 		pool, err = store.Open(ctx, s.DatabaseURL)
 	}
 	if err == nil {
-		err = store.Migrate(ctx, pool)
+		err = store.Migrate(ctx, pool, logging.New(s.LogLevel, "migrate"))
 		pool.Close()
 	}
 	if err != nil {

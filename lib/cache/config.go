@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"tidings/lib/logging"
 	"time"
 )
 
@@ -19,7 +20,7 @@ type Config struct {
 	LoadTimeout  time.Duration `env:"CACHE_LOAD_TIMEOUT"`  // deadline of a GetOrLoad loader
 	PingInterval time.Duration `env:"CACHE_PING_INTERVAL"` // how often a quiet invalidation subscription is checked
 	Prefix       string        // every Redis key and channel starts with it: the process's REDIS_PREFIX
-	Logger       *slog.Logger  // nil means slog.Default()
+	Logger       *slog.Logger  // nil: no logs
 }
 
 // DefaultConfig is Config's defaults.
@@ -53,7 +54,7 @@ func (c Config) withDefaults() Config {
 		c.MaxEntries = def.MaxEntries
 	}
 	if c.Logger == nil {
-		c.Logger = slog.Default()
+		c.Logger = logging.Discard()
 	}
 	return c
 }

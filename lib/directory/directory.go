@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"tidings/lib/cache"
+	"tidings/lib/logging"
 	"tidings/lib/store"
 )
 
@@ -40,7 +41,7 @@ type Directory struct {
 // goes to the database).
 func New(db store.Querier, c *cache.Cache, log *slog.Logger) *Directory {
 	if log == nil {
-		log = slog.Default()
+		log = logging.Discard()
 	}
 	d := &Directory{db: db, log: log}
 	if c != nil {

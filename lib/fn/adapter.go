@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"runtime/debug"
 	"sync"
+	"tidings/lib/logging"
 )
 
 // DefaultMaxBodyBytes bounds a request body unless configured otherwise.
@@ -24,7 +25,7 @@ type Adapter struct {
 	Handler      Handler
 	MaxBodyBytes int64        // 0 means DefaultMaxBodyBytes
 	Limits       Limits       // taken once the body is read; zero: none
-	Log          *slog.Logger // nil means slog.Default()
+	Log          *slog.Logger // nil: no logs
 
 	slotsOnce sync.Once
 	slots     chan struct{} // nil: unbounded
@@ -41,7 +42,7 @@ func (a *Adapter) log() *slog.Logger {
 	if a.Log != nil {
 		return a.Log
 	}
-	return slog.Default()
+	return logging.Discard()
 }
 
 // TooLarge is the answer to a body over the limit.

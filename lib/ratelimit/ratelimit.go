@@ -29,6 +29,7 @@ import (
 
 	"tidings/lib/config"
 	"tidings/lib/fn"
+	"tidings/lib/logging"
 )
 
 // Limit is one named throttle: its rate and what happens while Redis is
@@ -136,7 +137,7 @@ func New(rdb redis.UniversalClient, prefix string, timeout time.Duration, log *s
 		timeout = 500 * time.Millisecond
 	}
 	if log == nil {
-		log = slog.Default()
+		log = logging.Discard()
 	}
 	return &Limiter{rl: redis_rate.NewLimiter(rdb), prefix: prefix, timeout: timeout, log: log}
 }

@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"net"
 	"strings"
+	"tidings/lib/logging"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -98,15 +99,16 @@ func Open(ctx context.Context, url string) (*pgxpool.Pool, error) {
 	return pool, nil
 }
 
-// Migrate applies every pending migration. A PostgreSQL session lock makes
-// concurrent callers (several replicas starting at once) wait for each other.
-func Migrate(ctx context.Context, pool *pgxpool.Pool) error {
+// Migrate applies every pending migration and logs each to log (nil: no
+// logs). A PostgreSQL session lock makes concurrent callers (several
+// replicas starting at once) wait for each other.
+func Migrate(ctx context.Context, pool *pgxpool.Pool, log *slog.Logger) error {
 	db := stdlib.OpenDBFromPool(pool)
 	defer db.Close()
-	return migrate(ctx, db)
+	return migrate(ctx, db, logging.Or(log))
 }
 
-func migrate(ctx context.Context, db *sql.DB) error {
+func migrate(ctx context.Context, db *sql.DB, log *slog.Logger) error {
 	dir, err := fs.Sub(migrations, "migrations")
 	if err != nil {
 		return err
@@ -124,7 +126,7 @@ func migrate(ctx context.Context, db *sql.DB) error {
 		return fmt.Errorf("migrate: %w", err)
 	}
 	for _, r := range results {
-		slog.Info("migration applied", "version", r.Source.Version, "file", r.Source.Path)
+		log.Info("migration applied", "version", r.Source.Version, "file", r.Source.Path)
 	}
 	return nil
 }

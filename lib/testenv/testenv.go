@@ -110,7 +110,7 @@ func ensureTemplate(ctx context.Context, admin *pgx.Conn) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	err = store.Migrate(ctx, pool)
+	err = store.Migrate(ctx, pool, nil)
 	pool.Close()
 	if err != nil {
 		return "", err

@@ -30,8 +30,13 @@ import (
 )
 
 func main() {
-	if err := run(); err != nil {
-		slog.Error("function stopped", "err", err)
+	s, err := load()
+	log := logging.New(s.LogLevel, "function").With("function", s.Function)
+	if err == nil {
+		err = run(s, log)
+	}
+	if err != nil {
+		log.Error("function stopped", "err", err)
 		os.Exit(1)
 	}
 }
@@ -63,13 +68,7 @@ func load() (settings, error) {
 	return s, s.Config.Complete()
 }
 
-func run() error {
-	s, err := load()
-	log := logging.New(s.LogLevel, "function").With("function", s.Function)
-	slog.SetDefault(log)
-	if err != nil {
-		return err
-	}
+func run(s settings, log *slog.Logger) error {
 	// Known before anything is connected: a misnamed function stops here.
 	if _, ok := catalog.Lookup(s.Function); !ok {
 		return fmt.Errorf("$FUNCTION: no function named %q in the catalogue (%s)", s.Function, strings.Join(catalog.Names(), ", "))
@@ -77,7 +76,7 @@ func run() error {
 	cfg, name := s.Config, s.Function
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	deps, err := functions.Connect(ctx, s.Settings)
+	deps, err := functions.Connect(ctx, s.Settings, log)
 	if err != nil {
 		return err
 	}

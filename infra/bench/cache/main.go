@@ -27,7 +27,6 @@ import (
 	"encoding/hex"
 	"flag"
 	"fmt"
-	"log/slog"
 	"math"
 	mrand "math/rand/v2"
 	"os"
@@ -41,6 +40,7 @@ import (
 	"tidings/infra/bench/machine"
 	"tidings/lib/cache"
 	"tidings/lib/config"
+	"tidings/lib/logging"
 	"tidings/lib/testenv"
 )
 
@@ -68,7 +68,6 @@ func main() {
 	flag.IntVar(&o.value, "value", 256, "value size in bytes")
 	flag.StringVar(&o.redisURL, "redis-url", testenv.RedisURL(), "Redis for the redis and near stores (under a prefix of the bench's own)")
 	flag.Parse()
-	slog.SetDefault(slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})))
 	if err := run(o); err != nil {
 		fmt.Fprintln(os.Stderr, "cache bench:", err)
 		os.Exit(1)
@@ -125,7 +124,7 @@ func run(o options) error {
 
 // bench runs the workload against one cold store.
 func bench(o options, store cache.Store, rdb *redis.Client, prefix string) (result, error) {
-	c, err := cache.New(cache.Config{Store: store, Prefix: prefix, MaxEntries: o.capacity, TTL: time.Hour, LocalTTL: time.Hour}, rdb)
+	c, err := cache.New(cache.Config{Store: store, Prefix: prefix, MaxEntries: o.capacity, TTL: time.Hour, LocalTTL: time.Hour, Logger: logging.New("warn", "bench-cache")}, rdb)
 	if err != nil {
 		return result{}, err
 	}

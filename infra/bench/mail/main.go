@@ -20,8 +20,6 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
-	"io"
-	"log/slog"
 	"net/http/httptest"
 	"os"
 	"sort"
@@ -42,6 +40,7 @@ import (
 	"tidings/infra/mailsink"
 	"tidings/lib/config"
 	"tidings/lib/fn"
+	"tidings/lib/logging"
 	"tidings/lib/store"
 	"tidings/lib/testenv"
 )
@@ -151,7 +150,7 @@ func setUp(ctx context.Context) (*env, error) {
 		return nil, err
 	}
 	e.pool = pool
-	if err := store.Migrate(ctx, pool); err != nil {
+	if err := store.Migrate(ctx, pool, nil); err != nil {
 		e.close()
 		return nil, err
 	}
@@ -168,8 +167,6 @@ func setUp(ctx context.Context) (*env, error) {
 	}
 	mail := sendmail.DefaultConfig() // send-mail speaks to the sink
 	mail.Host, mail.Port, mail.From = e.sink.Host(), e.sink.Port(), "tidings <noreply@tidings.bench>"
-	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
-	slog.SetDefault(quiet)
 	h, err := functions.New("send-mail", &functions.Deps{Config: config.Config{InternalKey: internalKey, SecretsDir: os.TempDir()}, DB: pool, Mail: mail})
 	if err != nil {
 		e.close()
@@ -177,8 +174,8 @@ func setUp(ctx context.Context) (*env, error) {
 	}
 	e.host = httptest.NewServer(fnhost.New(map[string]fnhost.Function{
 		"send-mail": {Handler: h, Limits: fn.Limits{Timeout: 20 * time.Second, MaxInflight: 128}},
-	}, 1<<20, quiet))
-	e.invoker = invoke.New(invoke.Config{FaaSURL: e.host.URL, InternalKey: internalKey, Log: quiet,
+	}, 1<<20, logging.Discard()))
+	e.invoker = invoke.New(invoke.Config{FaaSURL: e.host.URL, InternalKey: internalKey, Log: logging.Discard(),
 		Default: invoke.Settings{Timeout: 20 * time.Second, MaxInflight: 128, BreakerFailures: 1000, BreakerOpenFor: time.Second}})
 	return e, nil
 }
@@ -240,7 +237,7 @@ func (e *env) viaQueue(ctx context.Context, mails, concurrency int) (row, error)
 	}
 	q, err := jobs.New(e.rdb, e.invoker, nil, jobs.Config{
 		Prefix: e.prefix + fmt.Sprintf("c%d:", concurrency), Concurrencies: map[string]int{"send-mail": concurrency},
-		Timeout: 20 * time.Second, ClaimIdle: time.Minute, Notify: notify, Log: slog.Default(),
+		Timeout: 20 * time.Second, ClaimIdle: time.Minute, Notify: notify, Log: logging.Discard(),
 	})
 	if err != nil {
 		return r, err

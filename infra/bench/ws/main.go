@@ -20,7 +20,6 @@ import (
 	"context"
 	"flag"
 	"fmt"
-	"log/slog"
 	"os"
 	"os/signal"
 	"strings"
@@ -29,6 +28,7 @@ import (
 
 	"tidings/infra/bench/machine"
 	"tidings/lib/config"
+	"tidings/lib/logging"
 	"tidings/lib/testenv"
 )
 
@@ -75,12 +75,12 @@ func main() {
 	flag.BoolVar(&o.skipNATS, "skip-nats", false, "measure only gateway-ws")
 	flag.BoolVar(&o.skipGateway, "skip-gateway", false, "measure only nats-server")
 	flag.Parse()
-	slog.SetDefault(slog.New(slog.NewJSONHandler(os.Stderr, nil)))
+	log := logging.New("info", "bench-ws")
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	if err := run(ctx, o); err != nil {
-		slog.Error("bench failed", "err", err)
+		log.Error("bench failed", "err", err)
 		os.Exit(1)
 	}
 }

@@ -16,19 +16,6 @@ import (
 
 func quietLog() *slog.Logger { return slog.New(slog.NewJSONHandler(io.Discard, nil)) }
 
-// eventually polls cond up to tries times, 50ms apart: bounded polling,
-// never a timed assertion.
-func eventually(t *testing.T, what string, tries int, cond func() bool) {
-	t.Helper()
-	for range tries {
-		if cond() {
-			return
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	t.Fatalf("gave up waiting for %s after %d tries", what, tries)
-}
-
 func newRegistry(rdb *redis.Client, prefix, id string, hb, ttl time.Duration, conns int) *Registry {
 	return New(Config{
 		Redis:    rdb,
@@ -85,7 +72,7 @@ func TestTwoRegistriesSeeEachOther(t *testing.T) {
 	run(t, b, "127.0.0.1:4002")
 
 	for _, r := range []*Registry{a, b} {
-		eventually(t, r.ID()+" to list both nodes", 100, func() bool {
+		testenv.Eventually(t, r.ID()+" to list both nodes", 100, func() bool {
 			return slices.Equal(listed(t, r), []string{"node-a", "node-b"})
 		})
 	}
@@ -126,11 +113,11 @@ func TestANodeThatStopsHeartbeatingDisappearsAfterItsTTL(t *testing.T) {
 	if err != nil || pttl <= 0 || pttl > ttl {
 		t.Fatalf("the dead node's record has TTL %v (err %v), want one in (0, %v]", pttl, err, ttl)
 	}
-	eventually(t, "both nodes listed", 100, func() bool {
+	testenv.Eventually(t, "both nodes listed", 100, func() bool {
 		return slices.Equal(listed(t, live), []string{"dead", "live"})
 	})
 	// The TTL is Redis's: it lapses without anyone deleting the record.
-	eventually(t, "the dead node to drop out", 200, func() bool {
+	testenv.Eventually(t, "the dead node to drop out", 200, func() bool {
 		return slices.Equal(listed(t, live), []string{"live"})
 	})
 	if ok, err := rds.Client.SIsMember(context.Background(), rds.Prefix+"nodes", "dead").Result(); err != nil || ok {
@@ -146,7 +133,7 @@ func TestGracefulStopDeregistersAtOnce(t *testing.T) {
 	leave := newRegistry(rds.Client, rds.Prefix, "leave", 100*time.Millisecond, time.Minute, 0)
 	run(t, stay, "127.0.0.1:4001")
 	stopLeave := run(t, leave, "127.0.0.1:4002")
-	eventually(t, "both nodes listed", 100, func() bool {
+	testenv.Eventually(t, "both nodes listed", 100, func() bool {
 		return slices.Equal(listed(t, stay), []string{"leave", "stay"})
 	})
 	stopLeave()
@@ -167,7 +154,7 @@ func TestHeartbeatsSurviveARedisOutageAndResume(t *testing.T) {
 	rdb := r.Client()
 	reg := newRegistry(rdb, "tidings-cluster-outage:", "survivor", 50*time.Millisecond, 2*time.Second, 1)
 	run(t, reg, "127.0.0.1:4001")
-	eventually(t, "the node listed", 100, func() bool {
+	testenv.Eventually(t, "the node listed", 100, func() bool {
 		nodes, err := reg.Nodes(context.Background())
 		return err == nil && slices.Equal(ids(nodes), []string{"survivor"})
 	})
@@ -177,14 +164,14 @@ func TestHeartbeatsSurviveARedisOutageAndResume(t *testing.T) {
 		t.Fatal("listing nodes with Redis down answered no error")
 	}
 	// Several heartbeats fail meanwhile; Run must keep going.
-	eventually(t, "a heartbeat to fail", 100, func() bool {
+	testenv.Eventually(t, "a heartbeat to fail", 100, func() bool {
 		reg.mu.Lock()
 		defer reg.mu.Unlock()
 		return reg.failing
 	})
 
 	r.Start() // empty: the node's record is gone with the old process
-	eventually(t, "the node to re-register after Redis returned", 200, func() bool {
+	testenv.Eventually(t, "the node to re-register after Redis returned", 200, func() bool {
 		nodes, err := reg.Nodes(context.Background())
 		return err == nil && slices.Equal(ids(nodes), []string{"survivor"})
 	})

@@ -40,7 +40,7 @@ func TestRedisOutageKeepsClientsAndRecoversByItself(t *testing.T) {
 	c.heartbeat() // still connected after all that
 
 	redisServer.Start()
-	poll(t, "the job API to accept jobs again", 200, func() bool {
+	testenv.Eventually(t, "the job API to accept jobs again", 200, func() bool {
 		status, _ := postJob()
 		return status == http.StatusAccepted
 	})
@@ -49,7 +49,7 @@ func TestRedisOutageKeepsClientsAndRecoversByItself(t *testing.T) {
 	// come first).
 	topic := fmt.Sprintf("user:%d", user)
 	check := redisServer.Client()
-	poll(t, "the gateway to subscribe "+topic+" again", 200, func() bool {
+	testenv.Eventually(t, "the gateway to subscribe "+topic+" again", 200, func() bool {
 		ch := g.srv.broker.channel(topic)
 		n, err := check.PubSubNumSub(t.Context(), ch).Result()
 		return err == nil && n[ch] > 0
@@ -57,7 +57,7 @@ func TestRedisOutageKeepsClientsAndRecoversByItself(t *testing.T) {
 	// The publishing client may still be backing off from its failed
 	// dials (go-redis answers with the last dial error until a probe
 	// connects), so the broadcast is retried, bounded, too.
-	poll(t, "a broadcast to be accepted again", 200, func() bool {
+	testenv.Eventually(t, "a broadcast to be accepted again", 200, func() bool {
 		return g.srv.Broadcast(t.Context(), topic, "notification", map[string]int{"id": 7}) == nil
 	})
 	for range 20 {

@@ -37,19 +37,6 @@ func getJSON(t *testing.T, url string, v any) (int, string) {
 	return resp.StatusCode, string(body)
 }
 
-// poll retries cond up to tries times, 50ms apart (bounded polling, never
-// a timed assertion).
-func poll(t *testing.T, what string, tries int, cond func() bool) {
-	t.Helper()
-	for range tries {
-		if cond() {
-			return
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	t.Fatalf("gave up waiting for %s after %d tries", what, tries)
-}
-
 func nodeIDs(nodes []cluster.Node) []string {
 	var ids []string
 	for _, n := range nodes {
@@ -86,7 +73,7 @@ func TestClusterListsLiveReplicasAndFunctionHealth(t *testing.T) {
 	}
 
 	var got clusterAnswer
-	poll(t, "both replicas listed, gw-b with its socket", 200, func() bool {
+	testenv.Eventually(t, "both replicas listed, gw-b with its socket", 200, func() bool {
 		got = clusterAnswer{}
 		status, _ := getJSON(t, a.httpURL("/api/cluster"), &got)
 		return status == http.StatusOK && slices.Equal(nodeIDs(got.Nodes), []string{"gw-a", "gw-b"}) &&
@@ -134,7 +121,7 @@ func TestStatusReportsTransactionsAndJobs(t *testing.T) {
 
 	g := startGateway(t, cfg)
 	var st statusAnswer
-	poll(t, "the replica listed in the status", 200, func() bool {
+	testenv.Eventually(t, "the replica listed in the status", 200, func() bool {
 		st = statusAnswer{}
 		status, _ := getJSON(t, g.httpURL("/api/status"), &st)
 		return status == http.StatusOK && slices.Equal(nodeIDs(st.Nodes), []string{"gw-status"})
@@ -193,7 +180,7 @@ func TestClusterAnswers503WhileRedisIsDownAndRecovers(t *testing.T) {
 	cfg := fastNodes(testConfig(testenv.NewRedis(t), testenv.AdminURL()), "gw-outage")
 	cfg.RedisURL = "redis://" + r.Addr() + "/0?dial_timeout=200ms&max_retries=-1"
 	g := startGateway(t, cfg)
-	poll(t, "the replica registered", 200, func() bool {
+	testenv.Eventually(t, "the replica registered", 200, func() bool {
 		var got clusterAnswer
 		status, _ := getJSON(t, g.httpURL("/api/cluster"), &got)
 		return status == http.StatusOK && slices.Equal(nodeIDs(got.Nodes), []string{"gw-outage"})
@@ -211,7 +198,7 @@ func TestClusterAnswers503WhileRedisIsDownAndRecovers(t *testing.T) {
 	}
 
 	r.Start()
-	poll(t, "the replica re-registered after Redis returned", 200, func() bool {
+	testenv.Eventually(t, "the replica re-registered after Redis returned", 200, func() bool {
 		var got clusterAnswer
 		status, _ := getJSON(t, g.httpURL("/api/cluster"), &got)
 		return status == http.StatusOK && slices.Equal(nodeIDs(got.Nodes), []string{"gw-outage"})

@@ -158,25 +158,11 @@ func (a *api) job(id, token string) (int, map[string]any) {
 	return status, out
 }
 
-// eventually polls cond every 50ms, at most tries times, and fails the
-// test with what when it never holds. No timing is asserted: the bound
-// only keeps a broken build from hanging.
-func eventually(t *testing.T, what string, tries int, cond func() bool) {
-	t.Helper()
-	for range tries {
-		if cond() {
-			return
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	t.Fatalf("gave up waiting (%d tries): %s", tries, what)
-}
-
 // waitStatus polls GET until the job has status want, and returns it.
 func (a *api) waitStatus(id, token string, want jobs.Status) map[string]any {
 	a.t.Helper()
 	var last map[string]any
-	eventually(a.t, "job "+id+" to become "+string(want), 400, func() bool {
+	testenv.Eventually(a.t, "job "+id+" to become "+string(want), 400, func() bool {
 		_, last = a.job(id, token)
 		return last["status"] == string(want)
 	})

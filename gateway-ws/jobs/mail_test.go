@@ -67,7 +67,7 @@ func mailPayload(key string) json.RawMessage {
 func waitJob(t *testing.T, q *jobs.Queue, id string, want jobs.Status) *jobs.Job {
 	t.Helper()
 	var job *jobs.Job
-	eventually(t, "job "+id+" to become "+string(want), 400, func() bool {
+	testenv.Eventually(t, "job "+id+" to become "+string(want), 400, func() bool {
 		var err error
 		job, err = q.Get(context.Background(), id)
 		return err == nil && job.Status == want

@@ -53,7 +53,7 @@ func TestJobQueueAnswers503WhileRedisIsDownAndRecoversAfter(t *testing.T) {
 
 	r.Start()
 	var after string
-	eventually(t, "the API to accept jobs again", 200, func() bool {
+	testenv.Eventually(t, "the API to accept jobs again", 200, func() bool {
 		status, out := post()
 		after, _ = out["id"].(string)
 		return status == http.StatusAccepted

@@ -78,7 +78,7 @@ func TestJobLivesAcceptedToWorkedAndIsGoneAfterItsTTL(t *testing.T) {
 	}
 	// Events follow the stored status, so the last may land just after the
 	// API shows it.
-	eventually(t, "the worked event", 200, func() bool { return len(ev.of(id)) >= 3 })
+	testenv.Eventually(t, "the worked event", 200, func() bool { return len(ev.of(id)) >= 3 })
 	got := statuses(ev.of(id))
 	if !slices.Equal(got, []jobs.Status{jobs.Accepted, jobs.Working, jobs.Worked}) {
 		t.Errorf("events %v, want accepted, working, worked", got)
@@ -87,7 +87,7 @@ func TestJobLivesAcceptedToWorkedAndIsGoneAfterItsTTL(t *testing.T) {
 		t.Error("the worked event carries no result")
 	}
 
-	eventually(t, "the record to expire after its TTL", 200, func() bool {
+	testenv.Eventually(t, "the record to expire after its TTL", 200, func() bool {
 		status, _ := a.job(id, ann)
 		return status == http.StatusNotFound
 	})
@@ -177,7 +177,7 @@ func TestFailingJobsRetryWithBackoffThenFailIntoTheDeadLetterStream(t *testing.T
 	if job["attempts"] != 3.0 || job["result"].(map[string]any)["got"] != `{"n":1}` {
 		t.Errorf("flaky job %v, want worked on attempt 3 with the payload as body", job)
 	}
-	eventually(t, "the flaky job's worked event", 200, func() bool { return len(ev.of(flaky)) >= 7 })
+	testenv.Eventually(t, "the flaky job's worked event", 200, func() bool { return len(ev.of(flaky)) >= 7 })
 	if got := statuses(ev.of(flaky)); !slices.Equal(got, []jobs.Status{jobs.Accepted, jobs.Working, jobs.Pending, jobs.Working, jobs.Pending, jobs.Working, jobs.Worked}) {
 		t.Errorf("flaky events %v", got)
 	}

@@ -76,19 +76,6 @@ func lastLines(s string, n int) string {
 	return strings.Join(lines, "\n")
 }
 
-// eventually retries cond every 250ms, at most tries times.
-func eventually(t *testing.T, what string, tries int, cond func() error) {
-	t.Helper()
-	var err error
-	for range tries {
-		if err = cond(); err == nil {
-			return
-		}
-		time.Sleep(250 * time.Millisecond)
-	}
-	t.Fatalf("gave up waiting for %s: %v", what, err)
-}
-
 func call(t *testing.T, method, target, token string, body any, out any) {
 	t.Helper()
 	var r io.Reader
@@ -147,7 +134,7 @@ func TestPrometheusScrapesTheDevStackAndEveryDashboardQueryHasData(t *testing.T)
 		"DATABASE_URL=", "REDIS_URL=", "SMTP_HOST=", "DEV_SMTP_PORT=0", "LOG_LEVEL=warn", "HEALTH_INTERVAL=1s"},
 		bin, "-db", dbName, "-state", dir, "-stack", "../../stack.yml")
 	gw := "http://" + gwAddr
-	eventually(t, "the dev stack", 240, func() error {
+	testenv.Eventually(t, "the dev stack", 1200, func() error {
 		resp, err := http.Get(gw + "/healthz")
 		if err == nil {
 			resp.Body.Close()
@@ -207,7 +194,7 @@ func TestPrometheusScrapesTheDevStackAndEveryDashboardQueryHasData(t *testing.T)
 		"--web.listen-address="+promAddr)
 	api := "http://" + promAddr + "/api/v1/"
 
-	eventually(t, "every target up", 240, func() error {
+	testenv.Eventually(t, "every target up", 1200, func() error {
 		var out struct {
 			Data struct {
 				ActiveTargets []struct {
@@ -237,7 +224,7 @@ func TestPrometheusScrapesTheDevStackAndEveryDashboardQueryHasData(t *testing.T)
 	}
 	for _, p := range panels {
 		for _, target := range p.Targets {
-			eventually(t, fmt.Sprintf("data for panel %q (%s)", p.Title, target.Expr), 120, func() error {
+			testenv.Eventually(t, fmt.Sprintf("data for panel %q (%s)", p.Title, target.Expr), 600, func() error {
 				var out struct {
 					Status string `json:"status"`
 					Error  string `json:"error"`

@@ -84,7 +84,7 @@ func TestMemoryEntriesExpireAfterTheirTTL(t *testing.T) {
 	if err := c.Set(ctx, "long", []byte("v"), time.Hour); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "the short-lived entry expires", func() bool {
+	testenv.Eventually(t, "the short-lived entry expires", 100, func() bool {
 		_, ok, _ := c.Get(ctx, "short")
 		return !ok
 	})
@@ -120,7 +120,7 @@ func TestGetOrLoadCallsTheLoaderOnceForConcurrentMissesOfOneKey(t *testing.T) {
 			// The loader is held until every caller is waiting on a load
 			// (or, were loads not shared, inside its own loader call), so
 			// all of them miss at once.
-			eventually(t, "every caller waits for the load", func() bool {
+			testenv.Eventually(t, "every caller waits for the load", 100, func() bool {
 				return c.Stats().Waiting == callers || calls.Load() == callers
 			})
 			close(release)

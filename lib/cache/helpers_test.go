@@ -31,19 +31,6 @@ func newCache(t testing.TB, store cache.Store, rdb *redis.Client, prefix string)
 	return c
 }
 
-// eventually retries cond a bounded number of times, and fails t naming
-// what never happened.
-func eventually(t testing.TB, what string, cond func() bool) {
-	t.Helper()
-	for range 500 {
-		if cond() {
-			return
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	t.Fatalf("%s: did not happen within 500 tries", what)
-}
-
 // constant is a loader that returns v and counts its calls.
 func constant(v string, calls *atomic.Int64) func(context.Context) ([]byte, error) {
 	return func(context.Context) ([]byte, error) {

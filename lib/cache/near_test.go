@@ -37,7 +37,7 @@ func TestNearCacheSeesAChangeMadeThroughAnotherProcess(t *testing.T) {
 			}
 			// The writer's own Set is an invalidation too: let it land
 			// before the reader fills its memory, or it may drop the fill.
-			eventually(t, "the reader hears the first set", func() bool { return reader.Stats().Invalidations == 1 })
+			testenv.Eventually(t, "the reader hears the first set", 100, func() bool { return reader.Stats().Invalidations == 1 })
 			var loads atomic.Int64
 			db := constant("from-db", &loads)
 			// Warm the reader's memory: the second read must come from it.
@@ -54,7 +54,7 @@ func TestNearCacheSeesAChangeMadeThroughAnotherProcess(t *testing.T) {
 				t.Fatal(err)
 			}
 			var last string
-			eventually(t, "the reader sees the "+tc.name+" made through the writer", func() bool {
+			testenv.Eventually(t, "the reader sees the "+tc.name+" made through the writer", 100, func() bool {
 				v, err := reader.GetOrLoad(ctx, "topic:1", 0, db)
 				if err != nil {
 					t.Fatal(err)
@@ -85,7 +85,7 @@ func TestNearCacheInvalidatesOnlyTheChangedKey(t *testing.T) {
 	if err := writer.Delete(ctx, "a"); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "the reader drops a", func() bool { return reader.Stats().Invalidations == 1 })
+	testenv.Eventually(t, "the reader drops a", 100, func() bool { return reader.Stats().Invalidations == 1 })
 	before := reader.Stats().LocalHits
 	if v, ok, err := reader.Get(ctx, "b"); !ok || err != nil || string(v) != "db-b" {
 		t.Fatalf("b after a's delete: %q %v %v", v, ok, err)
@@ -140,7 +140,7 @@ func TestCacheWithRedisStoppedAnswersFromTheDatabaseAndRecovers(t *testing.T) {
 			}
 
 			srv.Stop() // the fault: Redis is gone from here on
-			eventually(t, "reads with Redis stopped reach the database", func() bool {
+			testenv.Eventually(t, "reads with Redis stopped reach the database", 100, func() bool {
 				n := name()
 				if n != "Ada" && n != "Ada L." {
 					t.Fatalf("read with %s stopped: name %q", srv, n)
@@ -160,16 +160,16 @@ func TestCacheWithRedisStoppedAnswersFromTheDatabaseAndRecovers(t *testing.T) {
 			srv.Start() // Redis is back, empty: nothing was persisted
 			renamed := u
 			renamed.Name = "Ada Lovelace"
-			eventually(t, "the writer stores in Redis again", func() bool {
+			testenv.Eventually(t, "the writer stores in Redis again", 100, func() bool {
 				return writer.Set(ctx, key, renamed, 0) == nil
 			})
-			eventually(t, "the reader reads what the writer stored after the restart", func() bool {
+			testenv.Eventually(t, "the reader reads what the writer stored after the restart", 100, func() bool {
 				return name() == "Ada Lovelace"
 			})
 			if kind == cache.Near {
 				// Make the reader hold the value in memory again, so only a
 				// working invalidation can show it the next change.
-				eventually(t, "the reader answers from memory again", func() bool {
+				testenv.Eventually(t, "the reader answers from memory again", 100, func() bool {
 					before := readerCache.Stats().LocalHits
 					return name() == "Ada Lovelace" && readerCache.Stats().LocalHits > before
 				})
@@ -178,7 +178,7 @@ func TestCacheWithRedisStoppedAnswersFromTheDatabaseAndRecovers(t *testing.T) {
 			if err := writer.Set(ctx, key, renamed, 0); err != nil {
 				t.Fatal(err)
 			}
-			eventually(t, "the reader sees a change made through the writer after the restart", func() bool {
+			testenv.Eventually(t, "the reader sees a change made through the writer after the restart", 100, func() bool {
 				return name() == "Countess of Lovelace"
 			})
 		})

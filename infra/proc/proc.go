@@ -5,7 +5,10 @@ package proc
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -106,3 +109,52 @@ func PostgresBinary(name string) (string, error) {
 // append-only file before Redis answers, so a restart loses no 2PC record
 // or job; a full Redis refuses writes instead of evicting records.
 var RedisPersistence = []string{"--appendonly", "yes", "--appendfsync", "always", "--maxmemory-policy", "noeviction"}
+
+// ErrExited is a start whose process exited before it was healthy.
+var ErrExited = errors.New("exited while starting")
+
+// WaitHTTP waits up to limit for url to answer 200, and gives up at once,
+// with ErrExited, when the process exits first: a crash at start-up must
+// not cost the whole wait.
+func (p *Process) WaitHTTP(ctx context.Context, url string, limit time.Duration) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go func() {
+		select {
+		case <-p.Exited():
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	err := WaitFor(ctx, limit, func(ctx context.Context) error {
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+		if err != nil {
+			return err
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			return err
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			return fmt.Errorf("%s: %d", url, resp.StatusCode)
+		}
+		return nil
+	})
+	select {
+	case <-p.Exited():
+		return ErrExited
+	default:
+		return err
+	}
+}
+
+// FreeAddr returns a loopback address with a port free right now.
+func FreeAddr() string {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		panic(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}

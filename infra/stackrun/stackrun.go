@@ -11,7 +11,6 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -191,39 +190,14 @@ func (n *Node) Start(ctx context.Context) error {
 		return err
 	}
 	n.p = p
-	// Stop waiting as soon as the process exits: a crash at start-up must
-	// not cost the whole wait.
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	go func() {
-		select {
-		case <-p.Exited():
-			cancel()
-		case <-ctx.Done():
-		}
-	}()
-	err = proc.WaitFor(ctx, 30*time.Second, func(ctx context.Context) error {
-		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+n.Addr+"/healthz", nil)
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			return err
-		}
-		resp.Body.Close()
-		if resp.StatusCode != http.StatusOK {
-			return fmt.Errorf("%s /healthz: %d", n.Name, resp.StatusCode)
-		}
-		return nil
-	})
-	select {
-	case <-p.Exited():
-		return fmt.Errorf("%s: %w", n.Name, ErrExited)
-	default:
-		return err
+	if err := p.WaitHTTP(ctx, "http://"+n.Addr+"/healthz", 30*time.Second); err != nil {
+		return fmt.Errorf("%s: %w", n.Name, err)
 	}
+	return nil
 }
 
 // ErrExited is a start whose process exited before it was healthy.
-var ErrExited = errors.New("exited while starting")
+var ErrExited = proc.ErrExited
 
 // Kill ends the process with SIGKILL, as a crash would.
 func (n *Node) Kill() {
@@ -303,14 +277,7 @@ func Post(ctx context.Context, target, token string, body, out any) error {
 }
 
 // FreeAddr returns a loopback address with a port free right now.
-func FreeAddr() string {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		panic(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
-}
+func FreeAddr() string { return proc.FreeAddr() }
 
 func randomHex(n int) string {
 	b := make([]byte, n)

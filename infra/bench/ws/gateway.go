@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -10,21 +11,25 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/gorilla/websocket"
 	"github.com/jackc/pgx/v5"
 
 	"tidings/gateway-ws/gateway"
+	"tidings/infra/proc"
 	"tidings/lib/auth"
 	"tidings/lib/store"
+	"tidings/lib/testenv"
 )
 
 // gatewayTarget is one gateway-ws process with conns sockets joined to one
 // topic, published to through its internal broadcast endpoint.
 type gatewayTarget struct {
-	srv         *server
+	srv         *proc.Process
 	addr        string
 	topic       string
 	users       []int64
@@ -49,15 +54,11 @@ func benchGateway(ctx context.Context, o options) (result, error) {
 	}
 	defer cleanup()
 
-	port, err := freePort()
-	if err != nil {
-		return result{}, err
-	}
-	secret, internalKey := randomHex(32), randomHex(16)
-	prefix := "tidings-bench:" + randomHex(6) + ":"
-	srv, err := startServer(bin, nil, []string{
-		"PATH=" + o.path,
-		fmt.Sprintf("GATEWAY_ADDR=127.0.0.1:%d", port),
+	addr := proc.FreeAddr()
+	secret, internalKey := rand.Text()+rand.Text(), rand.Text() // the JWT secret needs 32 bytes or more
+	prefix := "tidings-bench:" + rand.Text() + ":"
+	srv, err := proc.Start("/dev/stderr", nil, []string{
+		"GATEWAY_ADDR=" + addr,
 		"REDIS_URL=" + o.redisURL,
 		"REDIS_PREFIX=" + prefix,
 		"DATABASE_URL=" + dbURL,
@@ -66,14 +67,13 @@ func benchGateway(ctx context.Context, o options) (result, error) {
 		"INTERNAL_KEY=" + internalKey,
 		"WS_IDLE_TIMEOUT=30m", // the clients are idle on purpose
 		"LOG_LEVEL=warn",
-	})
+	}, bin)
 	if err != nil {
 		return result{}, err
 	}
-	defer srv.stop()
-	addr := fmt.Sprintf("127.0.0.1:%d", port)
-	if err := srv.waitHTTP(ctx, "http://"+addr+"/healthz"); err != nil {
-		return result{}, err
+	defer srv.Stop(syscall.SIGTERM)
+	if err := srv.WaitHTTP(ctx, "http://"+addr+"/healthz", 30*time.Second); err != nil {
+		return result{}, fmt.Errorf("gateway-ws: %w", err)
 	}
 	t := &gatewayTarget{
 		srv:         srv,
@@ -88,7 +88,7 @@ func benchGateway(ctx context.Context, o options) (result, error) {
 	return measure(ctx, "gateway-ws (Phoenix V2, Redis fan-out)", t, o)
 }
 
-func (t *gatewayTarget) pid() int { return t.srv.pid() }
+func (t *gatewayTarget) pid() int { return t.srv.Cmd.Process.Pid }
 
 func (t *gatewayTarget) connect(ctx context.Context, i int, rec *recorder) error {
 	tok, _, err := t.tokens.Issue(t.users[i])
@@ -169,7 +169,7 @@ func benchDatabase(ctx context.Context, o options) (url string, topicID int64, u
 		return "", 0, nil, nil, fmt.Errorf("connect to PostgreSQL: %w", err)
 	}
 	defer admin.Close(ctx)
-	name := "tidings_bench_" + randomHex(6)
+	name := "tidings_bench_" + strings.ToLower(rand.Text())
 	if _, err := admin.Exec(ctx, "CREATE DATABASE "+name); err != nil {
 		return "", 0, nil, nil, fmt.Errorf("create bench database: %w", err)
 	}
@@ -185,10 +185,7 @@ func benchDatabase(ctx context.Context, o options) (url string, topicID int64, u
 		drop()
 		return "", 0, nil, nil, e
 	}
-	url, err = withDatabase(o.adminURL, name)
-	if err != nil {
-		return fail(err)
-	}
+	url = testenv.WithDatabase(o.adminURL, name)
 	pool, err := store.Open(ctx, url)
 	if err != nil {
 		return fail(err)

@@ -45,23 +45,15 @@ type options struct {
 	settle      time.Duration
 	skipNATS    bool
 	skipGateway bool
-	path        string // $PATH, passed on to the servers the bench starts
-}
-
-// settings are what the bench reads from its environment, once: the
-// servers' defaults (testenv's) and the PATH its servers get.
-type settings struct {
-	testenv.Settings
-	Path string `env:"PATH"`
 }
 
 func main() {
-	env := settings{Settings: testenv.DefaultSettings()}
+	env := testenv.DefaultSettings() // the servers' defaults, read once from the environment
 	if err := config.Parse(&env); err != nil {
 		fmt.Fprintln(os.Stderr, "ws bench:", err)
 		os.Exit(2)
 	}
-	o := options{path: env.Path}
+	var o options
 	flag.IntVar(&o.conns, "conns", 10000, "WebSocket connections per system")
 	flag.IntVar(&o.rounds, "rounds", 30, "latency rounds (one broadcast each, sent after the previous one was delivered everywhere)")
 	flag.IntVar(&o.burst, "burst", 20, "broadcasts sent back to back for deliveries per second")

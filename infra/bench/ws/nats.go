@@ -8,6 +8,8 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
+	"tidings/infra/proc"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -16,7 +18,7 @@ import (
 // natsTarget is a nats-server with a WebSocket listener; the clients
 // connect over ws:// and subscribe one subject, the publisher over TCP.
 type natsTarget struct {
-	srv *server
+	srv *proc.Process
 	ws  string
 	pub *nats.Conn
 
@@ -27,18 +29,7 @@ type natsTarget struct {
 const natsSubject = "bench"
 
 func benchNATS(ctx context.Context, o options) (result, error) {
-	clientPort, err := freePort()
-	if err != nil {
-		return result{}, err
-	}
-	wsPort, err := freePort()
-	if err != nil {
-		return result{}, err
-	}
-	monitorPort, err := freePort()
-	if err != nil {
-		return result{}, err
-	}
+	clientAddr, wsAddr, monitorAddr := proc.FreeAddr(), proc.FreeAddr(), proc.FreeAddr()
 	dir, err := os.MkdirTemp("", "tidings-bench-nats-")
 	if err != nil {
 		return result{}, err
@@ -46,14 +37,14 @@ func benchNATS(ctx context.Context, o options) (result, error) {
 	defer os.RemoveAll(dir)
 	conf := filepath.Join(dir, "nats.conf")
 	err = os.WriteFile(conf, []byte(fmt.Sprintf(`
-listen: 127.0.0.1:%d
-http: 127.0.0.1:%d
+listen: %s
+http: %s
 max_connections: %d
 websocket {
-  listen: "127.0.0.1:%d"
+  listen: "%s"
   no_tls: true
 }
-`, clientPort, monitorPort, o.conns+100, wsPort)), 0o600)
+`, clientAddr, monitorAddr, o.conns+100, wsAddr)), 0o600)
 	if err != nil {
 		return result{}, err
 	}
@@ -61,20 +52,20 @@ websocket {
 	if err != nil {
 		return result{}, fmt.Errorf("find %s: %w", o.natsBin, err)
 	}
-	srv, err := startServer(bin, []string{"-c", conf}, []string{"PATH=" + o.path})
+	srv, err := proc.Start("/dev/stderr", nil, nil, bin, "-c", conf)
 	if err != nil {
 		return result{}, err
 	}
-	defer srv.stop()
-	if err := srv.waitHTTP(ctx, fmt.Sprintf("http://127.0.0.1:%d/healthz", monitorPort)); err != nil {
-		return result{}, err
+	defer srv.Stop(syscall.SIGTERM)
+	if err := srv.WaitHTTP(ctx, "http://"+monitorAddr+"/healthz", 30*time.Second); err != nil {
+		return result{}, fmt.Errorf("nats-server: %w", err)
 	}
-	pub, err := nats.Connect(fmt.Sprintf("nats://127.0.0.1:%d", clientPort), nats.Name("bench-publisher"))
+	pub, err := nats.Connect("nats://"+clientAddr, nats.Name("bench-publisher"))
 	if err != nil {
 		return result{}, fmt.Errorf("connect publisher: %w", err)
 	}
 	defer pub.Close()
-	t := &natsTarget{srv: srv, ws: fmt.Sprintf("ws://127.0.0.1:%d", wsPort), pub: pub}
+	t := &natsTarget{srv: srv, ws: "ws://" + wsAddr, pub: pub}
 	version := "nats-server"
 	if out, err := exec.Command(bin, "--version").Output(); err == nil {
 		version = strings.TrimSpace(string(out))
@@ -82,7 +73,7 @@ websocket {
 	return measure(ctx, version+" (WebSocket)", t, o)
 }
 
-func (t *natsTarget) pid() int { return t.srv.pid() }
+func (t *natsTarget) pid() int { return t.srv.Cmd.Process.Pid }
 
 func (t *natsTarget) connect(ctx context.Context, i int, rec *recorder) error {
 	nc, err := nats.Connect(t.ws, nats.NoReconnect(), nats.Timeout(30*time.Second))

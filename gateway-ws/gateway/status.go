@@ -87,7 +87,7 @@ func (s *Server) serveCluster(w http.ResponseWriter, r *http.Request) {
 		fn.WriteError(w, errRegistryDown)
 		return
 	}
-	writeJSON(w, clusterAnswer{Self: s.nodes.ID(), Nodes: nodes, Functions: s.calls.Statuses()})
+	fn.WriteJSON(w, http.StatusOK, clusterAnswer{Self: s.nodes.ID(), Nodes: nodes, Functions: s.calls.Statuses()})
 }
 
 // Transactions are the coordinator's counters plus the records not yet
@@ -141,14 +141,5 @@ func (s *Server) serveStatus(w http.ResponseWriter, r *http.Request) {
 		a.Errors = nil
 	}
 	w.Header().Set("Cache-Control", "no-store")
-	writeJSON(w, a)
-}
-
-func writeJSON(w http.ResponseWriter, v any) {
-	resp, err := fn.JSON(http.StatusOK, v)
-	if err != nil {
-		fn.WriteError(w, fn.Errorf(http.StatusInternalServerError, "internal", "could not encode the answer"))
-		return
-	}
-	fn.WriteResponse(w, resp)
+	fn.WriteJSON(w, http.StatusOK, a)
 }

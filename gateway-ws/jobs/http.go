@@ -93,7 +93,7 @@ func (q *Queue) serveEnqueue(w http.ResponseWriter, r *http.Request, user int64,
 		return
 	}
 	w.Header().Set("Location", "/api/jobs/"+id)
-	writeJSON(w, http.StatusAccepted, map[string]string{"id": id})
+	fn.WriteJSON(w, http.StatusAccepted, map[string]string{"id": id})
 }
 
 func (q *Queue) serveGet(w http.ResponseWriter, r *http.Request, user int64, id string) {
@@ -108,7 +108,7 @@ func (q *Queue) serveGet(w http.ResponseWriter, r *http.Request, user int64, id 
 		return
 	}
 	w.Header().Set("Cache-Control", "no-store")
-	writeJSON(w, http.StatusOK, job)
+	fn.WriteJSON(w, http.StatusOK, job)
 }
 
 // writeError maps an error to the contract's shape: client errors keep
@@ -125,15 +125,4 @@ func writeError(w http.ResponseWriter, err error) {
 		w.Header().Set("Retry-After", "1")
 		fn.WriteError(w, Unavailable)
 	}
-}
-
-func writeJSON(w http.ResponseWriter, status int, v any) {
-	b, err := json.Marshal(v)
-	if err != nil {
-		fn.WriteError(w, fn.Internal)
-		return
-	}
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(status)
-	_, _ = w.Write(b)
 }

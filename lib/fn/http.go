@@ -37,3 +37,14 @@ func WriteResponse(w http.ResponseWriter, resp Response) {
 
 // WriteError writes e in the public error shape.
 func WriteError(w http.ResponseWriter, e *Error) { WriteResponse(w, ErrorResponse(e)) }
+
+// WriteJSON writes v as a JSON answer with status. A value that cannot be
+// encoded is a bug, answered 500 in the error shape.
+func WriteJSON(w http.ResponseWriter, status int, v any) {
+	resp, err := JSON(status, v)
+	if err != nil {
+		WriteError(w, Internal)
+		return
+	}
+	WriteResponse(w, resp)
+}

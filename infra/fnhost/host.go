@@ -5,19 +5,19 @@ package fnhost
 
 import (
 	"crypto/rand"
-	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"log/slog"
 	"net/http"
 	"sort"
-	"time"
 
 	"tidings/functions"
 	"tidings/lib/catalog"
 	"tidings/lib/fn"
 	"tidings/lib/metrics"
 	"tidings/lib/stack"
+
+	"github.com/felixge/httpsnoop"
 )
 
 // Function is one served function: its handler and its limits.
@@ -114,28 +114,10 @@ func New(fns map[string]Function, maxBodyBytes int64, log *slog.Logger) http.Han
 func accessLog(next http.Handler, log *slog.Logger) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Header.Get(fn.CallIDHeader) == "" {
-			r.Header.Set(fn.CallIDHeader, newCallID())
+			r.Header.Set(fn.CallIDHeader, rand.Text())
 		}
-		rec := &statusRecorder{ResponseWriter: w, status: http.StatusOK}
-		start := time.Now()
-		next.ServeHTTP(rec, r)
-		log.Info("call", "method", r.Method, "status", rec.status,
-			"duration_ms", time.Since(start).Milliseconds(), "call_id", r.Header.Get(fn.CallIDHeader))
+		got := httpsnoop.CaptureMetrics(next, w, r)
+		log.Info("call", "method", r.Method, "status", got.Code,
+			"duration_ms", got.Duration.Milliseconds(), "call_id", r.Header.Get(fn.CallIDHeader))
 	})
-}
-
-type statusRecorder struct {
-	http.ResponseWriter
-	status int
-}
-
-func (s *statusRecorder) WriteHeader(code int) {
-	s.status = code
-	s.ResponseWriter.WriteHeader(code)
-}
-
-func newCallID() string {
-	b := make([]byte, 8)
-	_, _ = rand.Read(b)
-	return hex.EncodeToString(b)
 }

@@ -11,8 +11,8 @@ import (
 	"sort"
 	"strconv"
 	"sync"
-	"time"
 
+	"github.com/felixge/httpsnoop"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -207,21 +207,9 @@ func (c *scrapeCollector) Collect(ch chan<- prometheus.Metric) {
 // them by status.
 func (m *Functions) Observe(function string, next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		rec := &statusRecorder{ResponseWriter: w, status: http.StatusOK}
-		start := time.Now()
-		next.ServeHTTP(rec, r)
-		status := strconv.Itoa(rec.status)
+		got := httpsnoop.CaptureMetrics(next, w, r)
+		status := strconv.Itoa(got.Code)
 		m.Calls.WithLabelValues(function, status).Inc()
-		m.Seconds.WithLabelValues(function, status).Observe(time.Since(start).Seconds())
+		m.Seconds.WithLabelValues(function, status).Observe(got.Duration.Seconds())
 	})
-}
-
-type statusRecorder struct {
-	http.ResponseWriter
-	status int
-}
-
-func (s *statusRecorder) WriteHeader(code int) {
-	s.status = code
-	s.ResponseWriter.WriteHeader(code)
 }

@@ -101,7 +101,7 @@ func (h *Handler) Handle(req fn.Request) (fn.Response, error) {
 	// caller hangs up: stopping half-way is what opens the duplicate window.
 	ctx := context.WithoutCancel(req.Context())
 	msgID := MessageID(in.IdempotencyKey, h.domain)
-	token := randomToken()
+	token := rand.Text()
 
 	claim, err := h.claim(ctx, in, msgID, token)
 	if err != nil {
@@ -202,10 +202,4 @@ func MessageID(key, domain string) string {
 func digest(in mail.Request) string {
 	sum := sha256.Sum256([]byte(in.To + "\x00" + in.Subject + "\x00" + in.Text))
 	return hex.EncodeToString(sum[:])
-}
-
-func randomToken() string {
-	b := make([]byte, 12)
-	_, _ = rand.Read(b)
-	return hex.EncodeToString(b)
 }

@@ -17,7 +17,6 @@ package cluster
 import (
 	"context"
 	"crypto/rand"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -25,6 +24,7 @@ import (
 	"os"
 	"runtime/debug"
 	"sort"
+	"strings"
 	"sync"
 	"tidings/lib/logging"
 	"time"
@@ -282,7 +282,5 @@ func defaultID() string {
 	if err != nil || host == "" {
 		host = "gateway"
 	}
-	b := make([]byte, 4)
-	_, _ = rand.Read(b)
-	return host + "-" + hex.EncodeToString(b)
+	return host + "-" + strings.ToLower(rand.Text()[:8])
 }

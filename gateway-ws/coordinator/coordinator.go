@@ -9,7 +9,6 @@ package coordinator
 import (
 	"context"
 	"crypto/rand"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -210,7 +209,7 @@ func (c *Coordinator) Publish(ctx context.Context, sender, topicID int64, msg no
 		return Result{}, err
 	}
 	rec := &Record{
-		ID: newTxID(), State: Preparing, Participants: []string{twopc.Persist, twopc.Counter},
+		ID: rand.Text(), State: Preparing, Participants: []string{twopc.Persist, twopc.Counter},
 		Payload: payload, CreatedAt: time.Now(),
 	}
 	log := c.log.With("tx", rec.ID, "topic", topicID)
@@ -533,9 +532,3 @@ func (c *Coordinator) timePhase(phase string) func() {
 }
 
 func (c *Coordinator) crash(at Fault) bool { return c.cfg.Crash != nil && c.cfg.Crash(at) }
-
-func newTxID() string {
-	b := make([]byte, 16)
-	_, _ = rand.Read(b)
-	return hex.EncodeToString(b)
-}

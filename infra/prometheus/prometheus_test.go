@@ -10,7 +10,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -24,17 +23,9 @@ import (
 	"github.com/gorilla/websocket"
 
 	"tidings/infra/grafana"
+	"tidings/infra/proc"
 	"tidings/lib/testenv"
 )
-
-func freeAddr(t *testing.T) string {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
-}
 
 // start runs a command in its own process group, killed when the test ends.
 func start(t *testing.T, name string, env []string, bin string, args ...string) {
@@ -120,17 +111,16 @@ func TestPrometheusScrapesTheDevStackAndEveryDashboardQueryHasData(t *testing.T)
 	if out, err := exec.Command("go", "build", "-o", bin, "../devstack").CombinedOutput(); err != nil {
 		t.Fatalf("build devstack: %v\n%s", err, out)
 	}
-	suffix := make([]byte, 4)
-	_, _ = rand.Read(suffix)
-	dbName := "tidings_test_prom_" + hex.EncodeToString(suffix)
+	suffix := strings.ToLower(rand.Text())
+	dbName := "tidings_test_prom_" + suffix
 	t.Cleanup(func() { testenv.DropDatabase(dbName) })
 	secrets := filepath.Join(dir, "secrets")
 	_ = os.Mkdir(secrets, 0o700)
 	_ = os.WriteFile(filepath.Join(secrets, "tidings-jwt-secret"), []byte(hex.EncodeToString(make([]byte, 32))+"x"), 0o600)
 	_ = os.WriteFile(filepath.Join(secrets, "tidings-internal-key"), []byte("prometheus-test-key"), 0o600)
-	fnAddr, gwAddr := freeAddr(t), freeAddr(t)
+	fnAddr, gwAddr := proc.FreeAddr(), proc.FreeAddr()
 	start(t, "devstack", []string{"FUNCTIONS_ADDR=" + fnAddr, "GATEWAY_ADDR=" + gwAddr,
-		"REDIS_PREFIX=tidings-test:prom-" + hex.EncodeToString(suffix) + ":", "SECRETS_DIR=" + secrets,
+		"REDIS_PREFIX=tidings-test:prom-" + suffix + ":", "SECRETS_DIR=" + secrets,
 		"DATABASE_URL=", "REDIS_URL=", "SMTP_HOST=", "DEV_SMTP_PORT=0", "LOG_LEVEL=warn", "HEALTH_INTERVAL=1s"},
 		bin, "-db", dbName, "-state", dir, "-stack", "../../stack.yml")
 	gw := "http://" + gwAddr
@@ -189,7 +179,7 @@ func TestPrometheusScrapesTheDevStackAndEveryDashboardQueryHasData(t *testing.T)
 	if err := os.WriteFile(cfgPath, []byte(text), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	promAddr := freeAddr(t)
+	promAddr := proc.FreeAddr()
 	start(t, "prometheus", nil, prom, "--config.file="+cfgPath, "--storage.tsdb.path="+filepath.Join(dir, "tsdb"),
 		"--web.listen-address="+promAddr)
 	api := "http://" + promAddr + "/api/v1/"

@@ -9,7 +9,6 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
-	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -19,6 +18,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -71,7 +71,7 @@ func New(ctx context.Context, name string, settings Settings) (*Stack, error) {
 			return nil, fmt.Errorf("build %s: %v\n%s", b[1], err, out)
 		}
 	}
-	suffix := randomHex(4)
+	suffix := strings.ToLower(rand.Text()[:8])
 	s.dbName, s.Prefix = "tidings_"+name+"_"+suffix, "tidings-"+name+":"+suffix+":"
 	conn, err := pgx.Connect(ctx, testenv.AdminURL())
 	if err != nil {
@@ -103,7 +103,7 @@ func New(ctx context.Context, name string, settings Settings) (*Stack, error) {
 	secrets := filepath.Join(s.Dir, "secrets")
 	_ = os.MkdirAll(secrets, 0o700)
 	for _, name := range []string{config.JWTSecret, config.InternalKey} {
-		if err := os.WriteFile(filepath.Join(secrets, name), []byte(randomHex(32)), 0o600); err != nil {
+		if err := os.WriteFile(filepath.Join(secrets, name), []byte(rand.Text()+rand.Text()), 0o600); err != nil {
 			s.Close()
 			return nil, err
 		}
@@ -278,12 +278,6 @@ func Post(ctx context.Context, target, token string, body, out any) error {
 
 // FreeAddr returns a loopback address with a port free right now.
 func FreeAddr() string { return proc.FreeAddr() }
-
-func randomHex(n int) string {
-	b := make([]byte, n)
-	_, _ = rand.Read(b)
-	return hex.EncodeToString(b)
-}
 
 // RedisServer is a stack's own redis-server, run as tidings runs Redis
 // (proc.RedisPersistence), that a tool can kill and start again, with its

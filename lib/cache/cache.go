@@ -30,6 +30,7 @@ package cache
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"hash/maphash"
@@ -128,7 +129,7 @@ func New(cfg Config, rdb *redis.Client) (*Cache, error) {
 		c.local = local
 	}
 	if cfg.Store == Near {
-		c.instance = randomID()
+		c.instance = rand.Text()
 		ctx, stop := context.WithCancel(context.Background())
 		c.stop = stop
 		c.done = make(chan struct{})

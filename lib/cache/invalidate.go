@@ -2,8 +2,6 @@ package cache
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"net"
@@ -127,10 +125,4 @@ func (c *Cache) apply(payload string) {
 	if m.Deleted && len(m.Keys) > 0 {
 		c.changed(m.Keys)
 	}
-}
-
-func randomID() string {
-	b := make([]byte, 8)
-	_, _ = rand.Read(b)
-	return hex.EncodeToString(b)
 }

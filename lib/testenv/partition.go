@@ -50,7 +50,7 @@ func NewPartition(t testing.TB) *Partition {
 			t.Fatalf("partition tests need %q (packages iproute2 and iptables; infra/test-services.sh installs them): %v", bin, err)
 		}
 	}
-	id := randomHex(4)
+	id := uniqueName()[:8] // interface names have at most 15 bytes
 	p := &Partition{t: t, ns: "tdp" + id, hostIf: "tdp" + id + "h"}
 	p.pickSubnet()
 	p.run("ip", "netns", "add", p.ns)

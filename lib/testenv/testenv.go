@@ -51,7 +51,7 @@ func NewDB(t testing.TB) *DB {
 	}
 	tmpl, err := ensureTemplate(ctx, admin)
 	if err == nil {
-		name := "tidings_test_" + randomHex(6)
+		name := "tidings_test_" + uniqueName()
 		_, err = admin.Exec(ctx, fmt.Sprintf(`CREATE DATABASE %s TEMPLATE %s`, name, tmpl))
 		if err == nil {
 			_, _ = admin.Exec(ctx, `SELECT pg_advisory_unlock(hashtext('tidings_test_template'))`)
@@ -165,7 +165,7 @@ func NewRedis(t testing.TB) *Redis {
 	if err := client.Ping(ctx).Err(); err != nil {
 		t.Fatalf("connect to Redis at %s: %v", RedisURL(), err)
 	}
-	r := &Redis{Client: client, Prefix: "tidings-test:" + randomHex(6) + ":", URL: RedisURL()}
+	r := &Redis{Client: client, Prefix: "tidings-test:" + uniqueName() + ":", URL: RedisURL()}
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
@@ -178,8 +178,6 @@ func NewRedis(t testing.TB) *Redis {
 	return r
 }
 
-func randomHex(n int) string {
-	b := make([]byte, n)
-	_, _ = rand.Read(b)
-	return strings.ToLower(hex.EncodeToString(b))
-}
+// uniqueName is a random name part for a database, key prefix or
+// interface: lower case, so that PostgreSQL and ip take it as it is.
+func uniqueName() string { return strings.ToLower(rand.Text()) }

@@ -24,7 +24,6 @@ package main
 import (
 	"context"
 	"crypto/rand"
-	"encoding/hex"
 	"flag"
 	"fmt"
 	"math"
@@ -97,7 +96,7 @@ func run(o options) error {
 	if err != nil {
 		return fmt.Errorf("redis at %s: %w", o.redisURL, err)
 	}
-	prefix := "tidings-bench:" + randomHex(6) + ":"
+	prefix := "tidings-bench:" + rand.Text() + ":"
 	defer cleanup(rdb, prefix)
 
 	var results []result
@@ -224,10 +223,4 @@ func cleanup(rdb *redis.Client, prefix string) {
 	if len(batch) > 0 {
 		rdb.Del(ctx, batch...)
 	}
-}
-
-func randomHex(n int) string {
-	b := make([]byte, n)
-	_, _ = rand.Read(b)
-	return hex.EncodeToString(b)
 }

@@ -16,7 +16,6 @@ package main
 import (
 	"context"
 	"crypto/rand"
-	"encoding/hex"
 	"encoding/json"
 	"flag"
 	"fmt"
@@ -133,7 +132,7 @@ type env struct {
 }
 
 func setUp(ctx context.Context) (*env, error) {
-	e := &env{prefix: "tidings-bench-mail:" + randomHex(4) + ":", dbName: "tidings_bench_mail_" + randomHex(4)}
+	e := &env{prefix: "tidings-bench-mail:" + rand.Text() + ":", dbName: "tidings_bench_mail_" + strings.ToLower(rand.Text())}
 	admin, err := pgx.Connect(ctx, testenv.AdminURL())
 	if err != nil {
 		return nil, fmt.Errorf("connect to PostgreSQL: %w", err)
@@ -317,9 +316,3 @@ func percentiles(d []time.Duration) (p50, p95 time.Duration) {
 }
 
 func ms(d time.Duration) string { return fmt.Sprintf("%.1f ms", float64(d.Microseconds())/1000) }
-
-func randomHex(n int) string {
-	b := make([]byte, n)
-	_, _ = rand.Read(b)
-	return hex.EncodeToString(b)
-}

@@ -84,9 +84,9 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 func callFailure(name string, err error, log *slog.Logger) *fn.Error {
 	switch {
 	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, invoke.ErrCallerDone):
-		return fn.Timeout
+		return fn.Timeout()
 	case errors.Is(err, invoke.ErrBusy):
-		return fn.Busy
+		return fn.Busy()
 	case errors.Is(err, invoke.ErrOpen), errors.Is(err, invoke.ErrDown):
 		return &fn.Error{Status: http.StatusServiceUnavailable, Code: "unavailable", Message: name + " is unavailable; retry later"}
 	}

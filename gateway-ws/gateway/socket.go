@@ -41,7 +41,7 @@ func (s *Server) serveSocket(w http.ResponseWriter, r *http.Request) {
 	gone := userGone(ctx, s.access, claims.UserID, s.log)
 	cancel()
 	if gone {
-		fn.WriteError(w, auth.ErrUserGone) // as every function answers it
+		fn.WriteError(w, auth.ErrUserGone()) // as every function answers it
 		return
 	}
 	ws, err := s.upgrader.Upgrade(w, r, nil)

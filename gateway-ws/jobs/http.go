@@ -17,8 +17,10 @@ import (
 const apiTimeout = 3 * time.Second
 
 // Unavailable is the answer while Redis cannot be reached.
-var Unavailable = &fn.Error{Status: http.StatusServiceUnavailable, Code: "unavailable",
-	Message: "the job queue is unavailable (its store cannot be reached); retry later"}
+func Unavailable() *fn.Error {
+	return &fn.Error{Status: http.StatusServiceUnavailable, Code: "unavailable",
+		Message: "the job queue is unavailable (its store cannot be reached); retry later"}
+}
 
 // Handler is the job API, to mount at /api/jobs/ with a Bearer token:
 //
@@ -123,6 +125,6 @@ func writeError(w http.ResponseWriter, err error) {
 		fn.WriteError(w, fn.BadRequest("%s", strings.TrimPrefix(err.Error(), ErrBadPayload.Error()+": ")))
 	default:
 		w.Header().Set("Retry-After", "1")
-		fn.WriteError(w, Unavailable)
+		fn.WriteError(w, Unavailable())
 	}
 }

@@ -9,7 +9,7 @@ import (
 
 // ErrUserGone answers a valid token whose user no longer exists: the
 // credential no longer names anyone, so it is refused like a bad one.
-var ErrUserGone = fn.Unauthorized("the token's user no longer exists")
+func ErrUserGone() *fn.Error { return fn.Unauthorized("the token's user no longer exists") }
 
 // KnownCaller is Caller for functions that act for a user: it also checks
 // that the token's user still exists, so a deleted user's token gets a 401
@@ -26,10 +26,10 @@ func (t *Tokens) KnownCaller(req fn.Request, db store.Querier) (int64, error) {
 }
 
 // UserGone turns store.ErrUnknownUser (the user deleted since the token
-// was checked) into ErrUserGone; any other error passes unchanged.
+// was checked) into ErrUserGone(); any other error passes unchanged.
 func UserGone(err error) error {
 	if errors.Is(err, store.ErrUnknownUser) {
-		return ErrUserGone
+		return ErrUserGone()
 	}
 	return err
 }

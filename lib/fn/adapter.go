@@ -57,7 +57,7 @@ func (a *Adapter) invoke(req Request) (resp Response) {
 	defer func() {
 		if p := recover(); p != nil {
 			log.Error("handler panicked", "panic", fmt.Sprint(p), "stack", string(debug.Stack()))
-			resp = ErrorResponse(Internal)
+			resp = ErrorResponse(Internal())
 		}
 	}()
 	resp, err := a.Handler.Handle(req)
@@ -67,10 +67,10 @@ func (a *Adapter) invoke(req Request) (resp Response) {
 		return ErrorResponse(AsError(err))
 	case errors.Is(err, context.DeadlineExceeded):
 		log.Warn("handler ran out of time", "err", err)
-		return ErrorResponse(Timeout)
+		return ErrorResponse(Timeout())
 	default:
 		log.Error("handler failed", "err", err)
-		return ErrorResponse(Internal)
+		return ErrorResponse(Internal())
 	}
 	if resp.StatusCode == 0 {
 		resp.StatusCode = http.StatusOK

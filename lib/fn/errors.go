@@ -49,7 +49,9 @@ func Conflict(format string, args ...any) *Error {
 }
 
 // Internal is the only body a client ever sees for a server-side failure.
-var Internal = &Error{Status: http.StatusInternalServerError, Code: "internal", Message: "internal error"}
+func Internal() *Error {
+	return &Error{Status: http.StatusInternalServerError, Code: "internal", Message: "internal error"}
+}
 
 // AsError returns err as a client-visible Error, or nil when it is not one.
 func AsError(err error) *Error {

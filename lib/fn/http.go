@@ -43,7 +43,7 @@ func WriteError(w http.ResponseWriter, e *Error) { WriteResponse(w, ErrorRespons
 func WriteJSON(w http.ResponseWriter, status int, v any) {
 	resp, err := JSON(status, v)
 	if err != nil {
-		WriteError(w, Internal)
+		WriteError(w, Internal())
 		return
 	}
 	WriteResponse(w, resp)

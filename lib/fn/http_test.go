@@ -22,3 +22,18 @@ func TestWriteJSONAnswersTheValueOrA500InTheErrorShape(t *testing.T) {
 		t.Fatalf("unencodable value: got %d %s, want 500 in the error shape", w.Code, w.Body)
 	}
 }
+
+// TestSharedErrorsCannotBeChangedByACaller: the shared answers are
+// constructors, so a caller that changes the one it got changes nobody
+// else's.
+func TestSharedErrorsCannotBeChangedByACaller(t *testing.T) {
+	for name, ctor := range map[string]func() *Error{
+		"Internal": Internal, "Busy": Busy, "Timeout": Timeout, "RequestTimeout": RequestTimeout,
+	} {
+		want := *ctor()
+		ctor().Message = "changed by a caller"
+		if got := *ctor(); got != want {
+			t.Errorf("%s: after a caller changed its copy, got %+v, want %+v", name, got, want)
+		}
+	}
+}

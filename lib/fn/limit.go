@@ -13,11 +13,15 @@ type Limits struct {
 	MaxInflight int           // 0: unbounded
 }
 
-// Answers for calls cut off by Limits.
-var (
-	Busy    = &Error{Status: http.StatusTooManyRequests, Code: "busy", Message: "function is at its concurrency limit; retry later"}
-	Timeout = &Error{Status: http.StatusGatewayTimeout, Code: "timeout", Message: "function did not answer within its timeout"}
-)
+// Busy is the answer to a call beyond Limits.MaxInflight.
+func Busy() *Error {
+	return &Error{Status: http.StatusTooManyRequests, Code: "busy", Message: "function is at its concurrency limit; retry later"}
+}
+
+// Timeout is the answer to a call past Limits.Timeout.
+func Timeout() *Error {
+	return &Error{Status: http.StatusGatewayTimeout, Code: "timeout", Message: "function did not answer within its timeout"}
+}
 
 // limited runs req under a.Limits: beyond MaxInflight calls in flight it
 // answers 429 at once, and past Timeout 504. A timed-out call keeps its
@@ -34,7 +38,7 @@ func (a *Adapter) limited(req Request) Response {
 		select {
 		case a.slots <- struct{}{}:
 		default:
-			return ErrorResponse(Busy)
+			return ErrorResponse(Busy())
 		}
 	}
 	release := func() {
@@ -58,6 +62,6 @@ func (a *Adapter) limited(req Request) Response {
 	case resp := <-answer:
 		return resp
 	case <-ctx.Done():
-		return ErrorResponse(Timeout)
+		return ErrorResponse(Timeout())
 	}
 }

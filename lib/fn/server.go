@@ -51,7 +51,9 @@ func BodyDeadline(next http.Handler, timeout time.Duration) http.Handler {
 
 // RequestTimeout is the answer to a body not sent within the server's body
 // deadline.
-var RequestTimeout = &Error{Status: http.StatusRequestTimeout, Code: "request_timeout", Message: "request body not received in time"}
+func RequestTimeout() *Error {
+	return &Error{Status: http.StatusRequestTimeout, Code: "request_timeout", Message: "request body not received in time"}
+}
 
 // ReadBody reads r's body, at most limit bytes. A body over the limit is a
 // 413, one not sent in time (BodyDeadline) a 408, any other failure to read
@@ -66,7 +68,7 @@ func ReadBody(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, *Err
 	case errors.As(err, &tooLarge):
 		return nil, TooLarge(limit)
 	case errors.Is(err, os.ErrDeadlineExceeded):
-		return nil, RequestTimeout
+		return nil, RequestTimeout()
 	default:
 		return nil, BadRequest("reading request body: %v", err)
 	}

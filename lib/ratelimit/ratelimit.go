@@ -65,8 +65,10 @@ func Jobs(l config.Limits) Limit { return Limit{Name: "jobs", Rate: l.JobsPerUse
 var ErrUnavailable = errors.New("rate limiter unavailable")
 
 // Unavailable is ErrUnavailable in the public error shape.
-var Unavailable = &fn.Error{Status: http.StatusServiceUnavailable, Code: "unavailable",
-	Message: "the rate limiter cannot be reached; retry later"}
+func Unavailable() *fn.Error {
+	return &fn.Error{Status: http.StatusServiceUnavailable, Code: "unavailable",
+		Message: "the rate limiter cannot be reached; retry later"}
+}
 
 // Exceeded is a refusal: the limit's budget for this key is spent until
 // RetryAfter has passed.
@@ -104,7 +106,7 @@ func Answer(err error) (resp fn.Response, ok bool) {
 	case errors.As(err, &exceeded):
 		return exceeded.Response(), false
 	default:
-		return fn.ErrorResponse(Unavailable), false
+		return fn.ErrorResponse(Unavailable()), false
 	}
 }
 

@@ -2,8 +2,6 @@ package cluster
 
 import (
 	"context"
-	"io"
-	"log/slog"
 	"slices"
 	"testing"
 	"time"
@@ -11,10 +9,9 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"tidings/lib/config"
+	"tidings/lib/logging"
 	"tidings/lib/testenv"
 )
-
-func quietLog() *slog.Logger { return slog.New(slog.NewJSONHandler(io.Discard, nil)) }
 
 func newRegistry(rdb *redis.Client, prefix, id string, hb, ttl time.Duration, conns int) *Registry {
 	return New(Config{
@@ -23,7 +20,7 @@ func newRegistry(rdb *redis.Client, prefix, id string, hb, ttl time.Duration, co
 		Settings: Settings{ID: id, Heartbeat: hb, TTL: ttl},
 		Version:  "test-" + id,
 		Load:     func() (int, int) { return conns, conns * 2 },
-		Log:      quietLog(),
+		Log:      logging.Discard(),
 	})
 }
 

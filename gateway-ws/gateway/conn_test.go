@@ -41,8 +41,8 @@ func TestJoinUserChannelOnlyForThatUser(t *testing.T) {
 func TestJoinTopicChannelForOwnerAndSubscribersOnly(t *testing.T) {
 	db, cfg := newDBConfig(t)
 	g := startGateway(t, cfg)
-	topicID, ownerID, subs := seedTopic(t, db, 1)
-	_, _, others := seedTopic(t, db, 1) // a user who subscribes elsewhere
+	topicID, ownerID, subs := testenv.Topic(t, db.Pool, 1)
+	_, _, others := testenv.Topic(t, db.Pool, 1) // a user who subscribes elsewhere
 	topic := fmt.Sprintf("topic:%d", topicID)
 
 	dial(t, g, ownerID).mustJoin(topic)

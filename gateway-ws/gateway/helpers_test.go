@@ -18,7 +18,6 @@ import (
 
 	"tidings/lib/auth"
 	"tidings/lib/config"
-	"tidings/lib/store"
 	"tidings/lib/testenv"
 )
 
@@ -69,7 +68,7 @@ func newDBConfig(t *testing.T) (*testenv.DB, Config) {
 // name, the owner's connection and the join ref.
 func joinOwnTopic(t *testing.T, g *testGateway, db *testenv.DB) (topicID, ownerID int64, topic string, owner *client, jr string) {
 	t.Helper()
-	topicID, ownerID, _ = seedTopic(t, db, 0)
+	topicID, ownerID, _ = testenv.Topic(t, db.Pool, 0)
 	topic = fmt.Sprintf("topic:%d", topicID)
 	owner = dial(t, g, ownerID)
 	return topicID, ownerID, topic, owner, owner.mustJoin(topic)
@@ -242,36 +241,6 @@ func (c *client) expectClose(max int) *websocket.CloseError {
 	}
 	c.t.Fatalf("socket still open after %d frames", max)
 	return nil
-}
-
-// seedTopic creates an owner, a topic and subscribers in db.
-func seedTopic(t *testing.T, db *testenv.DB, subscribers int) (topicID, ownerID int64, subs []int64) {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	newUser := func(i int) int64 {
-		var id int64
-		err := db.Pool.QueryRow(ctx,
-			`INSERT INTO users (email, name, password_hash) VALUES ($1, $2, 'x') RETURNING id`,
-			fmt.Sprintf("u%d-%d@example.test", i, time.Now().UnixNano()), fmt.Sprintf("user %d", i)).Scan(&id)
-		if err != nil {
-			t.Fatalf("insert user: %v", err)
-		}
-		return id
-	}
-	ownerID = newUser(0)
-	topic, err := store.CreateTopic(ctx, db.Pool, ownerID, "news", "")
-	if err != nil {
-		t.Fatalf("create topic: %v", err)
-	}
-	for i := range subscribers {
-		id := newUser(i + 1)
-		if err := store.Subscribe(ctx, db.Pool, topic.ID, id, false); err != nil {
-			t.Fatalf("subscribe: %v", err)
-		}
-		subs = append(subs, id)
-	}
-	return topic.ID, ownerID, subs
 }
 
 // postJSON posts body to url with headers and returns status and body.

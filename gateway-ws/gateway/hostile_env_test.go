@@ -59,7 +59,7 @@ func startHostileEnv(t *testing.T) *hostileEnv {
 	cfg.FaaSURL = host.URL
 	cfg.Calls.FaaSURL = host.URL
 	e := &hostileEnv{t: t, db: db, rd: rd, host: host, gw: startGateway(t, cfg)}
-	e.topic, e.owner, _ = seedTopic(t, db, 1)
+	e.topic, e.owner, _ = testenv.Topic(t, db.Pool, 1)
 	e.ownerTk = token(t, e.owner)
 	return e
 }

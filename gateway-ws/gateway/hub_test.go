@@ -16,7 +16,7 @@ func TestBroadcastOnOneReplicaReachesSubscribersOnAnother(t *testing.T) {
 	rds, db := testenv.NewRedis(t), testenv.NewDB(t)
 	a := startGateway(t, testConfig(rds, db.URL))
 	b := startGateway(t, testConfig(rds, db.URL))
-	topicID, ownerID, subs := seedTopic(t, db, 2)
+	topicID, ownerID, subs := testenv.Topic(t, db.Pool, 2)
 	topic := fmt.Sprintf("topic:%d", topicID)
 
 	onA := dial(t, a, subs[0])

@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"tidings/gateway-ws/coordinator"
+	"tidings/lib/testenv"
 )
 
 func TestHTTPPublishWhoseOutcomeIsUnknownAnswers503Pending(t *testing.T) {
@@ -17,7 +18,7 @@ func TestHTTPPublishWhoseOutcomeIsUnknownAnswers503Pending(t *testing.T) {
 	// The coordinator could not tell whether its decision landed.
 	cfg.Publisher = coordinatorPublisherOutcome(&coordinator.PendingError{TxID: "tx-unknown"})
 	g := startGateway(t, cfg)
-	topicID, ownerID, _ := seedTopic(t, db, 0)
+	topicID, ownerID, _ := testenv.Topic(t, db.Pool, 0)
 	status, body := postJSON(t, g.httpURL(fmt.Sprintf("/api/topics/%d/notifications", topicID)), `{"title":"t"}`,
 		http.Header{"Authorization": {"Bearer " + token(t, ownerID)}})
 	if status != http.StatusServiceUnavailable || !strings.Contains(body, `"code":"pending"`) {

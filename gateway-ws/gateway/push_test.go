@@ -6,12 +6,13 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+	"tidings/lib/testenv"
 )
 
 func TestPublishPushIsOwnerOnly(t *testing.T) {
 	db, cfg := newDBConfig(t)
 	g := startGateway(t, cfg)
-	topicID, ownerID, subs := seedTopic(t, db, 1)
+	topicID, ownerID, subs := testenv.Topic(t, db.Pool, 1)
 	topic := fmt.Sprintf("topic:%d", topicID)
 
 	sub := dial(t, g, subs[0])

@@ -62,7 +62,7 @@ func TestUnsubscribeThroughOneReplicaClosesTheTopicOnEvery(t *testing.T) {
 	cfgB := testConfig(rds, db.URL)
 	cfgB.FaaSURL = faas
 	b := startGateway(t, cfgB)
-	topicID, _, subs := seedTopic(t, db, 2)
+	topicID, _, subs := testenv.Topic(t, db.Pool, 2)
 	topic := fmt.Sprintf("topic:%d", topicID)
 	leaver, stayer := subs[0], subs[1]
 
@@ -176,7 +176,7 @@ func startRevokeCase(t *testing.T, access Access, inner *Access) *revokeCase {
 	cfg.Access = access
 	g := startGateway(t, cfg)
 	*inner = g.srv.dir
-	topicID, _, subs := seedTopic(t, db, 1)
+	topicID, _, subs := testenv.Topic(t, db.Pool, 1)
 	return &revokeCase{t: t, faas: faas, g: g, topicID: topicID, topic: fmt.Sprintf("topic:%d", topicID),
 		c: dial(t, g, subs[0]), user: subs[0]}
 }

@@ -33,7 +33,7 @@ func TestPublishPastTheUsersQuotaIs429OverHTTPAndRateLimitedOnTheSocket(t *testi
 	})
 	g := startGateway(t, cfg)
 	topicID, ownerID, topic, owner, jr := joinOwnTopic(t, g, db)
-	otherTopic, otherOwner, _ := seedTopic(t, db, 0)
+	otherTopic, otherOwner, _ := testenv.Topic(t, db.Pool, 0)
 
 	owner.sendRaw(fmt.Sprintf(`[%q,"8",%q,"publish",{"title":"one"}]`, jr, topic))
 	owner.expect(fmt.Sprintf(`[%q,"8",%q,"phx_reply",{"status":"ok","response":{"notification_id":1}}]`, jr, topic))

@@ -40,7 +40,7 @@ func coordinatorPublisherOutcome(err error) Publisher {
 func TestHTTPPublishRefusalsKeepTheirStatusAndCode(t *testing.T) {
 	db, cfg := newDBConfig(t)
 	g := startGateway(t, cfg)
-	topicID, ownerID, subs := seedTopic(t, db, 1)
+	topicID, ownerID, subs := testenv.Topic(t, db.Pool, 1)
 	url := func(topic int64) string { return g.httpURL(fmt.Sprintf("/api/topics/%d/notifications", topic)) }
 	bearer := func(user int64) http.Header { return http.Header{"Authorization": {"Bearer " + token(t, user)}} }
 	for _, c := range []struct {

@@ -24,6 +24,18 @@ export function within(ms, what, promise) {
   return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
 }
 
+// join resolves with the reply of a channel's (first) join: ok, error or
+// timeout.
+export function join(channel) {
+  return new Promise((resolve) => {
+    channel
+      .join()
+      .receive("ok", (resp) => resolve({ status: "ok", resp }))
+      .receive("error", (resp) => resolve({ status: "error", resp }))
+      .receive("timeout", () => resolve({ status: "timeout" }));
+  });
+}
+
 export function freePort() {
   return new Promise((resolve, reject) => {
     const srv = net.createServer();

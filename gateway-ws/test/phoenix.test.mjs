@@ -17,7 +17,7 @@ import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { Socket } from "phoenix";
 import WebSocket from "ws";
-import { freePort, sleep, within } from "./devstack.mjs";
+import { freePort, join, sleep, within } from "./devstack.mjs";
 
 const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..");
 const secret = crypto.randomBytes(32).toString("hex");
@@ -89,17 +89,6 @@ async function broadcast(topic, event, payload, throughPort = port) {
     body: JSON.stringify({ topic, event, payload }),
   });
   assert.equal(res.status, 202, `internal broadcast answered ${res.status}: ${await res.text()}`);
-}
-
-// join resolves with the reply of the (first) join, ok or error.
-function join(channel) {
-  return new Promise((resolve) => {
-    channel
-      .join()
-      .receive("ok", (resp) => resolve({ status: "ok", resp }))
-      .receive("error", (resp) => resolve({ status: "error", resp }))
-      .receive("timeout", () => resolve({ status: "timeout" }));
-  });
 }
 
 before(async () => {

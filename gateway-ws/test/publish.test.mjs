@@ -10,7 +10,7 @@ import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { Socket } from "phoenix";
 import WebSocket from "ws";
-import { startDevstack, within } from "./devstack.mjs";
+import { join, startDevstack, within } from "./devstack.mjs";
 
 let stack; // the running dev stack
 let gw; // gateway-ws base URL
@@ -41,16 +41,6 @@ function connect(user) {
   });
   socket.connect();
   return socket;
-}
-
-function join(channel) {
-  return new Promise((resolve) => {
-    channel
-      .join()
-      .receive("ok", (resp) => resolve({ status: "ok", resp }))
-      .receive("error", (resp) => resolve({ status: "error", resp }))
-      .receive("timeout", () => resolve({ status: "timeout" }));
-  });
 }
 
 function push(channel, event, payload) {

@@ -17,32 +17,28 @@ import (
 )
 
 func TestEveryStoreReturnsWhatWasSetAndForgetsWhatWasDeleted(t *testing.T) {
-	for _, store := range stores {
-		t.Run(string(store), func(t *testing.T) {
-			r := testenv.NewRedis(t)
-			c := newCache(t, store, r.Client, r.Prefix)
-			ctx := context.Background()
-			if _, ok, err := c.Get(ctx, "k"); ok || err != nil {
-				t.Fatalf("Get of a key never set: found=%v err=%v, want a plain miss", ok, err)
+	forEachStore(t, func(t *testing.T, c *cache.Cache) {
+		ctx := context.Background()
+		if _, ok, err := c.Get(ctx, "k"); ok || err != nil {
+			t.Fatalf("Get of a key never set: found=%v err=%v, want a plain miss", ok, err)
+		}
+		if err := c.Set(ctx, "k", []byte("v1"), 0); err != nil {
+			t.Fatal(err)
+		}
+		// Twice: the first read of a near cache may come from Redis,
+		// the second from memory.
+		for range 2 {
+			if v, ok, err := c.Get(ctx, "k"); !ok || err != nil || string(v) != "v1" {
+				t.Fatalf("Get after Set: %q found=%v err=%v, want v1", v, ok, err)
 			}
-			if err := c.Set(ctx, "k", []byte("v1"), 0); err != nil {
-				t.Fatal(err)
-			}
-			// Twice: the first read of a near cache may come from Redis,
-			// the second from memory.
-			for range 2 {
-				if v, ok, err := c.Get(ctx, "k"); !ok || err != nil || string(v) != "v1" {
-					t.Fatalf("Get after Set: %q found=%v err=%v, want v1", v, ok, err)
-				}
-			}
-			if err := c.Delete(ctx, "k"); err != nil {
-				t.Fatal(err)
-			}
-			if v, ok, err := c.Get(ctx, "k"); ok || err != nil {
-				t.Fatalf("Get after Delete: %q found=%v err=%v, want a miss", v, ok, err)
-			}
-		})
-	}
+		}
+		if err := c.Delete(ctx, "k"); err != nil {
+			t.Fatal(err)
+		}
+		if v, ok, err := c.Get(ctx, "k"); ok || err != nil {
+			t.Fatalf("Get after Delete: %q found=%v err=%v, want a miss", v, ok, err)
+		}
+	})
 }
 
 func TestRedisKeysAndChannelStartWithThePrefixAndKeysCarryTheTTL(t *testing.T) {
@@ -95,71 +91,63 @@ func TestMemoryEntriesExpireAfterTheirTTL(t *testing.T) {
 
 func TestGetOrLoadCallsTheLoaderOnceForConcurrentMissesOfOneKey(t *testing.T) {
 	const callers = 16
-	for _, store := range stores {
-		t.Run(string(store), func(t *testing.T) {
-			r := testenv.NewRedis(t)
-			c := newCache(t, store, r.Client, r.Prefix)
-			var calls atomic.Int64
-			release := make(chan struct{})
-			load := func(context.Context) ([]byte, error) {
-				calls.Add(1)
-				<-release
-				return []byte("loaded"), nil
-			}
-			var wg sync.WaitGroup
-			errs := make(chan error, callers)
-			for range callers {
-				wg.Go(func() {
-					v, err := c.GetOrLoad(context.Background(), "hot", 0, load)
-					if err == nil && string(v) != "loaded" {
-						err = fmt.Errorf("got %q, want loaded", v)
-					}
-					errs <- err
-				})
-			}
-			// The loader is held until every caller is waiting on a load
-			// (or, were loads not shared, inside its own loader call), so
-			// all of them miss at once.
-			testenv.Eventually(t, "every caller waits for the load", 100, func() bool {
-				return c.Stats().Waiting == callers || calls.Load() == callers
-			})
-			close(release)
-			wg.Wait()
-			close(errs)
-			for err := range errs {
-				if err != nil {
-					t.Fatal(err)
+	forEachStore(t, func(t *testing.T, c *cache.Cache) {
+		var calls atomic.Int64
+		release := make(chan struct{})
+		load := func(context.Context) ([]byte, error) {
+			calls.Add(1)
+			<-release
+			return []byte("loaded"), nil
+		}
+		var wg sync.WaitGroup
+		errs := make(chan error, callers)
+		for range callers {
+			wg.Go(func() {
+				v, err := c.GetOrLoad(context.Background(), "hot", 0, load)
+				if err == nil && string(v) != "loaded" {
+					err = fmt.Errorf("got %q, want loaded", v)
 				}
-			}
-			if n := calls.Load(); n != 1 {
-				t.Fatalf("%d concurrent misses called the loader %d times, want 1", callers, n)
-			}
-			v, err := c.GetOrLoad(context.Background(), "hot", 0, load)
-			if err != nil || string(v) != "loaded" || calls.Load() != 1 {
-				t.Fatalf("read after the load: %q %v, loader calls %d; want the cached value and no new call", v, err, calls.Load())
-			}
+				errs <- err
+			})
+		}
+		// The loader is held until every caller is waiting on a load
+		// (or, were loads not shared, inside its own loader call), so
+		// all of them miss at once.
+		testenv.Eventually(t, "every caller waits for the load", 100, func() bool {
+			return c.Stats().Waiting == callers || calls.Load() == callers
 		})
-	}
+		close(release)
+		wg.Wait()
+		close(errs)
+		for err := range errs {
+			if err != nil {
+				t.Fatal(err)
+			}
+		}
+		if n := calls.Load(); n != 1 {
+			t.Fatalf("%d concurrent misses called the loader %d times, want 1", callers, n)
+		}
+		v, err := c.GetOrLoad(context.Background(), "hot", 0, load)
+		if err != nil || string(v) != "loaded" || calls.Load() != 1 {
+			t.Fatalf("read after the load: %q %v, loader calls %d; want the cached value and no new call", v, err, calls.Load())
+		}
+	})
 }
 
 func TestGetOrLoadReturnsALoaderErrorAndCachesNothing(t *testing.T) {
-	for _, store := range stores {
-		t.Run(string(store), func(t *testing.T) {
-			r := testenv.NewRedis(t)
-			c := newCache(t, store, r.Client, r.Prefix)
-			ctx := context.Background()
-			notFound := errors.New("no such user")
-			_, err := c.GetOrLoad(ctx, "user:1", 0, func(context.Context) ([]byte, error) { return nil, notFound })
-			if !errors.Is(err, notFound) {
-				t.Fatalf("GetOrLoad error %v, want the loader's", err)
-			}
-			var calls atomic.Int64
-			v, err := c.GetOrLoad(ctx, "user:1", 0, constant("found", &calls))
-			if err != nil || string(v) != "found" || calls.Load() != 1 {
-				t.Fatalf("next read: %q %v after %d loads; want a fresh load", v, err, calls.Load())
-			}
-		})
-	}
+	forEachStore(t, func(t *testing.T, c *cache.Cache) {
+		ctx := context.Background()
+		notFound := errors.New("no such user")
+		_, err := c.GetOrLoad(ctx, "user:1", 0, func(context.Context) ([]byte, error) { return nil, notFound })
+		if !errors.Is(err, notFound) {
+			t.Fatalf("GetOrLoad error %v, want the loader's", err)
+		}
+		var calls atomic.Int64
+		v, err := c.GetOrLoad(ctx, "user:1", 0, constant("found", &calls))
+		if err != nil || string(v) != "found" || calls.Load() != 1 {
+			t.Fatalf("next read: %q %v after %d loads; want a fresh load", v, err, calls.Load())
+		}
+	})
 }
 
 func TestTypedCachesAStructUnderItsNamespace(t *testing.T) {
@@ -238,39 +226,31 @@ func TestGetOrLoadTurnsALoaderPanicIntoAnError(t *testing.T) {
 }
 
 func TestChangingASetOrReturnedSliceLeavesTheCachedValueAlone(t *testing.T) {
-	for _, store := range stores {
-		t.Run(string(store), func(t *testing.T) {
-			r := testenv.NewRedis(t)
-			c := newCache(t, store, r.Client, r.Prefix)
-			ctx := context.Background()
-			val := []byte("abc")
-			if err := c.Set(ctx, "k", val, 0); err != nil {
-				t.Fatal(err)
+	forEachStore(t, func(t *testing.T, c *cache.Cache) {
+		ctx := context.Background()
+		val := []byte("abc")
+		if err := c.Set(ctx, "k", val, 0); err != nil {
+			t.Fatal(err)
+		}
+		val[0] = 'X'
+		for range 2 { // the second read of a near cache comes from memory
+			got, _, _ := c.Get(ctx, "k")
+			if string(got) != "abc" {
+				t.Fatalf("Get: %q, want abc", got)
 			}
-			val[0] = 'X'
-			for range 2 { // the second read of a near cache comes from memory
-				got, _, _ := c.Get(ctx, "k")
-				if string(got) != "abc" {
-					t.Fatalf("Get: %q, want abc", got)
-				}
-				got[0] = 'Y'
-			}
-		})
-	}
+			got[0] = 'Y'
+		}
+	})
 }
 
 func TestEmptyValuesAreFound(t *testing.T) {
-	for _, store := range stores {
-		t.Run(string(store), func(t *testing.T) {
-			r := testenv.NewRedis(t)
-			c := newCache(t, store, r.Client, r.Prefix)
-			ctx := context.Background()
-			if err := c.Set(ctx, "empty", nil, 0); err != nil {
-				t.Fatal(err)
-			}
-			if _, ok, err := c.Get(ctx, "empty"); !ok || err != nil {
-				t.Fatalf("Get of an empty value: found=%v err=%v, want found", ok, err)
-			}
-		})
-	}
+	forEachStore(t, func(t *testing.T, c *cache.Cache) {
+		ctx := context.Background()
+		if err := c.Set(ctx, "empty", nil, 0); err != nil {
+			t.Fatal(err)
+		}
+		if _, ok, err := c.Get(ctx, "empty"); !ok || err != nil {
+			t.Fatalf("Get of an empty value: found=%v err=%v, want found", ok, err)
+		}
+	})
 }

@@ -9,6 +9,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"tidings/lib/cache"
+	"tidings/lib/testenv"
 )
 
 // newCache builds a cache for t, closed when t ends. The short retry and
@@ -40,3 +41,14 @@ func constant(v string, calls *atomic.Int64) func(context.Context) ([]byte, erro
 }
 
 var stores = []cache.Store{cache.Memory, cache.Redis, cache.Near}
+
+// forEachStore runs test as a subtest per store, each on a cache of its
+// own over a Redis prefix of its own.
+func forEachStore(t *testing.T, test func(t *testing.T, c *cache.Cache)) {
+	for _, store := range stores {
+		t.Run(string(store), func(t *testing.T) {
+			r := testenv.NewRedis(t)
+			test(t, newCache(t, store, r.Client, r.Prefix))
+		})
+	}
+}

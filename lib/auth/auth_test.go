@@ -51,28 +51,6 @@ func TestVerifyRejectsForgedExpiredAndMalformedTokens(t *testing.T) {
 	}
 }
 
-func TestCallerNeedsABearerToken(t *testing.T) {
-	tokens := NewTokens(key, time.Hour)
-	good, _, _ := tokens.Issue(7)
-	for header, want := range map[string]int{
-		"":                   401,
-		"Bearer ":            401,
-		"Basic abc":          401,
-		"Bearer nonsense":    401,
-		"Bearer " + good:     0,
-		"bearer-ish " + good: 401,
-	} {
-		_, err := tokens.Caller(fn.Request{Header: http.Header{"Authorization": {header}}})
-		got := 0
-		if e := fn.AsError(err); e != nil {
-			got = e.Status
-		}
-		if got != want {
-			t.Errorf("Authorization %q: status %d, want %d", header, got, want)
-		}
-	}
-}
-
 func TestPasswordsAreArgon2idHashes(t *testing.T) {
 	h, err := HashPassword("correct horse")
 	if err != nil {
@@ -110,24 +88,35 @@ func TestRequireInternalRefusesCallsWithoutTheKey(t *testing.T) {
 	}
 }
 
-func TestBearerReadsTheTokenOfAnHTTPHeader(t *testing.T) {
+// Caller reads the request's token through Bearer: both take only a
+// well-formed Bearer token and answer 401 for anything else.
+func TestCallerAndBearerTakeOnlyABearerToken(t *testing.T) {
 	tokens := NewTokens(key, time.Hour)
 	good, _, _ := tokens.Issue(7)
 	for header, want := range map[string]int64{
 		"":                     0,
 		"Bearer ":              0,
 		"Bearer    ":           0,
+		"Basic abc":            0,
 		"Basic " + good:        0,
+		"bearer-ish " + good:   0,
 		"Bearer nonsense":      0,
 		"Bearer " + good:       7,
 		"Bearer " + good + " ": 7,
 	} {
-		id, err := tokens.Bearer(http.Header{"Authorization": {header}})
-		if id != want {
-			t.Errorf("Authorization %q: user %d, want %d", header, id, want)
-		}
-		if e := fn.AsError(err); (want == 0) != (e != nil && e.Status == http.StatusUnauthorized) {
-			t.Errorf("Authorization %q: error %v, want a 401 exactly when there is no user", header, err)
+		h := http.Header{"Authorization": {header}}
+		id, err := tokens.Bearer(h)
+		callerID, callerErr := tokens.Caller(fn.Request{Header: h})
+		for name, got := range map[string]struct {
+			id  int64
+			err error
+		}{"Bearer": {id, err}, "Caller": {callerID, callerErr}} {
+			if got.id != want {
+				t.Errorf("%s, Authorization %q: user %d, want %d", name, header, got.id, want)
+			}
+			if e := fn.AsError(got.err); (want == 0) != (e != nil && e.Status == http.StatusUnauthorized) {
+				t.Errorf("%s, Authorization %q: error %v, want a 401 exactly when there is no user", name, header, got.err)
+			}
 		}
 	}
 	if id, err := tokens.Bearer(http.Header{}); id != 0 || fn.AsError(err) == nil {

@@ -13,6 +13,8 @@ import (
 	"os/exec"
 	"path/filepath"
 	"sort"
+	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -117,16 +119,7 @@ var ErrExited = errors.New("exited while starting")
 // with ErrExited, when the process exits first: a crash at start-up must
 // not cost the whole wait.
 func (p *Process) WaitHTTP(ctx context.Context, url string, limit time.Duration) error {
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	go func() {
-		select {
-		case <-p.Exited():
-			cancel()
-		case <-ctx.Done():
-		}
-	}()
-	err := WaitFor(ctx, limit, func(ctx context.Context) error {
+	return p.WaitReady(ctx, limit, func(ctx context.Context) error {
 		req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 		if err != nil {
 			return err
@@ -141,12 +134,101 @@ func (p *Process) WaitHTTP(ctx context.Context, url string, limit time.Duration)
 		}
 		return nil
 	})
+}
+
+// WaitReady retries check as WaitFor does, and gives up at once, with
+// ErrExited, when the process exits first.
+func (p *Process) WaitReady(ctx context.Context, limit time.Duration, check func(context.Context) error) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go func() {
+		select {
+		case <-p.Exited():
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	err := WaitFor(ctx, limit, check)
 	select {
 	case <-p.Exited():
 		return ErrExited
 	default:
 		return err
 	}
+}
+
+// KillAll ends the process and every descendant at once (SIGKILL), as a
+// crash of the whole server would, and waits until none of them runs.
+// Unlike a process-group kill it also reaches children in groups of their
+// own, such as PostgreSQL's backends. The process is stopped first, so
+// that it forks nothing the kill would miss. It fails if a descendant
+// still runs ten seconds after its SIGKILL.
+func (p *Process) KillAll() error {
+	_ = p.Cmd.Process.Signal(syscall.SIGSTOP)
+	descendants := Descendants(p.Cmd.Process.Pid)
+	for _, pid := range descendants {
+		_ = syscall.Kill(pid, syscall.SIGKILL)
+	}
+	p.Kill()
+	deadline := time.Now().Add(10 * time.Second)
+	for _, pid := range descendants {
+		for Running(pid) {
+			if time.Now().After(deadline) {
+				return fmt.Errorf("process %d still runs after SIGKILL", pid)
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+	}
+	return nil
+}
+
+// Descendants are the processes below pid (children, theirs, ...), read
+// from /proc.
+func Descendants(pid int) []int {
+	children := map[int][]int{}
+	stats, _ := filepath.Glob("/proc/[0-9]*/stat")
+	for _, path := range stats {
+		child, ppid, _, ok := procStat(path)
+		if ok {
+			children[ppid] = append(children[ppid], child)
+		}
+	}
+	var found []int
+	for next := []int{pid}; len(next) > 0; {
+		parent := next[0]
+		next = append(next[1:], children[parent]...)
+		found = append(found, children[parent]...)
+	}
+	return found
+}
+
+// Running says whether pid is a process that has not exited: neither gone
+// nor a zombie waiting for its parent.
+func Running(pid int) bool {
+	_, _, state, ok := procStat(fmt.Sprintf("/proc/%d/stat", pid))
+	return ok && state != "Z" && state != "X"
+}
+
+// procStat reads a process's pid, parent and state from its
+// /proc/PID/stat; the command name in parentheses may hold any character,
+// so the fields are counted from its closing one.
+func procStat(path string) (pid, ppid int, state string, ok bool) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return 0, 0, "", false
+	}
+	s := string(b)
+	open, end := strings.IndexByte(s, '('), strings.LastIndexByte(s, ')')
+	if open < 0 || end < open {
+		return 0, 0, "", false
+	}
+	fields := strings.Fields(s[end+1:])
+	if len(fields) < 2 {
+		return 0, 0, "", false
+	}
+	pid, err1 := strconv.Atoi(strings.TrimSpace(s[:open]))
+	ppid, err2 := strconv.Atoi(fields[1])
+	return pid, ppid, fields[0], err1 == nil && err2 == nil
 }
 
 // FreeAddr returns a loopback address with a port free right now.

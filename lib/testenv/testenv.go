@@ -36,11 +36,18 @@ type DB struct {
 // t ends.
 func NewDB(t testing.TB) *DB {
 	t.Helper()
+	return newDB(t, AdminURL())
+}
+
+// newDB creates a database for t on the server of adminURL, a URL allowed
+// to create databases, from a migrated template it keeps there.
+func newDB(t testing.TB, adminURL string) *DB {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	admin, err := pgx.Connect(ctx, AdminURL())
+	admin, err := pgx.Connect(ctx, adminURL)
 	if err != nil {
-		t.Fatalf("connect to PostgreSQL at %s: %v", AdminURL(), err)
+		t.Fatalf("connect to PostgreSQL at %s: %v", adminURL, err)
 	}
 	defer admin.Close(ctx)
 
@@ -49,13 +56,13 @@ func NewDB(t testing.TB) *DB {
 	if _, err := admin.Exec(ctx, `SELECT pg_advisory_lock(hashtext('tidings_test_template'))`); err != nil {
 		t.Fatalf("lock: %v", err)
 	}
-	tmpl, err := ensureTemplate(ctx, admin)
+	tmpl, err := ensureTemplate(ctx, admin, adminURL)
 	if err == nil {
 		name := "tidings_test_" + uniqueName()
 		_, err = admin.Exec(ctx, fmt.Sprintf(`CREATE DATABASE %s TEMPLATE %s`, name, tmpl))
 		if err == nil {
 			_, _ = admin.Exec(ctx, `SELECT pg_advisory_unlock(hashtext('tidings_test_template'))`)
-			return openDB(t, name)
+			return openDB(t, adminURL, name)
 		}
 	}
 	_, _ = admin.Exec(ctx, `SELECT pg_advisory_unlock(hashtext('tidings_test_template'))`)
@@ -63,8 +70,8 @@ func NewDB(t testing.TB) *DB {
 	return nil
 }
 
-func openDB(t testing.TB, name string) *DB {
-	u := WithDatabase(AdminURL(), name)
+func openDB(t testing.TB, adminURL, name string) *DB {
+	u := WithDatabase(adminURL, name)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	pool, err := store.Open(ctx, u)
@@ -73,16 +80,18 @@ func openDB(t testing.TB, name string) *DB {
 	}
 	t.Cleanup(func() {
 		pool.Close()
-		DropDatabase(name)
+		dropDatabase(adminURL, name)
 	})
 	return &DB{Pool: pool, URL: u}
 }
 
 // DropDatabase removes a test database, closing any connection left on it.
-func DropDatabase(name string) {
+func DropDatabase(name string) { dropDatabase(AdminURL(), name) }
+
+func dropDatabase(adminURL, name string) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	admin, err := pgx.Connect(ctx, AdminURL())
+	admin, err := pgx.Connect(ctx, adminURL)
 	if err != nil {
 		return
 	}
@@ -92,7 +101,7 @@ func DropDatabase(name string) {
 
 // ensureTemplate creates the template for the current migrations once; its
 // name carries a hash of them, so a changed migration gets a new template.
-func ensureTemplate(ctx context.Context, admin *pgx.Conn) (string, error) {
+func ensureTemplate(ctx context.Context, admin *pgx.Conn, adminURL string) (string, error) {
 	name := "tidings_test_tpl_" + migrationsHash()[:12]
 	var exists bool
 	if err := admin.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)`, name).Scan(&exists); err != nil {
@@ -106,7 +115,7 @@ func ensureTemplate(ctx context.Context, admin *pgx.Conn) (string, error) {
 	if _, err := admin.Exec(ctx, fmt.Sprintf(`CREATE DATABASE %s`, building)); err != nil {
 		return "", err
 	}
-	pool, err := store.Open(ctx, WithDatabase(AdminURL(), building))
+	pool, err := store.Open(ctx, WithDatabase(adminURL, building))
 	if err != nil {
 		return "", err
 	}

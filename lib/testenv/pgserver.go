@@ -116,7 +116,10 @@ var postgresTemplate = sync.OnceValues(func() (string, error) {
 	if err != nil {
 		return "", err
 	}
-	sum := sha256.Sum256([]byte(version))
+	// The layout tag changes with proc.InitPostgres's options, so that a
+	// machine's older template is never reused after they change.
+	const layout = "initdb-1"
+	sum := sha256.Sum256([]byte(version + "\x00" + layout))
 	name := fmt.Sprintf("tidings-pgdata-%s-uid%d", hex.EncodeToString(sum[:6]), os.Geteuid())
 	final := filepath.Join(os.TempDir(), name)
 	if _, err := os.Stat(final); err == nil {

@@ -49,7 +49,8 @@ type Config struct {
 
 	// PublicFunctions may be enqueued by clients over HTTP
 	// (comma-separated; default: the catalogue's queueable functions,
-	// catalog.Queueable). Enqueue from Go may name any function.
+	// catalog.Queueable). Each must be a catalogue function that is not
+	// Internal. Enqueue from Go may name any function.
 	PublicFunctions []string `env:"JOB_PUBLIC_FUNCTIONS"`
 	// Methods overrides the HTTP method a function is called with
 	// ("report=GET"); a function not listed is called with its catalogue
@@ -162,27 +163,42 @@ func (c Config) withDefaults() Config {
 // defaults).
 func (c Config) Validate() error { return c.withDefaults().validate() }
 
+// validate names every bad setting, each kind's entries sorted by
+// function name, so the same configuration gets the same answer on every
+// run whatever the maps' order.
 func (c Config) validate() error {
+	var bad []string
 	if c.Prefix == "" {
-		return fmt.Errorf("jobs: a key prefix is required")
+		bad = append(bad, "a key prefix is required")
 	}
-	for name, n := range c.Concurrencies {
-		if n <= 0 {
-			return fmt.Errorf("jobs: concurrency of %s must be positive", name)
+	for _, name := range slices.Sorted(maps.Keys(c.Concurrencies)) {
+		if c.Concurrencies[name] <= 0 {
+			bad = append(bad, fmt.Sprintf("concurrency of %s must be positive", name))
 		}
 	}
-	for name, m := range c.Methods {
-		if m != http.MethodGet && m != http.MethodPost {
-			return fmt.Errorf("jobs: method of %s must be GET or POST, not %q", name, m)
+	for _, name := range slices.Sorted(maps.Keys(c.Methods)) {
+		if m := c.Methods[name]; m != http.MethodGet && m != http.MethodPost {
+			bad = append(bad, fmt.Sprintf("method of %s must be GET or POST, not %q", name, m))
 		}
 	}
 	if c.Timeout >= c.ClaimIdle {
-		return fmt.Errorf("jobs: the claim idle time (%v) must be longer than the job timeout (%v)", c.ClaimIdle, c.Timeout)
+		bad = append(bad, fmt.Sprintf("the claim idle time (%v) must be longer than the job timeout (%v)", c.ClaimIdle, c.Timeout))
 	}
-	for name, t := range c.Timeouts {
-		if t <= 0 || t >= c.ClaimIdle {
-			return fmt.Errorf("jobs: timeout of %s (%v) must be positive and shorter than the claim idle time (%v)", name, t, c.ClaimIdle)
+	for _, name := range slices.Sorted(maps.Keys(c.Timeouts)) {
+		if t := c.Timeouts[name]; t <= 0 || t >= c.ClaimIdle {
+			bad = append(bad, fmt.Sprintf("timeout of %s (%v) must be positive and shorter than the claim idle time (%v)", name, t, c.ClaimIdle))
 		}
+	}
+	// Clients may queue only what they may call: the queue calls every
+	// job with the internal key, so an internal function made public
+	// would be one a client runs as the gateway.
+	for _, name := range slices.Sorted(slices.Values(c.PublicFunctions)) {
+		if f, ok := catalog.Lookup(name); !ok || f.Internal {
+			bad = append(bad, fmt.Sprintf("public function %s must be a catalogue function that is not internal", name))
+		}
+	}
+	if len(bad) > 0 {
+		return fmt.Errorf("jobs: %s", strings.Join(bad, "; "))
 	}
 	return nil
 }

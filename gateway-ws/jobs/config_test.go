@@ -29,7 +29,7 @@ func TestConfigReadsPerFunctionSettings(t *testing.T) {
 	t.Setenv("JOB_CONCURRENCY", "3")
 	t.Setenv("JOB_CONCURRENCIES", "send-mail=8, gen-avatar=2")
 	t.Setenv("JOB_TIMEOUTS", "send-mail=20s")
-	t.Setenv("JOB_PUBLIC_FUNCTIONS", "gen-avatar, report")
+	t.Setenv("JOB_PUBLIC_FUNCTIONS", "gen-avatar, list-topics")
 	t.Setenv("JOB_METHODS", "report=get")
 	c, err := parse()
 	if err != nil {
@@ -41,7 +41,7 @@ func TestConfigReadsPerFunctionSettings(t *testing.T) {
 	if c.Concurrencies["send-mail"] != 8 || c.Concurrencies["gen-avatar"] != 2 || c.Timeouts["send-mail"] != 20*time.Second {
 		t.Errorf("per function: %v %v", c.Concurrencies, c.Timeouts)
 	}
-	if !slices.Equal(c.PublicFunctions, []string{"gen-avatar", "report"}) {
+	if !slices.Equal(c.PublicFunctions, []string{"gen-avatar", "list-topics"}) {
 		t.Errorf("public functions %v", c.PublicFunctions)
 	}
 	if c.MethodOf("gen-avatar") != http.MethodGet || c.Methods["report"] != http.MethodGet || c.MethodOf("report") != http.MethodGet {
@@ -58,6 +58,8 @@ func TestConfigRefusesBadSettings(t *testing.T) {
 		"a method other than GET and POST": {"JOB_METHODS", "gen-avatar=DELETE"},
 		"default timeout above claim idle": {"JOB_TIMEOUT", "2m"},
 		"not a number":                     {"JOB_MAX_ATTEMPTS", "many"},
+		"an internal public function":      {"JOB_PUBLIC_FUNCTIONS", "gen-avatar,send-mail"},
+		"a public function not catalogued": {"JOB_PUBLIC_FUNCTIONS", "report"},
 	} {
 		t.Run(name, func(t *testing.T) {
 			t.Setenv("JOB_PREFIX", "app:jobs:")
@@ -84,5 +86,27 @@ func TestJobsCallFunctionsWithTheirCatalogueMethod(t *testing.T) {
 	}
 	if got := c.MethodOf("report"); got != http.MethodPost {
 		t.Errorf("a function outside the catalogue called with %s, want POST", got)
+	}
+}
+
+// Every bad setting is named, each kind's sorted by function name, so the
+// answer is the same on every run whatever the maps' order.
+func TestConfigNamesEveryBadSettingInOneOrder(t *testing.T) {
+	c := jobs.Config{
+		Prefix:          "app:jobs:",
+		Concurrencies:   map[string]int{"send-mail": 0, "gen-avatar": -1, "login": 2, "register": 0},
+		Methods:         jobs.Methods{"b": "PUT", "a": "DELETE", "c": "GET"},
+		Timeouts:        map[string]time.Duration{"z": 5 * time.Minute, "y": 0, "x": time.Second},
+		PublicFunctions: []string{"send-mail", "gen-avatar", "counter-commit", "report"},
+	}
+	want := "jobs: concurrency of gen-avatar must be positive; concurrency of register must be positive; concurrency of send-mail must be positive; " +
+		`method of a must be GET or POST, not "DELETE"; method of b must be GET or POST, not "PUT"; ` +
+		"timeout of y (0s) must be positive and shorter than the claim idle time (1m0s); timeout of z (5m0s) must be positive and shorter than the claim idle time (1m0s); " +
+		"public function counter-commit must be a catalogue function that is not internal; public function report must be a catalogue function that is not internal; " +
+		"public function send-mail must be a catalogue function that is not internal"
+	for range 20 { // map order changes from run to run; the answer must not
+		if err := c.Validate(); err == nil || err.Error() != want {
+			t.Fatalf("error:\n%v\nwant:\n%s", err, want)
+		}
 	}
 }

@@ -117,8 +117,8 @@ func TestHealthChecksMarkAFunctionDownAndUpAgain(t *testing.T) {
 
 // TestOnlyFunctionAndPlatformFailuresCountAgainstTheBreaker calls, in a row,
 // far more than BreakerFailures times per answer the function gives: the
-// breaker must stay closed for every 4xx (429 included) and open for each
-// kind of real failure.
+// breaker must stay closed for every 4xx (429 included), a 3xx and the 5xx
+// other than 500, 502, 503 and 504, and open for each kind of real failure.
 func TestOnlyFunctionAndPlatformFailuresCountAgainstTheBreaker(t *testing.T) {
 	answer := func(status int) fn.Handler {
 		return fn.HandlerFunc(func(fn.Request) (fn.Response, error) {
@@ -126,7 +126,7 @@ func TestOnlyFunctionAndPlatformFailuresCountAgainstTheBreaker(t *testing.T) {
 		})
 	}
 	fns := map[string]fnhost.Function{}
-	for _, status := range []int{400, 401, 403, 404, 405, 409, 413, 429, 500, 502, 503, 504} {
+	for _, status := range []int{302, 400, 401, 403, 404, 405, 409, 413, 429, 500, 501, 502, 503, 504, 505, 507} {
 		fns[fmt.Sprint(status)] = fnhost.Function{Handler: answer(status)}
 	}
 	fns["slow"] = fnhost.Function{Handler: fn.HandlerFunc(func(req fn.Request) (fn.Response, error) {

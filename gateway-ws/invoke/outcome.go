@@ -18,15 +18,18 @@ const (
 	answered verdict = iota
 	// refused: the function's final verdict on the request, which calling
 	// again cannot change: every 4xx but 408 and 429 (the contract
-	// answers each client mistake with one), 501 (net/http's answer to a
-	// transfer encoding it cannot read: the request is malformed), any
-	// 3xx (no function redirects; the client already followed what it
-	// could) and any other status outside the ones below.
+	// answers each client mistake with one).
 	refused
 	// notNow: 408 (the function's server did not receive the body in
 	// time, so the function never acted) and 429 (a limit working as
 	// meant). The function is not failing; a later call may succeed.
 	notNow
+	// noVerdict: any other answer outside 2xx and 4xx (any 3xx, 501, 505,
+	// 507, 52x...): not a verdict on the request, so a later call may
+	// give one. Not counted against the breaker either: the breaker opens
+	// on the failures it has always counted (below), and an unexpected
+	// status is no sign the function is down.
+	noVerdict
 	// failing: the function or its platform is failing: 500 (the
 	// function's own failure), 502, 503 and 504 from the FaaS gateway,
 	// and every call that got no answer (refused or reset connection, the
@@ -52,7 +55,10 @@ func judge(err error) verdict {
 		case http.StatusRequestTimeout, http.StatusTooManyRequests:
 			return notNow
 		}
-		return refused
+		if ce.Status/100 == 4 {
+			return refused
+		}
+		return noVerdict
 	}
 	return failing
 }
@@ -61,18 +67,20 @@ func judge(err error) verdict {
 // platform failing, which counts against the function's circuit breaker:
 // 500, 502, 503, 504, and a call that got no answer (refused or reset
 // connection, the function's timeout). Never a 4xx, 408 and 429 included,
-// nor a caller that gave up (ErrCallerDone).
+// nor a 3xx or another 5xx (501, 505...), nor a caller that gave up
+// (ErrCallerDone).
 func Failed(err error) bool { return judge(err) == failing }
 
 // Retryable reports whether calling the function again may give another
-// answer: yes for every failure Failed counts, for 408 and 429, and for a
-// call whose caller gave up waiting (the function may answer a later call
-// in time; whether there is time for one is the caller's to know). No for
-// success and for a final answer: every other 4xx (400, 401, 403, 404,
-// 409...), 501, and any 3xx or other status.
+// answer: no for success and for a final answer, which is a 4xx other
+// than 408 and 429 (400, 401, 403, 404, 409...); yes for everything else:
+// every failure Failed counts, 408, 429, any 3xx and every other 5xx (501,
+// 505...: not a verdict on the request), and a call whose caller gave up
+// waiting (the function may answer a later call in time; whether there is
+// time for one is the caller's to know).
 func Retryable(err error) bool {
 	v := judge(err)
-	return v == failing || v == notNow || v == callerGaveUp
+	return v != answered && v != refused
 }
 
 // NotSent reports whether a failed call certainly never reached the

@@ -14,11 +14,11 @@ import (
 )
 
 // A job's retries follow invoke.Retryable: a 408 (the function never got
-// the body, so never acted) is tried again, a 501 (the function's server
-// cannot read the request) is final.
+// the body, so never acted) and a 501 (no verdict on the request) are
+// tried again, a 404 (a verdict on the request) is final.
 func TestJobRetriesFollowTheInvokersJudgement(t *testing.T) {
 	rd := testenv.NewRedis(t)
-	var lateCalls atomic.Int32
+	var lateCalls, unreadableCalls atomic.Int32
 	fns := map[string]fnhost.Function{
 		"late-body": {Handler: fn.HandlerFunc(func(fn.Request) (fn.Response, error) {
 			if lateCalls.Add(1) == 1 {
@@ -27,7 +27,13 @@ func TestJobRetriesFollowTheInvokersJudgement(t *testing.T) {
 			return fn.JSON(200, map[string]bool{"ok": true})
 		})},
 		"unreadable": {Handler: fn.HandlerFunc(func(fn.Request) (fn.Response, error) {
-			return fn.Response{}, fn.Errorf(http.StatusNotImplemented, "not_implemented", "unsupported transfer encoding")
+			if unreadableCalls.Add(1) == 1 {
+				return fn.Response{}, fn.Errorf(http.StatusNotImplemented, "not_implemented", "unsupported transfer encoding")
+			}
+			return fn.JSON(200, map[string]bool{"ok": true})
+		})},
+		"not-found": {Handler: fn.HandlerFunc(func(fn.Request) (fn.Response, error) {
+			return fn.Response{}, fn.Errorf(http.StatusNotFound, "not_found", "no such thing")
 		})},
 	}
 	q, err := jobs.New(rd.Client, host(t, fns), tokens(), testConfig(rd.Prefix, &events{}))
@@ -44,13 +50,16 @@ func TestJobRetriesFollowTheInvokersJudgement(t *testing.T) {
 		}
 		return id
 	}
-	late, unreadable := enqueue("late-body"), enqueue("unreadable")
+	late, unreadable, notFound := enqueue("late-body"), enqueue("unreadable"), enqueue("not-found")
 
 	if job := a.waitStatus(late, ann, jobs.Worked); job["attempts"] != 2.0 {
 		t.Errorf("job answered 408 once: %v, want worked on attempt 2", job)
 	}
-	job := a.waitStatus(unreadable, ann, jobs.Failed)
-	if e, _ := job["error"].(map[string]any); job["attempts"] != 1.0 || e["status"] != 501.0 {
-		t.Errorf("job answered 501: %v, want failed after 1 attempt (a final answer)", job)
+	if job := a.waitStatus(unreadable, ann, jobs.Worked); job["attempts"] != 2.0 {
+		t.Errorf("job answered 501 once: %v, want worked on attempt 2", job)
+	}
+	job := a.waitStatus(notFound, ann, jobs.Failed)
+	if e, _ := job["error"].(map[string]any); job["attempts"] != 1.0 || e["status"] != 404.0 {
+		t.Errorf("job answered 404: %v, want failed after 1 attempt (a final answer)", job)
 	}
 }

@@ -65,8 +65,8 @@ func DefaultConfig() Config {
 }
 
 // settings are the named function's: PerFunction's or Default, then
-// Timeouts and MaxInflights over them, then DefaultSettings for what is
-// still zero.
+// Timeouts and MaxInflights over them, then DefaultSettings for every
+// field still zero (or negative).
 func (c Config) settings(name string) Settings {
 	s, ok := c.PerFunction[name]
 	if !ok {
@@ -79,11 +79,17 @@ func (c Config) settings(name string) Settings {
 		s.MaxInflight = n
 	}
 	def := DefaultSettings()
+	if s.Timeout <= 0 {
+		s.Timeout = def.Timeout
+	}
 	if s.MaxInflight <= 0 {
 		s.MaxInflight = def.MaxInflight
 	}
 	if s.BreakerFailures == 0 {
 		s.BreakerFailures = def.BreakerFailures
+	}
+	if s.BreakerOpenFor <= 0 {
+		s.BreakerOpenFor = def.BreakerOpenFor
 	}
 	return s
 }

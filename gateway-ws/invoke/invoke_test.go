@@ -187,3 +187,30 @@ func TestACallerWhoseContextEndedIsNotCountedNorCalledBusy(t *testing.T) {
 		t.Errorf("a live caller after 20 ended ones: %v, want success (breaker closed)", err)
 	}
 }
+
+// A zero field of a function's Settings takes DefaultSettings' value, each
+// on its own: an Invoker built with no Settings at all calls functions
+// under the default timeout instead of failing every call at once.
+func TestZeroSettingsTakeTheDefaults(t *testing.T) {
+	srv := host(t, map[string]fnhost.Function{"f": {Handler: fn.HandlerFunc(func(fn.Request) (fn.Response, error) {
+		return fn.JSON(200, map[string]bool{})
+	})}})
+	if err := New(Config{FaaSURL: srv.URL, InternalKey: "k"}).Call(context.Background(), "f", nil, nil); err != nil {
+		t.Errorf("call with no Settings configured: %v", err)
+	}
+	def := DefaultSettings()
+	if got := (Config{}).settings("f"); got != def {
+		t.Errorf("settings of no configuration: %+v, want the defaults %+v", got, def)
+	}
+	// Each field set alone keeps its value; the others take the defaults.
+	for _, c := range []struct{ set, want Settings }{
+		{Settings{Timeout: time.Second}, Settings{time.Second, def.MaxInflight, def.BreakerFailures, def.BreakerOpenFor}},
+		{Settings{MaxInflight: 2}, Settings{def.Timeout, 2, def.BreakerFailures, def.BreakerOpenFor}},
+		{Settings{BreakerFailures: 7}, Settings{def.Timeout, def.MaxInflight, 7, def.BreakerOpenFor}},
+		{Settings{BreakerOpenFor: time.Minute}, Settings{def.Timeout, def.MaxInflight, def.BreakerFailures, time.Minute}},
+	} {
+		if got := (Config{PerFunction: map[string]Settings{"f": c.set}}).settings("f"); got != c.want {
+			t.Errorf("settings of %+v: %+v, want %+v", c.set, got, c.want)
+		}
+	}
+}

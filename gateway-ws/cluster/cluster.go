@@ -99,9 +99,7 @@ func New(cfg Config) *Registry {
 	if cfg.Version == "" {
 		cfg.Version = Version()
 	}
-	if cfg.Log == nil {
-		cfg.Log = logging.Discard()
-	}
+	cfg.Log = logging.Or(cfg.Log)
 	return &Registry{
 		cfg: cfg,
 		log: cfg.Log.With("node", cfg.Settings.ID),

@@ -127,10 +127,7 @@ func New(cfg Config) *Coordinator {
 			*d.dst = *d.def
 		}
 	}
-	log := cfg.Log
-	if log == nil {
-		log = logging.Discard()
-	}
+	log := logging.Or(cfg.Log)
 	if cfg.Metrics == nil {
 		cfg.Metrics = metrics.NewTwoPC(prometheus.NewRegistry())
 	}

@@ -119,9 +119,7 @@ func (c Config) jobsConfig() jobs.Config {
 // validate fills a nil Logger and refuses what New cannot run with,
 // naming every non-positive setting, sorted.
 func validate(cfg *Config) error {
-	if cfg.Logger == nil {
-		cfg.Logger = logging.Discard()
-	}
+	cfg.Logger = logging.Or(cfg.Logger)
 	if len(cfg.JWTSecret) == 0 {
 		return errors.New("gateway: JWT secret is required")
 	}

@@ -146,10 +146,7 @@ func New(cfg Config) *Invoker {
 	if client == nil {
 		client = &http.Client{}
 	}
-	log := cfg.Log
-	if log == nil {
-		log = logging.Discard()
-	}
+	log := logging.Or(cfg.Log)
 	if cfg.Metrics == nil {
 		cfg.Metrics = metrics.NewCalls(prometheus.NewRegistry())
 	}

@@ -153,9 +153,7 @@ func (c Config) withDefaults() Config {
 		host, _ := os.Hostname()
 		c.Consumer = fmt.Sprintf("%s-%d-%s", host, os.Getpid(), newID()[:8])
 	}
-	if c.Log == nil {
-		c.Log = logging.Discard()
-	}
+	c.Log = logging.Or(c.Log)
 	return c
 }
 

@@ -53,9 +53,7 @@ func (c Config) withDefaults() Config {
 	if c.MaxEntries <= 0 {
 		c.MaxEntries = def.MaxEntries
 	}
-	if c.Logger == nil {
-		c.Logger = logging.Discard()
-	}
+	c.Logger = logging.Or(c.Logger)
 	return c
 }
 

@@ -40,10 +40,7 @@ type Directory struct {
 // New returns a Directory over db, cached in c (nil: no cache, every read
 // goes to the database).
 func New(db store.Querier, c *cache.Cache, log *slog.Logger) *Directory {
-	if log == nil {
-		log = logging.Discard()
-	}
-	d := &Directory{db: db, log: log}
+	d := &Directory{db: db, log: logging.Or(log)}
 	if c != nil {
 		d.users = cache.Of[store.User](c, "user")
 		d.owners = cache.Of[int64](c, "topic-owner")

@@ -38,12 +38,7 @@ func (a *Adapter) maxBody() int64 {
 	return DefaultMaxBodyBytes
 }
 
-func (a *Adapter) log() *slog.Logger {
-	if a.Log != nil {
-		return a.Log
-	}
-	return logging.Discard()
-}
+func (a *Adapter) log() *slog.Logger { return logging.Or(a.Log) }
 
 // TooLarge is the answer to a body over the limit.
 func TooLarge(limit int64) *Error {

@@ -138,10 +138,7 @@ func New(rdb redis.UniversalClient, prefix string, timeout time.Duration, log *s
 	if timeout <= 0 {
 		timeout = 500 * time.Millisecond
 	}
-	if log == nil {
-		log = logging.Discard()
-	}
-	return &Limiter{rl: redis_rate.NewLimiter(rdb), prefix: prefix, timeout: timeout, log: log}
+	return &Limiter{rl: redis_rate.NewLimiter(rdb), prefix: prefix, timeout: timeout, log: logging.Or(log)}
 }
 
 // Take spends one unit of limit's budget for key: nil when it was there,

@@ -4,8 +4,12 @@
 // subscriber lists through that cache. The function entry point
 // (functions.Connect) and gateway-ws (gateway.New) both build them here.
 //
-// Nothing is dialled: the pool and the Redis clients connect on first use,
-// so a process decides itself what must answer at start.
+// The pool and the main Redis client connect on first use, so a process
+// decides itself what must answer at start. The cache's store is the
+// exception: with the near store (the default) cache.New subscribes to its
+// invalidation channel on the cache's own Redis client and waits for that up
+// to the cache's RedisTimeout; when Redis does not answer in time Open still
+// succeeds and the cache serves without process memory until it subscribes.
 package deps
 
 import (

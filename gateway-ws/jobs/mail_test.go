@@ -19,7 +19,7 @@ import (
 	"tidings/lib/testenv"
 )
 
-// mailWorld is send-mail from the registry (behind the internal key) on a
+// mailWorld is send-mail built by functions.New (behind the internal key) on a
 // test database, sending to a mail sink over loopback SMTP, and an Invoker
 // calling it.
 type mailWorld struct {

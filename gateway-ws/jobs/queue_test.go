@@ -22,7 +22,7 @@ import (
 	"tidings/lib/testenv"
 )
 
-// avatarHost serves the real gen-avatar from the registry.
+// avatarHost serves the real gen-avatar, built by functions.New.
 func avatarHost(t *testing.T) map[string]fnhost.Function {
 	t.Helper()
 	h, err := functions.New("gen-avatar", &functions.Deps{Config: config.Config{InternalKey: internalKey}})

@@ -7,7 +7,7 @@
 //	go run ./infra/bench/mail -mails 400 -concurrency 1,4,16
 //
 // Everything is real and in one process: the jobs.Queue on the local Redis
-// (its own key prefix), send-mail from the function registry on its own
+// (its own key prefix), send-mail built by functions.New (catalogued in lib/catalog) on its own
 // PostgreSQL database (idempotency claims included) behind the local FaaS
 // host and invoke, and the SMTP peer is infra/mailsink over loopback. Each
 // mail has its own idempotency key, so every one is really sent.

@@ -258,7 +258,7 @@ func (r *run) kill(ctx context.Context, done <-chan struct{}) {
 		}
 		// A gateway may crash on purpose at a fault point before its
 		// first health check; the next tick restarts it again.
-		if err := r.restartDead(ctx); err != nil && !errors.Is(err, stackrun.ErrExited) {
+		if err := r.restartDead(ctx); err != nil && !errors.Is(err, proc.ErrExited) {
 			fmt.Fprintln(os.Stderr, err)
 		}
 	}

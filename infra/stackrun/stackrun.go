@@ -196,9 +196,6 @@ func (n *Node) Start(ctx context.Context) error {
 	return nil
 }
 
-// ErrExited is a start whose process exited before it was healthy.
-var ErrExited = proc.ErrExited
-
 // Kill ends the process with SIGKILL, as a crash would.
 func (n *Node) Kill() {
 	n.mu.Lock()

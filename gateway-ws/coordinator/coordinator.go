@@ -206,7 +206,7 @@ func (c *Coordinator) Publish(ctx context.Context, sender, topicID int64, msg no
 		return Result{}, err
 	}
 	rec := &Record{
-		ID: rand.Text(), State: Preparing, Participants: []string{twopc.Persist, twopc.Counter},
+		ID: rand.Text(), State: Preparing,
 		Payload: payload, CreatedAt: time.Now(),
 	}
 	log := c.log.With("tx", rec.ID, "topic", topicID)

@@ -28,7 +28,6 @@ const (
 type Record struct {
 	ID             string
 	State          string
-	Participants   []string
 	Payload        notification.Draft // what is being published
 	NotificationID int64
 	CreatedAt      time.Time
@@ -73,12 +72,11 @@ func (r *records) create(ctx context.Context, rec *Record) error {
 	if err != nil {
 		return err
 	}
-	parts, _ := json.Marshal(rec.Participants)
 	now := rec.CreatedAt.UnixMilli()
 	ctx, cancel := r.bounded(ctx)
 	defer cancel()
 	_, err = r.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
-		p.HSet(ctx, r.key(rec.ID), "state", rec.State, "payload", payload, "participants", parts,
+		p.HSet(ctx, r.key(rec.ID), "state", rec.State, "payload", payload,
 			"created_at", now, "updated_at", now)
 		p.ZAdd(ctx, r.open(), redis.Z{Score: float64(now), Member: rec.ID})
 		return nil
@@ -184,6 +182,9 @@ func (r *records) stuck(ctx context.Context, cutoff time.Time) ([]string, error)
 	}).Result()
 }
 
+// load reads a record's hash field by field, so fields it does not read are
+// ignored: records written before the participants field was dropped (every
+// transaction has the same two) still load.
 func (r *records) load(ctx context.Context, id string) (*Record, error) {
 	ctx, cancel := r.bounded(ctx)
 	defer cancel()
@@ -198,7 +199,6 @@ func (r *records) load(ctx context.Context, id string) (*Record, error) {
 	if err := json.Unmarshal([]byte(h["payload"]), &rec.Payload); err != nil {
 		return nil, fmt.Errorf("record %s: payload: %w", id, err)
 	}
-	_ = json.Unmarshal([]byte(h["participants"]), &rec.Participants)
 	created, _ := strconv.ParseInt(h["created_at"], 10, 64)
 	rec.CreatedAt = time.UnixMilli(created)
 	rec.NotificationID, _ = strconv.ParseInt(h["notification_id"], 10, 64)

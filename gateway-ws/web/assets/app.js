@@ -178,7 +178,6 @@ function connect() {
     setBadge(n.unread);
     flash(`New: ${n.title}`);
   });
-  userChannel.on("counter", ({ unread }) => setBadge(unread));
   userChannel.on("job", (job) => {
     if (job.function !== "send-mail" || !mailLine) return;
     mailJobs.set(job.id, job.status);

@@ -217,6 +217,39 @@ func TestConfigIsReadFromTheEnvironmentOverItsDefaults(t *testing.T) {
 	}
 }
 
+// CACHE_MAX_ENTRIES=0 is the default; a negative value is refused, both
+// when the environment is checked and by New, rather than quietly replaced.
+func TestMaxEntriesZeroIsTheDefaultAndNegativeIsRefused(t *testing.T) {
+	t.Setenv("CACHE_MAX_ENTRIES", "0")
+	cfg := cache.DefaultConfig()
+	if err := config.Parse(&cfg); err != nil {
+		t.Fatal(err)
+	}
+	cfg.Store, cfg.Prefix = cache.Memory, "p:"
+	if err := cfg.Validate(); err != nil {
+		t.Fatalf("CACHE_MAX_ENTRIES=0 refused: %v", err)
+	}
+	c, err := cache.New(cfg, nil)
+	if err != nil {
+		t.Fatalf("New with MaxEntries 0: %v", err)
+	}
+	_ = c.Close()
+
+	t.Setenv("CACHE_MAX_ENTRIES", "-1")
+	cfg = cache.DefaultConfig()
+	if err := config.Parse(&cfg); err != nil {
+		t.Fatal(err)
+	}
+	cfg.Prefix = "p:"
+	if err := cfg.Validate(); err == nil || !strings.Contains(err.Error(), "CACHE_MAX_ENTRIES") {
+		t.Fatalf("CACHE_MAX_ENTRIES=-1: %v, want an error naming it", err)
+	}
+	if c, err := cache.New(cache.Config{Store: cache.Memory, MaxEntries: -1}, nil); err == nil {
+		_ = c.Close()
+		t.Fatal("New with MaxEntries -1 succeeded")
+	}
+}
+
 func TestGetOrLoadTurnsALoaderPanicIntoAnError(t *testing.T) {
 	c := newCache(t, cache.Memory, nil, "")
 	_, err := c.GetOrLoad(context.Background(), "k", 0, func(context.Context) ([]byte, error) { panic("loader bug") })

@@ -14,7 +14,7 @@ type Config struct {
 	Store        Store         `env:"CACHE_STORE"`         // memory, redis or near
 	TTL          time.Duration `env:"CACHE_TTL"`           // lifetime of an entry stored with ttl 0
 	LocalTTL     time.Duration `env:"CACHE_LOCAL_TTL"`     // the longest an entry stays in process memory in the near store, which bounds staleness if an invalidation is lost
-	MaxEntries   int           `env:"CACHE_MAX_ENTRIES"`   // entries kept in process memory
+	MaxEntries   int           `env:"CACHE_MAX_ENTRIES"`   // entries kept in process memory; 0 means the default, a negative value is refused
 	RedisTimeout time.Duration `env:"CACHE_REDIS_TIMEOUT"` // deadline of each Redis call
 	RedisRetry   time.Duration `env:"CACHE_REDIS_RETRY"`   // after a Redis failure, how long reads skip Redis and go to the loader
 	LoadTimeout  time.Duration `env:"CACHE_LOAD_TIMEOUT"`  // deadline of a GetOrLoad loader
@@ -50,20 +50,23 @@ func (c Config) withDefaults() Config {
 			*d.dst = *d.def
 		}
 	}
-	if c.MaxEntries <= 0 {
+	if c.MaxEntries == 0 {
 		c.MaxEntries = def.MaxEntries
 	}
 	c.Logger = logging.Or(c.Logger)
 	return c
 }
 
-// Validate refuses an unknown store, and a Redis store without a key
-// prefix.
+// Validate refuses an unknown store, a negative MaxEntries, and a Redis
+// store without a key prefix.
 func (c Config) Validate() error {
 	switch c.Store {
 	case Memory, Redis, Near:
 	default:
 		return fmt.Errorf("cache: unknown store %q (want memory, redis or near)", c.Store)
+	}
+	if c.MaxEntries < 0 {
+		return fmt.Errorf("cache: CACHE_MAX_ENTRIES %d is negative (0 means the default, %d)", c.MaxEntries, DefaultConfig().MaxEntries)
 	}
 	if c.Store != Memory && c.Prefix == "" {
 		return errors.New("cache: a Redis store needs a key prefix")

@@ -26,10 +26,11 @@ import (
 	"sort"
 	"strings"
 	"sync"
-	"tidings/lib/logging"
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"tidings/lib/logging"
 )
 
 // Settings are the registry's knobs; DefaultSettings holds the defaults.

@@ -11,13 +11,13 @@ import (
 	"net/http"
 	"sort"
 
+	"github.com/felixge/httpsnoop"
+
 	"tidings/functions"
 	"tidings/lib/catalog"
 	"tidings/lib/fn"
 	"tidings/lib/metrics"
 	"tidings/lib/stack"
-
-	"github.com/felixge/httpsnoop"
 )
 
 // Function is one served function: its handler and its limits.

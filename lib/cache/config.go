@@ -4,8 +4,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"tidings/lib/logging"
 	"time"
+
+	"tidings/lib/logging"
 )
 
 // Config chooses a cache's store and tunes it. DefaultConfig holds the

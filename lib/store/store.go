@@ -12,7 +12,6 @@ import (
 	"log/slog"
 	"net"
 	"strings"
-	"tidings/lib/logging"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -21,6 +20,8 @@ import (
 	"github.com/jackc/pgx/v5/stdlib"
 	"github.com/pressly/goose/v3"
 	"github.com/pressly/goose/v3/lock"
+
+	"tidings/lib/logging"
 )
 
 //go:embed migrations/*.sql

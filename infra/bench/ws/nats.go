@@ -9,10 +9,11 @@ import (
 	"strings"
 	"sync"
 	"syscall"
-	"tidings/infra/proc"
 	"time"
 
 	"github.com/nats-io/nats.go"
+
+	"tidings/infra/proc"
 )
 
 // natsTarget is a nats-server with a WebSocket listener; the clients

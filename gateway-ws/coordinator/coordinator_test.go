@@ -143,6 +143,19 @@ func (h *harness) world() (owner, topic int64, subs []int64) {
 	return owner, tp.ID, subs
 }
 
+// committedOnce checks that transaction txID ended committed, with the
+// one notification of the test committed, and that all settled.
+func (h *harness) committedOnce(txID string) {
+	h.t.Helper()
+	if s := h.txState(txID); s != Committed {
+		h.t.Errorf("record state %q, want committed", s)
+	}
+	if n := h.count(`SELECT count(*) FROM notifications WHERE state = 'committed'`); n != 1 {
+		h.t.Errorf("%d committed notifications, want 1", n)
+	}
+	h.settled()
+}
+
 // settled checks the invariant and that no record is left unfinished.
 func (h *harness) settled() {
 	h.t.Helper()

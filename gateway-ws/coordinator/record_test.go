@@ -3,22 +3,17 @@ package coordinator
 import (
 	"context"
 	"encoding/json"
-	"io"
 	"slices"
 	"testing"
 	"time"
 
-	"tidings/lib/logging"
 	"tidings/lib/notification"
-	"tidings/lib/testenv"
 )
 
 // A record written before the participants field was dropped, still in
 // Redis after an upgrade, still loads with everything recovery reads.
 func TestRecordWithTheOldParticipantsFieldStillLoads(t *testing.T) {
-	rd := testenv.NewRedis(t)
-	c := New(Config{Redis: rd.Client, Prefix: rd.Prefix, Log: logging.NewTo(io.Discard, "error", "test")})
-	t.Cleanup(func() { _ = c.Close() })
+	c, rd := newRecordsOnly(t)
 	ctx := context.Background()
 
 	draft := notification.Draft{TopicID: 7, SenderID: 3, Message: notification.Message{Title: "old"}, Recipients: []int64{4, 5}}

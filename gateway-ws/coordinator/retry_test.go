@@ -32,13 +32,7 @@ func TestCommitAnswered408IsRetriedAndCommits(t *testing.T) {
 	if n := calls.Load(); n != 3 {
 		t.Errorf("counter-commit called %d times, want 3 (two 408s, then the commit)", n)
 	}
-	if s := h.txState(res.TxID); s != Committed {
-		t.Errorf("record state %q, want committed", s)
-	}
-	if n := h.count(`SELECT count(*) FROM notifications WHERE state = 'committed'`); n != 1 {
-		t.Errorf("%d committed notifications, want 1", n)
-	}
-	h.settled()
+	h.committedOnce(res.TxID)
 }
 
 // commitsDespite answers the first two calls of a decided commit's
@@ -62,13 +56,7 @@ func commitsDespite(t *testing.T, participant string, status int) {
 	if n := calls.Load(); n != 3 {
 		t.Errorf("%s called %d times, want 3 (two %ds, then the commit)", participant, n, status)
 	}
-	if s := h.txState(res.TxID); s != Committed {
-		t.Errorf("record state %q, want committed", s)
-	}
-	if n := h.count(`SELECT count(*) FROM notifications WHERE state = 'committed'`); n != 1 {
-		t.Errorf("%d committed notifications, want 1", n)
-	}
-	h.settled()
+	h.committedOnce(res.TxID)
 }
 
 // Fault: the counter answers the first two counter-commits 505, no verdict

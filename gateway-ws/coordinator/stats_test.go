@@ -14,9 +14,7 @@ import (
 // and how it finished, and the records not yet finished (open until their
 // final state is written).
 func TestOverviewCountsOutcomesAndUnfinishedRecords(t *testing.T) {
-	rd := testenv.NewRedis(t)
-	c := New(Config{Redis: rd.Client, Prefix: rd.Prefix, Log: logging.NewTo(io.Discard, "error", "test")})
-	t.Cleanup(func() { _ = c.Close() })
+	c, _ := newRecordsOnly(t)
 	ctx := context.Background()
 
 	if o, err := c.Overview(ctx); err != nil || o != (Overview{}) {
@@ -59,4 +57,14 @@ func TestOverviewFailsWhileRedisIsDown(t *testing.T) {
 	if n, err := c.OpenTransactions(context.Background()); err == nil {
 		t.Errorf("open transactions with Redis down: %d, want an error", n)
 	}
+}
+
+// newRecordsOnly is a coordinator on a Redis prefix of the test's own and
+// nothing else: enough to read and write transaction records.
+func newRecordsOnly(t *testing.T) (*Coordinator, *testenv.Redis) {
+	t.Helper()
+	rd := testenv.NewRedis(t)
+	c := New(Config{Redis: rd.Client, Prefix: rd.Prefix, Log: logging.NewTo(io.Discard, "error", "test")})
+	t.Cleanup(func() { _ = c.Close() })
+	return c, rd
 }

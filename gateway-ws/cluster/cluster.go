@@ -30,6 +30,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"tidings/lib/config"
 	"tidings/lib/logging"
 )
 
@@ -88,9 +89,7 @@ type Registry struct {
 // New returns a registry for this node; Run registers it.
 func New(cfg Config) *Registry {
 	def := DefaultSettings()
-	if cfg.Settings.Heartbeat <= 0 {
-		cfg.Settings.Heartbeat = def.Heartbeat
-	}
+	config.OrDefault(&cfg.Settings.Heartbeat, def.Heartbeat)
 	if cfg.Settings.TTL <= cfg.Settings.Heartbeat {
 		cfg.Settings.TTL = max(def.TTL, 3*cfg.Settings.Heartbeat)
 	}

@@ -21,6 +21,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"tidings/gateway-ws/invoke"
+	"tidings/lib/config"
 	"tidings/lib/directory"
 	"tidings/lib/fn"
 	"tidings/lib/logging"
@@ -118,15 +119,13 @@ type Coordinator struct {
 // New returns a Coordinator; zero durations get defaults.
 func New(cfg Config) *Coordinator {
 	def := DefaultSettings()
-	for _, d := range []struct{ dst, def *time.Duration }{
-		{&cfg.PhaseTwoTimeout, &def.PhaseTwoTimeout}, {&cfg.RetryBase, &def.RetryBase}, {&cfg.RetryMax, &def.RetryMax},
-		{&cfg.StuckAfter, &def.StuckAfter}, {&cfg.RecoveryInterval, &def.RecoveryInterval},
-		{&cfg.RecordTTL, &def.RecordTTL}, {&cfg.RecordTimeout, &def.RecordTimeout},
-	} {
-		if *d.dst <= 0 {
-			*d.dst = *d.def
-		}
-	}
+	config.OrDefault(&cfg.PhaseTwoTimeout, def.PhaseTwoTimeout)
+	config.OrDefault(&cfg.RetryBase, def.RetryBase)
+	config.OrDefault(&cfg.RetryMax, def.RetryMax)
+	config.OrDefault(&cfg.StuckAfter, def.StuckAfter)
+	config.OrDefault(&cfg.RecoveryInterval, def.RecoveryInterval)
+	config.OrDefault(&cfg.RecordTTL, def.RecordTTL)
+	config.OrDefault(&cfg.RecordTimeout, def.RecordTimeout)
 	log := logging.Or(cfg.Log)
 	if cfg.Metrics == nil {
 		cfg.Metrics = metrics.NewTwoPC(prometheus.NewRegistry())

@@ -21,6 +21,7 @@ import (
 	"github.com/sony/gobreaker/v2"
 
 	"tidings/lib/auth"
+	"tidings/lib/config"
 	"tidings/lib/logging"
 	"tidings/lib/metrics"
 )
@@ -79,18 +80,10 @@ func (c Config) settings(name string) Settings {
 		s.MaxInflight = n
 	}
 	def := DefaultSettings()
-	if s.Timeout <= 0 {
-		s.Timeout = def.Timeout
-	}
-	if s.MaxInflight <= 0 {
-		s.MaxInflight = def.MaxInflight
-	}
-	if s.BreakerFailures == 0 {
-		s.BreakerFailures = def.BreakerFailures
-	}
-	if s.BreakerOpenFor <= 0 {
-		s.BreakerOpenFor = def.BreakerOpenFor
-	}
+	config.OrDefault(&s.Timeout, def.Timeout)
+	config.OrDefault(&s.MaxInflight, def.MaxInflight)
+	config.OrDefault(&s.BreakerFailures, def.BreakerFailures)
+	config.OrDefault(&s.BreakerOpenFor, def.BreakerOpenFor)
 	return s
 }
 

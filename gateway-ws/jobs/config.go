@@ -121,34 +121,23 @@ func (m *Methods) UnmarshalText(text []byte) error {
 // withDefaults fills the zero fields from DefaultConfig.
 func (c Config) withDefaults() Config {
 	def := DefaultConfig()
-	for _, d := range []struct{ dst, def *time.Duration }{
-		{&c.TTL, &def.TTL}, {&c.ClaimIdle, &def.ClaimIdle}, {&c.BackoffBase, &def.BackoffBase}, {&c.Timeout, &def.Timeout},
-	} {
-		if *d.dst <= 0 {
-			*d.dst = *d.def
-		}
-	}
+	config.OrDefault(&c.TTL, def.TTL)
+	config.OrDefault(&c.ClaimIdle, def.ClaimIdle)
+	config.OrDefault(&c.BackoffBase, def.BackoffBase)
+	config.OrDefault(&c.Timeout, def.Timeout)
 	if c.BackoffMax < c.BackoffBase {
 		c.BackoffMax = max(def.BackoffMax, c.BackoffBase)
 	}
-	if c.MaxAttempts <= 0 {
-		c.MaxAttempts = def.MaxAttempts
-	}
-	if c.Concurrency <= 0 {
-		c.Concurrency = def.Concurrency
-	}
+	config.OrDefault(&c.MaxAttempts, def.MaxAttempts)
+	config.OrDefault(&c.Concurrency, def.Concurrency)
 	if c.PublicFunctions == nil {
 		c.PublicFunctions = def.PublicFunctions
 	}
 	if c.Methods == nil {
 		c.Methods = def.Methods
 	}
-	if c.MaxPayloadBytes <= 0 {
-		c.MaxPayloadBytes = def.MaxPayloadBytes
-	}
-	if c.MaxResultBytes <= 0 {
-		c.MaxResultBytes = def.MaxResultBytes
-	}
+	config.OrDefault(&c.MaxPayloadBytes, def.MaxPayloadBytes)
+	config.OrDefault(&c.MaxResultBytes, def.MaxResultBytes)
 	if c.Consumer == "" {
 		host, _ := os.Hostname()
 		c.Consumer = fmt.Sprintf("%s-%d-%s", host, os.Getpid(), newID()[:8])

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"time"
 
+	"tidings/lib/config"
 	"tidings/lib/logging"
 )
 
@@ -43,14 +44,12 @@ func (c Config) withDefaults() Config {
 	if c.Store == "" {
 		c.Store = def.Store
 	}
-	for _, d := range []struct{ dst, def *time.Duration }{
-		{&c.TTL, &def.TTL}, {&c.LocalTTL, &def.LocalTTL}, {&c.RedisTimeout, &def.RedisTimeout},
-		{&c.RedisRetry, &def.RedisRetry}, {&c.LoadTimeout, &def.LoadTimeout}, {&c.PingInterval, &def.PingInterval},
-	} {
-		if *d.dst <= 0 {
-			*d.dst = *d.def
-		}
-	}
+	config.OrDefault(&c.TTL, def.TTL)
+	config.OrDefault(&c.LocalTTL, def.LocalTTL)
+	config.OrDefault(&c.RedisTimeout, def.RedisTimeout)
+	config.OrDefault(&c.RedisRetry, def.RedisRetry)
+	config.OrDefault(&c.LoadTimeout, def.LoadTimeout)
+	config.OrDefault(&c.PingInterval, def.PingInterval)
 	if c.MaxEntries == 0 {
 		c.MaxEntries = def.MaxEntries
 	}

@@ -133,19 +133,21 @@ func DefaultHTTPServer() HTTPServer {
 	return HTTPServer{ReadHeaderTimeout: 10 * time.Second, ReadBodyTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute}
 }
 
+// OrDefault sets *v to def when it is zero or negative: the one rule by
+// which a package's New gives a setting left unset its default.
+func OrDefault[T ~int | ~int64 | ~uint32 | ~float64](v *T, def T) {
+	if *v <= 0 {
+		*v = def
+	}
+}
+
 // WithDefaults returns h with every zero (or negative) field set to its
 // default.
 func (h HTTPServer) WithDefaults() HTTPServer {
 	def := DefaultHTTPServer()
-	for _, d := range []struct{ dst, def *time.Duration }{
-		{&h.ReadHeaderTimeout, &def.ReadHeaderTimeout},
-		{&h.ReadBodyTimeout, &def.ReadBodyTimeout},
-		{&h.IdleTimeout, &def.IdleTimeout},
-	} {
-		if *d.dst <= 0 {
-			*d.dst = *d.def
-		}
-	}
+	OrDefault(&h.ReadHeaderTimeout, def.ReadHeaderTimeout)
+	OrDefault(&h.ReadBodyTimeout, def.ReadBodyTimeout)
+	OrDefault(&h.IdleTimeout, def.IdleTimeout)
 	return h
 }
 

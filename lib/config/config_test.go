@@ -195,3 +195,22 @@ func TestRedisOptionsHaveShortTimeoutsUnlessTheURLSetsThem(t *testing.T) {
 		t.Error("a non-redis URL was accepted")
 	}
 }
+
+// A setting left at zero, or set negative, takes its default; one set to
+// a positive value keeps it. Every package's New applies this one rule.
+func TestOrDefaultFillsOnlyZeroAndNegativeSettings(t *testing.T) {
+	for _, c := range []struct{ in, want time.Duration }{
+		{0, time.Minute}, {-time.Second, time.Minute}, {time.Second, time.Second},
+	} {
+		got := c.in
+		OrDefault(&got, time.Minute)
+		if got != c.want {
+			t.Errorf("OrDefault(%v, 1m) = %v, want %v", c.in, got, c.want)
+		}
+	}
+	var failures uint32
+	OrDefault(&failures, 5)
+	if failures != 5 {
+		t.Errorf("OrDefault of an unset uint32 = %d, want 5", failures)
+	}
+}

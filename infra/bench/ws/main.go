@@ -27,7 +27,6 @@ import (
 	"time"
 
 	"tidings/infra/bench/machine"
-	"tidings/lib/config"
 	"tidings/lib/logging"
 	"tidings/lib/testenv"
 )
@@ -48,11 +47,6 @@ type options struct {
 }
 
 func main() {
-	env := testenv.DefaultSettings() // the servers' defaults, read once from the environment
-	if err := config.Parse(&env); err != nil {
-		fmt.Fprintln(os.Stderr, "ws bench:", err)
-		os.Exit(2)
-	}
 	var o options
 	flag.IntVar(&o.conns, "conns", 10000, "WebSocket connections per system")
 	flag.IntVar(&o.rounds, "rounds", 30, "latency rounds (one broadcast each, sent after the previous one was delivered everywhere)")
@@ -61,8 +55,8 @@ func main() {
 	flag.IntVar(&o.dialers, "dialers", 64, "concurrent dials while connecting")
 	flag.StringVar(&o.gatewayBin, "gateway-bin", "", "gateway-ws binary (default: go build ./gateway-ws into a temp dir)")
 	flag.StringVar(&o.natsBin, "nats-server", "nats-server", "nats-server binary")
-	flag.StringVar(&o.adminURL, "admin-url", env.AdminURL, "PostgreSQL URL allowed to create the bench database")
-	flag.StringVar(&o.redisURL, "redis-url", env.RedisURL, "Redis for the gateway (under a prefix of the bench's own)")
+	flag.StringVar(&o.adminURL, "admin-url", testenv.AdminURL(), "PostgreSQL URL allowed to create the bench database")
+	flag.StringVar(&o.redisURL, "redis-url", testenv.RedisURL(), "Redis for the gateway (under a prefix of the bench's own)")
 	flag.DurationVar(&o.settle, "settle", 2*time.Second, "wait after the last join before reading RSS")
 	flag.BoolVar(&o.skipNATS, "skip-nats", false, "measure only gateway-ws")
 	flag.BoolVar(&o.skipGateway, "skip-gateway", false, "measure only nats-server")

@@ -77,7 +77,7 @@ func TestHandlersAnswerAlikeThroughHTTPAndLambda(t *testing.T) {
 	}
 	run := func(via runner) []string {
 		db := testenv.NewDB(t)
-		deps := &functions.Deps{DB: db.Pool, Tokens: auth.NewTokens(testenv.JWTKey, time.Hour)}
+		deps := &functions.Deps{DBs: db.DBs(), Tokens: auth.NewTokens(testenv.JWTKey, time.Hour)}
 		tokens := map[string]string{"forged": "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxIn0.c2lnbmF0dXJl"}
 		var answers []string
 		for i, c := range scenario {

@@ -10,7 +10,6 @@ import (
 	"fmt"
 	"log/slog"
 
-	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/redis/go-redis/v9"
 
 	acknotification "tidings/functions/ack-notification"
@@ -40,13 +39,14 @@ import (
 	"tidings/lib/directory"
 	"tidings/lib/fn"
 	"tidings/lib/ratelimit"
+	"tidings/lib/store"
 )
 
 // Deps are the process's dependencies, built once at start and shared by
 // every handler the process serves.
 type Deps struct {
 	Config    config.Config
-	DB        *pgxpool.Pool
+	DBs       store.DBs // directory, persist and counter
 	Redis     *redis.Client
 	Tokens    *auth.Tokens
 	Cache     *cache.Cache         // nil: no cache
@@ -63,7 +63,7 @@ func (d *Deps) directory() *directory.Directory {
 	if d.Directory != nil {
 		return d.Directory
 	}
-	return directory.New(d.DB, d.Cache, d.Log)
+	return directory.New(d.DBs.Directory, d.Cache, d.Log)
 }
 
 // limiter returns the throttles and quotas on the deps' Redis, or none
@@ -78,27 +78,29 @@ func (d *Deps) limiter() *ratelimit.Limiter {
 // constructors build each function of the catalogue (lib/catalog) from
 // the deps; the catalogue says which are internal.
 var constructors = map[string]func(d *Deps) fn.Handler{
-	"register":           func(d *Deps) fn.Handler { return register.New(d.DB, d.Tokens) },
-	"login":              func(d *Deps) fn.Handler { return login.New(d.DB, d.Tokens, d.limiter(), d.Config.Limits) },
-	"create-topic":       func(d *Deps) fn.Handler { return createtopic.New(d.DB, d.Tokens, d.limiter(), d.Config.Limits) },
-	"list-topics":        func(d *Deps) fn.Handler { return listtopics.New(d.DB, d.Tokens) },
-	"subscribe":          func(d *Deps) fn.Handler { return subscribe.New(d.DB, d.Tokens, d.directory()) },
-	"unsubscribe":        func(d *Deps) fn.Handler { return unsubscribe.New(d.DB, d.Tokens, d.directory()) },
-	"list-notifications": func(d *Deps) fn.Handler { return listnotifications.New(d.DB, d.Tokens) },
-	"ack-notification":   func(d *Deps) fn.Handler { return acknotification.New(d.DB, d.Tokens) },
-	"get-counter":        func(d *Deps) fn.Handler { return getcounter.New(d.DB, d.Tokens) },
+	"register": func(d *Deps) fn.Handler { return register.New(d.DBs.Directory, d.Tokens) },
+	"login":    func(d *Deps) fn.Handler { return login.New(d.DBs.Directory, d.Tokens, d.limiter(), d.Config.Limits) },
+	"create-topic": func(d *Deps) fn.Handler {
+		return createtopic.New(d.DBs.Directory, d.Tokens, d.limiter(), d.Config.Limits)
+	},
+	"list-topics":        func(d *Deps) fn.Handler { return listtopics.New(d.DBs.Directory, d.Tokens) },
+	"subscribe":          func(d *Deps) fn.Handler { return subscribe.New(d.DBs.Directory, d.Tokens, d.directory()) },
+	"unsubscribe":        func(d *Deps) fn.Handler { return unsubscribe.New(d.DBs.Directory, d.Tokens, d.directory()) },
+	"list-notifications": func(d *Deps) fn.Handler { return listnotifications.New(d.DBs.Directory, d.DBs.Persist, d.Tokens) },
+	"ack-notification":   func(d *Deps) fn.Handler { return acknotification.New(d.DBs.Directory, d.DBs.Persist, d.Tokens) },
+	"get-counter":        func(d *Deps) fn.Handler { return getcounter.New(d.DBs.Directory, d.DBs.Counter, d.Tokens) },
 	"gen-avatar":         func(*Deps) fn.Handler { return genavatar.New() },
 
-	"notify-prepare":   func(d *Deps) fn.Handler { return notifyprepare.New(d.DB) },
-	"notify-commit":    func(d *Deps) fn.Handler { return notifycommit.New(d.DB) },
-	"notify-rollback":  func(d *Deps) fn.Handler { return notifyrollback.New(d.DB) },
-	"notify-indoubt":   func(d *Deps) fn.Handler { return notifyindoubt.New(d.DB) },
-	"counter-prepare":  func(d *Deps) fn.Handler { return counterprepare.New(d.DB) },
-	"counter-commit":   func(d *Deps) fn.Handler { return countercommit.New(d.DB) },
-	"counter-rollback": func(d *Deps) fn.Handler { return counterrollback.New(d.DB) },
-	"counter-indoubt":  func(d *Deps) fn.Handler { return counterindoubt.New(d.DB) },
+	"notify-prepare":   func(d *Deps) fn.Handler { return notifyprepare.New(d.DBs.Directory, d.DBs.Persist) },
+	"notify-commit":    func(d *Deps) fn.Handler { return notifycommit.New(d.DBs.Persist) },
+	"notify-rollback":  func(d *Deps) fn.Handler { return notifyrollback.New(d.DBs.Persist) },
+	"notify-indoubt":   func(d *Deps) fn.Handler { return notifyindoubt.New(d.DBs.Persist) },
+	"counter-prepare":  func(d *Deps) fn.Handler { return counterprepare.New(d.DBs.Counter) },
+	"counter-commit":   func(d *Deps) fn.Handler { return countercommit.New(d.DBs.Counter) },
+	"counter-rollback": func(d *Deps) fn.Handler { return counterrollback.New(d.DBs.Counter) },
+	"counter-indoubt":  func(d *Deps) fn.Handler { return counterindoubt.New(d.DBs.Counter) },
 
-	"send-mail": func(d *Deps) fn.Handler { return sendmail.Build(d.DB, d.Mail, d.Config, d.Log) },
+	"send-mail": func(d *Deps) fn.Handler { return sendmail.Build(d.DBs.Directory, d.Mail, d.Config, d.Log) },
 }
 
 // New builds the named function's handler; an internal function's
@@ -125,14 +127,14 @@ func New(name string, d *Deps) (fn.Handler, error) {
 func Connect(ctx context.Context, s Settings, log *slog.Logger) (*Deps, error) {
 	cfg := s.Config
 	shared, err := deps.Open(ctx, deps.Config{
-		DatabaseURL: cfg.DatabaseURL, RedisURL: cfg.RedisURL, RedisPrefix: cfg.RedisPrefix, Cache: s.Cache, Logger: log,
+		Databases: cfg.Databases(), RedisURL: cfg.RedisURL, RedisPrefix: cfg.RedisPrefix, Cache: s.Cache, Logger: log,
 	})
 	if err != nil {
 		return nil, err
 	}
 	return &Deps{
 		Config:    cfg,
-		DB:        shared.DB,
+		DBs:       shared.DBs,
 		Redis:     shared.Redis,
 		Tokens:    auth.NewTokens(cfg.JWTSecret, cfg.TokenTTL),
 		Cache:     shared.Cache,

@@ -23,14 +23,14 @@ const internalKey = "internal-key-for-tests"
 // participants calls functions as gateway-ws does, with the internal key.
 type participants struct {
 	t    *testing.T
-	db   *testenv.DB
+	dbs  *testenv.Databases
 	deps *functions.Deps
 }
 
 func newParticipants(t *testing.T) *participants {
-	db := testenv.NewDB(t)
-	return &participants{t: t, db: db, deps: &functions.Deps{
-		Config: config.Config{InternalKey: internalKey}, DB: db.Pool, Tokens: auth.NewTokens(testenv.JWTKey, time.Hour),
+	dbs := testenv.NewDatabases(t)
+	return &participants{t: t, dbs: dbs, deps: &functions.Deps{
+		Config: config.Config{InternalKey: internalKey}, DBs: dbs.DBs(), Tokens: auth.NewTokens(testenv.JWTKey, time.Hour),
 	}}
 }
 
@@ -61,7 +61,7 @@ func (p *participants) internal(function, body string) (int, map[string]any) {
 
 func (p *participants) invariant() {
 	p.t.Helper()
-	if err := store.CheckInvariant(context.Background(), p.db.Pool); err != nil {
+	if err := store.CheckInvariant(context.Background(), p.dbs.Persist.Pool, p.dbs.Counter.Pool); err != nil {
 		p.t.Error(err)
 	}
 }
@@ -69,14 +69,14 @@ func (p *participants) invariant() {
 // world is an owner with a topic and two subscribers.
 func (p *participants) world() (owner, topic int64, subs []int64, tokens []string) {
 	ctx := context.Background()
-	owner, _ = testenv.User(p.t, p.db.Pool, "owner@example.com")
-	tp, err := store.CreateTopic(ctx, p.db.Pool, owner, "releases", "")
+	owner, _ = testenv.User(p.t, p.dbs.Directory.Pool, "owner@example.com")
+	tp, err := store.CreateTopic(ctx, p.dbs.Directory.Pool, owner, "releases", "")
 	if err != nil {
 		p.t.Fatal(err)
 	}
 	for _, email := range []string{"s1@example.com", "s2@example.com"} {
-		id, token := testenv.User(p.t, p.db.Pool, email)
-		_ = store.Subscribe(ctx, p.db.Pool, tp.ID, id, false)
+		id, token := testenv.User(p.t, p.dbs.Directory.Pool, email)
+		_ = store.Subscribe(ctx, p.dbs.Directory.Pool, tp.ID, id, false)
 		subs, tokens = append(subs, id), append(tokens, token)
 	}
 	return owner, tp.ID, subs, tokens
@@ -155,9 +155,10 @@ func TestRollbackBeforePrepareRefusesThePrepare(t *testing.T) {
 	if s, out := p.internal("counter-prepare", counterBody("tx-early", subs)); s != 409 {
 		t.Errorf("counter-prepare after rollback: %d %v, want 409", s, out)
 	}
-	var n int
-	_ = p.db.Pool.QueryRow(context.Background(), `SELECT (SELECT count(*) FROM notifications) + (SELECT count(*) FROM pending_increments)`).Scan(&n)
-	if n != 0 {
+	var notifications, increments int
+	_ = p.dbs.Persist.Pool.QueryRow(context.Background(), `SELECT count(*) FROM notifications`).Scan(&notifications)
+	_ = p.dbs.Counter.Pool.QueryRow(context.Background(), `SELECT count(*) FROM pending_increments`).Scan(&increments)
+	if n := notifications + increments; n != 0 {
 		t.Errorf("%d notifications or increments stored after a fenced prepare", n)
 	}
 	p.invariant()
@@ -199,8 +200,10 @@ func TestInDoubtListsOnlyTransactionsPreparedLongerThanAsked(t *testing.T) {
 	p.internal("counter-rollback", `{"tx_id":"tx-undone"}`)
 	p.internal("notify-rollback", `{"tx_id":"tx-undone"}`)
 	// Everything but tx-new was prepared an hour ago.
-	if _, err := p.db.Pool.Exec(ctx, `UPDATE tx_barriers SET updated_at = now() - interval '1 hour' WHERE tx_id <> 'tx-new'`); err != nil {
-		t.Fatal(err)
+	for _, db := range []*testenv.DB{p.dbs.Persist, p.dbs.Counter} {
+		if _, err := db.Pool.Exec(ctx, `UPDATE tx_barriers SET updated_at = now() - interval '1 hour' WHERE tx_id <> 'tx-new'`); err != nil {
+			t.Fatal(err)
+		}
 	}
 	for _, f := range []string{"notify-indoubt", "counter-indoubt"} {
 		s, out := p.internal(f, `{"older_than_ms":60000}`)
@@ -221,7 +224,7 @@ func TestInDoubtListsOnlyTransactionsPreparedLongerThanAsked(t *testing.T) {
 func TestParticipantsRefuseBadPreparesAndChangeNothing(t *testing.T) {
 	p := newParticipants(t)
 	owner, topic, subs, _ := p.world()
-	before := testenv.Snapshot(t, p.db.Pool)
+	before := p.dbs.Snapshot(t)
 	for _, c := range []struct {
 		name, function, body string
 		status               int
@@ -238,7 +241,7 @@ func TestParticipantsRefuseBadPreparesAndChangeNothing(t *testing.T) {
 			t.Errorf("%s: %d %v, want %d", c.name, s, out, c.status)
 		}
 	}
-	if after := testenv.Snapshot(t, p.db.Pool); after != before {
+	if after := p.dbs.Snapshot(t); after != before {
 		t.Errorf("refused participant calls changed the database")
 	}
 }
@@ -263,9 +266,10 @@ func TestInternalFunctionsRefuseCallsWithoutTheKey(t *testing.T) {
 	if internal != 9 {
 		t.Errorf("%d internal functions, want the eight notify-*/counter-* and send-mail", internal)
 	}
-	var n int
-	_ = p.db.Pool.QueryRow(context.Background(), `SELECT count(*) FROM tx_barriers`).Scan(&n)
-	if n != 0 {
+	var persist, counter int
+	_ = p.dbs.Persist.Pool.QueryRow(context.Background(), `SELECT count(*) FROM tx_barriers`).Scan(&persist)
+	_ = p.dbs.Counter.Pool.QueryRow(context.Background(), `SELECT count(*) FROM tx_barriers`).Scan(&counter)
+	if n := persist + counter; n != 0 {
 		t.Errorf("calls without the key reached the barrier: %d rows", n)
 	}
 }

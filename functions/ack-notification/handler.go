@@ -25,13 +25,14 @@ type Response struct {
 
 // Handler acknowledges notifications.
 type Handler struct {
-	db     *pgxpool.Pool
-	tokens *auth.Tokens
+	users   store.Querier // the directory
+	persist *pgxpool.Pool // the persist participant's database
+	tokens  *auth.Tokens
 }
 
 // New returns an ack-notification handler.
-func New(db *pgxpool.Pool, tokens *auth.Tokens) *Handler {
-	return &Handler{db: db, tokens: tokens}
+func New(users store.Querier, persist *pgxpool.Pool, tokens *auth.Tokens) *Handler {
+	return &Handler{users: users, persist: persist, tokens: tokens}
 }
 
 // Handle implements fn.Handler. Acking twice is not an error and counts once.
@@ -39,7 +40,7 @@ func (h *Handler) Handle(req fn.Request) (fn.Response, error) {
 	if err := fn.RequireMethod(req, http.MethodPost); err != nil {
 		return fn.Response{}, err
 	}
-	caller, err := h.tokens.KnownCaller(req, h.db)
+	caller, err := h.tokens.KnownCaller(req, h.users)
 	if err != nil {
 		return fn.Response{}, err
 	}
@@ -50,7 +51,7 @@ func (h *Handler) Handle(req fn.Request) (fn.Response, error) {
 	if in.NotificationID <= 0 {
 		return fn.Response{}, fn.BadRequest("notification_id must be a positive integer")
 	}
-	unread, err := store.Ack(req.Context(), h.db, caller, in.NotificationID)
+	_, unread, err := store.RecordAck(req.Context(), h.persist, caller, in.NotificationID)
 	if errors.Is(err, store.ErrNotFound) {
 		return fn.Response{}, fn.NotFound("no notification %d was delivered to you", in.NotificationID)
 	}

@@ -16,13 +16,14 @@ type Response struct {
 
 // Handler reads counters.
 type Handler struct {
-	db     store.Querier
-	tokens *auth.Tokens
+	users    store.Querier // the directory
+	counters store.Querier // the counter participant's database
+	tokens   *auth.Tokens
 }
 
 // New returns a get-counter handler.
-func New(db store.Querier, tokens *auth.Tokens) *Handler {
-	return &Handler{db: db, tokens: tokens}
+func New(users, counters store.Querier, tokens *auth.Tokens) *Handler {
+	return &Handler{users: users, counters: counters, tokens: tokens}
 }
 
 // Handle implements fn.Handler.
@@ -30,11 +31,11 @@ func (h *Handler) Handle(req fn.Request) (fn.Response, error) {
 	if err := fn.RequireMethod(req, http.MethodGet); err != nil {
 		return fn.Response{}, err
 	}
-	caller, err := h.tokens.KnownCaller(req, h.db)
+	caller, err := h.tokens.KnownCaller(req, h.users)
 	if err != nil {
 		return fn.Response{}, err
 	}
-	unread, err := store.Unread(req.Context(), h.db, caller)
+	unread, err := store.Unread(req.Context(), h.counters, caller)
 	if err != nil {
 		return fn.Response{}, err
 	}

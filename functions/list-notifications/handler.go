@@ -24,13 +24,14 @@ type Response struct {
 
 // Handler lists notifications.
 type Handler struct {
-	db     store.Querier
-	tokens *auth.Tokens
+	users   store.Querier // the directory
+	persist store.Querier // the persist participant's database
+	tokens  *auth.Tokens
 }
 
 // New returns a list-notifications handler.
-func New(db store.Querier, tokens *auth.Tokens) *Handler {
-	return &Handler{db: db, tokens: tokens}
+func New(users, persist store.Querier, tokens *auth.Tokens) *Handler {
+	return &Handler{users: users, persist: persist, tokens: tokens}
 }
 
 // Handle implements fn.Handler.
@@ -38,7 +39,7 @@ func (h *Handler) Handle(req fn.Request) (fn.Response, error) {
 	if err := fn.RequireMethod(req, http.MethodGet); err != nil {
 		return fn.Response{}, err
 	}
-	caller, err := h.tokens.KnownCaller(req, h.db)
+	caller, err := h.tokens.KnownCaller(req, h.users)
 	if err != nil {
 		return fn.Response{}, err
 	}
@@ -54,7 +55,7 @@ func (h *Handler) Handle(req fn.Request) (fn.Response, error) {
 	if err != nil {
 		return fn.Response{}, err
 	}
-	list, err := store.ListNotifications(req.Context(), h.db, caller, int(limit), before)
+	list, err := store.ListNotifications(req.Context(), h.persist, caller, int(limit), before)
 	if err != nil {
 		return fn.Response{}, err
 	}

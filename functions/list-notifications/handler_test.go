@@ -15,23 +15,23 @@ import (
 )
 
 func TestListNotificationsPagesNewestFirstAndHidesPrepared(t *testing.T) {
-	db := testenv.NewDB(t)
+	dbs := testenv.NewDatabases(t)
 	ctx := context.Background()
-	owner, _ := testenv.User(t, db.Pool, "owner@example.com")
-	reader, token := testenv.User(t, db.Pool, "reader@example.com")
-	topic, _ := store.CreateTopic(ctx, db.Pool, owner, "news", "")
+	owner, _ := testenv.User(t, dbs.Directory.Pool, "owner@example.com")
+	reader, token := testenv.User(t, dbs.Directory.Pool, "reader@example.com")
+	topic, _ := store.CreateTopic(ctx, dbs.Directory.Pool, owner, "news", "")
 	for i := 1; i <= 5; i++ {
 		tx := fmt.Sprintf("tx-%d", i)
-		if _, err := store.PrepareNotification(ctx, db.Pool, tx, notification.Draft{
+		if _, err := store.PrepareNotification(ctx, dbs.Persist.Pool, tx, notification.Draft{
 			TopicID: topic.ID, SenderID: owner, Message: notification.Message{Title: tx}, Recipients: []int64{reader},
 		}); err != nil {
 			t.Fatal(err)
 		}
 		if i != 5 { // the fifth stays prepared
-			_ = store.CommitNotification(ctx, db.Pool, tx)
+			_ = store.CommitNotification(ctx, dbs.Persist.Pool, tx)
 		}
 	}
-	h := New(db.Pool, auth.NewTokens(testenv.JWTKey, time.Hour))
+	h := New(dbs.Directory.Pool, dbs.Persist.Pool, auth.NewTokens(testenv.JWTKey, time.Hour))
 	list := func(query string) (int, Response) {
 		r := httptest.NewRequest("GET", "/?"+query, nil)
 		r.Header.Set("Authorization", "Bearer "+token)

@@ -19,13 +19,14 @@ import (
 
 // Handler prepares notifications.
 type Handler struct {
-	db      *pgxpool.Pool
+	topics  store.Querier // the directory, for the topic's owner
+	db      *pgxpool.Pool // the persist participant's database
 	barrier *barrier.Barrier
 }
 
 // New returns a notify-prepare handler.
-func New(db *pgxpool.Pool) *Handler {
-	return &Handler{db: db, barrier: barrier.New(db, twopc.Persist)}
+func New(topics store.Querier, db *pgxpool.Pool) *Handler {
+	return &Handler{topics: topics, db: db, barrier: barrier.New(db, twopc.Persist)}
 }
 
 // Handle implements fn.Handler: 200 with a yes vote, or an error (a no).
@@ -45,7 +46,7 @@ func (h *Handler) Handle(req fn.Request) (fn.Response, error) {
 	// participant checks again because it stores the notification under
 	// the sender's name, and trusts no caller with that (the internal key
 	// guards who may call, not what they may ask).
-	owner, err := store.TopicOwner(ctx, h.db, in.TopicID)
+	owner, err := store.TopicOwner(ctx, h.topics, in.TopicID)
 	if errors.Is(err, store.ErrNotFound) {
 		return fn.Response{}, fn.NotFound("topic %d does not exist", in.TopicID)
 	}

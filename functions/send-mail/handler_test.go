@@ -161,7 +161,7 @@ func TestSendMailFromTheRegistryNeedsTheInternalKey(t *testing.T) {
 	f := newFixture(t, mailsink.Options{})
 	mail := sendmail.DefaultConfig()
 	mail.Host, mail.Port, mail.From = f.sink.Host(), f.sink.Port(), "noreply@tidings.test"
-	deps := &functions.Deps{Config: config.Config{InternalKey: "the-internal-key", SecretsDir: t.TempDir()}, DB: f.db.Pool, Mail: mail}
+	deps := &functions.Deps{Config: config.Config{InternalKey: "the-internal-key", SecretsDir: t.TempDir()}, DBs: f.db.DBs(), Mail: mail}
 	h, err := functions.New("send-mail", deps)
 	if err != nil {
 		t.Fatal(err)

@@ -219,7 +219,7 @@ func TestPartitionAtTheDecisionWriteNeverLeavesARecordUnfinished(t *testing.T) {
 			if !errors.As(err, &pending) {
 				t.Fatalf("publish cut off at the decision: %v, want PendingError (neither commit nor rollback is safe)", err)
 			}
-			if n := h.count(`SELECT count(*) FROM tx_barriers WHERE state = 'rolled_back'`); n != 0 {
+			if n := h.barriers(`SELECT count(*) FROM tx_barriers WHERE state = 'rolled_back'`); n != 0 {
 				t.Fatalf("%d participants rolled back while the decision was unknown", n)
 			}
 			proxy.heal(c.lands)
@@ -228,7 +228,7 @@ func TestPartitionAtTheDecisionWriteNeverLeavesARecordUnfinished(t *testing.T) {
 			if c.committed {
 				want = 1
 			}
-			if n := h.count(`SELECT count(*) FROM notifications WHERE state = 'committed'`); n != want {
+			if n := h.count(h.dbs.Persist, `SELECT count(*) FROM notifications WHERE state = 'committed'`); n != want {
 				t.Errorf("%d committed notifications, want %d", n, want)
 			}
 			wantState := Aborted

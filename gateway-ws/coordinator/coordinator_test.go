@@ -61,7 +61,7 @@ type delivery struct {
 
 type harness struct {
 	t      *testing.T
-	db     *testenv.DB
+	dbs    *testenv.Databases
 	rd     *testenv.Redis
 	host   *participantHost
 	inv    *invoke.Invoker
@@ -84,13 +84,13 @@ func newHarnessOn(t *testing.T, rd *testenv.Redis, settings map[string]invoke.Se
 // newHarnessMail is newHarnessOn whose send-mail speaks to the given mail
 // server (the zero Config: send-mail's default).
 func newHarnessMail(t *testing.T, rd *testenv.Redis, settings map[string]invoke.Settings, crash func(Fault) bool, mail sendmail.Config) *harness {
-	db := testenv.NewDB(t)
-	deps := &functions.Deps{Config: config.Config{InternalKey: internalKey}, DB: db.Pool, Tokens: auth.NewTokens(testenv.JWTKey, time.Hour), Mail: mail}
+	dbs := testenv.NewDatabases(t)
+	deps := &functions.Deps{Config: config.Config{InternalKey: internalKey}, DBs: dbs.DBs(), Tokens: auth.NewTokens(testenv.JWTKey, time.Hour), Mail: mail}
 	fns, err := fnhost.Load("../../stack.yml", deps)
 	if err != nil {
 		t.Fatal(err)
 	}
-	h := &harness{t: t, db: db, rd: rd, host: &participantHost{t: t, addr: "127.0.0.1:0", fns: fns}, settings: Settings{
+	h := &harness{t: t, dbs: dbs, rd: rd, host: &participantHost{t: t, addr: "127.0.0.1:0", fns: fns}, settings: Settings{
 		RetryBase: 10 * time.Millisecond, RetryMax: 100 * time.Millisecond,
 		PhaseTwoTimeout: 20 * time.Second, StuckAfter: time.Nanosecond,
 	}}
@@ -110,7 +110,7 @@ func newHarnessMail(t *testing.T, rd *testenv.Redis, settings map[string]invoke.
 // same Redis and functions, with none of the old one's memory.
 func (h *harness) newCoordinator(crash func(Fault) bool) *Coordinator {
 	c := New(Config{
-		Redis: h.rd.Client, Prefix: h.rd.Prefix, DB: h.db.Pool, Calls: h.inv,
+		Redis: h.rd.Client, Prefix: h.rd.Prefix, DB: h.dbs.Directory.Pool, Calls: h.inv,
 		Log:      logging.NewTo(io.Discard, "error", "test"),
 		Settings: h.settings,
 		Crash:    crash,
@@ -128,14 +128,14 @@ func (h *harness) newCoordinator(crash func(Fault) bool) *Coordinator {
 // world is an owner with a topic and two subscribers.
 func (h *harness) world() (owner, topic int64, subs []int64) {
 	ctx := context.Background()
-	owner, _ = testenv.User(h.t, h.db.Pool, "owner@example.com")
-	tp, err := store.CreateTopic(ctx, h.db.Pool, owner, "releases", "")
+	owner, _ = testenv.User(h.t, h.dbs.Directory.Pool, "owner@example.com")
+	tp, err := store.CreateTopic(ctx, h.dbs.Directory.Pool, owner, "releases", "")
 	if err != nil {
 		h.t.Fatal(err)
 	}
 	for _, email := range []string{"s1@example.com", "s2@example.com"} {
-		id, _ := testenv.User(h.t, h.db.Pool, email)
-		if err := store.Subscribe(ctx, h.db.Pool, tp.ID, id, false); err != nil {
+		id, _ := testenv.User(h.t, h.dbs.Directory.Pool, email)
+		if err := store.Subscribe(ctx, h.dbs.Directory.Pool, tp.ID, id, false); err != nil {
 			h.t.Fatal(err)
 		}
 		subs = append(subs, id)
@@ -150,7 +150,7 @@ func (h *harness) committedOnce(txID string) {
 	if s := h.txState(txID); s != Committed {
 		h.t.Errorf("record state %q, want committed", s)
 	}
-	if n := h.count(`SELECT count(*) FROM notifications WHERE state = 'committed'`); n != 1 {
+	if n := h.count(h.dbs.Persist, `SELECT count(*) FROM notifications WHERE state = 'committed'`); n != 1 {
 		h.t.Errorf("%d committed notifications, want 1", n)
 	}
 	h.settled()
@@ -160,7 +160,7 @@ func (h *harness) committedOnce(txID string) {
 func (h *harness) settled() {
 	h.t.Helper()
 	ctx := context.Background()
-	if err := store.CheckInvariant(ctx, h.db.Pool); err != nil {
+	if err := store.CheckInvariant(ctx, h.dbs.Persist.Pool, h.dbs.Counter.Pool); err != nil {
 		h.t.Error(err)
 	}
 	if open, err := h.rd.Client.ZCard(ctx, h.rd.Prefix+"tx:open").Result(); err != nil || open != 0 {
@@ -168,9 +168,19 @@ func (h *harness) settled() {
 	}
 }
 
-func (h *harness) count(sql string, args ...any) int {
+// barriers counts the barrier rows matching sql at both participants.
+func (h *harness) barriers(sql string, args ...any) int {
+	return h.count(h.dbs.Persist, sql, args...) + h.count(h.dbs.Counter, sql, args...)
+}
+
+// firstSubscriber is the lowest id of a subscriber.
+func (h *harness) firstSubscriber() int64 {
+	return int64(h.count(h.dbs.Directory, `SELECT min(user_id) FROM subscriptions`))
+}
+
+func (h *harness) count(db *testenv.DB, sql string, args ...any) int {
 	var n int
-	if err := h.db.Pool.QueryRow(context.Background(), sql, args...).Scan(&n); err != nil {
+	if err := db.Pool.QueryRow(context.Background(), sql, args...).Scan(&n); err != nil {
 		h.t.Fatal(err)
 	}
 	return n
@@ -206,7 +216,7 @@ func TestPublishCommitsStoresCountsAndDelivers(t *testing.T) {
 	if h.events[0].topic != fmt.Sprintf("user:%d", subs[0]) && h.events[1].topic != fmt.Sprintf("user:%d", subs[0]) {
 		t.Errorf("no delivery to user:%d: %v", subs[0], h.events)
 	}
-	if h.count(`SELECT count(*) FROM notifications WHERE state = 'committed'`) != 1 {
+	if h.count(h.dbs.Persist, `SELECT count(*) FROM notifications WHERE state = 'committed'`) != 1 {
 		t.Error("the notification is not committed")
 	}
 }
@@ -214,7 +224,7 @@ func TestPublishCommitsStoresCountsAndDelivers(t *testing.T) {
 func TestPublishByANonOwnerIsRefusedAndNothingHappens(t *testing.T) {
 	h := newHarness(t, nil, nil)
 	_, topic, subs := h.world()
-	before := testenv.Snapshot(t, h.db.Pool)
+	before := h.dbs.Snapshot(t)
 	_, err := h.coord.Publish(context.Background(), subs[0], topic, notification.Message{Title: "hijack"})
 	var refusal *Refusal
 	if !errors.As(err, &refusal) || refusal.Reason != "forbidden" {
@@ -225,7 +235,7 @@ func TestPublishByANonOwnerIsRefusedAndNothingHappens(t *testing.T) {
 			t.Errorf("publish of %q: %v, want a refusal", bad.Title, err)
 		}
 	}
-	if after := testenv.Snapshot(t, h.db.Pool); after != before {
+	if after := h.dbs.Snapshot(t); after != before {
 		t.Error("a refused publish changed the database")
 	}
 	if n, _ := h.rd.Client.Keys(context.Background(), h.rd.Prefix+"*").Result(); len(n) != 0 {
@@ -257,7 +267,7 @@ func TestPrepareFailureRollsEverythingBack(t *testing.T) {
 	if s := h.txState(aborted.TxID); s != Aborted {
 		t.Errorf("record state %q, want aborted", s)
 	}
-	if n := h.count(`SELECT count(*) FROM notifications`); n != 0 {
+	if n := h.count(h.dbs.Persist, `SELECT count(*) FROM notifications`); n != 0 {
 		t.Errorf("%d notifications stored after an aborted publish", n)
 	}
 	if len(h.events) != 0 {
@@ -297,7 +307,7 @@ func TestPrepareTimeoutRollsBackAndFencesTheLatePrepare(t *testing.T) {
 	if status := <-lateAnswer; status != 409 {
 		t.Errorf("the late prepare answered %d, want 409 (fenced by the rollback)", status)
 	}
-	if n := h.count(`SELECT count(*) FROM pending_increments`) + h.count(`SELECT count(*) FROM notifications`); n != 0 {
+	if n := h.count(h.dbs.Counter, `SELECT count(*) FROM pending_increments`) + h.count(h.dbs.Persist, `SELECT count(*) FROM notifications`); n != 0 {
 		t.Errorf("%d rows left by an aborted publish", n)
 	}
 	h.settled()
@@ -329,7 +339,7 @@ func TestParticipantKilledBetweenPrepareAndCommitStillCommits(t *testing.T) {
 		t.Errorf("record state %q, want committed", s)
 	}
 	h.settled()
-	if n := h.count(`SELECT unread FROM counters WHERE user_id = (SELECT min(user_id) FROM subscriptions)`); n != 1 {
+	if n := h.count(h.dbs.Counter, `SELECT unread FROM counters WHERE user_id = $1`, h.firstSubscriber()); n != 1 {
 		t.Errorf("unread %d, want 1", n)
 	}
 }
@@ -340,14 +350,14 @@ func TestCoordinatorCrashAfterDecisionIsCommittedByRecovery(t *testing.T) {
 	if _, err := h.coord.Publish(context.Background(), owner, topic, notification.Message{Title: "decided"}); !errors.Is(err, ErrCrashed) {
 		t.Fatalf("publish: %v, want the injected crash", err)
 	}
-	if n := h.count(`SELECT count(*) FROM notifications WHERE state = 'prepared'`); n != 1 {
+	if n := h.count(h.dbs.Persist, `SELECT count(*) FROM notifications WHERE state = 'prepared'`); n != 1 {
 		t.Fatalf("%d prepared notifications at the crash, want 1", n)
 	}
 	restarted := h.newCoordinator(nil)
 	if n, err := restarted.Recover(context.Background()); err != nil || n != 1 {
 		t.Fatalf("recovery finished %d (%v), want 1", n, err)
 	}
-	if n := h.count(`SELECT count(*) FROM notifications WHERE state = 'committed'`); n != 1 {
+	if n := h.count(h.dbs.Persist, `SELECT count(*) FROM notifications WHERE state = 'committed'`); n != 1 {
 		t.Errorf("%d committed notifications after recovery, want 1", n)
 	}
 	h.settled()
@@ -370,7 +380,7 @@ func TestCoordinatorCrashBeforeDecisionIsRolledBackByRecovery(t *testing.T) {
 	if n, err := restarted.Recover(context.Background()); err != nil || n != 1 {
 		t.Fatalf("recovery finished %d (%v), want 1", n, err)
 	}
-	if n := h.count(`SELECT count(*) FROM notifications`); n != 0 {
+	if n := h.count(h.dbs.Persist, `SELECT count(*) FROM notifications`); n != 0 {
 		t.Errorf("%d notifications after recovery rolled back, want 0", n)
 	}
 	h.settled()

@@ -31,7 +31,7 @@ func TestPublishWithEmailMailsEachOptedInSubscriber(t *testing.T) {
 	h := newHarnessMail(t, testenv.NewRedis(t), nil, nil, mail)
 	owner, topic, subs := h.world()
 	ctx := context.Background()
-	if err := store.Subscribe(ctx, h.db.Pool, topic, subs[0], true); err != nil { // s1 wants mail
+	if err := store.Subscribe(ctx, h.dbs.Directory.Pool, topic, subs[0], true); err != nil { // s1 wants mail
 		t.Fatal(err)
 	}
 

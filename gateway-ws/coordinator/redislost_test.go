@@ -34,7 +34,7 @@ func (h *harness) recoverUntilSettled(c *Coordinator) {
 // unsettled is why the transactions are not all finished, or nil.
 func (h *harness) unsettled() error {
 	ctx := context.Background()
-	if err := store.CheckInvariant(ctx, h.db.Pool); err != nil {
+	if err := store.CheckInvariant(ctx, h.dbs.Persist.Pool, h.dbs.Counter.Pool); err != nil {
 		return err
 	}
 	open, err := h.rd.Client.ZCard(ctx, h.rd.Prefix+"tx:open").Result()
@@ -81,7 +81,7 @@ func TestGatewayAndRedisLostTogetherFinishEveryTransaction(t *testing.T) {
 			if _, err := h.coord.Publish(context.Background(), owner, topic, notification.Message{Title: "lost together"}); !errors.Is(err, ErrCrashed) {
 				t.Fatalf("publish: %v, want the injected crash", err)
 			}
-			if n := h.count(`SELECT count(*) FROM tx_barriers WHERE state = 'prepared'`); n == 0 {
+			if n := h.barriers(`SELECT count(*) FROM tx_barriers WHERE state = 'prepared'`); n == 0 {
 				t.Fatal("nothing prepared at the crash: the fault hit no transaction in flight")
 			}
 			if c.empty {
@@ -94,10 +94,10 @@ func TestGatewayAndRedisLostTogetherFinishEveryTransaction(t *testing.T) {
 			if c.committed {
 				want = 1
 			}
-			if n := h.count(`SELECT count(*) FROM notifications WHERE state = 'committed'`); n != want {
+			if n := h.count(h.dbs.Persist, `SELECT count(*) FROM notifications WHERE state = 'committed'`); n != want {
 				t.Errorf("%d committed notifications, want %d", n, want)
 			}
-			if n := h.count(`SELECT coalesce((SELECT unread FROM counters WHERE user_id = $1), 0)`, subs[0]); n != want {
+			if n := h.count(h.dbs.Counter, `SELECT coalesce((SELECT unread FROM counters WHERE user_id = $1), 0)`, subs[0]); n != want {
 				t.Errorf("unread of a subscriber %d, want %d", n, want)
 			}
 		})
@@ -115,7 +115,7 @@ func TestPublishWithRedisDownFailsBeforeAnyParticipantIsAsked(t *testing.T) {
 	if err == nil || errors.As(err, &refusal) || errors.As(err, &aborted) {
 		t.Fatalf("publish with Redis down: %v, want a failure to start the transaction (503)", err)
 	}
-	if n := h.count(`SELECT count(*) FROM tx_barriers`); n != 0 {
+	if n := h.barriers(`SELECT count(*) FROM tx_barriers`); n != 0 {
 		t.Errorf("%d barrier rows: a participant was asked with no record to finish it by", n)
 	}
 }
@@ -127,7 +127,7 @@ func TestCommittingRecordWhoseCounterRolledBackIsFinishedNotRetriedForever(t *te
 	if _, err := h.coord.Publish(context.Background(), owner, topic, notification.Message{Title: "contradicted"}); !errors.Is(err, ErrCrashed) {
 		t.Fatalf("publish: %v, want the injected crash", err)
 	}
-	if err := h.db.Pool.QueryRow(context.Background(), `SELECT tx_id FROM tx_barriers LIMIT 1`).Scan(&txID); err != nil {
+	if err := h.dbs.Counter.Pool.QueryRow(context.Background(), `SELECT tx_id FROM tx_barriers LIMIT 1`).Scan(&txID); err != nil {
 		t.Fatal(err)
 	}
 	// Fault: the counter was rolled back although the record says

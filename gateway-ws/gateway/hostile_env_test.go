@@ -44,7 +44,7 @@ func startHostileEnv(t *testing.T) *hostileEnv {
 	limits := config.DefaultLimits()
 	deps := &functions.Deps{
 		Config: config.Config{RedisPrefix: rd.Prefix, InternalKey: testInternalKey, JWTSecret: testSecret, Limits: limits, MaxBodyBytes: 64 << 10},
-		DB:     db.Pool, Redis: rd.Client, Tokens: auth.NewTokens(testSecret, time.Hour),
+		DBs:    db.DBs(), Redis: rd.Client, Tokens: auth.NewTokens(testSecret, time.Hour),
 	}
 	fns, err := fnhost.Load("../../stack.yml", deps)
 	if err != nil {

@@ -37,7 +37,7 @@ func startUnsubscribe(t *testing.T, rds *testenv.Redis, db *testenv.DB) string {
 	t.Cleanup(func() { _ = c.Close() })
 	deps := &functions.Deps{
 		Config: config.Config{JWTSecret: testSecret, InternalKey: testInternalKey},
-		DB:     db.Pool, Redis: rds.Client, Tokens: testTokens,
+		DBs:    db.DBs(), Redis: rds.Client, Tokens: testTokens,
 		Cache: c, Directory: directory.New(db.Pool, c, nil),
 	}
 	h, err := functions.New("unsubscribe", deps)

@@ -20,13 +20,13 @@ func (s *Server) connect(ctx context.Context) error {
 	cc := s.cfg.Cache
 	cc.Logger = s.log
 	d, err := deps.Open(ctx, deps.Config{
-		DatabaseURL: s.cfg.DatabaseURL, RedisURL: s.cfg.RedisURL, RedisPrefix: s.cfg.RedisPrefix,
+		Databases: s.cfg.Databases(), RedisURL: s.cfg.RedisURL, RedisPrefix: s.cfg.RedisPrefix,
 		ClientName: "gateway-ws", Cache: cc, Logger: s.log,
 	})
 	if err != nil {
 		return err
 	}
-	s.deps, s.rdb, s.pool, s.cache, s.dir = d, d.Redis, d.DB, d.Cache, d.Directory
+	s.deps, s.rdb, s.pool, s.cache, s.dir = d, d.Redis, d.DBs.Directory, d.Cache, d.Directory
 	pingCtx, cancel := context.WithTimeout(ctx, brokerCallTimeout)
 	defer cancel()
 	if err := s.rdb.Ping(pingCtx).Err(); err != nil {

@@ -38,7 +38,7 @@ func newMailWorld(t *testing.T, accept func(mailsink.Mail) error) *mailWorld {
 	db := testenv.NewDB(t)
 	mail := sendmail.DefaultConfig()
 	mail.Host, mail.Port, mail.From = sink.Host(), sink.Port(), "tidings <noreply@tidings.test>"
-	h, err := functions.New("send-mail", &functions.Deps{Config: config.Config{InternalKey: internalKey, SecretsDir: t.TempDir()}, DB: db.Pool, Mail: mail})
+	h, err := functions.New("send-mail", &functions.Deps{Config: config.Config{InternalKey: internalKey, SecretsDir: t.TempDir()}, DBs: db.DBs(), Mail: mail})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -236,7 +236,7 @@ func (w *world) settle(limit time.Duration) (open int64, invariant error) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	return open, store.CheckInvariant(ctx, w.db.Pool)
+	return open, store.CheckInvariant(ctx, w.db.Pool, w.db.Pool)
 }
 
 // openTransactions reads the unfinished records' count from the gateway's

@@ -188,7 +188,7 @@ func (r *run) chaos(ctx context.Context) error {
 			err = fmt.Errorf("%d transaction records still unfinished", open)
 		}
 		if err == nil {
-			err = store.CheckInvariant(ctx, r.stack.Pool)
+			err = store.CheckInvariant(ctx, r.stack.Pool, r.stack.Pool)
 		}
 		return err
 	})
@@ -302,7 +302,7 @@ func (r *run) restartDead(ctx context.Context) error {
 func (r *run) verify(ctx context.Context) error {
 	var problems []error
 	pool := r.stack.Pool
-	if err := store.CheckInvariant(ctx, pool); err != nil {
+	if err := store.CheckInvariant(ctx, pool, pool); err != nil {
 		problems = append(problems, err)
 	}
 	var ids []int64

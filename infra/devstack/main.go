@@ -32,7 +32,6 @@ import (
 	"tidings/lib/fn"
 	"tidings/lib/logging"
 	"tidings/lib/stack"
-	"tidings/lib/store"
 )
 
 func main() {
@@ -128,7 +127,7 @@ func run() error {
 		return err
 	}
 	defer deps.Close()
-	if err := store.Migrate(ctx, deps.DB, log); err != nil {
+	if err := deps.DBs.Migrate(ctx, log); err != nil {
 		return err
 	}
 	sf, err := stack.Load(*stackPath)

@@ -43,7 +43,7 @@ func devHost(t *testing.T) (*httptest.Server, *testenv.DB, *lockedBuffer) {
 	db := testenv.NewDB(t)
 	rd := testenv.NewRedis(t)
 	cfg := config.Config{JWTSecret: testenv.JWTKey, TokenTTL: time.Hour, RedisPrefix: rd.Prefix, MaxBodyBytes: 4096}
-	deps := &functions.Deps{Config: cfg, DB: db.Pool, Redis: rd.Client, Tokens: auth.NewTokens(cfg.JWTSecret, cfg.TokenTTL)}
+	deps := &functions.Deps{Config: cfg, DBs: db.DBs(), Redis: rd.Client, Tokens: auth.NewTokens(cfg.JWTSecret, cfg.TokenTTL)}
 	fns, err := Load("../../stack.yml", deps)
 	if err != nil {
 		t.Fatal(err)

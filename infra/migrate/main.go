@@ -1,6 +1,8 @@
-// Command migrate applies tidings's database migrations to $DATABASE_URL.
-// Running it from several places at once is safe: a PostgreSQL lock
-// serialises them.
+// Command migrate applies tidings's database migrations: the directory's
+// to $DATABASE_URL, the persist participant's to $PERSIST_DATABASE_URL and
+// the counter participant's to $COUNTER_DATABASE_URL (both default to
+// $DATABASE_URL). Running it from several places at once is safe: a
+// PostgreSQL lock serialises them.
 package main
 
 import (
@@ -9,8 +11,6 @@ import (
 	"os"
 	"time"
 
-	"github.com/jackc/pgx/v5/pgxpool"
-
 	"tidings/lib/config"
 	"tidings/lib/logging"
 	"tidings/lib/store"
@@ -18,8 +18,10 @@ import (
 
 // settings are all migrate reads from its environment.
 type settings struct {
-	DatabaseURL string `env:"DATABASE_URL"`
-	LogLevel    string `env:"LOG_LEVEL"`
+	DatabaseURL        string `env:"DATABASE_URL"`
+	PersistDatabaseURL string `env:"PERSIST_DATABASE_URL"`
+	CounterDatabaseURL string `env:"COUNTER_DATABASE_URL"`
+	LogLevel           string `env:"LOG_LEVEL"`
 }
 
 // defaultSettings is the database every tidings process defaults to.
@@ -28,18 +30,23 @@ func defaultSettings() settings {
 	return settings{DatabaseURL: d.DatabaseURL, LogLevel: d.LogLevel}
 }
 
+// databases are the three databases to migrate, by lib/config's rule.
+func (s settings) databases() config.Databases {
+	return config.Config{DatabaseURL: s.DatabaseURL, PersistDatabaseURL: s.PersistDatabaseURL, CounterDatabaseURL: s.CounterDatabaseURL}.Databases()
+}
+
 func main() {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	s := defaultSettings()
 	err := config.Parse(&s)
-	var pool *pgxpool.Pool
+	var dbs store.DBs
 	if err == nil {
-		pool, err = store.Open(ctx, s.DatabaseURL)
+		dbs, err = store.NewDBs(ctx, s.databases())
 	}
 	if err == nil {
-		err = store.Migrate(ctx, pool, logging.New(s.LogLevel, "migrate"))
-		pool.Close()
+		err = dbs.Migrate(ctx, logging.New(s.LogLevel, "migrate"))
+		dbs.Close()
 	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "migrate:", err)

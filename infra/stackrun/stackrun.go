@@ -87,7 +87,7 @@ func New(ctx context.Context, name string, settings Settings) (*Stack, error) {
 	}
 	s.DBURL = testenv.WithDatabase(testenv.AdminURL(), s.dbName)
 	if s.Pool, err = store.Open(ctx, s.DBURL); err == nil {
-		err = store.Migrate(ctx, s.Pool, nil)
+		err = store.Single(s.Pool).Migrate(ctx, nil)
 	}
 	if err != nil {
 		s.Close()

@@ -6,6 +6,7 @@
 package config
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"os"
@@ -27,14 +28,18 @@ const (
 // Config is what every tidings process needs to build its dependencies.
 // Default holds the defaults.
 type Config struct {
-	DatabaseURL  string        `env:"DATABASE_URL"`
-	RedisURL     string        `env:"REDIS_URL"`
-	RedisPrefix  string        `env:"REDIS_PREFIX"` // every key and channel starts with it
-	TokenTTL     time.Duration `env:"TOKEN_TTL"`
-	MaxBodyBytes int64         `env:"MAX_BODY_BYTES"`
-	LogLevel     string        `env:"LOG_LEVEL"` // debug, info, warn, error
-	SecretsDir   string        `env:"SECRETS_DIR"`
-	Limits       Limits        // login throttles and per-user quotas
+	DatabaseURL string `env:"DATABASE_URL"` // the directory: users, topics, subscriptions, sent mails
+	// The two-phase commit's participants' own databases; empty: DatabaseURL
+	// (see Databases).
+	PersistDatabaseURL string        `env:"PERSIST_DATABASE_URL"` // notifications, deliveries, acks (notify-*, ack-notification, list-notifications)
+	CounterDatabaseURL string        `env:"COUNTER_DATABASE_URL"` // unread counters (counter-*, get-counter)
+	RedisURL           string        `env:"REDIS_URL"`
+	RedisPrefix        string        `env:"REDIS_PREFIX"` // every key and channel starts with it
+	TokenTTL           time.Duration `env:"TOKEN_TTL"`
+	MaxBodyBytes       int64         `env:"MAX_BODY_BYTES"`
+	LogLevel           string        `env:"LOG_LEVEL"` // debug, info, warn, error
+	SecretsDir         string        `env:"SECRETS_DIR"`
+	Limits             Limits        // login throttles and per-user quotas
 
 	JWTSecret   []byte `env:"-"` // secret tidings-jwt-secret (env JWT_SECRET); see Complete
 	InternalKey string `env:"-"` // secret tidings-internal-key (env INTERNAL_KEY); see Complete
@@ -55,6 +60,24 @@ func Default() Config {
 		SecretsDir:   DefaultSecretsDir,
 		Limits:       DefaultLimits(),
 		HTTP:         DefaultHTTPServer(),
+	}
+}
+
+// Databases are the URLs of tidings's three PostgreSQL databases, which
+// may all be one.
+type Databases struct {
+	Directory string // users, topics, subscriptions, sent mails
+	Persist   string // the persist participant's
+	Counter   string // the counter participant's
+}
+
+// Databases returns the three databases' URLs: a participant's URL left
+// empty is DatabaseURL.
+func (c Config) Databases() Databases {
+	return Databases{
+		Directory: c.DatabaseURL,
+		Persist:   cmp.Or(c.PersistDatabaseURL, c.DatabaseURL),
+		Counter:   cmp.Or(c.CounterDatabaseURL, c.DatabaseURL),
 	}
 }
 

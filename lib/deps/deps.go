@@ -1,5 +1,5 @@
 // Package deps builds the dependencies a tidings process shares between its
-// handlers: the PostgreSQL pool, the Redis client, the cache (on a Redis
+// handlers: the PostgreSQL pools (store.DBs), the Redis client, the cache (on a Redis
 // client of its own) and the directory that reads users, topic owners and
 // subscriber lists through that cache. The function entry point
 // (functions.Connect) and gateway-ws (gateway.New) both build them here.
@@ -17,7 +17,6 @@ import (
 	"fmt"
 	"log/slog"
 
-	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/redis/go-redis/v9"
 
 	"tidings/lib/cache"
@@ -28,9 +27,9 @@ import (
 
 // Config is what Open needs: plain values, read by the caller.
 type Config struct {
-	DatabaseURL string // the pool's PostgreSQL URL (store.PoolConfig's settings apply)
-	RedisURL    string // the Redis URL (config.RedisOptions' timeouts apply)
-	RedisPrefix string // every Redis key and channel starts with it
+	Databases   config.Databases // the three databases' URLs (store.PoolConfig's settings apply)
+	RedisURL    string           // the Redis URL (config.RedisOptions' timeouts apply)
+	RedisPrefix string           // every Redis key and channel starts with it
 	// ClientName, when set, names the Redis connections in CLIENT LIST so
 	// that operators (and tests) can tell a deployment's apart: the main
 	// client is ClientName+":"+RedisPrefix unless the URL names it, the
@@ -45,7 +44,7 @@ type Config struct {
 
 // Deps are the shared dependencies Open built. Close releases them.
 type Deps struct {
-	DB        *pgxpool.Pool
+	DBs       store.DBs // pools on the three databases
 	Redis     *redis.Client
 	Cache     *cache.Cache
 	Directory *directory.Directory
@@ -59,9 +58,9 @@ func Open(ctx context.Context, cfg Config) (*Deps, error) {
 	if err != nil {
 		return nil, fmt.Errorf("REDIS_URL: %w", err)
 	}
-	pool, err := store.NewPool(ctx, cfg.DatabaseURL)
+	dbs, err := store.NewDBs(ctx, cfg.Databases)
 	if err != nil {
-		return nil, fmt.Errorf("DATABASE_URL: %w", err)
+		return nil, err
 	}
 	cacheOpts := *opts
 	if cfg.ClientName != "" {
@@ -70,7 +69,7 @@ func Open(ctx context.Context, cfg Config) (*Deps, error) {
 		}
 		cacheOpts.ClientName = cfg.ClientName + "-cache:" + cfg.RedisPrefix
 	}
-	d := &Deps{DB: pool, Redis: redis.NewClient(opts), cacheRedis: redis.NewClient(&cacheOpts)}
+	d := &Deps{DBs: dbs, Redis: redis.NewClient(opts), cacheRedis: redis.NewClient(&cacheOpts)}
 	cc := cfg.Cache
 	if cc.Prefix == "" {
 		cc.Prefix = cfg.RedisPrefix
@@ -82,7 +81,7 @@ func Open(ctx context.Context, cfg Config) (*Deps, error) {
 		d.Close()
 		return nil, fmt.Errorf("cache: %w", err)
 	}
-	d.Directory = directory.New(pool, d.Cache, cfg.Logger)
+	d.Directory = directory.New(dbs.Directory, d.Cache, cfg.Logger)
 	return d, nil
 }
 
@@ -93,5 +92,5 @@ func (d *Deps) Close() {
 	}
 	_ = d.cacheRedis.Close()
 	_ = d.Redis.Close()
-	d.DB.Close()
+	d.DBs.Close()
 }

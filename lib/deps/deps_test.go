@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"tidings/lib/cache"
+	"tidings/lib/config"
 	"tidings/lib/deps"
 	"tidings/lib/testenv"
 )
@@ -19,14 +20,14 @@ func TestOpenBuildsWorkingDependenciesUnderTheirNames(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	d, err := deps.Open(ctx, deps.Config{
-		DatabaseURL: db.URL, RedisURL: rd.URL, RedisPrefix: rd.Prefix, ClientName: "deps-test",
+		Databases: db.URLs(), RedisURL: rd.URL, RedisPrefix: rd.Prefix, ClientName: "deps-test",
 		Cache: cache.Config{Store: cache.Near},
 	})
 	if err != nil {
 		t.Fatalf("Open: %v", err)
 	}
 	defer d.Close()
-	if err := d.DB.Ping(ctx); err != nil {
+	if err := d.DBs.Directory.Ping(ctx); err != nil {
 		t.Fatalf("pool does not answer: %v", err)
 	}
 	if err := d.Redis.Ping(ctx).Err(); err != nil {
@@ -52,7 +53,7 @@ func TestOpenBuildsWorkingDependenciesUnderTheirNames(t *testing.T) {
 // TestOpenRefusesABadRedisURL: a configuration error is reported, and
 // nothing is left open.
 func TestOpenRefusesABadRedisURL(t *testing.T) {
-	_, err := deps.Open(context.Background(), deps.Config{DatabaseURL: "postgres://127.0.0.1/x", RedisURL: "nonsense://"})
+	_, err := deps.Open(context.Background(), deps.Config{Databases: config.Databases{Directory: "postgres://127.0.0.1/x"}, RedisURL: "nonsense://"})
 	if err == nil || !strings.Contains(err.Error(), "REDIS_URL") {
 		t.Fatalf("Open with a bad Redis URL: err = %v, want one naming REDIS_URL", err)
 	}

@@ -48,31 +48,37 @@ func Unread(ctx context.Context, q Querier, userID int64) (int64, error) {
 	return n, mapError(err)
 }
 
-// Ack marks a committed notification delivered to userID as read and
-// lowers the user's unread count, once. ErrNotFound when no such delivery.
-func Ack(ctx context.Context, db interface {
-	Begin(context.Context) (pgx.Tx, error)
-}, userID, notificationID int64) (int64, error) {
-	var unread int64
+// ApplyAcks lowers the unread count of each ack's user once per ack id,
+// however often the same ack arrives, and returns the unread count of
+// every user named in acks. The counter side of an ack (see RecordAck).
+func ApplyAcks(ctx context.Context, db Beginner, acks []Ack) (map[int64]int64, error) {
+	ids := make([]int64, len(acks))
+	users := make([]int64, len(acks))
+	for i, a := range acks {
+		ids[i], users[i] = a.ID, a.UserID
+	}
+	unread := map[int64]int64{}
 	err := pgx.BeginFunc(ctx, db, func(tx pgx.Tx) error {
-		var acked bool
-		err := tx.QueryRow(ctx, `
-			SELECT d.acked_at IS NOT NULL FROM deliveries d JOIN notifications n ON n.id = d.notification_id
-			WHERE d.notification_id = $1 AND d.user_id = $2 AND n.state = 'committed'
-			FOR UPDATE OF d`, notificationID, userID).Scan(&acked)
+		_, err := tx.Exec(ctx, `
+			WITH fresh AS (
+				INSERT INTO applied_acks (ack_id, user_id) SELECT * FROM unnest($1::bigint[], $2::bigint[])
+				ON CONFLICT DO NOTHING RETURNING user_id
+			), per_user AS (SELECT user_id, count(*) AS n FROM fresh GROUP BY user_id)
+			UPDATE counters c SET unread = greatest(c.unread - p.n, 0) FROM per_user p WHERE c.user_id = p.user_id`, ids, users)
 		if err != nil {
 			return err
 		}
-		if !acked {
-			if _, err := tx.Exec(ctx, `UPDATE deliveries SET acked_at = now() WHERE notification_id = $1 AND user_id = $2`,
-				notificationID, userID); err != nil {
-				return err
-			}
-			if _, err := tx.Exec(ctx, `UPDATE counters SET unread = unread - 1 WHERE user_id = $1 AND unread > 0`, userID); err != nil {
-				return err
-			}
+		rows, err := tx.Query(ctx, `
+			SELECT u, coalesce(c.unread, 0) FROM unnest($1::bigint[]) AS u LEFT JOIN counters c ON c.user_id = u`, users)
+		if err != nil {
+			return err
 		}
-		return tx.QueryRow(ctx, `SELECT coalesce((SELECT unread FROM counters WHERE user_id = $1), 0)`, userID).Scan(&unread)
+		var user, n int64
+		_, err = pgx.ForEachRow(rows, []any{&user, &n}, func() error {
+			unread[user] = n
+			return nil
+		})
+		return err
 	})
 	return unread, mapError(err)
 }

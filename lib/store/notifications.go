@@ -62,3 +62,74 @@ func ListNotifications(ctx context.Context, q Querier, userID int64, limit int, 
 	})
 	return list, mapError(err)
 }
+
+// Ack is an ack the persist participant recorded whose unread decrement
+// the counter has not confirmed yet: a row of the ack outbox.
+type Ack struct {
+	ID             int64 `json:"id"`
+	UserID         int64 `json:"user_id"`
+	NotificationID int64 `json:"notification_id"`
+}
+
+// RecordAck marks a committed notification delivered to userID as read
+// and, in the same transaction, puts the ack in the outbox for the counter
+// (ApplyAcks). It returns the outbox row's id (a repeated ack finds the row
+// of the first while that waits; 0 when the first was applied already)
+// and the user's unread count as this database sees it: committed
+// deliveries not acked. ErrNotFound when no such delivery.
+func RecordAck(ctx context.Context, db Beginner, userID, notificationID int64) (ackID, unread int64, err error) {
+	err = pgx.BeginFunc(ctx, db, func(tx pgx.Tx) error {
+		var acked bool
+		err := tx.QueryRow(ctx, `
+			SELECT d.acked_at IS NOT NULL FROM deliveries d JOIN notifications n ON n.id = d.notification_id
+			WHERE d.notification_id = $1 AND d.user_id = $2 AND n.state = 'committed'
+			FOR UPDATE OF d`, notificationID, userID).Scan(&acked)
+		if err != nil {
+			return err
+		}
+		if !acked {
+			if _, err := tx.Exec(ctx, `UPDATE deliveries SET acked_at = now() WHERE notification_id = $1 AND user_id = $2`,
+				notificationID, userID); err != nil {
+				return err
+			}
+			err = tx.QueryRow(ctx, `INSERT INTO ack_outbox (user_id, notification_id) VALUES ($1, $2) RETURNING id`,
+				userID, notificationID).Scan(&ackID)
+		} else {
+			err = tx.QueryRow(ctx, `SELECT coalesce((SELECT id FROM ack_outbox WHERE notification_id = $1 AND user_id = $2), 0)`,
+				notificationID, userID).Scan(&ackID)
+		}
+		if err != nil {
+			return err
+		}
+		unread, err = UnreadDeliveries(ctx, tx, userID)
+		return err
+	})
+	return ackID, unread, mapError(err)
+}
+
+// UnreadDeliveries counts the committed notifications delivered to userID
+// and not acked: what the counter holds for the user once every
+// transaction and ack has been applied.
+func UnreadDeliveries(ctx context.Context, q Querier, userID int64) (int64, error) {
+	var n int64
+	err := q.QueryRow(ctx, `
+		SELECT count(*) FROM deliveries d JOIN notifications n ON n.id = d.notification_id
+		WHERE d.user_id = $1 AND d.acked_at IS NULL AND n.state = 'committed'`, userID).Scan(&n)
+	return n, mapError(err)
+}
+
+// PendingAcks returns up to limit acks of the outbox, oldest first.
+func PendingAcks(ctx context.Context, q Querier, limit int) ([]Ack, error) {
+	rows, err := q.Query(ctx, `SELECT id, user_id, notification_id FROM ack_outbox ORDER BY id LIMIT $1`, limit)
+	if err != nil {
+		return nil, mapError(err)
+	}
+	acks, err := pgx.CollectRows(rows, pgx.RowToStructByPos[Ack])
+	return acks, mapError(err)
+}
+
+// ForgetAcks removes acks the counter has applied from the outbox.
+func ForgetAcks(ctx context.Context, q Querier, ids []int64) error {
+	_, err := q.Exec(ctx, `DELETE FROM ack_outbox WHERE id = ANY($1)`, ids)
+	return mapError(err)
+}

@@ -1,15 +1,12 @@
-// Package store owns PostgreSQL for tidings: the connection pool, the
-// versioned migrations, and the queries on the tables every function shares.
+// Package store owns PostgreSQL for tidings: the connection pools, the
+// versioned migrations of its three databases (schema.go) and the queries
+// on their tables.
 package store
 
 import (
 	"context"
-	"database/sql"
-	"embed"
 	"errors"
 	"fmt"
-	"io/fs"
-	"log/slog"
 	"net"
 	"strings"
 	"time"
@@ -17,15 +14,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
-	"github.com/jackc/pgx/v5/stdlib"
-	"github.com/pressly/goose/v3"
-	"github.com/pressly/goose/v3/lock"
-
-	"tidings/lib/logging"
 )
-
-//go:embed migrations/*.sql
-var migrations embed.FS
 
 // Errors the queries map PostgreSQL failures to.
 var (
@@ -100,43 +89,16 @@ func Open(ctx context.Context, url string) (*pgxpool.Pool, error) {
 	return pool, nil
 }
 
-// Migrate applies every pending migration and logs each to log (nil: no
-// logs). A PostgreSQL session lock makes concurrent callers (several
-// replicas starting at once) wait for each other.
-func Migrate(ctx context.Context, pool *pgxpool.Pool, log *slog.Logger) error {
-	db := stdlib.OpenDBFromPool(pool)
-	defer db.Close()
-	return migrate(ctx, db, logging.Or(log))
-}
-
-func migrate(ctx context.Context, db *sql.DB, log *slog.Logger) error {
-	dir, err := fs.Sub(migrations, "migrations")
-	if err != nil {
-		return err
-	}
-	locker, err := lock.NewPostgresSessionLocker()
-	if err != nil {
-		return fmt.Errorf("migration lock: %w", err)
-	}
-	p, err := goose.NewProvider(goose.DialectPostgres, db, dir, goose.WithSessionLocker(locker))
-	if err != nil {
-		return fmt.Errorf("migrations: %w", err)
-	}
-	results, err := p.Up(ctx)
-	if err != nil {
-		return fmt.Errorf("migrate: %w", err)
-	}
-	for _, r := range results {
-		log.Info("migration applied", "version", r.Source.Version, "file", r.Source.Path)
-	}
-	return nil
-}
-
 // Querier is what the queries run on: a pool, a connection or a transaction.
 type Querier interface {
 	Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error)
 	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
 	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
+}
+
+// Beginner is what runs a transaction: a pool or a connection.
+type Beginner interface {
+	Begin(ctx context.Context) (pgx.Tx, error)
 }
 
 // mapError turns well-known PostgreSQL failures into this package's errors.
@@ -156,11 +118,4 @@ func mapError(err error) error {
 		return fmt.Errorf("%w: %s", ErrNotFound, pgErr.ConstraintName)
 	}
 	return err
-}
-
-// Migrations returns the embedded migration files, for tools that need to
-// know the schema version (test templates).
-func Migrations() fs.FS {
-	dir, _ := fs.Sub(migrations, "migrations")
-	return dir
 }

@@ -168,7 +168,7 @@ func (p *Partition) StartPostgres() *DB {
 	}
 	pool, err := store.Open(ctx, u)
 	if err == nil {
-		err = store.Migrate(ctx, pool, nil)
+		err = store.Single(pool).Migrate(ctx, nil)
 	}
 	if err != nil {
 		p.t.Fatalf("migrate PostgreSQL in namespace %s: %v", p.ns, err)

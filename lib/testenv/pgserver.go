@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"tidings/infra/proc"
+	"tidings/lib/store"
 )
 
 // PostgresServer is a throwaway PostgreSQL server on a loopback port of
@@ -55,7 +56,7 @@ func StartPostgresServer(t testing.TB) *PostgresServer {
 	}}
 	s.Start()
 	t.Cleanup(s.Kill) // before the directory is removed
-	s.db = newDB(t, s.adminURL())
+	s.db = newDB(t, s.adminURL(), store.Schemas...)
 	return s
 }
 

@@ -32,16 +32,65 @@ type DB struct {
 	URL  string
 }
 
-// NewDB creates a database for t from a migrated template and drops it when
-// t ends.
+// DBs are the database as all three of tidings's (store.DBs): directory,
+// persist and counter in one, as when only DATABASE_URL is set.
+func (d *DB) DBs() store.DBs { return store.Single(d.Pool) }
+
+// URLs are the database's URL as all three of tidings's.
+func (d *DB) URLs() config.Databases {
+	return config.Databases{Directory: d.URL, Persist: d.URL, Counter: d.URL}
+}
+
+// NewDB creates a database for t holding every schema (directory, persist
+// and counter in one) from a migrated template and drops it when t ends.
 func NewDB(t testing.TB) *DB {
+	t.Helper()
+	return newDB(t, AdminURL(), store.Schemas...)
+}
+
+// NewEmptyDB creates a database for t with no migrations applied.
+func NewEmptyDB(t testing.TB) *DB {
 	t.Helper()
 	return newDB(t, AdminURL())
 }
 
+// Databases are a test's three databases, each its own, as in production
+// with PERSIST_DATABASE_URL and COUNTER_DATABASE_URL set: no query can
+// reach another participant's tables.
+type Databases struct {
+	Directory, Persist, Counter *DB
+}
+
+// NewDatabases creates three databases for t, each migrated with its own
+// schema only, and drops them when t ends.
+func NewDatabases(t testing.TB) *Databases {
+	t.Helper()
+	return &Databases{
+		Directory: newDB(t, AdminURL(), store.Directory),
+		Persist:   newDB(t, AdminURL(), store.Persist),
+		Counter:   newDB(t, AdminURL(), store.Counter),
+	}
+}
+
+// DBs are the pools on the three databases.
+func (d *Databases) DBs() store.DBs {
+	return store.DBs{Directory: d.Directory.Pool, Persist: d.Persist.Pool, Counter: d.Counter.Pool}
+}
+
+// URLs are the three databases' URLs.
+func (d *Databases) URLs() config.Databases {
+	return config.Databases{Directory: d.Directory.URL, Persist: d.Persist.URL, Counter: d.Counter.URL}
+}
+
+// Snapshot is Snapshot of the three databases.
+func (d *Databases) Snapshot(t testing.TB) string {
+	t.Helper()
+	return Snapshot(t, d.Directory.Pool) + Snapshot(t, d.Persist.Pool) + Snapshot(t, d.Counter.Pool)
+}
+
 // newDB creates a database for t on the server of adminURL, a URL allowed
-// to create databases, from a migrated template it keeps there.
-func newDB(t testing.TB, adminURL string) *DB {
+// to create databases, from a template migrated with schemas it keeps there.
+func newDB(t testing.TB, adminURL string, schemas ...store.Schema) *DB {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
@@ -56,7 +105,7 @@ func newDB(t testing.TB, adminURL string) *DB {
 	if _, err := admin.Exec(ctx, `SELECT pg_advisory_lock(hashtext('tidings_test_template'))`); err != nil {
 		t.Fatalf("lock: %v", err)
 	}
-	tmpl, err := ensureTemplate(ctx, admin, adminURL)
+	tmpl, err := ensureTemplate(ctx, admin, adminURL, schemas)
 	if err == nil {
 		name := "tidings_test_" + uniqueName()
 		_, err = admin.Exec(ctx, fmt.Sprintf(`CREATE DATABASE %s TEMPLATE %s`, name, tmpl))
@@ -99,10 +148,11 @@ func dropDatabase(adminURL, name string) {
 	_, _ = admin.Exec(ctx, fmt.Sprintf(`DROP DATABASE IF EXISTS %s WITH (FORCE)`, name))
 }
 
-// ensureTemplate creates the template for the current migrations once; its
-// name carries a hash of them, so a changed migration gets a new template.
-func ensureTemplate(ctx context.Context, admin *pgx.Conn, adminURL string) (string, error) {
-	name := "tidings_test_tpl_" + migrationsHash()[:12]
+// ensureTemplate creates the template for the current migrations of
+// schemas once; its name carries a hash of them, so a changed migration
+// gets a new template.
+func ensureTemplate(ctx context.Context, admin *pgx.Conn, adminURL string, schemas []store.Schema) (string, error) {
+	name := "tidings_test_tpl_" + migrationsHash(schemas)[:12]
 	var exists bool
 	if err := admin.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)`, name).Scan(&exists); err != nil {
 		return "", err
@@ -119,7 +169,11 @@ func ensureTemplate(ctx context.Context, admin *pgx.Conn, adminURL string) (stri
 	if err != nil {
 		return "", err
 	}
-	err = store.Migrate(ctx, pool, nil)
+	for _, schema := range schemas {
+		if err == nil {
+			err = schema.Migrate(ctx, pool, nil)
+		}
+	}
 	pool.Close()
 	if err != nil {
 		return "", err
@@ -129,17 +183,20 @@ func ensureTemplate(ctx context.Context, admin *pgx.Conn, adminURL string) (stri
 	return name, err
 }
 
-func migrationsHash() string {
+func migrationsHash(schemas []store.Schema) string {
 	h := sha256.New()
-	_ = fs.WalkDir(store.Migrations(), ".", func(path string, d fs.DirEntry, err error) error {
-		if err != nil || d.IsDir() {
+	for _, schema := range schemas {
+		migrations := schema.Migrations()
+		_ = fs.WalkDir(migrations, ".", func(path string, d fs.DirEntry, err error) error {
+			if err != nil || d.IsDir() {
+				return err
+			}
+			b, err := fs.ReadFile(migrations, path)
+			h.Write([]byte(schema.Name + "/" + path))
+			h.Write(b)
 			return err
-		}
-		b, err := fs.ReadFile(store.Migrations(), path)
-		h.Write([]byte(path))
-		h.Write(b)
-		return err
-	})
+		})
+	}
 	return hex.EncodeToString(h.Sum(nil))
 }
 

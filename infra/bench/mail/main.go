@@ -149,7 +149,7 @@ func setUp(ctx context.Context) (*env, error) {
 		return nil, err
 	}
 	e.pool = pool
-	if err := store.Migrate(ctx, pool, nil); err != nil {
+	if err := store.Directory.Migrate(ctx, pool, nil); err != nil {
 		e.close()
 		return nil, err
 	}
@@ -166,7 +166,7 @@ func setUp(ctx context.Context) (*env, error) {
 	}
 	mail := sendmail.DefaultConfig() // send-mail speaks to the sink
 	mail.Host, mail.Port, mail.From = e.sink.Host(), e.sink.Port(), "tidings <noreply@tidings.bench>"
-	h, err := functions.New("send-mail", &functions.Deps{Config: config.Config{InternalKey: internalKey, SecretsDir: os.TempDir()}, DB: pool, Mail: mail})
+	h, err := functions.New("send-mail", &functions.Deps{Config: config.Config{InternalKey: internalKey, SecretsDir: os.TempDir()}, DBs: store.Single(pool), Mail: mail})
 	if err != nil {
 		e.close()
 		return nil, err

@@ -191,7 +191,7 @@ func benchDatabase(ctx context.Context, o options) (url string, topicID int64, u
 		return fail(err)
 	}
 	defer pool.Close()
-	if err := store.Migrate(ctx, pool, nil); err != nil {
+	if err := store.Single(pool).Migrate(ctx, nil); err != nil {
 		return fail(err)
 	}
 	var owner int64

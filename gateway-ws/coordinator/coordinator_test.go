@@ -84,7 +84,12 @@ func newHarnessOn(t *testing.T, rd *testenv.Redis, settings map[string]invoke.Se
 // newHarnessMail is newHarnessOn whose send-mail speaks to the given mail
 // server (the zero Config: send-mail's default).
 func newHarnessMail(t *testing.T, rd *testenv.Redis, settings map[string]invoke.Settings, crash func(Fault) bool, mail sendmail.Config) *harness {
-	dbs := testenv.NewDatabases(t)
+	return newHarnessWith(t, testenv.NewDatabases(t), rd, settings, crash, mail)
+}
+
+// newHarnessWith is newHarnessMail on databases of the test's choosing
+// (a participant's on a server of its own, to kill it alone).
+func newHarnessWith(t *testing.T, dbs *testenv.Databases, rd *testenv.Redis, settings map[string]invoke.Settings, crash func(Fault) bool, mail sendmail.Config) *harness {
 	deps := &functions.Deps{Config: config.Config{InternalKey: internalKey}, DBs: dbs.DBs(), Tokens: auth.NewTokens(testenv.JWTKey, time.Hour), Mail: mail}
 	fns, err := fnhost.Load("../../stack.yml", deps)
 	if err != nil {

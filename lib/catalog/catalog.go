@@ -7,6 +7,8 @@
 package catalog
 
 import (
+	"errors"
+	"fmt"
 	"net/http"
 	"slices"
 	"strings"
@@ -27,6 +29,42 @@ type Function struct {
 	// POST /api/jobs/<name>. Internal ones never are (gateway-ws queues
 	// them from Go).
 	Queueable bool
+	// Participant is the two-phase commit participant whose database the
+	// function uses besides the directory (DATABASE_URL, which every
+	// function is given): Persist or Counter, or empty for none. A
+	// deployment gives the function that database's URL (ParticipantEnv)
+	// and no other participant's: one left out would fall back to
+	// DATABASE_URL, where none of the participant's tables are.
+	Participant string
+}
+
+// The participants, named as their databases' schemas (lib/store).
+const (
+	Persist = "persist" // notifications, deliveries, the ack outbox
+	Counter = "counter" // unread counters
+)
+
+// ParticipantEnv is the environment variable holding each participant's
+// database URL (lib/config).
+var ParticipantEnv = map[string]string{Persist: "PERSIST_DATABASE_URL", Counter: "COUNTER_DATABASE_URL"}
+
+// CheckParticipantEnv checks a deployment's environment for a process of
+// the given participant ("" for one of none, such as gateway-ws, which
+// reads only the directory): has reports whether the deployment sets a
+// variable. It is the rule the deployment tests (stack.yml, compose,
+// faasd, Kubernetes, Lambda) share.
+func CheckParticipantEnv(participant string, has func(env string) bool) error {
+	var errs []error
+	for _, p := range []string{Persist, Counter} {
+		env := ParticipantEnv[p]
+		switch {
+		case p == participant && !has(env):
+			errs = append(errs, fmt.Errorf("no %s: the %s participant's tables are not in DATABASE_URL's database", env, p))
+		case p != participant && has(env):
+			errs = append(errs, fmt.Errorf("%s is set, but only the %s participant's functions use that database", env, p))
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // functions is the catalogue, sorted by name (Lookup searches it). The
@@ -35,21 +73,21 @@ type Function struct {
 // prepared, which recovery reads when a record is lost) and send-mail,
 // which goes out only through gateway-ws's job queue.
 var functions = []Function{
-	{Name: "ack-notification", Method: http.MethodPost},
-	{Name: "counter-commit", Method: http.MethodPost, Internal: true},
-	{Name: "counter-indoubt", Method: http.MethodPost, Internal: true},
-	{Name: "counter-prepare", Method: http.MethodPost, Internal: true},
-	{Name: "counter-rollback", Method: http.MethodPost, Internal: true},
+	{Name: "ack-notification", Method: http.MethodPost, Participant: Persist},
+	{Name: "counter-commit", Method: http.MethodPost, Internal: true, Participant: Counter},
+	{Name: "counter-indoubt", Method: http.MethodPost, Internal: true, Participant: Counter},
+	{Name: "counter-prepare", Method: http.MethodPost, Internal: true, Participant: Counter},
+	{Name: "counter-rollback", Method: http.MethodPost, Internal: true, Participant: Counter},
 	{Name: "create-topic", Method: http.MethodPost},
 	{Name: "gen-avatar", Method: http.MethodGet, Queueable: true},
-	{Name: "get-counter", Method: http.MethodGet},
-	{Name: "list-notifications", Method: http.MethodGet},
+	{Name: "get-counter", Method: http.MethodGet, Participant: Counter},
+	{Name: "list-notifications", Method: http.MethodGet, Participant: Persist},
 	{Name: "list-topics", Method: http.MethodGet},
 	{Name: "login", Method: http.MethodPost},
-	{Name: "notify-commit", Method: http.MethodPost, Internal: true},
-	{Name: "notify-indoubt", Method: http.MethodPost, Internal: true},
-	{Name: "notify-prepare", Method: http.MethodPost, Internal: true},
-	{Name: "notify-rollback", Method: http.MethodPost, Internal: true},
+	{Name: "notify-commit", Method: http.MethodPost, Internal: true, Participant: Persist},
+	{Name: "notify-indoubt", Method: http.MethodPost, Internal: true, Participant: Persist},
+	{Name: "notify-prepare", Method: http.MethodPost, Internal: true, Participant: Persist},
+	{Name: "notify-rollback", Method: http.MethodPost, Internal: true, Participant: Persist},
 	{Name: "register", Method: http.MethodPost},
 	{Name: "send-mail", Method: http.MethodPost, Internal: true},
 	{Name: "subscribe", Method: http.MethodPost},

@@ -2,8 +2,12 @@ package catalog
 
 import (
 	"net/http"
+	"reflect"
 	"slices"
+	"strings"
 	"testing"
+
+	"tidings/lib/config"
 )
 
 // Lookup searches the table by halves: it must stay sorted, one entry a
@@ -69,5 +73,61 @@ func TestAllReturnsACopy(t *testing.T) {
 	all[0].Internal = !all[0].Internal
 	if f, _ := Lookup(all[0].Name); f.Internal == all[0].Internal {
 		t.Errorf("changing All's answer changed the catalogue's %s", f.Name)
+	}
+}
+
+// Which participant's database each function uses, as functions.go builds
+// it: notify-* and the notification list and ack use the persist
+// participant's, counter-* and get-counter the counter's. A function added
+// under one of those prefixes fails here until it names its participant,
+// and then the deployment tests until each deployment gives it that URL.
+func TestParticipantFunctionsNameTheirDatabase(t *testing.T) {
+	want := map[string]string{"ack-notification": Persist, "list-notifications": Persist, "get-counter": Counter}
+	for _, f := range All() {
+		w := want[f.Name]
+		switch {
+		case strings.HasPrefix(f.Name, "notify-"):
+			w = Persist
+		case strings.HasPrefix(f.Name, "counter-"):
+			w = Counter
+		}
+		if f.Participant != w {
+			t.Errorf("%s: participant %q, want %q", f.Name, f.Participant, w)
+		}
+	}
+}
+
+func TestCheckParticipantEnvRefusesAMissingOrForeignURL(t *testing.T) {
+	set := func(envs ...string) func(string) bool {
+		return func(env string) bool { return slices.Contains(envs, env) }
+	}
+	for _, c := range []struct {
+		participant string
+		env         []string
+		ok          bool
+	}{
+		{"", nil, true},
+		{"", []string{"PERSIST_DATABASE_URL"}, false},
+		{"", []string{"COUNTER_DATABASE_URL"}, false},
+		{Persist, []string{"PERSIST_DATABASE_URL"}, true},
+		{Persist, nil, false},
+		{Persist, []string{"PERSIST_DATABASE_URL", "COUNTER_DATABASE_URL"}, false},
+		{Counter, []string{"COUNTER_DATABASE_URL"}, true},
+		{Counter, []string{"PERSIST_DATABASE_URL"}, false},
+	} {
+		if err := CheckParticipantEnv(c.participant, set(c.env...)); (err == nil) != c.ok {
+			t.Errorf("participant %q with %v: %v, want ok=%v", c.participant, c.env, err, c.ok)
+		}
+	}
+}
+
+// ParticipantEnv names the variables lib/config reads.
+func TestParticipantEnvIsWhatConfigReads(t *testing.T) {
+	typ := reflect.TypeFor[config.Config]()
+	for p, field := range map[string]string{Persist: "PersistDatabaseURL", Counter: "CounterDatabaseURL"} {
+		f, _ := typ.FieldByName(field)
+		if got := f.Tag.Get("env"); got != ParticipantEnv[p] {
+			t.Errorf("config.Config.%s reads %q, ParticipantEnv[%s] is %q", field, got, p, ParticipantEnv[p])
+		}
 	}
 }

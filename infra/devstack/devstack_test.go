@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"context"
 	"net"
 	"net/http"
 	"os"
@@ -13,6 +14,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/jackc/pgx/v5"
 )
 
 func freePort(t *testing.T) string {
@@ -27,7 +30,8 @@ func freePort(t *testing.T) string {
 // TestMakeUpStartsEverythingAndCtrlCStopsIt runs `make up` as a user would,
 // with the default ports pointed at free ones so nothing answers there: it
 // must start its own PostgreSQL and Redis, print its URLs, answer login,
-// and after Ctrl-C (SIGINT to the terminal's process group) leave no
+// keep the directory and each participant's tables in databases of their
+// own, and after Ctrl-C (SIGINT to the terminal's process group) leave no
 // process behind.
 func TestMakeUpStartsEverythingAndCtrlCStopsIt(t *testing.T) {
 	if testing.Short() {
@@ -41,7 +45,7 @@ func TestMakeUpStartsEverythingAndCtrlCStopsIt(t *testing.T) {
 	cmd := exec.Command("make", "-s", "up")
 	cmd.Dir = root
 	cmd.Env = append(os.Environ(),
-		"DATABASE_URL=", "REDIS_URL=", "SECRETS_DIR=",
+		"DATABASE_URL=", "PERSIST_DATABASE_URL=", "COUNTER_DATABASE_URL=", "REDIS_URL=", "SECRETS_DIR=",
 		"DEV_POSTGRES_PORT="+pgPort, "DEV_REDIS_PORT="+redisPort,
 		"FUNCTIONS_ADDR=127.0.0.1:"+fnPort, "GATEWAY_ADDR=127.0.0.1:"+gwPort, "DEV_STATE_DIR="+t.TempDir())
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
@@ -105,6 +109,8 @@ wait:
 		}
 	}
 
+	checkSeparateDatabases(t, strings.Join(printed, "\n"))
+
 	// Ctrl-C in a terminal signals the whole foreground process group.
 	if err := syscall.Kill(-cmd.Process.Pid, syscall.SIGINT); err != nil {
 		t.Fatal(err)
@@ -121,6 +127,38 @@ wait:
 	}
 	if left := processesMentioning(pgPort, redisPort); len(left) > 0 {
 		t.Errorf("processes left behind after Ctrl-C: %v", left)
+	}
+}
+
+// checkSeparateDatabases reads the three database URLs `make up` printed
+// and checks each holds its own tables and none of the others'.
+func checkSeparateDatabases(t *testing.T, printed string) {
+	t.Helper()
+	ctx := context.Background()
+	owns := map[string]string{"DATABASE_URL": "users", "PERSIST_DATABASE_URL": "notifications", "COUNTER_DATABASE_URL": "counters"}
+	urls := map[string]string{}
+	for env := range owns {
+		m := regexp.MustCompile(`\b` + env + `=(\S+)`).FindStringSubmatch(printed)
+		if m == nil {
+			t.Fatalf("make up does not print %s:\n%s", env, printed)
+		}
+		urls[env] = m[1]
+	}
+	for env, url := range urls {
+		conn, err := pgx.Connect(ctx, url)
+		if err != nil {
+			t.Fatalf("%s %s: %v", env, url, err)
+		}
+		for other, table := range owns {
+			var exists bool
+			if err := conn.QueryRow(ctx, `SELECT to_regclass($1) IS NOT NULL`, table).Scan(&exists); err != nil {
+				t.Fatal(err)
+			}
+			if want := other == env; exists != want {
+				t.Errorf("%s (%s): table %s exists %v, want %v", env, url, table, exists, want)
+			}
+		}
+		conn.Close(ctx)
 	}
 }
 

@@ -83,7 +83,7 @@ func run() error {
 	}
 	stackPath := flag.String("stack", "stack.yml", "OpenFaaS stack file whose functions to serve")
 	addr := flag.String("functions-addr", s.FunctionsAddr, "address of the local FaaS host")
-	dbName := flag.String("db", "tidings", "database to create and use on a PostgreSQL found running")
+	dbName := flag.String("db", "tidings", "directory database to create and use on a PostgreSQL found or started; the participants' are <db>_persist and <db>_counter")
 	stateDir := flag.String("state", s.StateDir, "directory for the dev secrets")
 	withGateway := flag.Bool("gateway", true, "also run gateway-ws (at $GATEWAY_ADDR, default :4000)")
 	flag.Parse()
@@ -92,7 +92,8 @@ func run() error {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 
-	pg, err := ensurePostgres(ctx, log, s.Given.DatabaseURL, s.PostgresPort, *dbName)
+	given := config.Databases{Directory: s.Given.DatabaseURL, Persist: s.Gateway.PersistDatabaseURL, Counter: s.Gateway.CounterDatabaseURL}
+	dbs, pg, err := ensurePostgres(ctx, log, given, s.PostgresPort, *dbName)
 	if err != nil {
 		return err
 	}
@@ -108,7 +109,8 @@ func run() error {
 			return err
 		}
 	}
-	s.Gateway.DatabaseURL, s.Gateway.RedisURL = pg.URL, rd.URL
+	s.Gateway.DatabaseURL, s.Gateway.PersistDatabaseURL, s.Gateway.CounterDatabaseURL = dbs.Directory, dbs.Persist, dbs.Counter
+	s.Gateway.RedisURL = rd.URL
 	var sink *mailsink.Sink
 	if s.Given.SMTPHost == "" {
 		if sink, err = startMail(log, s.SMTPPort, s.Gateway.HTTP); err != nil {
@@ -191,7 +193,9 @@ func run() error {
 	if sink != nil {
 		fmt.Printf("  mails       %s/dev/mails  (send-mail delivers to a local SMTP sink at %s and they are printed here)\n", base, sink.Addr())
 	}
-	fmt.Printf("  PostgreSQL  %s\n", pg.URL)
+	fmt.Printf("  PostgreSQL  DATABASE_URL=%s  (the directory: users, topics, subscriptions)\n", dbs.Directory)
+	fmt.Printf("              PERSIST_DATABASE_URL=%s  (notifications, deliveries)\n", dbs.Persist)
+	fmt.Printf("              COUNTER_DATABASE_URL=%s  (unread counters)\n", dbs.Counter)
 	fmt.Printf("  Redis       %s\n", rd.URL)
 	fmt.Printf("Press Ctrl-C to stop.\n")
 
@@ -208,6 +212,9 @@ func run() error {
 // stack.yml (FUNCTION_TIMEOUTS and FUNCTION_MAX_INFLIGHTS still win).
 func gatewayConfig(gcfg gateway.Config, sf *stack.File, faasURL string) (gateway.Config, error) {
 	gcfg.FaaSURL, gcfg.Logger = faasURL, logging.New(gcfg.LogLevel, "gateway-ws")
+	// gateway-ws reads only the directory; deployments give it no
+	// participant's URL, and neither does the dev stack.
+	gcfg.PersistDatabaseURL, gcfg.CounterDatabaseURL = "", ""
 	gcfg.Calls.PerFunction = make(map[string]invoke.Settings, len(sf.Functions))
 	for name, f := range sf.Functions {
 		limits, err := f.CallLimits()

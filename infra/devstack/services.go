@@ -42,28 +42,52 @@ func answers(addr string) bool {
 	return true
 }
 
-// ensurePostgres returns given (the developer's $DATABASE_URL), else the
-// server answering on the port (creating database name there), else a
-// throwaway server it starts.
-func ensurePostgres(ctx context.Context, log *slog.Logger, given, port, name string) (service, error) {
-	if u := given; u != "" {
-		return service{URL: u}, nil
+// devDatabases names the databases `make up` uses on a PostgreSQL it finds
+// or starts: the directory, name, and each participant's own beside it, so
+// that the participants share no tables, as in a deployment.
+func devDatabases(name string) config.Databases {
+	return config.Databases{Directory: name, Persist: name + "_persist", Counter: name + "_counter"}
+}
+
+// ensurePostgres returns the three databases' URLs and the server it
+// started, if any. When the developer named the directory ($DATABASE_URL)
+// it is theirs, and so are the participants' (left empty, they are the
+// directory's, as for every tidings process: lib/config). Otherwise each
+// database they did not name is one of devDatabases(name), created if
+// missing on the server answering on the port, else on a throwaway server
+// it starts.
+func ensurePostgres(ctx context.Context, log *slog.Logger, given config.Databases, port, name string) (config.Databases, service, error) {
+	if given.Directory != "" {
+		return config.Config{DatabaseURL: given.Directory, PersistDatabaseURL: given.Persist, CounterDatabaseURL: given.Counter}.Databases(), service{}, nil
 	}
 	admin := fmt.Sprintf("postgres://postgres@127.0.0.1:%s/postgres?sslmode=disable", port)
+	var svc service
 	if answers("127.0.0.1:" + port) {
 		log.Info("using the PostgreSQL server already running", "port", port)
-		return service{URL: dbURL(port, name)}, createDatabase(ctx, admin, name)
+	} else {
+		var err error
+		if svc, err = startPostgres(ctx, log, port); err != nil {
+			return config.Databases{}, service{}, fmt.Errorf("no PostgreSQL on port %s and none could be started (set DATABASE_URL): %w", port, err)
+		}
 	}
-	svc, err := startPostgres(ctx, log, port)
-	if err != nil {
-		return service{}, fmt.Errorf("no PostgreSQL on port %s and none could be started (set DATABASE_URL): %w", port, err)
+	names := devDatabases(name)
+	dbs := given
+	for _, db := range []struct {
+		url  *string
+		name string
+	}{
+		{&dbs.Directory, names.Directory}, {&dbs.Persist, names.Persist}, {&dbs.Counter, names.Counter},
+	} {
+		if *db.url != "" {
+			continue
+		}
+		if err := createDatabase(ctx, admin, db.name); err != nil {
+			svc.Stop()
+			return config.Databases{}, service{}, err
+		}
+		*db.url = dbURL(port, db.name)
 	}
-	if err := createDatabase(ctx, admin, name); err != nil {
-		svc.Stop()
-		return service{}, err
-	}
-	svc.URL = dbURL(port, name)
-	return svc, nil
+	return dbs, svc, nil
 }
 
 func dbURL(port, name string) string {

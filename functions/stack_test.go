@@ -2,6 +2,7 @@ package functions_test
 
 import (
 	"fmt"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -58,9 +59,7 @@ func recipeSecrets(t *testing.T) []string {
 // It reads the stack with the deployer's shell empty, as the docs' recipe
 // starts.
 func TestStackDeploysOnOpenFaaSCommunityEdition(t *testing.T) {
-	for _, v := range []string{"REGISTRY", "TAG", "DATABASE_URL", "REDIS_URL"} {
-		t.Setenv(v, "")
-	}
+	emptyShell(t)
 	sf := loadStack(t)
 	for _, err := range sf.CommunityEditionProblems() {
 		t.Error(err)
@@ -76,6 +75,39 @@ func TestStackDeploysOnOpenFaaSCommunityEdition(t *testing.T) {
 		if err := stack.CheckTemplate(filepath.Join("..", "template", lang)); err != nil {
 			t.Error(err)
 		}
+	}
+}
+
+// emptyShell clears the variables stack.yml substitutes, as the docs'
+// recipe starts.
+func emptyShell(t *testing.T) {
+	for _, v := range []string{"REGISTRY", "TAG", "DATABASE_URL", "PERSIST_DATABASE_URL", "COUNTER_DATABASE_URL", "REDIS_URL"} {
+		t.Setenv(v, "")
+	}
+}
+
+// checkDatabases checks one deployment's environment for a function (or
+// gateway-ws, participant ""): its participant's database URL and no
+// other participant's (catalog.CheckParticipantEnv), naming a database
+// apart from the directory's.
+func checkDatabases(t *testing.T, where, participant string, env map[string]string) {
+	t.Helper()
+	if err := catalog.CheckParticipantEnv(participant, func(k string) bool { return env[k] != "" }); err != nil {
+		t.Errorf("%s: %v", where, err)
+	}
+	if k := catalog.ParticipantEnv[participant]; k != "" && env[k] == env["DATABASE_URL"] {
+		t.Errorf("%s: %s is DATABASE_URL's database %q: the participant's tables belong apart from the directory", where, k, env[k])
+	}
+}
+
+// TestStackGivesEachParticipantItsOwnDatabase: with the shell empty,
+// stack.yml's defaults give each participant's function (lib/catalog)
+// that participant's database, apart from the directory, and no other.
+func TestStackGivesEachParticipantItsOwnDatabase(t *testing.T) {
+	emptyShell(t)
+	for name, f := range loadStack(t).Functions {
+		fn, _ := catalog.Lookup(name)
+		checkDatabases(t, "stack.yml "+name, fn.Participant, f.Environment)
 	}
 }
 
@@ -193,6 +225,7 @@ func TestComposeRunsEveryFunctionWithItsStackImage(t *testing.T) {
 			Image       string            `yaml:"image"`
 			Environment map[string]string `yaml:"environment"`
 			Secrets     []string          `yaml:"secrets"`
+			Volumes     []string          `yaml:"volumes"`
 		} `yaml:"services"`
 		Secrets map[string]struct {
 			File string `yaml:"file"`
@@ -226,6 +259,34 @@ func TestComposeRunsEveryFunctionWithItsStackImage(t *testing.T) {
 			if !slices.Contains(svc.Secrets, s) || compose.Secrets[s].File == "" {
 				t.Errorf("%s: compose does not give secret %s", name, s)
 			}
+		}
+		fn, _ := catalog.Lookup(name)
+		checkDatabases(t, "docker-compose.yml "+name, fn.Participant, svc.Environment)
+	}
+	checkDatabases(t, "docker-compose.yml gateway-ws", "", compose.Services["gateway-ws"].Environment)
+	// migrate fills all three databases, each apart from the others.
+	m := compose.Services["migrate"].Environment
+	dbs := []string{m["DATABASE_URL"], m["PERSIST_DATABASE_URL"], m["COUNTER_DATABASE_URL"]}
+	if slices.Contains(dbs, "") || dbs[0] == dbs[1] || dbs[0] == dbs[2] || dbs[1] == dbs[2] {
+		t.Errorf("docker-compose.yml migrate: the three databases %q must be set and apart", dbs)
+	}
+	// The postgres service creates the participants' databases.
+	var initdb []byte
+	for _, v := range compose.Services["postgres"].Volumes {
+		if host, target, _ := strings.Cut(v, ":"); strings.HasPrefix(target, "/docker-entrypoint-initdb.d/") {
+			if initdb, err = os.ReadFile(filepath.Join("..", host)); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	for _, db := range dbs[1:] {
+		u, err := url.Parse(db)
+		if err != nil {
+			t.Fatal(err)
+		}
+		name := strings.TrimPrefix(u.Path, "/")
+		if !strings.Contains(string(initdb), "CREATE DATABASE "+name+";") {
+			t.Errorf("docker-compose.yml: the postgres service's /docker-entrypoint-initdb.d does not create %s", name)
 		}
 	}
 }

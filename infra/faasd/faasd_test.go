@@ -6,12 +6,14 @@ import (
 	"net/url"
 	"os"
 	"path"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
 
 	"gopkg.in/yaml.v3"
 
+	"tidings/lib/catalog"
 	"tidings/lib/config"
 	"tidings/lib/stack"
 )
@@ -74,6 +76,10 @@ func TestCoreServicesServeWhatTheFunctionsExpect(t *testing.T) {
 	if !strings.Contains(strings.Join(gw.Command, " "), "tidings-migrate") {
 		t.Errorf("gateway-ws must run the migrations first: %v", gw.Command)
 	}
+	if err := catalog.CheckParticipantEnv("", func(k string) bool { return genv[k] != "" }); err != nil {
+		t.Errorf("gateway-ws: %v", err)
+	}
+	checkParticipantDatabases(t, services, strings.Join(gw.Command, " "))
 	dir := genv["SECRETS_DIR"]
 	if dir == "" {
 		dir = config.DefaultSecretsDir
@@ -90,7 +96,7 @@ func TestCoreServicesServeWhatTheFunctionsExpect(t *testing.T) {
 		}
 	}
 
-	for _, v := range []string{"DATABASE_URL", "REDIS_URL", "REGISTRY"} {
+	for _, v := range []string{"DATABASE_URL", "PERSIST_DATABASE_URL", "COUNTER_DATABASE_URL", "REDIS_URL", "REGISTRY"} {
 		t.Setenv(v, "")
 	}
 	sf, err := stack.Load("../../stack.yml")
@@ -99,7 +105,10 @@ func TestCoreServicesServeWhatTheFunctionsExpect(t *testing.T) {
 	}
 	hosts := map[string]bool{}
 	for _, def := range sf.Functions {
-		for _, k := range []string{"DATABASE_URL", "REDIS_URL"} {
+		for _, k := range []string{"DATABASE_URL", "PERSIST_DATABASE_URL", "COUNTER_DATABASE_URL", "REDIS_URL"} {
+			if def.Environment[k] == "" {
+				continue // a function of neither participant
+			}
 			u, err := url.Parse(def.Environment[k])
 			if err != nil {
 				t.Fatalf("%s: %v", k, err)
@@ -117,6 +126,45 @@ func TestCoreServicesServeWhatTheFunctionsExpect(t *testing.T) {
 	for h := range hosts {
 		if _, ok := services[h]; !ok {
 			t.Errorf("host %q (stack.yml default or gateway-ws) is not a core service faasd resolves", h)
+		}
+	}
+}
+
+// checkParticipantDatabases: the migrations in gateway-ws's command are
+// given each participant's database, and the postgres service creates
+// those databases from the file install.sh puts where it mounts it.
+func checkParticipantDatabases(t *testing.T, services map[string]service, command string) {
+	t.Helper()
+	install, err := os.ReadFile("install.sh")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var initdb []byte
+	for _, v := range services["postgres"].Volumes {
+		if !strings.HasPrefix(v.Target, "/docker-entrypoint-initdb.d/") {
+			continue
+		}
+		// install.sh: cp <file in the repository> "$FAASD/<source>"
+		m := regexp.MustCompile(`cp (\S+) "\$FAASD/` + regexp.QuoteMeta(strings.TrimPrefix(v.Source, "./")) + `"`).FindSubmatch(install)
+		if m == nil {
+			t.Fatalf("install.sh does not put the postgres init file at %s", v.Source)
+		}
+		if initdb, err = os.ReadFile("../../" + string(m[1])); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, env := range catalog.ParticipantEnv {
+		m := regexp.MustCompile(env + `='?(postgres://[^' ]+)`).FindStringSubmatch(command)
+		if m == nil {
+			t.Errorf("gateway-ws's migrations are not given %s: %s", env, command)
+			continue
+		}
+		u, err := url.Parse(m[1])
+		if err != nil {
+			t.Fatal(err)
+		}
+		if db := path.Base(u.Path); !strings.Contains(string(initdb), "CREATE DATABASE "+db+";") {
+			t.Errorf("%s names database %s, which the postgres service does not create", env, db)
 		}
 	}
 }

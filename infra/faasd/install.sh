@@ -14,8 +14,10 @@ compose=$FAASD/docker-compose.yaml
 #    them from).
 bash infra/openfaas/deploy.sh secrets
 
-# 2. The core services.
+# 2. The core services. PostgreSQL creates the participants' databases
+#    when it makes its data directory (create-databases.sql).
 mkdir -p "$FAASD/tidings/postgres" "$FAASD/tidings/redis"
+cp infra/compose/create-databases.sql "$FAASD/tidings/create-databases.sql"
 [ -s "$FAASD/secrets/postgres-password" ] ||
   head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n' > "$FAASD/secrets/postgres-password"
 pgpass=$(cat "$FAASD/secrets/postgres-password")
@@ -27,6 +29,9 @@ if ! grep -q '^  gateway-ws:' "$compose"; then
   systemctl restart faasd
 fi
 
-# 3. The functions, with stack.yml's defaults pointing at the core services.
+# 3. The functions, with stack.yml's defaults pointing at the core
+#    services: the directory and each participant's own database.
 DATABASE_URL="postgres://postgres:$pgpass@postgres:5432/tidings?sslmode=disable" \
+PERSIST_DATABASE_URL="postgres://postgres:$pgpass@postgres:5432/tidings_persist?sslmode=disable" \
+COUNTER_DATABASE_URL="postgres://postgres:$pgpass@postgres:5432/tidings_counter?sslmode=disable" \
   bash infra/openfaas/deploy.sh deploy

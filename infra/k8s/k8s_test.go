@@ -7,6 +7,7 @@ package k8s_test
 import (
 	"bytes"
 	"fmt"
+	"maps"
 	"net"
 	"os"
 	"os/exec"
@@ -24,6 +25,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"tidings/gateway-ws/gateway"
+	"tidings/lib/catalog"
 	"tidings/lib/config"
 )
 
@@ -82,6 +84,39 @@ func render(t *testing.T, dir string) rendered {
 	return r
 }
 
+// envFrom is the environment a container takes from the rendered
+// ConfigMaps it names.
+func (r rendered) envFrom(t *testing.T, c corev1.Container) map[string]string {
+	t.Helper()
+	env := map[string]string{}
+	for _, from := range c.EnvFrom {
+		i := slices.IndexFunc(r.configMaps, func(m corev1.ConfigMap) bool {
+			return from.ConfigMapRef != nil && m.Name == from.ConfigMapRef.Name
+		})
+		if i < 0 {
+			t.Errorf("%s: envFrom %+v is not a rendered ConfigMap", c.Name, from)
+			continue
+		}
+		maps.Copy(env, r.configMaps[i].Data)
+	}
+	return env
+}
+
+// checkMigrations: an init container runs the migrations with all three
+// databases, each apart from the others.
+func checkMigrations(t *testing.T, r rendered, init []corev1.Container) {
+	t.Helper()
+	i := slices.IndexFunc(init, func(c corev1.Container) bool { return slices.Equal(c.Command, []string{"tidings-migrate"}) })
+	if i < 0 {
+		t.Fatal("no init container runs tidings-migrate")
+	}
+	env := r.envFrom(t, init[i])
+	dbs := []string{env["DATABASE_URL"], env["PERSIST_DATABASE_URL"], env["COUNTER_DATABASE_URL"]}
+	if slices.Contains(dbs, "") || dbs[0] == dbs[1] || dbs[0] == dbs[2] || dbs[1] == dbs[2] {
+		t.Errorf("the migrations' databases %q must be three, each set", dbs)
+	}
+}
+
 // decodeStrict decodes one object into a new element of list; a field
 // its type does not have is an error.
 func decodeStrict[T any](doc []byte, list *[]T) error {
@@ -120,8 +155,8 @@ func TestGatewayManifestsMatchGatewayConfig(t *testing.T) {
 	for _, overlay := range []string{"overlays/dev", "overlays/production"} {
 		t.Run(overlay, func(t *testing.T) {
 			r := render(t, overlay)
-			if len(r.deployments) != 1 || len(r.services) != 1 || len(r.pdbs) != 1 || len(r.hpas) != 1 || len(r.configMaps) != 1 {
-				t.Fatalf("want one Deployment, Service, PDB, HPA and ConfigMap; got %d %d %d %d %d",
+			if len(r.deployments) != 1 || len(r.services) != 1 || len(r.pdbs) != 1 || len(r.hpas) != 1 || len(r.configMaps) != 2 {
+				t.Fatalf("want one Deployment, Service, PDB and HPA and two ConfigMaps; got %d %d %d %d %d",
 					len(r.deployments), len(r.services), len(r.pdbs), len(r.hpas), len(r.configMaps))
 			}
 			checkGateway(t, r)
@@ -142,17 +177,13 @@ func checkGateway(t *testing.T, r rendered) {
 		t.Fatal("no gateway-ws container")
 	}
 
-	// The container's environment: its env, then its ConfigMap.
-	env := map[string]string{}
-	for _, from := range c.EnvFrom {
-		if from.ConfigMapRef == nil || from.ConfigMapRef.Name != r.configMaps[0].Name {
-			t.Errorf("envFrom %+v: not the rendered ConfigMap %s", from, r.configMaps[0].Name)
-			continue
-		}
-		for k, v := range r.configMaps[0].Data {
-			env[k] = v
-		}
+	// The container's environment: its env, then its ConfigMaps. Only
+	// the migrations get the participants' databases.
+	env := r.envFrom(t, *c)
+	if err := catalog.CheckParticipantEnv("", func(k string) bool { return env[k] != "" }); err != nil {
+		t.Errorf("gateway-ws container: %v", err)
 	}
+	checkMigrations(t, r, pod.Spec.InitContainers)
 	for _, e := range c.Env {
 		switch {
 		case e.ValueFrom == nil:

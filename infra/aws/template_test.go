@@ -129,6 +129,15 @@ func TestSAMTemplateDeploysExactlyTheCatalogue(t *testing.T) {
 				t.Errorf("%s: no %s", id, k)
 			}
 		}
+		// Each participant's function its own database's parameter, and
+		// no other participant's.
+		fn, _ := catalog.Lookup(name)
+		if err := catalog.CheckParticipantEnv(fn.Participant, func(k string) bool { return env[k] != nil }); err != nil {
+			t.Errorf("%s: %v", id, err)
+		}
+		if k := catalog.ParticipantEnv[fn.Participant]; k != "" && fmt.Sprint(env[k]) == fmt.Sprint(env["DATABASE_URL"]) {
+			t.Errorf("%s: %s is DATABASE_URL's parameter: the participant's database is its own", id, k)
+		}
 	}
 	slices.Sort(deployed)
 	if want := catalog.Names(); !slices.Equal(deployed, want) {

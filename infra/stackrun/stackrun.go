@@ -108,7 +108,10 @@ func New(ctx context.Context, name string, settings Settings) (*Stack, error) {
 			return nil, err
 		}
 	}
-	s.common = []string{"DATABASE_URL=" + s.DBURL, "REDIS_URL=" + s.RedisURL, "REDIS_PREFIX=" + s.Prefix,
+	// The one database holds all three schemas: participants' URLs the
+	// shell exported (make up prints them) must not lead elsewhere.
+	s.common = []string{"DATABASE_URL=" + s.DBURL, "PERSIST_DATABASE_URL=", "COUNTER_DATABASE_URL=",
+		"REDIS_URL=" + s.RedisURL, "REDIS_PREFIX=" + s.Prefix,
 		"SECRETS_DIR=" + secrets, "LOG_LEVEL=warn", "JWT_SECRET=", "INTERNAL_KEY=",
 		// The tools drive a few users far past a person's quotas on purpose.
 		"QUOTA_PUBLISHES=off", "QUOTA_TOPICS=off", "QUOTA_JOBS=off"}

@@ -61,7 +61,7 @@ func benchGateway(ctx context.Context, o options) (result, error) {
 		"GATEWAY_ADDR=" + addr,
 		"REDIS_URL=" + o.redisURL,
 		"REDIS_PREFIX=" + prefix,
-		"DATABASE_URL=" + dbURL,
+		"DATABASE_URL=" + dbURL, "PERSIST_DATABASE_URL=", "COUNTER_DATABASE_URL=", // one database, whatever the shell exported
 		"SECRETS_DIR=" + os.TempDir() + "/tidings-bench-no-secrets",
 		"JWT_SECRET=" + secret,
 		"INTERNAL_KEY=" + internalKey,

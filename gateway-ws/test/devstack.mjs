@@ -1,7 +1,7 @@
 // Helpers the Node tests share: bounded waits, free ports, and a whole dev
 // stack (`make up`'s devstack: every function plus gateway-ws) of its own,
-// on its own database (created on the PostgreSQL at 127.0.0.1:5432 and
-// dropped at the end) and Redis prefix.
+// on its own databases (the directory and each participant's, created on
+// the PostgreSQL at 127.0.0.1:5432 and dropped at the end) and Redis prefix.
 import { spawn, execFileSync } from "node:child_process";
 import crypto from "node:crypto";
 import fs from "node:fs";
@@ -81,7 +81,10 @@ export async function startDevstack() {
       child.kill("SIGINT");
       await within(20000, "devstack to stop", exited);
     }
-    execFileSync("psql", [adminURL, "-qc", `DROP DATABASE IF EXISTS ${dbName} WITH (FORCE)`]);
+    // The directory and the participants' two (devstack names them).
+    for (const db of [dbName, `${dbName}_persist`, `${dbName}_counter`]) {
+      execFileSync("psql", [adminURL, "-qc", `DROP DATABASE IF EXISTS ${db} WITH (FORCE)`]);
+    }
     fs.rmSync(tmp, { recursive: true, force: true });
   };
   const gw = `http://127.0.0.1:${gwPort}`;

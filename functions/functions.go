@@ -13,9 +13,11 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	acknotification "tidings/functions/ack-notification"
+	counterack "tidings/functions/counter-ack"
 	countercommit "tidings/functions/counter-commit"
 	counterindoubt "tidings/functions/counter-indoubt"
 	counterprepare "tidings/functions/counter-prepare"
+	counterread "tidings/functions/counter-read"
 	counterrollback "tidings/functions/counter-rollback"
 	createtopic "tidings/functions/create-topic"
 	genavatar "tidings/functions/gen-avatar"
@@ -23,6 +25,7 @@ import (
 	listnotifications "tidings/functions/list-notifications"
 	listtopics "tidings/functions/list-topics"
 	"tidings/functions/login"
+	notifyacks "tidings/functions/notify-acks"
 	notifycommit "tidings/functions/notify-commit"
 	notifyindoubt "tidings/functions/notify-indoubt"
 	notifyprepare "tidings/functions/notify-prepare"
@@ -49,10 +52,11 @@ type Deps struct {
 	DBs       store.DBs // directory, persist and counter
 	Redis     *redis.Client
 	Tokens    *auth.Tokens
-	Cache     *cache.Cache         // nil: no cache
-	Directory *directory.Directory // cached lookups; nil: built on DB alone
-	Mail      sendmail.Config      // send-mail's mail server; zero: sendmail.DefaultConfig()
-	Log       *slog.Logger         // the process's logger; nil: no logs
+	Cache     *cache.Cache             // nil: no cache
+	Directory *directory.Directory     // cached lookups; nil: built on DB alone
+	Mail      sendmail.Config          // send-mail's mail server; zero: sendmail.DefaultConfig()
+	Ack       acknotification.Settings // ack-notification's wait for the counter; zero: its defaults
+	Log       *slog.Logger             // the process's logger; nil: no logs
 
 	shared *deps.Deps // what Connect opened, for Close
 }
@@ -87,9 +91,11 @@ var constructors = map[string]func(d *Deps) fn.Handler{
 	"subscribe":          func(d *Deps) fn.Handler { return subscribe.New(d.DBs.Directory, d.Tokens, d.directory()) },
 	"unsubscribe":        func(d *Deps) fn.Handler { return unsubscribe.New(d.DBs.Directory, d.Tokens, d.directory()) },
 	"list-notifications": func(d *Deps) fn.Handler { return listnotifications.New(d.DBs.Directory, d.DBs.Persist, d.Tokens) },
-	"ack-notification":   func(d *Deps) fn.Handler { return acknotification.New(d.DBs.Directory, d.DBs.Persist, d.Tokens) },
-	"get-counter":        func(d *Deps) fn.Handler { return getcounter.New(d.DBs.Directory, d.DBs.Counter, d.Tokens) },
-	"gen-avatar":         func(*Deps) fn.Handler { return genavatar.New() },
+	"ack-notification": func(d *Deps) fn.Handler {
+		return acknotification.New(d.DBs.Directory, d.DBs.Persist, d.Tokens, d.Redis, d.Config.RedisPrefix, d.Ack, d.Log)
+	},
+	"get-counter": func(d *Deps) fn.Handler { return getcounter.New(d.DBs.Directory, d.DBs.Counter, d.Tokens) },
+	"gen-avatar":  func(*Deps) fn.Handler { return genavatar.New() },
 
 	"notify-prepare":   func(d *Deps) fn.Handler { return notifyprepare.New(d.DBs.Directory, d.DBs.Persist) },
 	"notify-commit":    func(d *Deps) fn.Handler { return notifycommit.New(d.DBs.Persist) },
@@ -99,6 +105,12 @@ var constructors = map[string]func(d *Deps) fn.Handler{
 	"counter-commit":   func(d *Deps) fn.Handler { return countercommit.New(d.DBs.Counter) },
 	"counter-rollback": func(d *Deps) fn.Handler { return counterrollback.New(d.DBs.Counter) },
 	"counter-indoubt":  func(d *Deps) fn.Handler { return counterindoubt.New(d.DBs.Counter) },
+	"counter-read":     func(d *Deps) fn.Handler { return counterread.New(d.DBs.Counter) },
+
+	// The ack relay's two ends (gateway-ws relays the persist outbox to
+	// the counter).
+	"notify-acks": func(d *Deps) fn.Handler { return notifyacks.New(d.DBs.Persist) },
+	"counter-ack": func(d *Deps) fn.Handler { return counterack.New(d.DBs.Counter) },
 
 	"send-mail": func(d *Deps) fn.Handler { return sendmail.Build(d.DBs.Directory, d.Mail, d.Config, d.Log) },
 }
@@ -140,6 +152,7 @@ func Connect(ctx context.Context, s Settings, log *slog.Logger) (*Deps, error) {
 		Cache:     shared.Cache,
 		Directory: shared.Directory,
 		Mail:      s.Mail,
+		Ack:       s.Ack,
 		Log:       log,
 		shared:    shared,
 	}, nil

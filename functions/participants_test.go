@@ -126,11 +126,43 @@ func TestCommittedNotificationIsCountedOnceAndAckedOnce(t *testing.T) {
 	if _, out := p.call("get-counter", "GET", "", "", "", tokens[0]); out["unread"] != 1.0 {
 		t.Errorf("unread after commit: %v, want 1", out)
 	}
-	for i := 0; i < 2; i++ { // acking twice lowers once
-		s, out := p.call("ack-notification", "POST", "", fmt.Sprintf(`{"notification_id":%v}`, id), "", tokens[0])
-		if s != 200 || out["unread"] != 0.0 {
-			t.Errorf("ack #%d: %d %v, want unread 0", i+1, s, out)
+	ack := fmt.Sprintf(`{"notification_id":%v}`, id)
+	for i := 0; i < 2; i++ { // acking twice records once; no relay runs, so both are pending
+		s, out := p.call("ack-notification", "POST", "", ack, "", tokens[0])
+		if s != 202 || out["unread"] != 0.0 || out["pending"] != true {
+			t.Errorf("ack #%d: %d %v, want 202 with unread 0 pending", i+1, s, out)
 		}
+	}
+	if _, out := p.call("get-counter", "GET", "", "", "", tokens[0]); out["unread"] != 1.0 {
+		t.Errorf("unread before the relay: %v, want 1 (the counter applies acks only when relayed)", out)
+	}
+	// Relay by hand as gateway-ws does, the counter's step twice (two
+	// replicas relaying the same ack): it lowers the count once.
+	s, pending := p.internal("notify-acks", `{"done":[]}`)
+	acks, _ := pending["acks"].([]any)
+	if s != 200 || len(acks) != 1 {
+		t.Fatalf("notify-acks: %d %v, want the one ack", s, pending)
+	}
+	relayed, _ := json.Marshal(map[string]any{"acks": acks})
+	for i := 0; i < 2; i++ {
+		s, out := p.internal("counter-ack", string(relayed))
+		if want := fmt.Sprintf("map[%d:0]", subs[0]); s != 200 || fmt.Sprint(out["unread"]) != want {
+			t.Errorf("counter-ack #%d: %d %v, want unread %s", i+1, s, out, want)
+		}
+	}
+	if _, out := p.call("get-counter", "GET", "", "", "", tokens[0]); out["unread"] != 0.0 {
+		t.Errorf("unread after the relay: %v, want 0", out)
+	}
+	done := fmt.Sprintf(`{"done":[%v]}`, acks[0].(map[string]any)["id"])
+	if s, out := p.internal("notify-acks", done); s != 200 || len(out["acks"].([]any)) != 0 {
+		t.Errorf("notify-acks after the ack was applied: %d %v, want none left", s, out)
+	}
+	if s, out := p.call("ack-notification", "POST", "", ack, "", tokens[0]); s != 200 || out["unread"] != 0.0 {
+		t.Errorf("ack after it was applied: %d %v, want 200 with unread 0", s, out)
+	}
+	if s, out := p.internal("counter-read", fmt.Sprintf(`{"users":[%d,%d]}`, subs[0], subs[1])); s != 200 ||
+		fmt.Sprint(out["unread"]) != fmt.Sprintf("map[%d:0 %d:1]", subs[0], subs[1]) {
+		t.Errorf("counter-read: %d %v, want %d unread 0 and %d unread 1", s, out, subs[0], subs[1])
 	}
 	if _, out := p.call("get-counter", "GET", "", "", "", tokens[1]); out["unread"] != 1.0 {
 		t.Errorf("the other subscriber's count: %v, want 1", out)
@@ -236,6 +268,17 @@ func TestParticipantsRefuseBadPreparesAndChangeNothing(t *testing.T) {
 		{"bad recipient", "counter-prepare", counterBody("tx-3", []int64{-4}), 400},
 		{"commit of an unknown tx", "notify-commit", `{"tx_id":"tx-unknown"}`, 409},
 		{"malformed JSON", "counter-commit", `{"tx_id":`, 400},
+		{"ack limit too large", "notify-acks", `{"done":[],"limit":1001}`, 400},
+		{"negative ack limit", "notify-acks", `{"done":[],"limit":-1}`, 400},
+		{"done names no ack", "notify-acks", `{"done":[0]}`, 400},
+		{"done too long", "notify-acks", fmt.Sprintf(`{"done":%s}`, ids(1001)), 400},
+		{"no acks", "counter-ack", `{"acks":[]}`, 400},
+		{"ack without a user", "counter-ack", `{"acks":[{"id":1}]}`, 400},
+		{"ack with a negative id", "counter-ack", fmt.Sprintf(`{"acks":[{"id":-1,"user_id":%d}]}`, subs[0]), 400},
+		{"unknown ack field", "counter-ack", `{"acks":[{"id":1,"user_id":1,"extra":1}]}`, 400},
+		{"no users", "counter-read", `{"users":[]}`, 400},
+		{"user id zero", "counter-read", `{"users":[0]}`, 400},
+		{"trailing data", "counter-read", `{"users":[1]}{}`, 400},
 	} {
 		if s, out := p.internal(c.function, c.body); s != c.status {
 			t.Errorf("%s: %d %v, want %d", c.name, s, out, c.status)
@@ -244,6 +287,16 @@ func TestParticipantsRefuseBadPreparesAndChangeNothing(t *testing.T) {
 	if after := p.dbs.Snapshot(t); after != before {
 		t.Errorf("refused participant calls changed the database")
 	}
+}
+
+// ids is a JSON array of the ids 1 to n.
+func ids(n int) string {
+	a := make([]int, n)
+	for i := range a {
+		a[i] = i + 1
+	}
+	b, _ := json.Marshal(a)
+	return string(b)
 }
 
 func TestInternalFunctionsRefuseCallsWithoutTheKey(t *testing.T) {
@@ -263,8 +316,8 @@ func TestInternalFunctionsRefuseCallsWithoutTheKey(t *testing.T) {
 			}
 		}
 	}
-	if internal != 9 {
-		t.Errorf("%d internal functions, want the eight notify-*/counter-* and send-mail", internal)
+	if internal != 12 {
+		t.Errorf("%d internal functions, want the eight notify-*/counter-* participants, notify-acks, counter-ack, counter-read and send-mail", internal)
 	}
 	var persist, counter int
 	_ = p.dbs.Persist.Pool.QueryRow(context.Background(), `SELECT count(*) FROM tx_barriers`).Scan(&persist)

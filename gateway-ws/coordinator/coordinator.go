@@ -65,7 +65,7 @@ const (
 type Config struct {
 	Redis  *redis.Client
 	Prefix string        // key prefix in Redis
-	DB     store.Querier // topics, subscribers and counters, read-only
+	DB     store.Querier // the directory (topics, subscribers, emails), read-only
 	Lookup Lookup        // topic owners and subscribers; nil: straight from DB
 	Calls  Caller        // the participants
 	Log    *slog.Logger
@@ -94,6 +94,7 @@ type Settings struct {
 	RecoveryInterval time.Duration `env:"RECOVERY_INTERVAL"`    // how often recovery runs
 	RecordTTL        time.Duration `env:"TX_RECORD_TTL"`        // how long a finished record is kept
 	RecordTimeout    time.Duration `env:"TX_RECORD_TIMEOUT"`    // bound of each record read or write in Redis
+	AckRelayInterval time.Duration `env:"ACK_RELAY_INTERVAL"`   // how often the ack relay looks for acks nobody woke it for (RunAckRelay)
 }
 
 // DefaultSettings is Settings' defaults.
@@ -106,6 +107,7 @@ func DefaultSettings() Settings {
 		RecoveryInterval: 10 * time.Second,
 		RecordTTL:        24 * time.Hour,
 		RecordTimeout:    time.Second,
+		AckRelayInterval: time.Second,
 	}
 }
 
@@ -126,6 +128,7 @@ func New(cfg Config) *Coordinator {
 	config.OrDefault(&cfg.RecoveryInterval, def.RecoveryInterval)
 	config.OrDefault(&cfg.RecordTTL, def.RecordTTL)
 	config.OrDefault(&cfg.RecordTimeout, def.RecordTimeout)
+	config.OrDefault(&cfg.AckRelayInterval, def.AckRelayInterval)
 	log := logging.Or(cfg.Log)
 	if cfg.Metrics == nil {
 		cfg.Metrics = metrics.NewTwoPC(prometheus.NewRegistry())
@@ -480,19 +483,45 @@ func (c *Coordinator) deliver(ctx context.Context, rec *Record, unread map[int64
 		return
 	}
 	p := rec.Payload
+	unread = c.completeUnread(ctx, rec.ID, p.Recipients, unread)
 	for _, user := range p.Recipients {
 		n, ok := unread[user]
 		if !ok {
-			var err error
-			if n, err = store.Unread(ctx, c.cfg.DB, user); err != nil {
-				continue
-			}
+			continue
 		}
 		event := notification.NewEvent(rec.NotificationID, p, rec.CreatedAt, n)
 		if err := c.cfg.Deliver(ctx, fmt.Sprintf("user:%d", user), notification.EventName, event); err != nil {
 			c.log.Warn("live delivery failed", "tx", rec.ID, "user", user, "err", err)
 		}
 	}
+}
+
+// completeUnread adds to unread (a counter-commit's answer) the counts
+// it lacks, asked of the counter (counter-read) once: a repeated commit
+// answers none. A recipient whose count cannot be had is left out.
+func (c *Coordinator) completeUnread(ctx context.Context, txID string, recipients []int64, unread map[int64]int64) map[int64]int64 {
+	var missing []int64
+	for _, user := range recipients {
+		if _, ok := unread[user]; !ok {
+			missing = append(missing, user)
+		}
+	}
+	if len(missing) == 0 {
+		return unread
+	}
+	var read twopc.Unread
+	if err := c.cfg.Calls.Call(ctx, "counter-read", twopc.UnreadQuery{Users: missing}, &read); err != nil {
+		c.log.Warn("cannot read the recipients' unread counts; they get no live delivery", "tx", txID, "users", len(missing), "err", err)
+		return unread
+	}
+	all := make(map[int64]int64, len(recipients))
+	for user, n := range unread {
+		all[user] = n
+	}
+	for user, n := range read.Unread {
+		all[user] = n
+	}
+	return all
 }
 
 // enqueueMails queues one send-mail job per recipient who subscribes with

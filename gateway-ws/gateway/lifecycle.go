@@ -37,10 +37,12 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	hs := fn.NewServer(s.Handler(), s.cfg.HTTP, s.log)
 	served := make(chan error, 1)
 	go func() { served <- hs.Serve(fn.JSONErrorListener(ln)) }()
-	// Finish what a dead replica left, and watch the functions' health.
+	// Finish what a dead replica left, relay acks to the counter, and
+	// watch the functions' health.
 	background, stopBackground := context.WithCancel(ctx)
 	defer stopBackground()
 	go s.coord.RunRecovery(background)
+	go s.coord.RunAckRelay(background)
 	go s.calls.RunHealthChecks(background, catalog.Names())
 	go s.jobs.Run(background)
 	go s.revoker.run(background)

@@ -70,13 +70,17 @@ func CheckParticipantEnv(participant string, has func(env string) bool) error {
 // functions is the catalogue, sorted by name (Lookup searches it). The
 // internal ones are the two-phase commit participants (notify-* and
 // counter-*: prepare, commit, rollback, and indoubt, what each holds
-// prepared, which recovery reads when a record is lost) and send-mail,
-// which goes out only through gateway-ws's job queue.
+// prepared, which recovery reads when a record is lost), the ack relay's
+// two ends (notify-acks, counter-ack), counter-read (unread counts for
+// gateway-ws) and send-mail, which goes out only through gateway-ws's job
+// queue.
 var functions = []Function{
 	{Name: "ack-notification", Method: http.MethodPost, Participant: Persist},
+	{Name: "counter-ack", Method: http.MethodPost, Internal: true, Participant: Counter},
 	{Name: "counter-commit", Method: http.MethodPost, Internal: true, Participant: Counter},
 	{Name: "counter-indoubt", Method: http.MethodPost, Internal: true, Participant: Counter},
 	{Name: "counter-prepare", Method: http.MethodPost, Internal: true, Participant: Counter},
+	{Name: "counter-read", Method: http.MethodPost, Internal: true, Participant: Counter},
 	{Name: "counter-rollback", Method: http.MethodPost, Internal: true, Participant: Counter},
 	{Name: "create-topic", Method: http.MethodPost},
 	{Name: "gen-avatar", Method: http.MethodGet, Queueable: true},
@@ -84,6 +88,7 @@ var functions = []Function{
 	{Name: "list-notifications", Method: http.MethodGet, Participant: Persist},
 	{Name: "list-topics", Method: http.MethodGet},
 	{Name: "login", Method: http.MethodPost},
+	{Name: "notify-acks", Method: http.MethodPost, Internal: true, Participant: Persist},
 	{Name: "notify-commit", Method: http.MethodPost, Internal: true, Participant: Persist},
 	{Name: "notify-indoubt", Method: http.MethodPost, Internal: true, Participant: Persist},
 	{Name: "notify-prepare", Method: http.MethodPost, Internal: true, Participant: Persist},

@@ -48,6 +48,12 @@ func Conflict(format string, args ...any) *Error {
 	return Errorf(http.StatusConflict, "conflict", format, args...)
 }
 
+// Unavailable is a server-side dependency (a database) not answering:
+// nothing the caller did wrong, and worth trying again later.
+func Unavailable(format string, args ...any) *Error {
+	return Errorf(http.StatusServiceUnavailable, "unavailable", format, args...)
+}
+
 // Internal is the only body a client ever sees for a server-side failure.
 func Internal() *Error {
 	return &Error{Status: http.StatusInternalServerError, Code: "internal", Message: "internal error"}

@@ -138,6 +138,7 @@ func NewGateway(reg prometheus.Registerer) *Gateway {
 type TwoPC struct {
 	PhaseSeconds *prometheus.HistogramVec // tidings_2pc_phase_duration_seconds{phase}
 	Transactions *prometheus.CounterVec   // tidings_2pc_transactions_total{outcome}
+	AcksRelayed  prometheus.Counter       // tidings_acks_relayed_total
 }
 
 // NewTwoPC registers the coordinator metrics on reg.
@@ -150,8 +151,11 @@ func NewTwoPC(reg prometheus.Registerer) *TwoPC {
 		Transactions: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "tidings_2pc_transactions_total", Help: "Transactions finished by this replica, by outcome (committed, aborted, recovered).",
 		}, []string{"outcome"}),
+		AcksRelayed: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "tidings_acks_relayed_total", Help: "Acks this replica relayed from the persist participant's outbox to the counter (several replicas may relay one ack).",
+		}),
 	}
-	reg.MustRegister(m.PhaseSeconds, m.Transactions)
+	reg.MustRegister(m.PhaseSeconds, m.Transactions, m.AcksRelayed)
 	return m
 }
 

@@ -48,6 +48,23 @@ func Unread(ctx context.Context, q Querier, userID int64) (int64, error) {
 	return n, mapError(err)
 }
 
+// UnreadOf returns the unread count of each of users (0 for a user the
+// counter never counted).
+func UnreadOf(ctx context.Context, q Querier, users []int64) (map[int64]int64, error) {
+	rows, err := q.Query(ctx, `
+		SELECT u, coalesce(c.unread, 0) FROM unnest($1::bigint[]) AS u LEFT JOIN counters c ON c.user_id = u`, users)
+	if err != nil {
+		return nil, mapError(err)
+	}
+	unread := map[int64]int64{}
+	var user, n int64
+	_, err = pgx.ForEachRow(rows, []any{&user, &n}, func() error {
+		unread[user] = n
+		return nil
+	})
+	return unread, mapError(err)
+}
+
 // ApplyAcks lowers the unread count of each ack's user once per ack id,
 // however often the same ack arrives, and returns the unread count of
 // every user named in acks. The counter side of an ack (see RecordAck).
@@ -57,7 +74,7 @@ func ApplyAcks(ctx context.Context, db Beginner, acks []Ack) (map[int64]int64, e
 	for i, a := range acks {
 		ids[i], users[i] = a.ID, a.UserID
 	}
-	unread := map[int64]int64{}
+	var unread map[int64]int64
 	err := pgx.BeginFunc(ctx, db, func(tx pgx.Tx) error {
 		_, err := tx.Exec(ctx, `
 			WITH fresh AS (
@@ -68,16 +85,7 @@ func ApplyAcks(ctx context.Context, db Beginner, acks []Ack) (map[int64]int64, e
 		if err != nil {
 			return err
 		}
-		rows, err := tx.Query(ctx, `
-			SELECT u, coalesce(c.unread, 0) FROM unnest($1::bigint[]) AS u LEFT JOIN counters c ON c.user_id = u`, users)
-		if err != nil {
-			return err
-		}
-		var user, n int64
-		_, err = pgx.ForEachRow(rows, []any{&user, &n}, func() error {
-			unread[user] = n
-			return nil
-		})
+		unread, err = UnreadOf(ctx, tx, users)
 		return err
 	})
 	return unread, mapError(err)

@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"strings"
 	"time"
@@ -99,6 +100,29 @@ type Querier interface {
 // Beginner is what runs a transaction: a pool or a connection.
 type Beginner interface {
 	Begin(ctx context.Context) (pgx.Tx, error)
+}
+
+// Unreachable reports whether err is the database failing to answer
+// rather than refusing a query: no connection could be made, the one in
+// use was lost, or the server is shutting down or out of connections.
+// What such a query did is not known when the connection was lost during
+// a commit; a caller answers 503 and lets the client try again, which
+// tidings's writes make safe.
+func Unreachable(err error) bool {
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) {
+		switch {
+		case strings.HasPrefix(pgErr.Code, "08"), // connection_exception
+			strings.HasPrefix(pgErr.Code, "53"),  // insufficient_resources (too many connections)
+			strings.HasPrefix(pgErr.Code, "57P"): // admin_shutdown, crash_shutdown, cannot_connect_now
+			return true
+		}
+		return false
+	}
+	var connectErr *pgconn.ConnectError
+	var netErr net.Error
+	return errors.As(err, &connectErr) || errors.As(err, &netErr) ||
+		errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || pgconn.SafeToRetry(err)
 }
 
 // mapError turns well-known PostgreSQL failures into this package's errors.

@@ -36,6 +36,9 @@ func (h *Handler) Handle(req fn.Request) (fn.Response, error) {
 		return fn.Response{}, err
 	}
 	unread, err := store.Unread(req.Context(), h.counters, caller)
+	if store.Unreachable(err) {
+		return fn.Response{}, fn.Unavailable("the unread count cannot be read right now")
+	}
 	if err != nil {
 		return fn.Response{}, err
 	}

@@ -138,7 +138,7 @@ func (c *Coordinator) answerAcks(ctx context.Context, acks []twopc.Ack, unread m
 		return
 	}
 	for user, n := range unread {
-		if err := c.cfg.Deliver(ctx, fmt.Sprintf("user:%d", user), CounterEventName, CounterEvent{Unread: n}); err != nil {
+		if err := c.cfg.Deliver(ctx, userTopic(user), CounterEventName, CounterEvent{Unread: n}); err != nil {
 			c.log.Warn("live counter update failed", "user", user, "err", err)
 		}
 	}

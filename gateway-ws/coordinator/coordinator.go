@@ -490,11 +490,14 @@ func (c *Coordinator) deliver(ctx context.Context, rec *Record, unread map[int64
 			continue
 		}
 		event := notification.NewEvent(rec.NotificationID, p, rec.CreatedAt, n)
-		if err := c.cfg.Deliver(ctx, fmt.Sprintf("user:%d", user), notification.EventName, event); err != nil {
+		if err := c.cfg.Deliver(ctx, userTopic(user), notification.EventName, event); err != nil {
 			c.log.Warn("live delivery failed", "tx", rec.ID, "user", user, "err", err)
 		}
 	}
 }
+
+// userTopic is the channel topic of a user's own events.
+func userTopic(user int64) string { return fmt.Sprintf("user:%d", user) }
 
 // completeUnread adds to unread (a counter-commit's answer) the counts
 // it lacks, asked of the counter (counter-read) once: a repeated commit

@@ -90,7 +90,7 @@ func newHarnessMail(t *testing.T, rd *testenv.Redis, settings map[string]invoke.
 // newHarnessWith is newHarnessMail on databases of the test's choosing
 // (a participant's on a server of its own, to kill it alone).
 func newHarnessWith(t *testing.T, dbs *testenv.Databases, rd *testenv.Redis, settings map[string]invoke.Settings, crash func(Fault) bool, mail sendmail.Config) *harness {
-	deps := &functions.Deps{Config: config.Config{InternalKey: internalKey}, DBs: dbs.DBs(), Tokens: auth.NewTokens(testenv.JWTKey, time.Hour), Mail: mail}
+	deps := &functions.Deps{Config: config.Config{InternalKey: internalKey, RedisPrefix: rd.Prefix}, DBs: dbs.DBs(), Redis: rd.Client, Tokens: auth.NewTokens(testenv.JWTKey, time.Hour), Mail: mail}
 	fns, err := fnhost.Load("../../stack.yml", deps)
 	if err != nil {
 		t.Fatal(err)

@@ -57,24 +57,35 @@ func (c *Coordinator) RunAckRelay(ctx context.Context) {
 }
 
 // hearAcks turns the messages on the wake channel into at most one
-// pending wake-up. go-redis resubscribes after a lost connection; the
-// ticker covers what is published meanwhile.
+// pending wake-up, through Config.Watch or else a subscription of its own
+// (go-redis resubscribes it after a lost connection). The ticker covers
+// what is published while nobody listens.
 func (c *Coordinator) hearAcks(ctx context.Context, wake chan<- struct{}) {
-	sub := c.cfg.Redis.Subscribe(ctx, twopc.AckWakeChannel(c.cfg.Prefix))
+	channel := twopc.AckWakeChannel(c.cfg.Prefix)
+	hear := func(string) {
+		select {
+		case wake <- struct{}{}:
+		default: // a pass is owed already
+		}
+	}
+	if c.cfg.Watch != nil {
+		if err := c.cfg.Watch(ctx, channel, hear); err != nil {
+			c.log.Warn("cannot hear ack wake-ups; relaying every interval only until the broker reconnects", "err", err)
+		}
+		return
+	}
+	sub := c.cfg.Redis.Subscribe(ctx, channel)
 	defer func() { _ = sub.Close() }()
 	messages := sub.Channel()
 	for {
 		select {
 		case <-ctx.Done():
 			return
-		case _, ok := <-messages:
+		case m, ok := <-messages:
 			if !ok {
 				return
 			}
-			select {
-			case wake <- struct{}{}:
-			default: // a pass is owed already
-			}
+			hear(m.Payload)
 		}
 	}
 }

@@ -71,6 +71,10 @@ type Config struct {
 	Log    *slog.Logger
 	// Deliver sends an event to a channel topic on every gateway replica.
 	Deliver func(ctx context.Context, topic, event string, payload any) error
+	// Watch hears a Redis channel for the process's life, calling hear
+	// with each message (the gateway's broker, on its one pub/sub
+	// connection). nil: the ack relay subscribes on a connection of its own.
+	Watch func(ctx context.Context, channel string, hear func(payload string)) error
 
 	Settings
 

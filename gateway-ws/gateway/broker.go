@@ -41,6 +41,9 @@ type Broker struct {
 	mu sync.Mutex
 	// channels are the subscribed channels, for a fresh connection.
 	channels map[string]struct{}
+	// watchers are the raw Redis channels heard for the broker's whole
+	// life (Watch), outside the topics' prefix, with what each calls.
+	watchers map[string]func(payload string)
 	// waiters are the joins waiting for Redis to confirm a SUBSCRIBE, one
 	// entry per SUBSCRIBE sent, oldest first: Redis answers commands on a
 	// connection in order, so the n-th confirmation for a channel belongs
@@ -83,6 +86,7 @@ func NewBroker(ctx context.Context, rdb *redis.Client, prefix string, log *slog.
 		log:      log,
 		deliver:  deliver,
 		channels: map[string]struct{}{},
+		watchers: map[string]func(string){},
 		waiters:  map[string][]confirmation{},
 		done:     make(chan struct{}),
 	}
@@ -120,6 +124,31 @@ func (b *Broker) Subscribe(ctx context.Context, topic string) (<-chan struct{}, 
 		return nil, fmt.Errorf("subscribe %s: %w", ch, err)
 	}
 	return ready, nil
+}
+
+// Watch calls hear with the payload of every message published on the
+// Redis channel named (whole: not a topic under the broker's prefix) from
+// now on, for the broker's life, on the replica's one pub/sub connection;
+// a reconnect subscribes it again. hear must not block. Messages lost
+// while the connection is down are lost: a watcher must not depend on
+// every one.
+func (b *Broker) Watch(ctx context.Context, channel string, hear func(payload string)) error {
+	b.psMu.RLock()
+	defer b.psMu.RUnlock()
+	b.mu.Lock()
+	b.channels[channel] = struct{}{}
+	b.watchers[channel] = hear
+	b.mu.Unlock()
+	if err := b.ps.Subscribe(ctx, channel); err != nil {
+		return fmt.Errorf("subscribe %s: %w", channel, err)
+	}
+	return nil
+}
+
+func (b *Broker) watcher(channel string) func(string) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.watchers[channel]
 }
 
 // Unsubscribe stops receiving topic.
@@ -202,6 +231,10 @@ func (b *Broker) run() {
 		waits.Reset()
 		switch m := msg.(type) {
 		case *redis.Message:
+			if hear := b.watcher(m.Channel); hear != nil {
+				hear(m.Payload)
+				continue
+			}
 			topic, ok := strings.CutPrefix(m.Channel, b.prefix)
 			if ok && topic != brokerControl {
 				b.deliver(topic, []byte(m.Payload))

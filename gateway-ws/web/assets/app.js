@@ -178,6 +178,9 @@ function connect() {
     setBadge(n.unread);
     flash(`New: ${n.title}`);
   });
+  // The counter applied an ack (this tab's, once it answered 202
+  // pending, or another device's).
+  userChannel.on("counter", ({ unread }) => setBadge(unread));
   userChannel.on("job", (job) => {
     if (job.function !== "send-mail" || !mailLine) return;
     mailJobs.set(job.id, job.status);

@@ -4,6 +4,9 @@
 // unread to each recipient. The record in Redis is written before each
 // step, so any replica's recovery can finish what a dead one started:
 // committing is driven to commit, anything earlier is rolled back.
+//
+// It also relays acks to the counter (acks.go): an ack is decided by the
+// persist participant alone and carried to the counter afterwards.
 package coordinator
 
 import (

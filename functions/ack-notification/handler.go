@@ -1,12 +1,8 @@
 // Package acknotification is the ack-notification function: the caller
-// marks a notification read, lowering their unread count once.
-//
-// The ack touches two participants' databases without a transaction over
-// both: it is recorded at the persist participant with an outbox row, in
-// one transaction (the decision), and gateway-ws's relay applies it at the
-// counter (notify-acks, counter-ack) until it is applied, once. The
-// handler wakes the relays and waits a little (Settings.Wait) for the
-// counter's count; docs/architecture.md ("Acks") says why.
+// marks a notification read, lowering their unread count once. The ack is
+// decided by the persist participant alone (the delivery marked acked and
+// an outbox row, in one transaction); gateway-ws's relay applies it at the
+// counter. docs/architecture.md ("Acks") says why.
 package acknotification
 
 import (

@@ -8,15 +8,10 @@ import (
 	"tidings/lib/twopc"
 )
 
-// The ack relay is the second phase of an ack (docs/architecture.md,
-// "Acks"). ack-notification records an ack at the persist participant,
-// with an outbox row in the same transaction: that is the decision. The
-// relay carries the outbox to the counter until each ack is applied:
-// notify-acks answers the pending acks, counter-ack applies them (once
-// per ack id, however often they arrive), and the next notify-acks
-// forgets them. Every replica relays; two relaying the same acks at once
-// is safe, since counter-ack applies an ack id once and forgetting an ack
-// twice is no error.
+// The ack relay is the second phase of an ack: it carries the persist
+// participant's ack outbox to the counter until each ack is applied.
+// docs/architecture.md ("Acks") is the design and why it is safe for
+// every replica to relay.
 
 // ackAnswerTTL bounds how long a relayed count waits in Redis for the
 // ack-notification call it answers (which waits ACK_WAIT at most).

@@ -7,11 +7,9 @@ import (
 	"tidings/lib/fn"
 )
 
-// An ack crosses the participants' databases without a prepare: the
-// persist participant records it with an outbox row in one transaction
-// (ack-notification), and gateway-ws relays the outbox to the counter
-// (notify-acks, then counter-ack) until it is applied, once per ack id.
-// docs/architecture.md ("Acks") says why.
+// The ack relay's messages: gateway-ws carries the persist participant's
+// ack outbox (notify-acks) to the counter (counter-ack); see
+// docs/architecture.md ("Acks").
 
 // Ack is one row of the persist participant's ack outbox: on the wire
 // {id, user_id, notification_id}. counter-ack needs only id and user_id.

@@ -16,6 +16,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"tidings/lib/auth"
+	"tidings/lib/config"
 	"tidings/lib/fn"
 	"tidings/lib/logging"
 	"tidings/lib/store"
@@ -62,9 +63,7 @@ type Handler struct {
 // New returns an ack-notification handler. rdb may be nil (every fresh
 // ack then answers 202).
 func New(users store.Querier, persist *pgxpool.Pool, tokens *auth.Tokens, rdb *redis.Client, prefix string, s Settings, log *slog.Logger) *Handler {
-	if s.Wait <= 0 {
-		s.Wait = DefaultSettings().Wait
-	}
+	config.OrDefault(&s.Wait, DefaultSettings().Wait)
 	return &Handler{users: users, persist: persist, tokens: tokens, redis: rdb, prefix: prefix, settings: s, log: logging.Or(log)}
 }
 

@@ -18,20 +18,11 @@ func HoldIncrements(ctx context.Context, q Querier, txID string, recipients []in
 // ApplyIncrements adds a transaction's pending increments to the counters,
 // removes them, and returns each recipient's new unread count.
 func ApplyIncrements(ctx context.Context, q Querier, txID string) (map[int64]int64, error) {
-	rows, err := q.Query(ctx, `
+	unread, err := perUser(ctx, q, `
 		WITH applied AS (DELETE FROM pending_increments WHERE tx_id = $1 RETURNING user_id)
 		INSERT INTO counters (user_id, unread) SELECT user_id, 1 FROM applied
 		ON CONFLICT (user_id) DO UPDATE SET unread = counters.unread + 1
 		RETURNING user_id, unread`, txID)
-	if err != nil {
-		return nil, mapError(err)
-	}
-	unread := map[int64]int64{}
-	var user, n int64
-	_, err = pgx.ForEachRow(rows, []any{&user, &n}, func() error {
-		unread[user] = n
-		return nil
-	})
 	return unread, mapError(err)
 }
 
@@ -51,17 +42,8 @@ func Unread(ctx context.Context, q Querier, userID int64) (int64, error) {
 // UnreadOf returns the unread count of each of users (0 for a user the
 // counter never counted).
 func UnreadOf(ctx context.Context, q Querier, users []int64) (map[int64]int64, error) {
-	rows, err := q.Query(ctx, `
+	unread, err := perUser(ctx, q, `
 		SELECT u, coalesce(c.unread, 0) FROM unnest($1::bigint[]) AS u LEFT JOIN counters c ON c.user_id = u`, users)
-	if err != nil {
-		return nil, mapError(err)
-	}
-	unread := map[int64]int64{}
-	var user, n int64
-	_, err = pgx.ForEachRow(rows, []any{&user, &n}, func() error {
-		unread[user] = n
-		return nil
-	})
 	return unread, mapError(err)
 }
 
@@ -89,4 +71,19 @@ func ApplyAcks(ctx context.Context, db Beginner, acks []Ack) (map[int64]int64, e
 		return err
 	})
 	return unread, mapError(err)
+}
+
+// perUser runs a query of (user id, count) rows into a map.
+func perUser(ctx context.Context, q Querier, query string, args ...any) (map[int64]int64, error) {
+	rows, err := q.Query(ctx, query, args...)
+	if err != nil {
+		return nil, err
+	}
+	m := map[int64]int64{}
+	var user, n int64
+	_, err = pgx.ForEachRow(rows, []any{&user, &n}, func() error {
+		m[user] = n
+		return nil
+	})
+	return m, err
 }

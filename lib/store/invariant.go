@@ -4,8 +4,6 @@ import (
 	"context"
 	"fmt"
 	"strings"
-
-	"github.com/jackc/pgx/v5"
 )
 
 // CheckInvariant verifies what must hold across the participants' two
@@ -57,21 +55,6 @@ func CheckInvariant(ctx context.Context, persist, counter Querier) error {
 		return fmt.Errorf("invariant broken: %s", strings.Join(problems, "; "))
 	}
 	return nil
-}
-
-// perUser runs a query of (user id, count) rows into a map.
-func perUser(ctx context.Context, q Querier, query string) (map[int64]int64, error) {
-	rows, err := q.Query(ctx, query)
-	if err != nil {
-		return nil, err
-	}
-	m := map[int64]int64{}
-	var user, n int64
-	_, err = pgx.ForEachRow(rows, []any{&user, &n}, func() error {
-		m[user] = n
-		return nil
-	})
-	return m, err
 }
 
 func union(a, b map[int64]int64) map[int64]bool {

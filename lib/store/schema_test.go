@@ -6,6 +6,7 @@ import (
 	"io/fs"
 	"strings"
 	"testing"
+	"testing/fstest"
 
 	"github.com/jackc/pgx/v5/stdlib"
 	"github.com/pressly/goose/v3"
@@ -14,21 +15,45 @@ import (
 	"tidings/lib/testenv"
 )
 
-// The migrations of the last release before each participant had its own
-// database: one set, every table in DATABASE_URL.
+// The two migrations of the last release before each participant had its
+// own database that the split moved out of the directory's set; with the
+// directory's 00001 and 00003 (unchanged) they were that release's one set,
+// every table in DATABASE_URL.
 //
 //go:embed testdata/pre-split/*.sql
 var preSplit embed.FS
+
+// preSplitMigrations is the last release's migration set.
+func preSplitMigrations(t *testing.T) fs.FS {
+	moved, err := fs.Sub(preSplit, "testdata/pre-split")
+	if err != nil {
+		t.Fatal(err)
+	}
+	set := fstest.MapFS{}
+	for _, dir := range []fs.FS{store.Directory.Migrations(), moved} {
+		files, _ := fs.Glob(dir, "*.sql")
+		for _, name := range files {
+			b, err := fs.ReadFile(dir, name)
+			if err != nil {
+				t.Fatal(err)
+			}
+			set[name] = &fstest.MapFile{Data: b}
+		}
+	}
+	if len(set) != 4 {
+		t.Fatalf("the last release had 4 migrations, found %d", len(set))
+	}
+	return set
+}
 
 // A database that ran the single migration set before the split keeps its
 // data and gets the new tables when all three URLs name it.
 func TestMigratingADatabaseFromBeforeTheSplitKeepsItsData(t *testing.T) {
 	ctx := context.Background()
 	db := testenv.NewEmptyDB(t)
-	old, _ := fs.Sub(preSplit, "testdata/pre-split")
 	sqlDB := stdlib.OpenDBFromPool(db.Pool)
 	defer sqlDB.Close()
-	p, err := goose.NewProvider(goose.DialectPostgres, sqlDB, old)
+	p, err := goose.NewProvider(goose.DialectPostgres, sqlDB, preSplitMigrations(t))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -153,7 +153,7 @@ func serverProcesses(t *testing.T, s *PostgresServer) []string {
 	var found []string
 	for _, line := range strings.Split(string(out), "\n") {
 		fields := strings.Fields(line)
-		if len(fields) < 3 || strings.HasPrefix(fields[1], "Z") || !strings.Contains(line, s.opts.ClusterName) {
+		if len(fields) < 3 || strings.HasPrefix(fields[1], "Z") || !strings.Contains(line, s.srv.ClusterName()) {
 			continue
 		}
 		found = append(found, strings.TrimSpace(line))

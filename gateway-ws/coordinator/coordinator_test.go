@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -34,6 +35,10 @@ type participantHost struct {
 	fns  map[string]fnhost.Function
 	mu   sync.Mutex
 	srv  *http.Server
+	// serving is the host over fns, swapped whole when a test replaces a
+	// function, so the listener stays: re-binding its port can fail
+	// while another connection of the machine happens to use it.
+	serving atomic.Pointer[http.Handler]
 }
 
 func (h *participantHost) start() {
@@ -44,8 +49,17 @@ func (h *participantHost) start() {
 		h.t.Fatalf("restart participant host on %s: %v", h.addr, err)
 	}
 	h.addr = ln.Addr().String()
-	h.srv = &http.Server{Handler: fnhost.New(h.fns, 1<<20, logging.NewTo(io.Discard, "error", "test"))}
+	h.load()
+	h.srv = &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		(*h.serving.Load()).ServeHTTP(w, r)
+	})}
 	go func() { _ = h.srv.Serve(ln) }()
+}
+
+// load builds the host over fns as they are now.
+func (h *participantHost) load() {
+	host := fnhost.New(h.fns, 1<<20, logging.NewTo(io.Discard, "error", "test"))
+	h.serving.Store(&host)
 }
 
 func (h *participantHost) stop() {
@@ -248,13 +262,14 @@ func TestPublishByANonOwnerIsRefusedAndNothingHappens(t *testing.T) {
 	}
 }
 
-// failing replaces a function of the participant host.
+// replace replaces a function of the running participant host.
 func (h *harness) replace(name string, handler fn.Handler) {
 	f := h.host.fns[name]
 	f.Handler = handler
-	h.host.stop()
+	h.host.mu.Lock()
+	defer h.host.mu.Unlock()
 	h.host.fns[name] = f
-	h.host.start()
+	h.host.load()
 }
 
 func TestPrepareFailureRollsEverythingBack(t *testing.T) {

@@ -1,15 +1,19 @@
 // Command chaos is `make chaos`: several publishers publish through several
-// gateway-ws replicas while the participant host (the functions) and the
-// gateways are killed with SIGKILL at random and restarted, and gateways
-// also crash at the two-phase commit's fault points. Some kills take the
-// stack's own Redis (AOF, as tidings runs it) down together with every
-// gateway, and some of those bring Redis back empty, its transaction
-// records lost. Then it lets recovery finish and checks what must hold:
-// every user's unread count equals the committed notifications delivered
-// to them minus their acks, nothing is left prepared or pending at a
-// participant, no transaction record is unfinished, and every publish that
-// was answered ok is committed. It prints published, committed,
-// aborted and recovered counts, and exits 1 if anything does not hold.
+// gateway-ws replicas, and every subscriber acks what it is delivered, while
+// the participant host (the functions) and the gateways are killed with
+// SIGKILL at random and restarted, and gateways also crash at the two-phase
+// commit's fault points. Some kills take the stack's own Redis (AOF, as
+// tidings runs it) down together with every gateway, and some of those
+// bring Redis back empty, its transaction records lost. Others kill one
+// participant's PostgreSQL alone: persist and counter each have a server of
+// their own, killed (SIGKILL of all its processes) and started again on
+// the same data directory. Then it lets recovery finish and checks what
+// must hold: every user's unread count (counter database) equals the
+// committed notifications delivered to them minus their acks (persist
+// database), nothing is left prepared or pending at a participant, no ack
+// waits to be relayed, no transaction record is unfinished, and every
+// publish that was answered ok is committed. It prints a table of the
+// counts, and exits 1 if anything does not hold.
 package main
 
 import (
@@ -48,6 +52,7 @@ func main() {
 	crashRate := flag.Float64("crash-rate", 0.05, "chance a gateway crashes at each 2PC fault point")
 	flag.Float64Var(&r.redisShare, "redis-share", 0.2, "share of the kills that take Redis down together with every gateway")
 	flag.Float64Var(&r.redisWipe, "redis-wipe", 0.5, "chance Redis comes back empty after such a kill")
+	flag.Float64Var(&r.databaseShare, "database-share", 0.3, "share of the kills that take one participant's PostgreSQL down (persist or counter, alike)")
 	limit := flag.Duration("timeout", 4*time.Minute, "bound on the whole run")
 	flag.Parse()
 
@@ -71,19 +76,22 @@ type run struct {
 	publishers, subscribers int
 	duration, killEvery     time.Duration
 	redisShare, redisWipe   float64
+	databaseShare           float64
 
 	stack            *stackrun.Stack
 	redis            *stackrun.RedisServer
 	tx               *coordinator.Coordinator // reads the gateways' transactions through the coordinator's API; publishes nothing
 	redisKills       int
 	redisWipes       int
+	persist, counter *stackrun.ParticipantDB
 	host             *stackrun.Node
 	gateways         []*stackrun.Node
 	topics           []topic
 	subscriberTokens []string
 
-	ok, failed, acks atomic.Int64
-	okIDs            sync.Map // notification id -> struct{}
+	ok, pending, failed             atomic.Int64 // publishes: committed, decided but pending, failed
+	acksOK, acksPending, acksFailed atomic.Int64
+	okIDs                           sync.Map // notification id -> struct{}: answered ok (pending too)
 }
 
 type topic struct {
@@ -98,6 +106,9 @@ func (r *run) run(ctx context.Context, gateways int, crashRate float64) error {
 		return err
 	}
 	if r.redis, err = r.stack.OwnRedis(ctx); err != nil {
+		return err
+	}
+	if r.persist, r.counter, err = r.stack.OwnParticipantDatabases(ctx); err != nil {
 		return err
 	}
 	r.tx = coordinator.New(coordinator.Config{Redis: r.stack.Redis, Prefix: r.stack.Prefix})
@@ -161,8 +172,8 @@ func (r *run) call(ctx context.Context, function, token string, body, out any) e
 }
 
 func (r *run) chaos(ctx context.Context) error {
-	fmt.Printf("publishing for %v from %d publishers through %d gateways, killing every ~%v\n",
-		r.duration, r.publishers, len(r.gateways), r.killEvery)
+	fmt.Printf("publishing and acking for %v from %d publishers and %d subscribers through %d gateways, killing every ~%v\n",
+		r.duration, r.publishers, r.subscribers, len(r.gateways), r.killEvery)
 	done := make(chan struct{})
 	var wg sync.WaitGroup
 	until := time.Now().Add(r.duration)
@@ -173,10 +184,22 @@ func (r *run) chaos(ctx context.Context) error {
 			r.publish(ctx, t, until)
 		}()
 	}
+	for _, tok := range r.subscriberTokens {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			r.ack(ctx, tok, until)
+		}()
+	}
 	go func() { wg.Wait(); close(done) }()
 	r.kill(ctx, done)
 
-	fmt.Println("publishers done; letting recovery finish")
+	fmt.Println("publishers and subscribers done; letting recovery finish")
+	for _, db := range []*stackrun.ParticipantDB{r.persist, r.counter} {
+		if err := db.Start(ctx); err != nil { // a no-op unless a kill's restart failed
+			return err
+		}
+	}
 	if err := r.restartDead(ctx); err != nil {
 		return err
 	}
@@ -188,7 +211,7 @@ func (r *run) chaos(ctx context.Context) error {
 			err = fmt.Errorf("%d transaction records still unfinished", open)
 		}
 		if err == nil {
-			err = store.CheckInvariant(ctx, r.stack.Pool, r.stack.Pool)
+			err = store.CheckInvariant(ctx, r.persist.Pool, r.counter.Pool)
 		}
 		return err
 	})
@@ -198,38 +221,88 @@ func (r *run) chaos(ctx context.Context) error {
 	return r.verify(ctx)
 }
 
-// publish publishes on t through random gateways until the time is up; a third of the
-// committed ones are then acked by a subscriber. Like a client behind a
-// load balancer, it moves to another gateway when one refuses the
-// connection (the publish certainly was not sent); any other failure
-// counts, since the publish may or may not have happened.
+// publish publishes on t through random gateways until the time is up.
+// Like a client behind a load balancer, it moves to another gateway when
+// one refuses the connection (the publish certainly was not sent); any
+// other failure counts, since the publish may or may not have happened.
 func (r *run) publish(ctx context.Context, t topic, until time.Time) {
 	for i := 0; time.Now().Before(until) && ctx.Err() == nil; {
-		g := r.gateways[mathrand.IntN(len(r.gateways))]
 		var out struct {
 			NotificationID int64 `json:"notification_id"`
+			Pending        bool  `json:"pending"`
 		}
-		err := stackrun.Post(ctx, fmt.Sprintf("http://%s/api/topics/%d/notifications", g.Addr, t.id), t.token,
-			map[string]string{"title": fmt.Sprintf("chaos %d", i), "body": "payload"}, &out)
-		var op *net.OpError
-		if errors.As(err, &op) && op.Op == "dial" {
-			time.Sleep(20 * time.Millisecond)
-			continue
-		}
+		err := r.viaGateway(ctx, func(g *stackrun.Node) error {
+			return stackrun.Post(ctx, fmt.Sprintf("http://%s/api/topics/%d/notifications", g.Addr, t.id), t.token,
+				map[string]string{"title": fmt.Sprintf("chaos %d", i), "body": "payload"}, &out)
+		})
 		i++
-		if err != nil || out.NotificationID == 0 {
+		switch {
+		case err != nil || out.NotificationID == 0:
 			r.failed.Add(1)
 			time.Sleep(50 * time.Millisecond)
 			continue
+		case out.Pending: // decided: recovery commits it
+			r.pending.Add(1)
+		default:
+			r.ok.Add(1)
 		}
-		r.ok.Add(1)
 		r.okIDs.Store(out.NotificationID, struct{}{})
-		if mathrand.IntN(3) == 0 {
-			tok := r.subscriberTokens[mathrand.IntN(len(r.subscriberTokens))]
-			if r.call(ctx, "ack-notification", tok, map[string]int64{"notification_id": out.NotificationID}, nil) == nil {
-				r.acks.Add(1)
+	}
+}
+
+// ack is a subscriber reading its notifications and acking each unread
+// one, through random gateways, until the time is up: a steady stream of
+// acks beside the publishes. An ack answered pending (recorded, the
+// counter's update left to the relay) is not sent again; a failed one is,
+// in a later round, if the list still shows it unread.
+func (r *run) ack(ctx context.Context, token string, until time.Time) {
+	for time.Now().Before(until) && ctx.Err() == nil {
+		var list struct {
+			Notifications []struct {
+				ID      int64      `json:"id"`
+				AckedAt *time.Time `json:"acked_at"`
+			} `json:"notifications"`
+		}
+		err := r.viaGateway(ctx, func(g *stackrun.Node) error {
+			return stackrun.Get(ctx, "http://"+g.Addr+"/function/list-notifications?limit=20", token, &list)
+		})
+		if err != nil {
+			time.Sleep(50 * time.Millisecond)
+			continue
+		}
+		for _, n := range list.Notifications {
+			if n.AckedAt != nil || !time.Now().Before(until) {
+				continue
+			}
+			var out struct {
+				Pending bool `json:"pending"`
+			}
+			err := r.viaGateway(ctx, func(g *stackrun.Node) error {
+				return stackrun.Post(ctx, "http://"+g.Addr+"/function/ack-notification", token, map[string]int64{"notification_id": n.ID}, &out)
+			})
+			switch {
+			case err != nil:
+				r.acksFailed.Add(1)
+			case out.Pending:
+				r.acksPending.Add(1)
+			default:
+				r.acksOK.Add(1)
 			}
 		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// viaGateway calls send on random gateways until one takes the connection
+// (a refused one certainly received nothing), or ctx ends.
+func (r *run) viaGateway(ctx context.Context, send func(*stackrun.Node) error) error {
+	for {
+		err := send(r.gateways[mathrand.IntN(len(r.gateways))])
+		var op *net.OpError
+		if !errors.As(err, &op) || op.Op != "dial" || ctx.Err() != nil {
+			return err
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }
 
@@ -247,9 +320,12 @@ func (r *run) kill(ctx context.Context, done <-chan struct{}) {
 		case <-ctx.Done():
 			return
 		case <-nextKill:
-			if mathrand.Float64() < r.redisShare {
+			switch x := mathrand.Float64(); {
+			case x < r.redisShare:
 				r.killRedisAndGateways(ctx)
-			} else {
+			case x < r.redisShare+r.databaseShare:
+				r.killDatabase(ctx, []*stackrun.ParticipantDB{r.persist, r.counter}[mathrand.IntN(2)])
+			default:
 				nodes[mathrand.IntN(len(nodes))].Kill()
 			}
 			time.Sleep(time.Duration(50+mathrand.IntN(250)) * time.Millisecond)
@@ -287,6 +363,19 @@ func (r *run) killRedisAndGateways(ctx context.Context) {
 	}
 }
 
+// killDatabase kills one participant's PostgreSQL alone (SIGKILL of all
+// its processes) and starts it again on the same data directory 50-300ms
+// later; the function host and the gateways stay up.
+func (r *run) killDatabase(ctx context.Context, db *stackrun.ParticipantDB) {
+	if err := db.Kill(); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+	}
+	time.Sleep(time.Duration(50+mathrand.IntN(250)) * time.Millisecond)
+	if err := db.Start(ctx); err != nil {
+		fmt.Fprintln(os.Stderr, "restart the", db.Schema.Name, "database:", err)
+	}
+}
+
 func (r *run) restartDead(ctx context.Context) error {
 	for _, n := range append([]*stackrun.Node{r.host}, r.gateways...) {
 		if n.Exited() {
@@ -301,14 +390,16 @@ func (r *run) restartDead(ctx context.Context) error {
 // verify checks the invariant and prints the counts.
 func (r *run) verify(ctx context.Context) error {
 	var problems []error
-	pool := r.stack.Pool
-	if err := store.CheckInvariant(ctx, pool, pool); err != nil {
+	if err := store.CheckInvariant(ctx, r.persist.Pool, r.counter.Pool); err != nil {
 		problems = append(problems, err)
+	}
+	if open, err := r.tx.OpenTransactions(ctx); err != nil || open > 0 {
+		problems = append(problems, fmt.Errorf("%d transaction records unfinished (%v)", open, err))
 	}
 	var ids []int64
 	r.okIDs.Range(func(k, _ any) bool { ids = append(ids, k.(int64)); return true })
 	var committedOK, committed int64
-	if err := pool.QueryRow(ctx, `SELECT count(*) FILTER (WHERE id = ANY($1)), count(*) FROM notifications WHERE state = 'committed'`,
+	if err := r.persist.Pool.QueryRow(ctx, `SELECT count(*) FILTER (WHERE id = ANY($1)), count(*) FROM notifications WHERE state = 'committed'`,
 		ids).Scan(&committedOK, &committed); err != nil {
 		return err
 	}
@@ -323,21 +414,47 @@ func (r *run) verify(ctx context.Context) error {
 	for _, g := range r.gateways {
 		gatewayKills += g.Kills()
 	}
-	fmt.Println()
-	fmt.Println("| published | committed | aborted | recovered | answered ok | failed | acks | gateway kills | participant kills | Redis+gateway kills | Redis back empty |")
-	fmt.Println("| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
-	fmt.Printf("| %d | %d | %d | %d | %d | %d | %d | %d | %d | %d | %d |\n", stats.Published, stats.Committed, stats.Aborted,
-		stats.Recovered, r.ok.Load(), r.failed.Load(), r.acks.Load(), gatewayKills, r.host.Kills(), r.redisKills, r.redisWipes)
-	if r.redisWipes > 0 {
-		fmt.Println("(the transaction counts are kept in Redis: they start again from zero each time Redis comes back empty)")
+	holds := "yes"
+	if len(problems) > 0 {
+		holds = "no"
 	}
-	fmt.Printf("\ncommitted notifications in PostgreSQL: %d\n", committed)
+	fmt.Println()
+	fmt.Println("| what | count |")
+	fmt.Println("| --- | ---: |")
+	for _, row := range []struct {
+		what  string
+		count any
+	}{
+		{"publishes answered ok (committed)", r.ok.Load()},
+		{"publishes answered ok, pending (decided, finished by recovery)", r.pending.Load()},
+		{"publishes failed", r.failed.Load()},
+		{"transactions published", stats.Published},
+		{"transactions committed", stats.Committed},
+		{"transactions aborted", stats.Aborted},
+		{"transactions recovered", stats.Recovered},
+		{"committed notifications (persist database)", committed},
+		{"acks ok", r.acksOK.Load()},
+		{"acks pending (counter update relayed later)", r.acksPending.Load()},
+		{"acks failed", r.acksFailed.Load()},
+		{"kills: function host", r.host.Kills()},
+		{"kills: gateway (alone)", gatewayKills - r.redisKills*len(r.gateways)},
+		{"kills: Redis with every gateway", r.redisKills},
+		{"... of which Redis came back empty", r.redisWipes},
+		{"kills: persist PostgreSQL", r.persist.Kills()},
+		{"kills: counter PostgreSQL", r.counter.Kills()},
+		{"invariant holds", holds},
+	} {
+		fmt.Printf("| %s | %v |\n", row.what, row.count)
+	}
+	if r.redisWipes > 0 {
+		fmt.Println("\n(the transaction counts are kept in Redis: they start again from zero each time Redis comes back empty)")
+	}
 	for _, p := range problems {
 		fmt.Println("FAIL:", p)
 	}
 	if len(problems) > 0 {
 		return fmt.Errorf("the invariant does not hold")
 	}
-	fmt.Println("invariant holds: unread = committed deliveries - acks for every user; nothing prepared or pending at any participant; no unfinished transaction")
+	fmt.Println("\ninvariant holds: unread (counter database) = committed deliveries - acks (persist database) for every user; nothing prepared or pending at any participant; no ack left to relay; no unfinished transaction")
 	return nil
 }

@@ -48,13 +48,17 @@ type Stack struct {
 	DBURL    string
 	RedisURL string
 	Prefix   string
-	Pool     *pgxpool.Pool
-	Redis    *redis.Client
+	Pool     *pgxpool.Pool // the directory's database (DBURL)
+	// DBs are pools on the stack's three databases: all Pool, until
+	// OwnParticipantDatabases gives the participants servers of their own.
+	DBs   store.DBs
+	Redis *redis.Client
 
-	dbName      string
-	common      []string
-	nodes       []*Node
-	redisServer *RedisServer // nil: the shared server
+	dbName         string
+	common         []string
+	nodes          []*Node
+	redisServer    *RedisServer // nil: the shared server
+	participantDBs []*ParticipantDB
 }
 
 // New builds the binaries and makes the database, Redis prefix and secrets.
@@ -87,7 +91,8 @@ func New(ctx context.Context, name string, settings Settings) (*Stack, error) {
 	}
 	s.DBURL = testenv.WithDatabase(testenv.AdminURL(), s.dbName)
 	if s.Pool, err = store.Open(ctx, s.DBURL); err == nil {
-		err = store.Single(s.Pool).Migrate(ctx, nil)
+		s.DBs = store.Single(s.Pool)
+		err = s.DBs.Migrate(ctx, nil)
 	}
 	if err != nil {
 		s.Close()
@@ -152,6 +157,9 @@ func (s *Stack) Close() {
 	}
 	if s.redisServer != nil {
 		defer s.redisServer.stop()
+	}
+	for _, db := range s.participantDBs {
+		db.remove(s.Keep)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -251,13 +259,25 @@ func (n *Node) Pid() int {
 // answer into out.
 func Post(ctx context.Context, target, token string, body, out any) error {
 	b, _ := json.Marshal(body)
+	return call(ctx, http.MethodPost, target, token, bytes.NewReader(b), out)
+}
+
+// Get asks for target with an optional Bearer token and decodes a 2xx
+// answer into out.
+func Get(ctx context.Context, target, token string, out any) error {
+	return call(ctx, http.MethodGet, target, token, nil, out)
+}
+
+func call(ctx context.Context, method, target, token string, body io.Reader, out any) error {
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, target, bytes.NewReader(b))
+	req, err := http.NewRequestWithContext(ctx, method, target, body)
 	if err != nil {
 		return err
 	}
-	req.Header.Set("Content-Type", "application/json")
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
 	if token != "" {
 		req.Header.Set("Authorization", "Bearer "+token)
 	}
@@ -268,7 +288,7 @@ func Post(ctx context.Context, target, token string, body, out any) error {
 	defer resp.Body.Close()
 	raw, _ := io.ReadAll(resp.Body)
 	if resp.StatusCode/100 != 2 {
-		return fmt.Errorf("POST %s: %d %s", target, resp.StatusCode, raw)
+		return fmt.Errorf("%s %s: %d %s", method, target, resp.StatusCode, raw)
 	}
 	if out != nil {
 		return json.Unmarshal(raw, out)
@@ -362,5 +382,111 @@ func (r *RedisServer) stop() {
 	defer r.mu.Unlock()
 	if r.p != nil {
 		r.p.Stop(syscall.SIGTERM)
+	}
+}
+
+// ParticipantDB is a 2PC participant's database (persist's or counter's)
+// on a PostgreSQL server of the stack's own (proc.PostgresServer), that a
+// tool can kill, alone, and start again on the same data directory.
+type ParticipantDB struct {
+	Schema store.Schema
+	URL    string
+	Pool   *pgxpool.Pool // the tool's own; its connections break at a kill, Start drops them
+
+	server *proc.PostgresServer
+	mu     sync.Mutex
+	kills  int
+}
+
+// OwnParticipantDatabases starts a PostgreSQL server for each participant,
+// persist and counter, with a migrated database on each, and points the
+// stack at them (PERSIST_DATABASE_URL, COUNTER_DATABASE_URL); the
+// directory stays on the shared server. Call it before starting any node.
+func (s *Stack) OwnParticipantDatabases(ctx context.Context) (persist, counter *ParticipantDB, err error) {
+	for _, schema := range []store.Schema{store.Persist, store.Counter} {
+		db, err := s.ownDatabase(ctx, schema)
+		if err != nil {
+			return nil, nil, fmt.Errorf("%s database: %w", schema.Name, err)
+		}
+		switch schema {
+		case store.Persist:
+			persist, s.DBs.Persist = db, db.Pool
+		case store.Counter:
+			counter, s.DBs.Counter = db, db.Pool
+		}
+	}
+	// Clipped: the nodes append to common, and must not share its array.
+	s.common = slices.Clip(append(s.common, "PERSIST_DATABASE_URL="+persist.URL, "COUNTER_DATABASE_URL="+counter.URL))
+	return persist, counter, nil
+}
+
+// ownDatabase starts a server and makes the schema's database on it.
+func (s *Stack) ownDatabase(ctx context.Context, schema store.Schema) (*ParticipantDB, error) {
+	server, err := proc.NewPostgresServer(ctx, s.dbName+"_"+schema.Name)
+	if err != nil {
+		return nil, err
+	}
+	db := &ParticipantDB{Schema: schema, server: server}
+	s.participantDBs = append(s.participantDBs, db) // Close removes it from here on
+	conn, err := pgx.Connect(ctx, server.AdminURL())
+	if err != nil {
+		return nil, err
+	}
+	_, err = conn.Exec(ctx, "CREATE DATABASE "+s.dbName)
+	conn.Close(ctx)
+	if err != nil {
+		return nil, err
+	}
+	db.URL = testenv.WithDatabase(server.AdminURL(), s.dbName)
+	if db.Pool, err = store.Open(ctx, db.URL); err != nil {
+		return nil, err
+	}
+	return db, schema.Migrate(ctx, db.Pool, nil)
+}
+
+// Kill ends the database's server as a crash would: SIGKILL to every one
+// of its processes.
+func (d *ParticipantDB) Kill() error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.kills++
+	return d.server.Kill()
+}
+
+// Start runs the server again on its data directory, waits until it
+// accepts connections (crash recovery done), and closes Pool's connections
+// broken by the kill.
+func (d *ParticipantDB) Start(ctx context.Context) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if err := d.server.Start(ctx); err != nil {
+		return err
+	}
+	d.Pool.Reset()
+	return nil
+}
+
+// Kills counts the kills of the database's server.
+func (d *ParticipantDB) Kills() int {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.kills
+}
+
+// remove kills the server and deletes its files, or with keep only kills
+// it and says where its files are.
+func (d *ParticipantDB) remove(keep bool) {
+	if d.Pool != nil {
+		d.Pool.Close()
+	}
+	var err error
+	if keep {
+		err = d.server.Kill()
+		fmt.Fprintf(os.Stderr, "kept the %s database: %s\n", d.Schema.Name, d.server)
+	} else {
+		err = d.server.Remove()
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
 	}
 }

@@ -4,10 +4,10 @@
 // SIGKILL at random and restarted, and gateways also crash at the two-phase
 // commit's fault points. Some kills take the stack's own Redis (AOF, as
 // tidings runs it) down together with every gateway, and some of those
-// bring Redis back empty, its transaction records lost. Others kill one
-// participant's PostgreSQL alone: persist and counter each have a server of
-// their own, killed (SIGKILL of all its processes) and started again on
-// the same data directory. Then it lets recovery finish and checks what
+// bring Redis back empty, its transaction records lost. Beside those,
+// persist and counter each have a PostgreSQL server of their own, each
+// killed alone on a schedule of its own (SIGKILL of all its processes) and
+// started again on the same data directory. Then it lets recovery finish and checks what
 // must hold: every user's unread count (counter database) equals the
 // committed notifications delivered to them minus their acks (persist
 // database), nothing is left prepared or pending at a participant, no ack
@@ -52,7 +52,7 @@ func main() {
 	crashRate := flag.Float64("crash-rate", 0.05, "chance a gateway crashes at each 2PC fault point")
 	flag.Float64Var(&r.redisShare, "redis-share", 0.2, "share of the kills that take Redis down together with every gateway")
 	flag.Float64Var(&r.redisWipe, "redis-wipe", 0.5, "chance Redis comes back empty after such a kill")
-	flag.Float64Var(&r.databaseShare, "database-share", 0.3, "share of the kills that take one participant's PostgreSQL down (persist or counter, alike)")
+	flag.DurationVar(&r.databaseKillEvery, "database-kill-every", 4*time.Second, "mean time between kills of each participant's PostgreSQL (each has a killer of its own, beside the other kills)")
 	limit := flag.Duration("timeout", 4*time.Minute, "bound on the whole run")
 	flag.Parse()
 
@@ -76,7 +76,7 @@ type run struct {
 	publishers, subscribers int
 	duration, killEvery     time.Duration
 	redisShare, redisWipe   float64
-	databaseShare           float64
+	databaseKillEvery       time.Duration
 
 	stack            *stackrun.Stack
 	redis            *stackrun.RedisServer
@@ -91,7 +91,7 @@ type run struct {
 
 	ok, pending, failed             atomic.Int64 // publishes: committed, decided but pending, failed
 	acksOK, acksPending, acksFailed atomic.Int64
-	okIDs                           sync.Map // notification id -> struct{}: answered ok (pending too)
+	answered                        sync.Map // notification id -> whether it was answered pending
 }
 
 type topic struct {
@@ -192,11 +192,20 @@ func (r *run) chaos(ctx context.Context) error {
 		}()
 	}
 	go func() { wg.Wait(); close(done) }()
+	var killers sync.WaitGroup
+	for _, db := range []*stackrun.ParticipantDB{r.persist, r.counter} {
+		killers.Add(1)
+		go func() {
+			defer killers.Done()
+			r.killDatabase(ctx, db, done)
+		}()
+	}
 	r.kill(ctx, done)
+	killers.Wait()
 
 	fmt.Println("publishers and subscribers done; letting recovery finish")
 	for _, db := range []*stackrun.ParticipantDB{r.persist, r.counter} {
-		if err := db.Start(ctx); err != nil { // a no-op unless a kill's restart failed
+		if err := db.Start(ctx); err != nil { // a no-op unless the last restart failed
 			return err
 		}
 	}
@@ -246,7 +255,7 @@ func (r *run) publish(ctx context.Context, t topic, until time.Time) {
 		default:
 			r.ok.Add(1)
 		}
-		r.okIDs.Store(out.NotificationID, struct{}{})
+		r.answered.Store(out.NotificationID, out.Pending)
 	}
 }
 
@@ -320,12 +329,9 @@ func (r *run) kill(ctx context.Context, done <-chan struct{}) {
 		case <-ctx.Done():
 			return
 		case <-nextKill:
-			switch x := mathrand.Float64(); {
-			case x < r.redisShare:
+			if mathrand.Float64() < r.redisShare {
 				r.killRedisAndGateways(ctx)
-			case x < r.redisShare+r.databaseShare:
-				r.killDatabase(ctx, []*stackrun.ParticipantDB{r.persist, r.counter}[mathrand.IntN(2)])
-			default:
+			} else {
 				nodes[mathrand.IntN(len(nodes))].Kill()
 			}
 			time.Sleep(time.Duration(50+mathrand.IntN(250)) * time.Millisecond)
@@ -364,15 +370,25 @@ func (r *run) killRedisAndGateways(ctx context.Context) {
 }
 
 // killDatabase kills one participant's PostgreSQL alone (SIGKILL of all
-// its processes) and starts it again on the same data directory 50-300ms
-// later; the function host and the gateways stay up.
-func (r *run) killDatabase(ctx context.Context, db *stackrun.ParticipantDB) {
-	if err := db.Kill(); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-	}
-	time.Sleep(time.Duration(50+mathrand.IntN(250)) * time.Millisecond)
-	if err := db.Start(ctx); err != nil {
-		fmt.Fprintln(os.Stderr, "restart the", db.Schema.Name, "database:", err)
+// its processes) every ~databaseKillEvery until done, whatever else is
+// being killed, and starts it again on the same data directory 50-300ms
+// after each kill.
+func (r *run) killDatabase(ctx context.Context, db *stackrun.ParticipantDB, done <-chan struct{}) {
+	for {
+		select {
+		case <-done:
+			return
+		case <-ctx.Done():
+			return
+		case <-time.After(time.Duration(float64(r.databaseKillEvery) * (0.5 + mathrand.Float64()))):
+		}
+		if err := db.Kill(); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+		}
+		time.Sleep(time.Duration(50+mathrand.IntN(250)) * time.Millisecond)
+		if err := db.Start(ctx); err != nil {
+			fmt.Fprintln(os.Stderr, "restart the", db.Schema.Name, "database:", err)
+		}
 	}
 }
 
@@ -396,15 +412,29 @@ func (r *run) verify(ctx context.Context) error {
 	if open, err := r.tx.OpenTransactions(ctx); err != nil || open > 0 {
 		problems = append(problems, fmt.Errorf("%d transaction records unfinished (%v)", open, err))
 	}
-	var ids []int64
-	r.okIDs.Range(func(k, _ any) bool { ids = append(ids, k.(int64)); return true })
-	var committedOK, committed int64
-	if err := r.persist.Pool.QueryRow(ctx, `SELECT count(*) FILTER (WHERE id = ANY($1)), count(*) FROM notifications WHERE state = 'committed'`,
-		ids).Scan(&committedOK, &committed); err != nil {
+	var ok, pending []int64
+	r.answered.Range(func(id, p any) bool {
+		if p.(bool) {
+			pending = append(pending, id.(int64))
+		} else {
+			ok = append(ok, id.(int64))
+		}
+		return true
+	})
+	var committedOK, committedPending, committed int64
+	if err := r.persist.Pool.QueryRow(ctx, `SELECT count(*) FILTER (WHERE id = ANY($1)), count(*) FILTER (WHERE id = ANY($2)), count(*)
+		FROM notifications WHERE state = 'committed'`, ok, pending).Scan(&committedOK, &committedPending, &committed); err != nil {
 		return err
 	}
-	if committedOK != int64(len(ids)) {
-		problems = append(problems, fmt.Errorf("%d publishes were answered ok but only %d of them are committed", len(ids), committedOK))
+	if committedOK != int64(len(ok)) {
+		problems = append(problems, fmt.Errorf("%d publishes were answered ok but only %d of them are committed", len(ok), committedOK))
+	}
+	// A pending publish was decided, but no participant may have committed
+	// it yet: if Redis then comes back empty, its decision is lost with its
+	// record and recovery, asking the participants, rolls it back.
+	lostPending := int64(len(pending)) - committedPending
+	if lostPending > 0 && r.redisWipes == 0 {
+		problems = append(problems, fmt.Errorf("%d publishes were answered pending but only %d of them are committed, and Redis never lost a record", len(pending), committedPending))
 	}
 	stats, err := r.tx.Stats(ctx)
 	if err != nil {
@@ -427,6 +457,7 @@ func (r *run) verify(ctx context.Context) error {
 	}{
 		{"publishes answered ok (committed)", r.ok.Load()},
 		{"publishes answered ok, pending (decided, finished by recovery)", r.pending.Load()},
+		{"... of which rolled back (decision lost with Redis's data)", lostPending},
 		{"publishes failed", r.failed.Load()},
 		{"transactions published", stats.Published},
 		{"transactions committed", stats.Committed},

@@ -117,7 +117,7 @@ func (r *run) run(ctx context.Context, gateways int, crashRate float64) error {
 	}
 	for i := 0; i < gateways; i++ {
 		g, err := r.stack.StartGateway(ctx, r.host,
-			"RECOVERY_INTERVAL=300ms", "RECOVERY_STUCK_AFTER=1500ms", "PHASE_TWO_TIMEOUT=2s",
+			"RECOVERY_INTERVAL=300ms", "RECOVERY_STUCK_AFTER=1500ms", "PHASE_TWO_TIMEOUT=2s", "ACK_RELAY_INTERVAL=300ms",
 			"FUNCTION_TIMEOUT=2s", "BREAKER_OPEN_FOR=300ms", "HEALTH_INTERVAL=0",
 			"COORDINATOR_CRASH_RATE="+strconv.FormatFloat(crashRate, 'f', -1, 64))
 		if err != nil {
@@ -292,6 +292,7 @@ func (r *run) ack(ctx context.Context, token string, until time.Time) {
 			switch {
 			case err != nil:
 				r.acksFailed.Add(1)
+				time.Sleep(50 * time.Millisecond)
 			case out.Pending:
 				r.acksPending.Add(1)
 			default:

@@ -335,8 +335,8 @@ func (r *run) kill(ctx context.Context, done <-chan struct{}) {
 			} else {
 				nodes[mathrand.IntN(len(nodes))].Kill()
 			}
-			time.Sleep(time.Duration(50+mathrand.IntN(250)) * time.Millisecond)
-			nextKill = time.After(time.Duration(float64(r.killEvery) * (0.5 + mathrand.Float64())))
+			time.Sleep(restartPause())
+			nextKill = time.After(around(r.killEvery))
 		case <-restart.C:
 		}
 		// A gateway may crash on purpose at a fault point before its
@@ -364,7 +364,7 @@ func (r *run) killRedisAndGateways(ctx context.Context) {
 	if wipe {
 		r.redisWipes++
 	}
-	time.Sleep(time.Duration(50+mathrand.IntN(250)) * time.Millisecond)
+	time.Sleep(restartPause())
 	if err := r.redis.Start(ctx); err != nil {
 		fmt.Fprintln(os.Stderr, "restart redis:", err)
 	}
@@ -375,23 +375,32 @@ func (r *run) killRedisAndGateways(ctx context.Context) {
 // being killed, and starts it again on the same data directory 50-300ms
 // after each kill.
 func (r *run) killDatabase(ctx context.Context, db *stackrun.ParticipantDB, done <-chan struct{}) {
-	for {
+	for wait := time.NewTimer(around(r.databaseKillEvery)); ; wait.Reset(around(r.databaseKillEvery)) {
 		select {
 		case <-done:
 			return
 		case <-ctx.Done():
 			return
-		case <-time.After(time.Duration(float64(r.databaseKillEvery) * (0.5 + mathrand.Float64()))):
+		case <-wait.C:
 		}
 		if err := db.Kill(); err != nil {
 			fmt.Fprintln(os.Stderr, err)
 		}
-		time.Sleep(time.Duration(50+mathrand.IntN(250)) * time.Millisecond)
+		time.Sleep(restartPause())
 		if err := db.Start(ctx); err != nil {
 			fmt.Fprintln(os.Stderr, "restart the", db.Schema.Name, "database:", err)
 		}
 	}
 }
+
+// around is d give or take half of it, at random, so that kills fall at
+// every phase of a transaction.
+func around(d time.Duration) time.Duration {
+	return time.Duration(float64(d) * (0.5 + mathrand.Float64()))
+}
+
+// restartPause is how long a killed server stays down: 50-300ms.
+func restartPause() time.Duration { return time.Duration(50+mathrand.IntN(250)) * time.Millisecond }
 
 func (r *run) restartDead(ctx context.Context) error {
 	for _, n := range append([]*stackrun.Node{r.host}, r.gateways...) {

@@ -113,7 +113,13 @@ func TestPrometheusScrapesTheDevStackAndEveryDashboardQueryHasData(t *testing.T)
 	}
 	suffix := strings.ToLower(rand.Text())
 	dbName := "tidings_test_prom_" + suffix
-	t.Cleanup(func() { testenv.DropDatabase(dbName) })
+	t.Cleanup(func() {
+		// The directory and the participants' two that devstack creates
+		// beside it (its devDatabases).
+		for _, db := range []string{dbName, dbName + "_persist", dbName + "_counter"} {
+			testenv.DropDatabase(db)
+		}
+	})
 	secrets := filepath.Join(dir, "secrets")
 	_ = os.Mkdir(secrets, 0o700)
 	_ = os.WriteFile(filepath.Join(secrets, "tidings-jwt-secret"), []byte(hex.EncodeToString(make([]byte, 32))+"x"), 0o600)

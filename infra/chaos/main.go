@@ -108,7 +108,7 @@ func (r *run) run(ctx context.Context, gateways int, crashRate float64) error {
 	if r.redis, err = r.stack.OwnRedis(ctx); err != nil {
 		return err
 	}
-	if r.persist, r.counter, err = r.stack.OwnParticipantDatabases(ctx); err != nil {
+	if r.persist, r.counter, err = r.stack.OwnParticipantDatabases(ctx, stackrun.Placement{}); err != nil {
 		return err
 	}
 	r.tx = coordinator.New(coordinator.Config{Redis: r.stack.Redis, Prefix: r.stack.Prefix})

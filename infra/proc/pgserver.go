@@ -24,9 +24,10 @@ type PostgresServer struct {
 
 // NewPostgresServer makes a data directory (a copy of the machine's
 // template, see postgresTemplate) in a new directory under os.TempDir and
-// starts a server on it on a free loopback port, named clusterName in `ps`.
-// Remove kills it and deletes its files.
-func NewPostgresServer(ctx context.Context, clusterName string) (*PostgresServer, error) {
+// starts a server on it on a free loopback port, named clusterName in `ps`,
+// with fsync on if durable (PostgresOptions.Durable). Remove kills it and
+// deletes its files.
+func NewPostgresServer(ctx context.Context, clusterName string, durable bool) (*PostgresServer, error) {
 	template, err := postgresTemplate()
 	if err != nil {
 		return nil, fmt.Errorf("PostgreSQL data directory template: %w", err)
@@ -44,7 +45,8 @@ func NewPostgresServer(ctx context.Context, clusterName string) (*PostgresServer
 		return nil, fmt.Errorf("copy %s: %v: %s", template, err, out)
 	}
 	_, port, _ := net.SplitHostPort(FreeAddr())
-	s := &PostgresServer{opts: PostgresOptions{Dir: dir, Listen: "127.0.0.1", Port: port, ClusterName: clusterName}}
+	s := &PostgresServer{opts: PostgresOptions{Dir: dir, Listen: "127.0.0.1", Port: port,
+		ClusterName: clusterName, Durable: durable}}
 	if err := s.Start(ctx); err != nil {
 		_ = os.RemoveAll(dir)
 		return nil, err

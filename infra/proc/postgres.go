@@ -30,6 +30,10 @@ type PostgresOptions struct {
 	// ClusterName, when set, is the server's cluster_name: `ps` shows it
 	// on the postmaster and on every process of the server.
 	ClusterName string
+	// Durable runs the server with fsync on, as a production server runs,
+	// for benchmarks comparing it with one that does. Off by default: a
+	// server killed alone loses nothing its writes left in the OS's cache.
+	Durable bool
 }
 
 // PostgresReadyWithin bounds RunPostgres's wait for connections, crash
@@ -80,11 +84,11 @@ func InitPostgres(ctx context.Context, o PostgresOptions) error {
 	return nil
 }
 
-// RunPostgres starts postgres, fsync off, on the data directory
-// o.Dir/data that InitPostgres made (or a copy of one), and waits until it
-// accepts connections: after a kill, that is after crash recovery. As root
-// it runs as the postgres user, who is given o.Dir. The server's log is
-// o.Dir/server.log.
+// RunPostgres starts postgres, fsync off unless o.Durable, on the data
+// directory o.Dir/data that InitPostgres made (or a copy of one), and waits
+// until it accepts connections: after a kill, that is after crash
+// recovery. As root it runs as the postgres user, who is given o.Dir. The
+// server's log is o.Dir/server.log.
 func RunPostgres(ctx context.Context, o PostgresOptions) (*Process, error) {
 	postgres, err := PostgresBinary("postgres")
 	if err != nil {
@@ -94,8 +98,12 @@ func RunPostgres(ctx context.Context, o PostgresOptions) (*Process, error) {
 	if err != nil {
 		return nil, err
 	}
+	fsync := "off"
+	if o.Durable {
+		fsync = "on"
+	}
 	bin, args := postgres, []string{"-D", PostgresData(o.Dir), "-p", o.Port, "-k", o.Dir,
-		"-c", "listen_addresses=" + o.Listen, "-c", "fsync=off"}
+		"-c", "listen_addresses=" + o.Listen, "-c", "fsync=" + fsync}
 	if o.ClusterName != "" {
 		args = append(args, "-c", "cluster_name="+o.ClusterName)
 	}

@@ -1,8 +1,9 @@
 // Package stackrun runs a throwaway tidings stack as real processes for
 // the tools that measure or torture it (`make chaos`, `make bench`): its
-// own database and Redis prefix on the local servers, fresh secrets, the
-// function host, and gateway-ws replicas, each a process that can be killed
-// and started again on the same address.
+// own database and Redis prefix on the local servers (and, if asked, the
+// participants' databases apart: OwnParticipantDatabases), fresh secrets,
+// the function host, and gateway-ws replicas, each a process that can be
+// killed and started again on the same address.
 package stackrun
 
 import (
@@ -10,6 +11,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -49,11 +51,14 @@ type Stack struct {
 	RedisURL string
 	Prefix   string
 	Pool     *pgxpool.Pool // the directory's database (DBURL)
-	// DBs are pools on the stack's three databases: all Pool, until
-	// OwnParticipantDatabases gives the participants servers of their own.
+	// DBs are pools on the stack's three databases, and URLs their URLs:
+	// all Pool and DBURL, until OwnParticipantDatabases gives the
+	// participants databases of their own.
 	DBs   store.DBs
+	URLs  config.Databases
 	Redis *redis.Client
 
+	bin            string // where the binaries are
 	dbName         string
 	common         []string
 	nodes          []*Node
@@ -61,35 +66,55 @@ type Stack struct {
 	participantDBs []*ParticipantDB
 }
 
-// New builds the binaries and makes the database, Redis prefix and secrets.
+// Binaries are the programs a stack runs (the function host and
+// gateway-ws), built once by Build for as many stacks as a tool makes.
+type Binaries struct{ dir string }
+
+// Build builds the binaries into dir.
+func Build(ctx context.Context, dir string) (Binaries, error) {
+	for _, b := range [][2]string{{"devstack", "./infra/devstack"}, {"gateway", "./gateway-ws"}} {
+		out, err := exec.CommandContext(ctx, "go", "build", "-o", filepath.Join(dir, b[0]), b[1]).CombinedOutput()
+		if err != nil {
+			return Binaries{}, fmt.Errorf("build %s: %v\n%s", b[1], err, out)
+		}
+	}
+	return Binaries{dir}, nil
+}
+
+// New builds the binaries into the stack's directory and makes the
+// database, Redis prefix and secrets.
 func New(ctx context.Context, name string, settings Settings) (*Stack, error) {
+	return newStack(ctx, name, settings, nil)
+}
+
+// New makes a stack running b: New without the build.
+func (b Binaries) New(ctx context.Context, name string, settings Settings) (*Stack, error) {
+	return newStack(ctx, name, settings, &b)
+}
+
+func newStack(ctx context.Context, name string, settings Settings, b *Binaries) (*Stack, error) {
 	s := &Stack{Settings: settings}
 	var err error
 	if s.Dir, err = os.MkdirTemp("", "tidings-"+name+"-"); err != nil {
 		return nil, err
 	}
-	for _, b := range [][2]string{{"devstack", "./infra/devstack"}, {"gateway", "./gateway-ws"}} {
-		out, err := exec.CommandContext(ctx, "go", "build", "-o", filepath.Join(s.Dir, b[0]), b[1]).CombinedOutput()
+	if b == nil {
+		built, err := Build(ctx, s.Dir)
 		if err != nil {
 			s.Close()
-			return nil, fmt.Errorf("build %s: %v\n%s", b[1], err, out)
+			return nil, err
 		}
+		b = &built
 	}
+	s.bin = b.dir
 	suffix := strings.ToLower(rand.Text()[:8])
 	s.dbName, s.Prefix = "tidings_"+name+"_"+suffix, "tidings-"+name+":"+suffix+":"
-	conn, err := pgx.Connect(ctx, testenv.AdminURL())
-	if err != nil {
-		s.Close()
-		return nil, fmt.Errorf("connect to PostgreSQL: %w", err)
-	}
-	_, err = conn.Exec(ctx, "CREATE DATABASE "+s.dbName)
-	conn.Close(ctx)
-	if err != nil {
-		s.dbName = ""
+	if s.DBURL, err = createDatabase(ctx, testenv.AdminURL(), s.dbName); err != nil {
+		s.dbName = "" // not the stack's to drop
 		s.Close()
 		return nil, err
 	}
-	s.DBURL = testenv.WithDatabase(testenv.AdminURL(), s.dbName)
+	s.URLs = config.Databases{Directory: s.DBURL, Persist: s.DBURL, Counter: s.DBURL}
 	if s.Pool, err = store.Open(ctx, s.DBURL); err == nil {
 		s.DBs = store.Single(s.Pool)
 		err = s.DBs.Migrate(ctx, nil)
@@ -126,7 +151,7 @@ func New(ctx context.Context, name string, settings Settings) (*Stack, error) {
 // StartHost starts the function host (the participants) with env added.
 func (s *Stack) StartHost(ctx context.Context, env ...string) (*Node, error) {
 	addr := FreeAddr()
-	n := &Node{Name: "functions", Addr: addr, bin: filepath.Join(s.Dir, "devstack"), args: []string{"-gateway=false"},
+	n := &Node{Name: "functions", Addr: addr, bin: filepath.Join(s.bin, "devstack"), args: []string{"-gateway=false"},
 		logPath: filepath.Join(s.Dir, "functions.log"), env: append(append(s.common, "FUNCTIONS_ADDR="+addr), env...)}
 	return n, s.start(ctx, n)
 }
@@ -135,7 +160,7 @@ func (s *Stack) StartHost(ctx context.Context, env ...string) (*Node, error) {
 func (s *Stack) StartGateway(ctx context.Context, host *Node, env ...string) (*Node, error) {
 	addr := FreeAddr()
 	i := len(s.nodes)
-	n := &Node{Name: fmt.Sprintf("gateway-%d", i), Addr: addr, bin: filepath.Join(s.Dir, "gateway"),
+	n := &Node{Name: fmt.Sprintf("gateway-%d", i), Addr: addr, bin: filepath.Join(s.bin, "gateway"),
 		logPath: filepath.Join(s.Dir, fmt.Sprintf("gateway-%d.log", i)),
 		env:     append(append(s.common, "GATEWAY_ADDR="+addr, "FAAS_URL=http://"+host.Addr), env...)}
 	return n, s.start(ctx, n)
@@ -386,33 +411,54 @@ func (r *RedisServer) stop() {
 }
 
 // ParticipantDB is a 2PC participant's database (persist's or counter's)
-// on a PostgreSQL server of the stack's own (proc.PostgresServer), that a
-// tool can kill, alone, and start again on the same data directory.
+// of the stack's own: on a PostgreSQL server of its own
+// (proc.PostgresServer), that a tool can kill, alone, and start again on
+// the same data directory, or on the shared server (Placement).
 type ParticipantDB struct {
 	Schema store.Schema
 	URL    string
 	Pool   *pgxpool.Pool // the tool's own; its connections break at a kill, Start drops them
 
-	server *proc.PostgresServer
+	name   string
+	server *proc.PostgresServer // nil: on the shared server
 	mu     sync.Mutex
 	kills  int
 }
 
-// OwnParticipantDatabases starts a PostgreSQL server for each participant,
-// persist and counter, with a migrated database on each, and points the
-// stack at them (PERSIST_DATABASE_URL, COUNTER_DATABASE_URL); the
-// directory stays on the shared server. Call it before starting any node.
-func (s *Stack) OwnParticipantDatabases(ctx context.Context) (persist, counter *ParticipantDB, err error) {
+// Placement says where OwnParticipantDatabases puts the participants'
+// databases.
+type Placement struct {
+	// SharedServer makes each a database on the shared server
+	// (testenv.AdminURL), beside the directory's: apart as in production,
+	// but not to be killed alone. By default each gets a server of its own.
+	SharedServer bool
+	// Durable runs the servers of their own with fsync on, as the shared
+	// server runs, for measuring them alike; off by default, as for every
+	// throwaway server (proc.PostgresOptions.Durable).
+	Durable bool
+}
+
+// OwnParticipantDatabases makes a migrated database for each participant,
+// persist and counter, where p says, and points the stack at them
+// (PERSIST_DATABASE_URL, COUNTER_DATABASE_URL); the directory stays in the
+// stack's first database. Call it before starting any node.
+func (s *Stack) OwnParticipantDatabases(ctx context.Context, p Placement) (persist, counter *ParticipantDB, err error) {
+	if p.SharedServer && p.Durable {
+		return nil, nil, errors.New("participants' databases: Durable is for servers of their own, not the shared server")
+	}
+	if err := s.remakeDirectory(ctx); err != nil {
+		return nil, nil, err
+	}
 	for _, schema := range []store.Schema{store.Persist, store.Counter} {
-		db, err := s.ownDatabase(ctx, schema)
+		db, err := s.ownDatabase(ctx, schema, p)
 		if err != nil {
 			return nil, nil, fmt.Errorf("%s database: %w", schema.Name, err)
 		}
 		switch schema {
 		case store.Persist:
-			persist, s.DBs.Persist = db, db.Pool
+			persist, s.DBs.Persist, s.URLs.Persist = db, db.Pool, db.URL
 		case store.Counter:
-			counter, s.DBs.Counter = db, db.Pool
+			counter, s.DBs.Counter, s.URLs.Counter = db, db.Pool, db.URL
 		}
 	}
 	// Clipped: the nodes append to common, and must not share its array.
@@ -420,33 +466,72 @@ func (s *Stack) OwnParticipantDatabases(ctx context.Context) (persist, counter *
 	return persist, counter, nil
 }
 
-// ownDatabase starts a server and makes the schema's database on it.
-func (s *Stack) ownDatabase(ctx context.Context, schema store.Schema) (*ParticipantDB, error) {
-	server, err := proc.NewPostgresServer(ctx, s.dbName+"_"+schema.Name)
-	if err != nil {
-		return nil, err
+// remakeDirectory makes the directory's database again, with the
+// directory's tables only: New migrated every schema into it, for a stack
+// whose participants keep their tables there, and a node reaching for a
+// participant's table in the wrong database must fail, not succeed there.
+func (s *Stack) remakeDirectory(ctx context.Context) error {
+	s.Pool.Close()
+	testenv.DropDatabase(s.dbName)
+	var err error
+	if _, err = createDatabase(ctx, testenv.AdminURL(), s.dbName); err == nil {
+		s.Pool, err = store.Open(ctx, s.DBURL)
 	}
-	db := &ParticipantDB{Schema: schema, server: server}
+	if err != nil {
+		s.Pool = nil
+		return fmt.Errorf("directory database: %w", err)
+	}
+	s.DBs.Directory = s.Pool
+	return store.Directory.Migrate(ctx, s.Pool, nil)
+}
+
+// createDatabase makes the database name on the server of admin and
+// returns its URL.
+func createDatabase(ctx context.Context, admin, name string) (string, error) {
+	conn, err := pgx.Connect(ctx, admin)
+	if err != nil {
+		return "", fmt.Errorf("connect to PostgreSQL: %w", err)
+	}
+	defer conn.Close(ctx)
+	if _, err := conn.Exec(ctx, "CREATE DATABASE "+name); err != nil {
+		return "", err
+	}
+	return testenv.WithDatabase(admin, name), nil
+}
+
+// ownDatabase makes the schema's database where p says, starting its
+// server if it has one of its own.
+func (s *Stack) ownDatabase(ctx context.Context, schema store.Schema, p Placement) (*ParticipantDB, error) {
+	db := &ParticipantDB{Schema: schema, name: s.dbName + "_" + schema.Name}
+	admin := testenv.AdminURL()
+	if !p.SharedServer {
+		server, err := proc.NewPostgresServer(ctx, db.name, p.Durable)
+		if err != nil {
+			return nil, err
+		}
+		db.server, admin = server, server.AdminURL()
+	}
 	s.participantDBs = append(s.participantDBs, db) // Close removes it from here on
-	conn, err := pgx.Connect(ctx, server.AdminURL())
-	if err != nil {
+	var err error
+	if db.URL, err = createDatabase(ctx, admin, db.name); err != nil {
 		return nil, err
 	}
-	_, err = conn.Exec(ctx, "CREATE DATABASE "+s.dbName)
-	conn.Close(ctx)
-	if err != nil {
-		return nil, err
-	}
-	db.URL = testenv.WithDatabase(server.AdminURL(), s.dbName)
 	if db.Pool, err = store.Open(ctx, db.URL); err != nil {
 		return nil, err
 	}
 	return db, schema.Migrate(ctx, db.Pool, nil)
 }
 
+// errShared is Kill's and Start's answer on the shared server, which
+// other databases live on.
+var errShared = errors.New("on the shared server, which is not the stack's to kill or start")
+
 // Kill ends the database's server as a crash would: SIGKILL to every one
 // of its processes.
 func (d *ParticipantDB) Kill() error {
+	if d.server == nil {
+		return fmt.Errorf("kill the %s database: %w", d.Schema.Name, errShared)
+	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	d.kills++
@@ -457,6 +542,9 @@ func (d *ParticipantDB) Kill() error {
 // accepts connections (crash recovery done), and closes Pool's connections
 // broken by the kill.
 func (d *ParticipantDB) Start(ctx context.Context) error {
+	if d.server == nil {
+		return fmt.Errorf("start the %s database: %w", d.Schema.Name, errShared)
+	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if err := d.server.Start(ctx); err != nil {
@@ -473,11 +561,16 @@ func (d *ParticipantDB) Kills() int {
 	return d.kills
 }
 
-// remove kills the server and deletes its files, or with keep only kills
-// it and says where its files are.
+// remove drops the database from the shared server, or kills its own
+// server and deletes its files, or with keep only kills it and says where
+// its files are.
 func (d *ParticipantDB) remove(keep bool) {
 	if d.Pool != nil {
 		d.Pool.Close()
+	}
+	if d.server == nil {
+		testenv.DropDatabase(d.name)
+		return
 	}
 	var err error
 	if keep {

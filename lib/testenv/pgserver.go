@@ -24,7 +24,7 @@ type PostgresServer struct {
 // is killed and its files removed when t ends.
 func StartPostgresServer(t testing.TB) *PostgresServer {
 	t.Helper()
-	srv, err := proc.NewPostgresServer(context.Background(), "tidings-test-"+uniqueName())
+	srv, err := proc.NewPostgresServer(context.Background(), "tidings-test-"+uniqueName(), false)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -21,6 +21,7 @@ import (
 	"github.com/sony/gobreaker/v2"
 
 	"tidings/lib/auth"
+	"tidings/lib/catalog"
 	"tidings/lib/config"
 	"tidings/lib/logging"
 	"tidings/lib/metrics"
@@ -55,9 +56,13 @@ type Config struct {
 	HealthInterval time.Duration `env:"HEALTH_INTERVAL"` // 0: no health checks
 	HealthFailures int           `env:"HEALTH_FAILURES"` // failed checks in a row that mark a function down
 
-	Client  *http.Client
-	Log     *slog.Logger
-	Metrics *metrics.Calls // nil: not exported
+	// Functions are the functions called through this Invoker (nil: the
+	// catalogue's, lib/catalog); their MaxInflight, summed, sizes the
+	// connection pool (Transport).
+	Functions []string
+	Client    *http.Client // nil: one on Transport
+	Log       *slog.Logger
+	Metrics   *metrics.Calls // nil: not exported
 }
 
 // DefaultConfig is Config's defaults.
@@ -85,6 +90,50 @@ func (c Config) settings(name string) Settings {
 	config.OrDefault(&s.BreakerFailures, def.BreakerFailures)
 	config.OrDefault(&s.BreakerOpenFor, def.BreakerOpenFor)
 	return s
+}
+
+// MaxConns is how many calls this Invoker can have in flight to the FaaS
+// gateway at once, all of them to its one host: every function's
+// MaxInflight (Functions', and any other a setting names), plus the
+// health checker's one probe at a time.
+func (c Config) MaxConns() int {
+	names := c.Functions
+	if names == nil {
+		names = catalog.Names()
+	}
+	seen := map[string]bool{}
+	n := 1
+	count := func(name string) {
+		if !seen[name] {
+			seen[name] = true
+			n += c.settings(name).MaxInflight
+		}
+	}
+	for _, name := range names {
+		count(name)
+	}
+	for name := range c.PerFunction {
+		count(name)
+	}
+	for name := range c.MaxInflights {
+		count(name)
+	}
+	return n
+}
+
+// Transport is the HTTP transport to the FaaS gateway: Go's default, with
+// room for MaxConns connections to it. Go keeps only two idle connections
+// per host by default, so at a few hundred calls a second most calls
+// closed their connection and the next dialled a new one (thousands of
+// sockets left in TIME_WAIT); with every call's connection kept, a call
+// dials only when more calls are in flight than ever before. The slots
+// already bound the calls in flight; MaxConnsPerHost makes the same bound
+// hold for connections, so the gateway never opens more than it can use.
+func (c Config) Transport() *http.Transport {
+	t := http.DefaultTransport.(*http.Transport).Clone()
+	n := c.MaxConns()
+	t.MaxIdleConns, t.MaxIdleConnsPerHost, t.MaxConnsPerHost = n, n, n
+	return t
 }
 
 // Errors a call fails with before reaching the function.
@@ -137,7 +186,7 @@ type function struct {
 func New(cfg Config) *Invoker {
 	client := cfg.Client
 	if client == nil {
-		client = &http.Client{}
+		client = &http.Client{Transport: cfg.Transport()}
 	}
 	log := logging.Or(cfg.Log)
 	if cfg.Metrics == nil {

@@ -6,9 +6,11 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"tidings/infra/fnhost"
 	"tidings/lib/catalog"
@@ -99,5 +101,48 @@ func TestMaxConnsIsEveryFunctionsSlotsAndTheHealthProbe(t *testing.T) {
 	if tr := cfg.Transport(); tr.MaxIdleConnsPerHost != want || tr.MaxConnsPerHost != want || tr.MaxIdleConns != want {
 		t.Errorf("transport keeps %d idle (%d per host) and opens %d per host; want %d each",
 			tr.MaxIdleConns, tr.MaxIdleConnsPerHost, tr.MaxConnsPerHost, want)
+	}
+}
+
+// BenchmarkCallsReuseConnections calls one function from 64 callers at
+// once, each call taking a millisecond at the function (a query's worth),
+// through Go's default transport and through the Invoker's own; it
+// reports the connections opened per call.
+func BenchmarkCallsReuseConnections(b *testing.B) {
+	for _, c := range []struct {
+		name   string
+		client func(Config) *http.Client
+	}{
+		{"default-transport", func(Config) *http.Client { return &http.Client{} }},
+		{"sized-transport", func(cfg Config) *http.Client { return &http.Client{Transport: cfg.Transport()} }},
+	} {
+		b.Run(c.name, func(b *testing.B) {
+			var opened atomic.Int64
+			srv := httptest.NewUnstartedServer(fnhost.New(map[string]fnhost.Function{"echo": {Handler: fn.HandlerFunc(func(fn.Request) (fn.Response, error) {
+				time.Sleep(time.Millisecond)
+				return fn.JSON(200, map[string]bool{})
+			})}}, 1024, logging.NewTo(io.Discard, "error", "test")))
+			srv.Config.ConnState = func(_ net.Conn, s http.ConnState) {
+				if s == http.StateNew {
+					opened.Add(1)
+				}
+			}
+			srv.Start()
+			defer srv.Close()
+			cfg := Config{FaaSURL: srv.URL, InternalKey: "k", Default: Settings{MaxInflight: 64}, Log: logging.NewTo(io.Discard, "error", "test")}
+			cfg.Client = c.client(cfg)
+			inv := New(cfg)
+			b.SetParallelism(64 / runtime.GOMAXPROCS(0))
+			b.ResetTimer()
+			b.RunParallel(func(pb *testing.PB) {
+				for pb.Next() {
+					if err := inv.Call(context.Background(), "echo", nil, nil); err != nil {
+						b.Error(err)
+						return
+					}
+				}
+			})
+			b.ReportMetric(float64(opened.Load())/float64(b.N), "conns/call")
+		})
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/http/httptest"
+	"slices"
 	"testing"
 	"time"
 
@@ -55,5 +56,68 @@ func TestListNotificationsPagesNewestFirstAndHidesPrepared(t *testing.T) {
 		if status, _ := list(q); status != 400 {
 			t.Errorf("?%s: %d, want 400", q, status)
 		}
+	}
+}
+
+// Paging with before= through a few hundred notifications yields each
+// notification delivered to the reader and committed exactly once, newest
+// first, whatever lies between them: notifications still prepared, and
+// notifications delivered only to someone else.
+func TestPagingThroughTheHistoryYieldsEveryNotificationOnceInOrder(t *testing.T) {
+	dbs := testenv.NewDatabases(t)
+	ctx := context.Background()
+	owner, _ := testenv.User(t, dbs.Directory.Pool, "owner@example.com")
+	reader, token := testenv.User(t, dbs.Directory.Pool, "reader@example.com")
+	other, _ := testenv.User(t, dbs.Directory.Pool, "other@example.com")
+	topic, _ := store.CreateTopic(ctx, dbs.Directory.Pool, owner, "news", "")
+	var want []int64 // newest first
+	for i := 1; i <= 300; i++ {
+		tx := fmt.Sprintf("tx-%d", i)
+		recipients := []int64{reader, other}
+		if i%5 == 0 {
+			recipients = []int64{other}
+		}
+		id, err := store.PrepareNotification(ctx, dbs.Persist.Pool, tx, notification.Draft{
+			TopicID: topic.ID, SenderID: owner, Message: notification.Message{Title: tx}, Recipients: recipients,
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if i%7 == 0 {
+			continue // stays prepared
+		}
+		if err := store.CommitNotification(ctx, dbs.Persist.Pool, tx); err != nil {
+			t.Fatal(err)
+		}
+		if i%5 != 0 {
+			want = append([]int64{id}, want...)
+		}
+	}
+	h := New(dbs.Directory.Pool, dbs.Persist.Pool, auth.NewTokens(testenv.JWTKey, time.Hour))
+	var got []int64
+	query := "limit=11"
+	for pages := 0; ; pages++ {
+		if pages > len(want) {
+			t.Fatalf("still paging after %d pages", pages)
+		}
+		r := httptest.NewRequest("GET", "/?"+query, nil)
+		r.Header.Set("Authorization", "Bearer "+token)
+		w := httptest.NewRecorder()
+		(&fn.Adapter{Handler: h}).ServeHTTP(w, r)
+		if w.Code != 200 {
+			t.Fatalf("?%s: %d %s", query, w.Code, w.Body)
+		}
+		var page Response
+		testenv.Decode(t, w.Body.Bytes(), &page)
+		if len(page.Notifications) == 0 {
+			break
+		}
+		for _, n := range page.Notifications {
+			got = append(got, n.ID)
+		}
+		query = fmt.Sprintf("limit=11&before=%d", got[len(got)-1])
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("paged through %d notifications %v,\nwant the %d committed ones delivered to the reader, newest first: %v", len(got), got, len(want), want)
 	}
 }

@@ -15,6 +15,9 @@ type channel struct {
 
 	mu    sync.Mutex
 	state channelState // guarded by mu
+	// pushes are the client's events on ch not answered yet, oldest (the
+	// running one) first; see push.go. Guarded by mu.
+	pushes []pendingPush
 }
 
 // channelState is where a channel is in its life. A revocation comes from
@@ -61,12 +64,30 @@ func (ch *channel) closeLocked() {
 	ch.conn.enqueue(Message{JoinRef: ch.joinRef, Ref: ch.joinRef, Topic: ch.topic, Event: EventClose}.Encode())
 }
 
-// closeChannel closes ch for the client's leave or rejoin.
+// closeChannel closes ch for the client's rejoin.
 func (c *conn) closeChannel(ch *channel) {
 	delete(c.channels, ch.topic)
+	ch.close()
+}
+
+// close leaves an open ch with phx_close.
+func (ch *channel) close() {
 	ch.mu.Lock()
 	defer ch.mu.Unlock()
 	ch.closeLocked()
+}
+
+// crash drops ch after a push handler panicked: phx_error instead of
+// phx_close, on which phoenix.js rejoins.
+func (ch *channel) crash() {
+	ch.mu.Lock()
+	defer ch.mu.Unlock()
+	if ch.state == channelClosed {
+		return
+	}
+	ch.state = channelClosed
+	ch.conn.srv.hub.Leave(ch)
+	ch.conn.enqueue(Message{JoinRef: ch.joinRef, Ref: ch.joinRef, Topic: ch.topic, Event: EventError}.Encode())
 }
 
 // revoke closes ch because its user may no longer be a member; unlike

@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -24,7 +25,8 @@ const closeGrace = time.Second
 const CloseTokenExpired = 4001
 
 // conn is one client socket: a reader goroutine that handles frames in
-// order, as a Phoenix socket process does, and a bounded outbound queue
+// order, as a Phoenix socket process does, handing each channel's pushes
+// to that channel's own goroutine (push.go), and a bounded outbound queue
 // drained by a writer goroutine that runs only while there is something to
 // write. An idle connection so costs one parked goroutine and a few small
 // structs, which is what lets one replica hold many of them.
@@ -46,7 +48,13 @@ type conn struct {
 	queue   [][]byte // frames waiting for the writer; at most cfg.SendQueue
 	writing bool     // a writer goroutine is draining queue
 
-	done        chan struct{} // closed by kill
+	done chan struct{} // closed by kill
+	// ctx is cancelled by kill: the channels' running pushes end with the
+	// socket.
+	ctx    context.Context
+	cancel context.CancelFunc
+	// pushers counts the channels' goroutines running pushes (push.go).
+	pushers     sync.WaitGroup
 	once        sync.Once
 	closeCode   int
 	closeReason string
@@ -56,7 +64,10 @@ type conn struct {
 }
 
 func newConn(srv *Server, ws *websocket.Conn, id uint64, userID int64) *conn {
+	ctx, cancel := context.WithCancel(context.Background())
 	return &conn{
+		ctx:       ctx,
+		cancel:    cancel,
 		srv:       srv,
 		ws:        ws,
 		id:        id,
@@ -122,6 +133,7 @@ func (c *conn) kill(code int, reason string) {
 	c.once.Do(func() {
 		c.closeCode, c.closeReason = code, reason
 		close(c.done)
+		c.cancel()
 		go c.sendClose()
 	})
 }
@@ -262,6 +274,8 @@ func (c *conn) teardown() {
 	for _, ch := range c.channels {
 		c.srv.hub.Leave(ch)
 	}
+	// The running pushes are cancelled; none is left behind the socket.
+	c.pushers.Wait()
 	<-c.closeSent
 	_ = c.ws.NetConn().Close()
 	c.srv.forget(c)
@@ -312,11 +326,10 @@ func (c *conn) handle(msg Message) {
 		return
 	}
 	if msg.Event == EventLeave {
-		c.reply(ch.joinRef, msg.Ref, msg.Topic, StatusOK, nil)
-		c.closeChannel(ch)
+		c.queueLeave(ch, msg)
 		return
 	}
-	c.pushGuarded(ch, msg)
+	c.queuePush(ch, msg)
 }
 
 // ignore is Phoenix's answer to a message for a topic the socket has not

@@ -10,6 +10,13 @@ import (
 // broker to a topic when the first local channel joins it and unsubscribes
 // when the last one leaves, and hands every frame the broker receives to
 // the topic's channels without ever waiting for a slow one.
+//
+// Its lock (mu) guards the topics and their members only and is never held
+// across a call to the broker, which may wait on Redis (a redial of the
+// pub/sub connection takes up to a dial timeout): each topic's SUBSCRIBE
+// and UNSUBSCRIBE are put in order by that topic's own lock (hubTopic.op),
+// so a topic whose subscription waits holds up only its own joins and
+// leaves, never other topics' joins, leaves or frames.
 type Hub struct {
 	broker *Broker
 
@@ -18,8 +25,17 @@ type Hub struct {
 }
 
 type hubTopic struct {
-	members map[*channel]struct{}
-	ready   <-chan struct{} // closed once Redis confirmed the subscription
+	members map[*channel]struct{} // guarded by Hub.mu
+
+	// op is held across this topic's broker calls: a SUBSCRIBE and the
+	// UNSUBSCRIBE of the same topic reach Redis in the order the hub
+	// decided them. A topic stays in Hub.topics until its UNSUBSCRIBE is
+	// sent, so a join meanwhile finds it and waits on op: it never races
+	// a second hubTopic's SUBSCRIBE against the old one's UNSUBSCRIBE.
+	op sync.Mutex
+	// ready is closed once Redis confirmed the topic's subscription; nil
+	// while it is not subscribed. Guarded by op.
+	ready <-chan struct{}
 }
 
 // NewHub returns an empty hub; SetBroker must be called before Join.
@@ -35,18 +51,17 @@ func (h *Hub) Join(ctx context.Context, ch *channel) error {
 	h.mu.Lock()
 	t, ok := h.topics[ch.topic]
 	if !ok {
-		ready, err := h.broker.Subscribe(ctx, ch.topic)
-		if err != nil {
-			h.mu.Unlock()
-			return err
-		}
-		t = &hubTopic{members: map[*channel]struct{}{}, ready: ready}
+		t = &hubTopic{members: map[*channel]struct{}{}}
 		h.topics[ch.topic] = t
 	}
 	t.members[ch] = struct{}{}
-	ready := t.ready
 	h.mu.Unlock()
 
+	ready, err := h.subscribe(ctx, ch.topic, t)
+	if err != nil {
+		h.Leave(ch)
+		return err
+	}
 	select {
 	case <-ready:
 		return nil
@@ -56,25 +71,65 @@ func (h *Hub) Join(ctx context.Context, ch *channel) error {
 	}
 }
 
+// subscribe subscribes the broker to t unless it is already, and returns
+// what closes once Redis confirmed it.
+func (h *Hub) subscribe(ctx context.Context, topic string, t *hubTopic) (<-chan struct{}, error) {
+	t.op.Lock()
+	defer t.op.Unlock()
+	if t.ready == nil {
+		ready, err := h.broker.Subscribe(ctx, topic)
+		if err != nil {
+			return nil, err
+		}
+		t.ready = ready
+	}
+	return t.ready, nil
+}
+
 // Leave removes ch from its topic; it is a no-op when ch is not a member.
 func (h *Hub) Leave(ch *channel) {
 	h.mu.Lock()
-	defer h.mu.Unlock()
 	t, ok := h.topics[ch.topic]
 	if !ok {
+		h.mu.Unlock()
 		return
 	}
 	if _, member := t.members[ch]; !member {
+		h.mu.Unlock()
 		return
 	}
 	delete(t.members, ch)
-	if len(t.members) == 0 {
-		delete(h.topics, ch.topic)
+	empty := len(t.members) == 0
+	h.mu.Unlock()
+	if empty {
+		h.release(ch.topic, t)
+	}
+}
+
+// release unsubscribes t, which had no member left, and forgets it, unless
+// a join has come meanwhile: that join keeps (or makes) the subscription.
+func (h *Hub) release(topic string, t *hubTopic) {
+	t.op.Lock()
+	defer t.op.Unlock()
+	h.mu.RLock()
+	rejoined := len(t.members) > 0
+	h.mu.RUnlock()
+	if rejoined {
+		return
+	}
+	if t.ready != nil {
+		t.ready = nil
 		// Best effort: a failed UNSUBSCRIBE only costs frames this replica
 		// drops, and the next SUBSCRIBE of the topic repairs the state.
 		ctx, cancel := context.WithTimeout(context.Background(), brokerCallTimeout)
-		defer cancel()
-		_ = h.broker.Unsubscribe(ctx, ch.topic)
+		_ = h.broker.Unsubscribe(ctx, topic)
+		cancel()
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	// A join since the UNSUBSCRIBE waits on op and subscribes again.
+	if len(t.members) == 0 && h.topics[topic] == t {
+		delete(h.topics, topic)
 	}
 }
 

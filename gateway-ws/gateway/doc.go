@@ -9,7 +9,8 @@
 //   - socket (the upgrade: origin, version and token checks), protocol (the
 //     V2 frame codec), conn (one client socket: reader, bounded writer,
 //     close), channel (a socket's membership of one topic and its states),
-//     join (authorising a join), push (a client event on a joined channel);
+//     join (authorising a join), push (a joined channel's client events,
+//     run in order on the channel's own goroutine, off the reader);
 //   - hub (local topic membership), broker (Redis pub/sub fan-out across
 //     replicas), broadcast (Server.Broadcast and POST /internal/broadcast);
 //   - access (who may join what), revoke (ending memberships whose right is

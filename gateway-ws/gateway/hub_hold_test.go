@@ -159,8 +159,10 @@ func TestJoinsOfSubscribedTopicsProceedWhileAnotherTopicsSubscribeIsHeld(t *test
 		t.Fatal(err)
 	}
 	// Long timeouts: a held redial must stay held until the test releases
-	// it, not fail on its own and let a blocked hub go.
-	u.Host, u.RawQuery = proxy.ln.Addr().String(), "dial_timeout=60s&read_timeout=60s&write_timeout=60s"
+	// it, not fail on its own and let a blocked hub go. Idle connections
+	// dialed beforehand serve the other commands (a join's user lookup)
+	// while new ones are held.
+	u.Host, u.RawQuery = proxy.ln.Addr().String(), "dial_timeout=60s&read_timeout=60s&write_timeout=60s&min_idle_conns=4"
 	cfg := testConfig(rds, testenv.AdminURL())
 	cfg.RedisURL = u.String()
 	g := startGateway(t, cfg)

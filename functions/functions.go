@@ -101,7 +101,7 @@ var constructors = map[string]func(d *Deps) fn.Handler{
 	"notify-commit":    func(d *Deps) fn.Handler { return notifycommit.New(d.DBs.Persist) },
 	"notify-rollback":  func(d *Deps) fn.Handler { return notifyrollback.New(d.DBs.Persist) },
 	"notify-indoubt":   func(d *Deps) fn.Handler { return notifyindoubt.New(d.DBs.Persist) },
-	"counter-prepare":  func(d *Deps) fn.Handler { return counterprepare.New(d.DBs.Counter) },
+	"counter-prepare":  func(d *Deps) fn.Handler { return counterprepare.New(d.DBs.Directory, d.DBs.Counter) },
 	"counter-commit":   func(d *Deps) fn.Handler { return countercommit.New(d.DBs.Counter) },
 	"counter-rollback": func(d *Deps) fn.Handler { return counterrollback.New(d.DBs.Counter) },
 	"counter-indoubt":  func(d *Deps) fn.Handler { return counterindoubt.New(d.DBs.Counter) },

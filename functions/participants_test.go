@@ -16,6 +16,7 @@ import (
 	"tidings/lib/fn"
 	"tidings/lib/store"
 	"tidings/lib/testenv"
+	"tidings/lib/twopc"
 )
 
 const internalKey = "internal-key-for-tests"
@@ -82,23 +83,33 @@ func (p *participants) world() (owner, topic int64, subs []int64, tokens []strin
 	return owner, tp.ID, subs, tokens
 }
 
-func notifyBody(tx string, topic, sender int64, recipients []int64) string {
-	r, _ := json.Marshal(recipients)
-	return fmt.Sprintf(`{"tx_id":%q,"topic_id":%d,"sender_id":%d,"title":"v1.0","body":"out now","recipients":%s}`, tx, topic, sender, r)
+// fix fixes the recipients of tx as the topic's subscribers, as the
+// coordinator does before it prepares, and returns how many there are.
+func (p *participants) fix(tx string, topic int64) int {
+	p.t.Helper()
+	n, err := store.FixRecipients(context.Background(), p.dbs.Directory.Pool, tx, topic)
+	if err != nil {
+		p.t.Fatal(err)
+	}
+	return n
 }
 
-func counterBody(tx string, recipients []int64) string {
-	r, _ := json.Marshal(recipients)
-	return fmt.Sprintf(`{"tx_id":%q,"recipients":%s}`, tx, r)
+func notifyBody(tx string, topic, sender int64, recipients int) string {
+	return fmt.Sprintf(`{"tx_id":%q,"topic_id":%d,"sender_id":%d,"title":"v1.0","body":"out now","recipients_count":%d}`, tx, topic, sender, recipients)
+}
+
+func counterBody(tx string, recipients int) string {
+	return fmt.Sprintf(`{"tx_id":%q,"recipients_count":%d}`, tx, recipients)
 }
 
 func TestCommittedNotificationIsCountedOnceAndAckedOnce(t *testing.T) {
 	p := newParticipants(t)
 	owner, topic, subs, tokens := p.world()
-	if s, out := p.internal("notify-prepare", notifyBody("tx-1", topic, owner, subs)); s != 200 || out["notification_id"] == nil {
+	n := p.fix("tx-1", topic)
+	if s, out := p.internal("notify-prepare", notifyBody("tx-1", topic, owner, n)); s != 200 || out["notification_id"] == nil {
 		t.Fatalf("notify-prepare: %d %v", s, out)
 	}
-	if s, out := p.internal("counter-prepare", counterBody("tx-1", subs)); s != 200 {
+	if s, out := p.internal("counter-prepare", counterBody("tx-1", n)); s != 200 {
 		t.Fatalf("counter-prepare: %d %v", s, out)
 	}
 	// Prepared: invisible to readers and not counted.
@@ -175,16 +186,17 @@ func TestCommittedNotificationIsCountedOnceAndAckedOnce(t *testing.T) {
 
 func TestRollbackBeforePrepareRefusesThePrepare(t *testing.T) {
 	p := newParticipants(t)
-	owner, topic, subs, _ := p.world()
+	owner, topic, _, _ := p.world()
+	n := p.fix("tx-early", topic)
 	for _, f := range []string{"notify-rollback", "counter-rollback"} {
 		if s, out := p.internal(f, `{"tx_id":"tx-early"}`); s != 200 {
 			t.Fatalf("%s before prepare: %d %v, want 200", f, s, out)
 		}
 	}
-	if s, out := p.internal("notify-prepare", notifyBody("tx-early", topic, owner, subs)); s != 409 {
+	if s, out := p.internal("notify-prepare", notifyBody("tx-early", topic, owner, n)); s != 409 {
 		t.Errorf("notify-prepare after rollback: %d %v, want 409", s, out)
 	}
-	if s, out := p.internal("counter-prepare", counterBody("tx-early", subs)); s != 409 {
+	if s, out := p.internal("counter-prepare", counterBody("tx-early", n)); s != 409 {
 		t.Errorf("counter-prepare after rollback: %d %v, want 409", s, out)
 	}
 	var notifications, increments int
@@ -198,9 +210,10 @@ func TestRollbackBeforePrepareRefusesThePrepare(t *testing.T) {
 
 func TestRolledBackTransactionLeavesNothingAndCannotCommit(t *testing.T) {
 	p := newParticipants(t)
-	owner, topic, subs, tokens := p.world()
-	p.internal("notify-prepare", notifyBody("tx-2", topic, owner, subs))
-	p.internal("counter-prepare", counterBody("tx-2", subs))
+	owner, topic, _, tokens := p.world()
+	n := p.fix("tx-2", topic)
+	p.internal("notify-prepare", notifyBody("tx-2", topic, owner, n))
+	p.internal("counter-prepare", counterBody("tx-2", n))
 	for i := 0; i < 2; i++ {
 		for _, f := range []string{"notify-rollback", "counter-rollback"} {
 			if s, out := p.internal(f, `{"tx_id":"tx-2"}`); s != 200 {
@@ -221,11 +234,12 @@ func TestRolledBackTransactionLeavesNothingAndCannotCommit(t *testing.T) {
 
 func TestInDoubtListsOnlyTransactionsPreparedLongerThanAsked(t *testing.T) {
 	p := newParticipants(t)
-	owner, topic, subs, _ := p.world()
+	owner, topic, _, _ := p.world()
 	ctx := context.Background()
 	for _, tx := range []string{"tx-old", "tx-new", "tx-done", "tx-undone"} {
-		p.internal("notify-prepare", notifyBody(tx, topic, owner, subs))
-		p.internal("counter-prepare", counterBody(tx, subs))
+		n := p.fix(tx, topic)
+		p.internal("notify-prepare", notifyBody(tx, topic, owner, n))
+		p.internal("counter-prepare", counterBody(tx, n))
 	}
 	p.internal("counter-commit", `{"tx_id":"tx-done"}`)
 	p.internal("notify-commit", `{"tx_id":"tx-done"}`)
@@ -261,11 +275,16 @@ func TestParticipantsRefuseBadPreparesAndChangeNothing(t *testing.T) {
 		name, function, body string
 		status               int
 	}{
-		{"publisher is not the owner", "notify-prepare", notifyBody("tx-3", topic, subs[0], subs), 403},
-		{"missing topic", "notify-prepare", notifyBody("tx-3", 999, owner, subs), 404},
-		{"blank title", "notify-prepare", `{"tx_id":"tx-3","topic_id":1,"sender_id":1,"title":" ","recipients":[]}`, 400},
-		{"bad tx id", "counter-prepare", counterBody("tx 3; drop table", subs), 400},
-		{"bad recipient", "counter-prepare", counterBody("tx-3", []int64{-4}), 400},
+		{"publisher is not the owner", "notify-prepare", notifyBody("tx-3", topic, subs[0], 2), 403},
+		{"missing topic", "notify-prepare", notifyBody("tx-3", 999, owner, 2), 404},
+		{"blank title", "notify-prepare", `{"tx_id":"tx-3","topic_id":1,"sender_id":1,"title":" ","recipients_count":0}`, 400},
+		{"recipient ids in the body", "notify-prepare", fmt.Sprintf(`{"tx_id":"tx-3","topic_id":%d,"sender_id":%d,"title":"t","recipients":[%d]}`, topic, owner, subs[0]), 400},
+		{"bad tx id", "counter-prepare", counterBody("tx 3; drop table", 2), 400},
+		{"negative recipient count", "counter-prepare", counterBody("tx-3", -4), 400},
+		{"too many recipients", "counter-prepare", counterBody("tx-3", twopc.MaxRecipients+1), 400},
+		{"recipient ids in the counter's body", "counter-prepare", fmt.Sprintf(`{"tx_id":"tx-3","recipients":[%d]}`, subs[0]), 400},
+		{"no recipient set (persist)", "notify-prepare", notifyBody("tx-3", topic, owner, 2), 409},
+		{"no recipient set (counter)", "counter-prepare", counterBody("tx-3", 2), 409},
 		{"commit of an unknown tx", "notify-commit", `{"tx_id":"tx-unknown"}`, 409},
 		{"malformed JSON", "counter-commit", `{"tx_id":`, 400},
 		{"ack limit too large", "notify-acks", `{"done":[],"limit":1001}`, 400},
@@ -279,6 +298,7 @@ func TestParticipantsRefuseBadPreparesAndChangeNothing(t *testing.T) {
 		{"no users", "counter-read", `{"users":[]}`, 400},
 		{"user id zero", "counter-read", `{"users":[0]}`, 400},
 		{"trailing data", "counter-read", `{"users":[1]}{}`, 400},
+		{"more users than a batch", "counter-read", fmt.Sprintf(`{"users":%s}`, ids(twopc.MaxUnreadBatch+1)), 400},
 	} {
 		if s, out := p.internal(c.function, c.body); s != c.status {
 			t.Errorf("%s: %d %v, want %d", c.name, s, out, c.status)
@@ -301,7 +321,8 @@ func ids(n int) string {
 
 func TestInternalFunctionsRefuseCallsWithoutTheKey(t *testing.T) {
 	p := newParticipants(t)
-	owner, topic, subs, _ := p.world()
+	owner, topic, _, _ := p.world()
+	n := p.fix("tx-x", topic)
 	internal := 0
 	for _, f := range catalog.All() {
 		if !f.Internal {
@@ -309,7 +330,7 @@ func TestInternalFunctionsRefuseCallsWithoutTheKey(t *testing.T) {
 		}
 		name := f.Name
 		internal++
-		body := notifyBody("tx-x", topic, owner, subs)
+		body := notifyBody("tx-x", topic, owner, n)
 		for _, key := range []string{"", "wrong-key"} {
 			if s, out := p.call(name, "POST", "", body, key, ""); s != 401 {
 				t.Errorf("%s with key %q: %d %v, want 401", name, key, s, out)

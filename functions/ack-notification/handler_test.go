@@ -29,8 +29,8 @@ func delivered(t *testing.T) (dbs *testenv.Databases, token string, notification
 	ctx := context.Background()
 	dbs = testenv.NewDatabases(t)
 	user, token := testenv.User(t, dbs.Directory.Pool, "reader@example.com")
-	draft := notification.Draft{TopicID: 1, SenderID: 1, Message: notification.Message{Title: "hello"}, Recipients: []int64{user}}
-	id, err := store.PrepareNotification(ctx, dbs.Persist.Pool, "tx-1", draft)
+	draft := notification.Draft{TopicID: 1, SenderID: 1, Message: notification.Message{Title: "hello"}}
+	id, err := store.PrepareNotificationFor(ctx, dbs.Persist.Pool, "tx-1", draft, []int64{user})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,6 +1,7 @@
 // Package countercommit is the counter participant's commit: the held
-// increments are counted, once. It answers each recipient's new unread
-// count so the gateway can push it. Internal.
+// increments are counted, once, in one statement. Its answer names no
+// recipient (it would grow with the topic): the gateway reads the counts
+// it pushes in batches (counter-read). Internal.
 package countercommit
 
 import (
@@ -25,16 +26,13 @@ func New(db *pgxpool.Pool) *Handler {
 	return &Handler{barrier: barrier.New(db, twopc.Counter)}
 }
 
-// Handle implements fn.Handler. A repeated commit answers no counts: the
-// first one applied them.
+// Handle implements fn.Handler.
 func (h *Handler) Handle(req fn.Request) (fn.Response, error) {
 	return barrier.Decide(req, func(ctx context.Context, txID string) (twopc.Outcome, error) {
-		var unread map[int64]int64
 		err := h.barrier.Commit(ctx, txID, func(ctx context.Context, tx pgx.Tx) error {
-			var err error
-			unread, err = store.ApplyIncrements(ctx, tx, txID)
+			_, err := store.ApplyIncrements(ctx, tx, txID)
 			return err
 		})
-		return twopc.Outcome{State: barrier.Committed, Unread: unread}, err
+		return twopc.Outcome{State: barrier.Committed}, err
 	})
 }

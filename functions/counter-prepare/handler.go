@@ -1,5 +1,7 @@
 // Package counterprepare is the counter participant's prepare: it holds one
-// unread increment per recipient, not counted until commit. Internal.
+// unread increment per recipient, not counted until commit. The recipients
+// are the transaction's recipient set, which the coordinator fixed in the
+// directory and this reads in chunks. Internal.
 package counterprepare
 
 import (
@@ -17,12 +19,14 @@ import (
 
 // Handler prepares counter increments.
 type Handler struct {
-	barrier *barrier.Barrier
+	directory store.Querier // where the recipient sets are
+	barrier   *barrier.Barrier
 }
 
-// New returns a counter-prepare handler.
-func New(db *pgxpool.Pool) *Handler {
-	return &Handler{barrier: barrier.New(db, twopc.Counter)}
+// New returns a counter-prepare handler on the directory (read only: the
+// recipient sets) and the counter participant's database.
+func New(directory store.Querier, db *pgxpool.Pool) *Handler {
+	return &Handler{directory: directory, barrier: barrier.New(db, twopc.Counter)}
 }
 
 // Handle implements fn.Handler: 200 with a yes vote, or an error (a no).
@@ -41,7 +45,7 @@ func (h *Handler) Handle(req fn.Request) (fn.Response, error) {
 		return fn.Response{}, err
 	}
 	err := h.barrier.Prepare(req.Context(), in.TxID, func(ctx context.Context, tx pgx.Tx) error {
-		return store.HoldIncrements(ctx, tx, in.TxID, in.Recipients)
+		return store.HoldIncrements(ctx, tx, h.directory, in.TxID, in.Recipients)
 	})
 	if err != nil {
 		return fn.Response{}, barrier.Answer(err)

@@ -23,9 +23,9 @@ func TestListNotificationsPagesNewestFirstAndHidesPrepared(t *testing.T) {
 	topic, _ := store.CreateTopic(ctx, dbs.Directory.Pool, owner, "news", "")
 	for i := 1; i <= 5; i++ {
 		tx := fmt.Sprintf("tx-%d", i)
-		if _, err := store.PrepareNotification(ctx, dbs.Persist.Pool, tx, notification.Draft{
-			TopicID: topic.ID, SenderID: owner, Message: notification.Message{Title: tx}, Recipients: []int64{reader},
-		}); err != nil {
+		if _, err := store.PrepareNotificationFor(ctx, dbs.Persist.Pool, tx, notification.Draft{
+			TopicID: topic.ID, SenderID: owner, Message: notification.Message{Title: tx},
+		}, []int64{reader}); err != nil {
 			t.Fatal(err)
 		}
 		if i != 5 { // the fifth stays prepared

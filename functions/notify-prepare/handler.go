@@ -1,5 +1,7 @@
 // Package notifyprepare is the persist participant's prepare: it stores a
-// notification and its deliveries, invisible to readers until commit.
+// notification and its deliveries, invisible to readers until commit. The
+// deliveries are the transaction's recipient set, which the coordinator
+// fixed in the directory and this reads in chunks.
 // Internal: only gateway-ws, holding the internal key, may call it.
 package notifyprepare
 
@@ -19,7 +21,7 @@ import (
 
 // Handler prepares notifications.
 type Handler struct {
-	topics  store.Querier // the directory, for the topic's owner
+	topics  store.Querier // the directory, for the topic's owner and the recipient set
 	db      *pgxpool.Pool // the persist participant's database
 	barrier *barrier.Barrier
 }
@@ -57,7 +59,7 @@ func (h *Handler) Handle(req fn.Request) (fn.Response, error) {
 		return fn.Response{}, fn.Forbidden("only the topic's owner may publish on it")
 	}
 	err = h.barrier.Prepare(ctx, in.TxID, func(ctx context.Context, tx pgx.Tx) error {
-		_, err := store.PrepareNotification(ctx, tx, in.TxID, in.Draft)
+		_, err := store.PrepareNotification(ctx, tx, h.topics, in.TxID, in.Draft, in.Recipients)
 		return err
 	})
 	if err != nil {

@@ -70,14 +70,16 @@ func (h *harness) startRelay() *ackRelay {
 	c := New(Config{
 		Redis: h.rd.Client, Prefix: h.rd.Prefix, DB: h.dbs.Directory.Pool, Calls: h.inv,
 		Log: logging.NewTo(io.Discard, "error", "test"), Settings: h.settings,
-		Deliver: func(_ context.Context, topic, event string, payload any) error {
-			if event != CounterEventName {
-				h.t.Errorf("the relay pushed %q to %s", event, topic)
-				return nil
-			}
+		Deliver: func(_ context.Context, pushes []Push) error {
 			r.mu.Lock()
 			defer r.mu.Unlock()
-			r.events[topic] = append(r.events[topic], payload.(CounterEvent).Unread)
+			for _, p := range pushes {
+				if p.Event != CounterEventName {
+					h.t.Errorf("the relay pushed %q to %s", p.Event, p.Topic)
+					continue
+				}
+				r.events[p.Topic] = append(r.events[p.Topic], p.Payload.(CounterEvent).Unread)
+			}
 			return nil
 		},
 	})

@@ -143,9 +143,11 @@ func (c *Coordinator) answerAcks(ctx context.Context, acks []twopc.Ack, unread m
 	if c.cfg.Deliver == nil {
 		return
 	}
+	pushes := make([]Push, 0, len(unread))
 	for user, n := range unread {
-		if err := c.cfg.Deliver(ctx, userTopic(user), CounterEventName, CounterEvent{Unread: n}); err != nil {
-			c.log.Warn("live counter update failed", "user", user, "err", err)
-		}
+		pushes = append(pushes, Push{Topic: userTopic(user), Event: CounterEventName, Payload: CounterEvent{Unread: n}})
+	}
+	if err := c.cfg.Deliver(ctx, pushes); err != nil {
+		c.log.Warn("live counter updates failed", "users", len(pushes), "err", err)
 	}
 }

@@ -40,11 +40,11 @@ type Caller interface {
 	Call(ctx context.Context, name string, body, out any) error
 }
 
-// Lookup answers who owns a topic and who subscribes to it;
-// *directory.Directory is one, reading through the cache.
+// Lookup answers who owns a topic; *directory.Directory is one, reading
+// through the cache. Who subscribes is read from the directory itself when
+// the recipients are fixed (store.FixRecipients), never from a cache.
 type Lookup interface {
 	TopicOwner(ctx context.Context, topicID int64) (int64, error)
-	Subscribers(ctx context.Context, topicID int64) ([]int64, error)
 }
 
 // Enqueuer queues a job; *jobs.Queue is one.
@@ -68,12 +68,16 @@ const (
 type Config struct {
 	Redis  *redis.Client
 	Prefix string        // key prefix in Redis
-	DB     store.Querier // the directory (topics, subscribers, emails), read-only
-	Lookup Lookup        // topic owners and subscribers; nil: straight from DB
+	// DB is the directory (topics, subscribers, emails): read, and
+	// written only for the recipient sets of the transactions in flight.
+	DB     store.Querier
+	Lookup Lookup // topic owners; nil: straight from DB
 	Calls  Caller        // the participants
 	Log    *slog.Logger
-	// Deliver sends an event to a channel topic on every gateway replica.
-	Deliver func(ctx context.Context, topic, event string, payload any) error
+	// Deliver sends each push to its channel topic on every gateway
+	// replica, in one Redis round trip (a pipeline) where it can. The
+	// coordinator hands it at most deliverBatch pushes at a time.
+	Deliver func(ctx context.Context, pushes []Push) error
 	// Watch hears a Redis channel for the process's life, calling hear
 	// with each message (the gateway's broker, on its one pub/sub
 	// connection). nil: the ack relay subscribes on a connection of its own.
@@ -118,11 +122,21 @@ func DefaultSettings() Settings {
 	}
 }
 
+// Push is one event for the members of one channel topic.
+type Push struct {
+	Topic   string
+	Event   string
+	Payload any
+}
+
 // Coordinator publishes notifications as two-phase commits.
 type Coordinator struct {
 	cfg     Config
 	records *records
 	log     *slog.Logger
+	// delivering counts the live deliveries under way, which run after
+	// their publisher was answered; Close waits for them.
+	delivering sync.WaitGroup
 }
 
 // New returns a Coordinator; zero durations get defaults.
@@ -146,8 +160,12 @@ func New(cfg Config) *Coordinator {
 	return &Coordinator{cfg: cfg, log: log, records: newRecords(cfg.Redis, cfg.Prefix, cfg.RecordTTL, cfg.RecordTimeout)}
 }
 
-// Close releases the coordinator's own Redis connections.
-func (c *Coordinator) Close() error { return c.records.close() }
+// Close waits for the live deliveries under way (each bounded by
+// PhaseTwoTimeout), then releases the coordinator's own Redis connections.
+func (c *Coordinator) Close() error {
+	c.delivering.Wait()
+	return c.records.close()
+}
 
 // Result is a committed publish.
 type Result struct {
@@ -208,7 +226,7 @@ var ErrCrashed = errors.New("coordinator crashed at a fault point")
 
 // Publish stores and counts a notification from sender on topicID for
 // every subscriber, atomically, then delivers it. The answer comes after
-// commit.
+// commit; live delivery goes on after it.
 func (c *Coordinator) Publish(ctx context.Context, sender, topicID int64, msg notification.Message) (Result, error) {
 	payload, err := c.payload(ctx, sender, topicID, msg)
 	if err != nil {
@@ -219,9 +237,13 @@ func (c *Coordinator) Publish(ctx context.Context, sender, topicID int64, msg no
 		Payload: payload, CreatedAt: time.Now(),
 	}
 	log := c.log.With("tx", rec.ID, "topic", topicID)
+	if err := c.fixRecipients(ctx, rec); err != nil {
+		return Result{}, err
+	}
 	if err := c.records.create(ctx, rec); err != nil {
 		// Nothing was asked of a participant; should the write land after
 		// all, recovery finds the record preparing and rolls it back.
+		c.forgetRecipients(context.WithoutCancel(ctx), rec.ID)
 		return Result{}, fmt.Errorf("cannot start the transaction: %w", err)
 	}
 	c.records.count(ctx, "published")
@@ -250,7 +272,7 @@ func (c *Coordinator) Publish(ctx context.Context, sender, topicID int64, msg no
 
 // commit finishes a decided commit for its publisher.
 func (c *Coordinator) commit(ctx context.Context, rec *Record) (Result, error) {
-	res := Result{NotificationID: rec.NotificationID, TxID: rec.ID, Recipients: len(rec.Payload.Recipients)}
+	res := Result{NotificationID: rec.NotificationID, TxID: rec.ID, Recipients: rec.Payload.Recipients}
 	err := c.finishCommit(ctx, rec)
 	var aborted *AbortedError
 	switch {
@@ -264,10 +286,9 @@ func (c *Coordinator) commit(ctx context.Context, rec *Record) (Result, error) {
 	return res, nil
 }
 
-// payload checks the message and the publisher's right to publish, and
-// fixes the recipients once, so both participants agree on them. It is the
-// publish path's one check of the topic's owner: the gateway's socket and
-// HTTP entry points leave it to here.
+// payload checks the message and the publisher's right to publish. It is
+// the publish path's one check of the topic's owner: the gateway's socket
+// and HTTP entry points leave it to here.
 func (c *Coordinator) payload(ctx context.Context, sender, topicID int64, msg notification.Message) (notification.Draft, error) {
 	if err := msg.Check(); err != nil {
 		return notification.Draft{}, &Refusal{Invalid, fn.AsError(err).Message}
@@ -282,11 +303,37 @@ func (c *Coordinator) payload(ctx context.Context, sender, topicID int64, msg no
 	if owner != sender {
 		return notification.Draft{}, &Refusal{Forbidden, "only the topic's owner may publish on it"}
 	}
-	recipients, err := c.cfg.Lookup.Subscribers(ctx, topicID)
+	return notification.Draft{TopicID: topicID, SenderID: sender, Message: msg}, nil
+}
+
+// fixRecipients fixes the recipients of rec once, as the topic's
+// subscribers now, in the directory (store.FixRecipients): both
+// participants read that set, so they agree on the recipients whatever
+// subscribes or unsubscribes meanwhile, and no call body or record
+// carries the ids. The record keeps only their count.
+func (c *Coordinator) fixRecipients(ctx context.Context, rec *Record) error {
+	n, err := store.FixRecipients(ctx, c.cfg.DB, rec.ID, rec.Payload.TopicID)
 	if err != nil {
-		return notification.Draft{}, fmt.Errorf("subscribers of topic %d: %w", topicID, err)
+		// A set whose write landed after all is swept by recovery.
+		return fmt.Errorf("cannot fix the recipients of topic %d: %w", rec.Payload.TopicID, err)
 	}
-	return notification.Draft{TopicID: topicID, SenderID: sender, Message: msg, Recipients: recipients}, nil
+	if n > twopc.MaxRecipients {
+		c.forgetRecipients(context.WithoutCancel(ctx), rec.ID)
+		return fmt.Errorf("topic %d has %d subscribers, more than the %d one publish reaches", rec.Payload.TopicID, n, twopc.MaxRecipients)
+	}
+	rec.Payload.Recipients = n
+	return nil
+}
+
+// forgetRecipients deletes the recipient set of txID, once its transaction
+// is finished and delivered. A set that stays (this fails, or the process
+// dies first) is swept by recovery (sweepRecipientSets).
+func (c *Coordinator) forgetRecipients(ctx context.Context, txID string) {
+	ctx, cancel := context.WithTimeout(ctx, c.cfg.RecordTimeout)
+	defer cancel()
+	if err := store.ForgetRecipients(ctx, c.cfg.DB, txID); err != nil {
+		c.log.Warn("cannot delete a recipient set; recovery sweeps it", "tx", txID, "err", err)
+	}
 }
 
 // allRollbacks are the rollbacks of every participant, in the order they
@@ -343,7 +390,7 @@ func (c *Coordinator) abort(ctx context.Context, rec *Record, owed []string, cau
 		c.log.Info("the commit decision landed after all; committing", "tx", rec.ID)
 		return c.commit(ctx, rec)
 	case state == Committed:
-		return Result{NotificationID: rec.NotificationID, TxID: rec.ID, Recipients: len(rec.Payload.Recipients)}, nil
+		return Result{NotificationID: rec.NotificationID, TxID: rec.ID, Recipients: rec.Payload.Recipients}, nil
 	case state == Aborted:
 		return Result{}, &AbortedError{TxID: rec.ID, Cause: cause}
 	}
@@ -362,7 +409,7 @@ const settleTries = 3
 
 // finishCommit commits the counter, then persist (so a notification is never
 // visible, and ackable, before it is counted), records the outcome, and
-// delivers the notification. A counter that refuses the commit (it rolled
+// starts the notification's live delivery (which runs on after it returns). A counter that refuses the commit (it rolled
 // back, or never prepared) means nothing committed anywhere: the
 // transaction is rolled back everywhere instead and *AbortedError returned,
 // so a contradicted record is finished rather than retried forever.
@@ -370,8 +417,7 @@ func (c *Coordinator) finishCommit(ctx context.Context, rec *Record) error {
 	defer c.timePhase("commit")()
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.cfg.PhaseTwoTimeout)
 	defer cancel()
-	var counted twopc.Outcome
-	if err := c.retry(ctx, "counter-commit", twopc.Decision{TxID: rec.ID}, &counted); err != nil {
+	if err := c.retry(ctx, "counter-commit", twopc.Decision{TxID: rec.ID}, nil); err != nil {
 		if invoke.Retryable(err) {
 			return err // not acknowledged in time: recovery goes on
 		}
@@ -414,7 +460,7 @@ func (c *Coordinator) finishCommit(ctx context.Context, rec *Record) error {
 	}
 	c.records.count(ctx, "committed")
 	c.cfg.Metrics.Transactions.WithLabelValues("committed").Inc()
-	c.deliver(ctx, rec, counted.Unread)
+	c.deliverLater(rec)
 	return nil
 }
 
@@ -426,7 +472,13 @@ func (c *Coordinator) finishRollback(ctx context.Context, rec *Record, rollbacks
 	if err := c.rollbackAll(ctx, rec.ID, rollbacks); err != nil {
 		return err
 	}
-	return c.finish(ctx, rec.ID, Aborting, Aborted, "aborted")
+	if err := c.finish(ctx, rec.ID, Aborting, Aborted, "aborted"); err != nil {
+		return err
+	}
+	// Every prepare the transaction may still receive is fenced by a
+	// rollback now, before it reads the set.
+	c.forgetRecipients(ctx, rec.ID)
+	return nil
 }
 
 // rollbackAll calls the rollbacks one after the other, in the order given,
@@ -482,57 +534,69 @@ func (c *Coordinator) retry(ctx context.Context, name string, body, out any) err
 	return err
 }
 
+// deliveryBatch is how many recipients one step of a live delivery
+// handles: one read of the recipient set, one counter-read call and one
+// Deliver (a Redis pipeline), each bounded whatever the topic's size.
+const deliveryBatch = twopc.MaxUnreadBatch
+
+// deliverLater delivers a committed notification live, after its
+// publisher's answer, then deletes its recipient set. It is bounded by
+// PhaseTwoTimeout; Close waits for it.
+func (c *Coordinator) deliverLater(rec *Record) {
+	c.delivering.Add(1)
+	go func() {
+		defer c.delivering.Done()
+		ctx, cancel := context.WithTimeout(context.Background(), c.cfg.PhaseTwoTimeout)
+		defer cancel()
+		defer c.timePhase("deliver")()
+		c.deliver(ctx, rec)
+		c.forgetRecipients(ctx, rec.ID)
+	}()
+}
+
 // deliver sends the notification to every recipient's user channel with
-// their new unread count. Live delivery is best effort: the notification
-// is already committed and listed.
-func (c *Coordinator) deliver(ctx context.Context, rec *Record, unread map[int64]int64) {
+// their unread count, a batch of recipients at a time. Live delivery is
+// best effort: the notification is already committed and listed.
+func (c *Coordinator) deliver(ctx context.Context, rec *Record) {
 	if c.cfg.Deliver == nil {
 		return
 	}
-	p := rec.Payload
-	unread = c.completeUnread(ctx, rec.ID, p.Recipients, unread)
-	for _, user := range p.Recipients {
-		n, ok := unread[user]
-		if !ok {
+	for from := 0; ; from += deliveryBatch {
+		users, err := store.Recipients(ctx, c.cfg.DB, rec.ID, from, deliveryBatch)
+		if err != nil {
+			// A record from before recipient sets has none: its
+			// notification is listed and counted, just not pushed.
+			c.log.Warn("cannot read the recipients; the rest get no live delivery", "tx", rec.ID, "from", from, "err", err)
+			return
+		}
+		if len(users) == 0 {
+			return
+		}
+		var read twopc.Unread
+		if err := c.cfg.Calls.Call(ctx, "counter-read", twopc.UnreadQuery{Users: users}, &read); err != nil {
+			c.log.Warn("cannot read the recipients' unread counts; they get no live delivery", "tx", rec.ID, "users", len(users), "err", err)
 			continue
 		}
-		event := notification.NewEvent(rec.NotificationID, p, rec.CreatedAt, n)
-		if err := c.cfg.Deliver(ctx, userTopic(user), notification.EventName, event); err != nil {
-			c.log.Warn("live delivery failed", "tx", rec.ID, "user", user, "err", err)
+		pushes := make([]Push, 0, len(users))
+		for _, user := range users {
+			n, ok := read.Unread[user]
+			if !ok {
+				continue
+			}
+			pushes = append(pushes, Push{Topic: userTopic(user), Event: notification.EventName,
+				Payload: notification.NewEvent(rec.NotificationID, rec.Payload, rec.CreatedAt, n)})
+		}
+		if err := c.cfg.Deliver(ctx, pushes); err != nil {
+			c.log.Warn("live delivery failed", "tx", rec.ID, "users", len(pushes), "err", err)
+		}
+		if len(users) < deliveryBatch {
+			return
 		}
 	}
 }
 
 // userTopic is the channel topic of a user's own events.
 func userTopic(user int64) string { return fmt.Sprintf("user:%d", user) }
-
-// completeUnread adds to unread (a counter-commit's answer) the counts
-// it lacks, asked of the counter (counter-read) once: a repeated commit
-// answers none. A recipient whose count cannot be had is left out.
-func (c *Coordinator) completeUnread(ctx context.Context, txID string, recipients []int64, unread map[int64]int64) map[int64]int64 {
-	var missing []int64
-	for _, user := range recipients {
-		if _, ok := unread[user]; !ok {
-			missing = append(missing, user)
-		}
-	}
-	if len(missing) == 0 {
-		return unread
-	}
-	var read twopc.Unread
-	if err := c.cfg.Calls.Call(ctx, "counter-read", twopc.UnreadQuery{Users: missing}, &read); err != nil {
-		c.log.Warn("cannot read the recipients' unread counts; they get no live delivery", "tx", txID, "users", len(missing), "err", err)
-		return unread
-	}
-	all := make(map[int64]int64, len(recipients))
-	for user, n := range unread {
-		all[user] = n
-	}
-	for user, n := range read.Unread {
-		all[user] = n
-	}
-	return all
-}
 
 // enqueueMails queues one send-mail job per recipient who subscribes with
 // email on, for a publish that asked for mail. The publisher owns the
@@ -542,7 +606,12 @@ func (c *Coordinator) enqueueMails(ctx context.Context, rec *Record) error {
 	if !p.Email || c.cfg.Jobs == nil {
 		return nil
 	}
-	topic, recipients, err := store.MailRecipients(ctx, c.cfg.DB, p.TopicID, p.Recipients)
+	topic, recipients, err := store.MailRecipients(ctx, c.cfg.DB, rec.ID)
+	if errors.Is(err, store.ErrNotFound) {
+		// A record from before recipient sets, or a topic deleted since.
+		c.log.Warn("no recipient set to mail; no mails sent", "tx", rec.ID)
+		return nil
+	}
 	if err != nil {
 		return fmt.Errorf("mail recipients of %s: %w", rec.ID, err)
 	}

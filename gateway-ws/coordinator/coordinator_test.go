@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -82,6 +83,7 @@ type harness struct {
 	coord  *Coordinator
 	mu     sync.Mutex
 	events []delivery
+	coords []*Coordinator // every coordinator process of the test
 	// settings are the timings of the coordinators newCoordinator makes.
 	settings Settings
 }
@@ -133,15 +135,35 @@ func (h *harness) newCoordinator(crash func(Fault) bool) *Coordinator {
 		Log:      logging.NewTo(io.Discard, "error", "test"),
 		Settings: h.settings,
 		Crash:    crash,
-		Deliver: func(ctx context.Context, topic, event string, payload any) error {
+		Deliver: func(ctx context.Context, pushes []Push) error {
 			h.mu.Lock()
 			defer h.mu.Unlock()
-			h.events = append(h.events, delivery{topic, event, payload.(notification.Event)})
+			for _, p := range pushes {
+				h.events = append(h.events, delivery{p.Topic, p.Event, p.Payload.(notification.Event)})
+			}
 			return nil
 		},
 	})
 	h.t.Cleanup(func() { _ = c.Close() })
+	h.mu.Lock()
+	h.coords = append(h.coords, c)
+	h.mu.Unlock()
 	return c
+}
+
+// delivered waits for the live deliveries every coordinator of the test
+// has under way (they run after the publisher's answer) and returns the
+// events delivered so far.
+func (h *harness) delivered() []delivery {
+	h.mu.Lock()
+	coords := slices.Clone(h.coords)
+	h.mu.Unlock()
+	for _, c := range coords {
+		c.delivering.Wait()
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return slices.Clone(h.events)
 }
 
 // world is an owner with a topic and two subscribers.
@@ -223,17 +245,18 @@ func TestPublishCommitsStoresCountsAndDelivers(t *testing.T) {
 	if s := h.txState(res.TxID); s != Committed {
 		t.Errorf("record state %q, want committed", s)
 	}
+	events := h.delivered()
 	h.settled()
-	if len(h.events) != 2 {
-		t.Fatalf("%d deliveries, want one per subscriber: %v", len(h.events), h.events)
+	if len(events) != 2 {
+		t.Fatalf("%d deliveries, want one per subscriber: %v", len(events), events)
 	}
-	for i, e := range h.events {
+	for i, e := range events {
 		if e.event != "notification" || e.payload.Unread != 1 || e.payload.Title != "v1.0" || e.payload.ID != res.NotificationID {
 			t.Errorf("delivery %d = %+v", i, e)
 		}
 	}
-	if h.events[0].topic != fmt.Sprintf("user:%d", subs[0]) && h.events[1].topic != fmt.Sprintf("user:%d", subs[0]) {
-		t.Errorf("no delivery to user:%d: %v", subs[0], h.events)
+	if events[0].topic != fmt.Sprintf("user:%d", subs[0]) && events[1].topic != fmt.Sprintf("user:%d", subs[0]) {
+		t.Errorf("no delivery to user:%d: %v", subs[0], events)
 	}
 	if h.count(h.dbs.Persist, `SELECT count(*) FROM notifications WHERE state = 'committed'`) != 1 {
 		t.Error("the notification is not committed")
@@ -290,8 +313,8 @@ func TestPrepareFailureRollsEverythingBack(t *testing.T) {
 	if n := h.count(h.dbs.Persist, `SELECT count(*) FROM notifications`); n != 0 {
 		t.Errorf("%d notifications stored after an aborted publish", n)
 	}
-	if len(h.events) != 0 {
-		t.Errorf("an aborted publish was delivered: %v", h.events)
+	if events := h.delivered(); len(events) != 0 {
+		t.Errorf("an aborted publish was delivered: %v", events)
 	}
 	h.settled()
 }
@@ -381,8 +404,8 @@ func TestCoordinatorCrashAfterDecisionIsCommittedByRecovery(t *testing.T) {
 		t.Errorf("%d committed notifications after recovery, want 1", n)
 	}
 	h.settled()
-	if len(h.events) != 2 {
-		t.Errorf("recovery delivered %d events, want one per subscriber", len(h.events))
+	if events := h.delivered(); len(events) != 2 {
+		t.Errorf("recovery delivered %d events, want one per subscriber", len(events))
 	}
 	stats, err := restarted.Stats(context.Background())
 	if err != nil || stats != (Stats{Published: 1, Committed: 1, Recovered: 1}) {
@@ -404,8 +427,8 @@ func TestCoordinatorCrashBeforeDecisionIsRolledBackByRecovery(t *testing.T) {
 		t.Errorf("%d notifications after recovery rolled back, want 0", n)
 	}
 	h.settled()
-	if len(h.events) != 0 {
-		t.Errorf("a rolled-back publish was delivered: %v", h.events)
+	if events := h.delivered(); len(events) != 0 {
+		t.Errorf("a rolled-back publish was delivered: %v", events)
 	}
 }
 

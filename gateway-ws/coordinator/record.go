@@ -213,6 +213,27 @@ func (r *records) forget(ctx context.Context, id string) error {
 
 var errRecordGone = errors.New("transaction record is gone")
 
+// finishedBefore reports whether record id is gone, or final and last
+// updated before cutoff.
+func (r *records) finishedBefore(ctx context.Context, id string, cutoff time.Time) (bool, error) {
+	ctx, cancel := r.bounded(ctx)
+	defer cancel()
+	v, err := r.rdb.HMGet(ctx, r.key(id), "state", "updated_at").Result()
+	if err != nil {
+		return false, err
+	}
+	state, _ := v[0].(string)
+	updated, _ := v[1].(string)
+	at, _ := strconv.ParseInt(updated, 10, 64)
+	switch state {
+	case "":
+		return true, nil
+	case Committed, Aborted:
+		return time.UnixMilli(at).Before(cutoff), nil
+	}
+	return false, nil
+}
+
 // state returns a transaction's recorded state ("" when there is none).
 func (r *records) state(ctx context.Context, id string) (string, error) {
 	ctx, cancel := r.bounded(ctx)

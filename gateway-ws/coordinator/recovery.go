@@ -10,6 +10,7 @@ import (
 
 	"tidings/gateway-ws/invoke"
 	"tidings/lib/barrier"
+	"tidings/lib/store"
 	"tidings/lib/twopc"
 )
 
@@ -35,12 +36,41 @@ func (c *Coordinator) RunRecovery(ctx context.Context) {
 // Recover finishes every transaction left unfinished for longer than
 // StuckAfter: committing ones commit; preparing and aborting ones roll back
 // (presumed abort). Then it finishes the transactions a participant still
-// holds prepared whose record is lost (see recoverInDoubt). It returns how
-// many it finished.
+// holds prepared whose record is lost (see recoverInDoubt), and deletes
+// the recipient sets nobody needs any more (sweepRecipientSets). It
+// returns how many transactions it finished.
 func (c *Coordinator) Recover(ctx context.Context) (int, error) {
 	done, err := c.recoverRecorded(ctx)
 	more, inDoubtErr := c.recoverInDoubt(ctx)
-	return done + more, errors.Join(err, inDoubtErr)
+	return done + more, errors.Join(err, inDoubtErr, c.sweepRecipientSets(ctx))
+}
+
+// sweepBatch bounds the recipient sets one recovery pass looks at.
+const sweepBatch = 100
+
+// sweepRecipientSets deletes the recipient sets that their coordinator
+// left behind (it died before deleting them): those fixed longer than
+// StuckAfter + PhaseTwoTimeout ago (no publisher still prepares them)
+// whose record is gone, or final for longer than PhaseTwoTimeout (the
+// bound of the live delivery that reads the set). A participant never
+// needs a set again once it prepared, or was fenced by a rollback; a
+// record still unfinished keeps its set for recovery's commit to deliver.
+func (c *Coordinator) sweepRecipientSets(ctx context.Context) error {
+	ids, err := store.StaleRecipientSets(ctx, c.cfg.DB, c.cfg.StuckAfter+c.cfg.PhaseTwoTimeout, sweepBatch)
+	if err != nil {
+		return fmt.Errorf("sweep recipient sets: %w", err)
+	}
+	cutoff := time.Now().Add(-c.cfg.PhaseTwoTimeout)
+	for _, id := range ids {
+		done, err := c.records.finishedBefore(ctx, id, cutoff)
+		if err != nil {
+			return fmt.Errorf("sweep recipient sets: read the record of %s: %w", id, err)
+		}
+		if done {
+			c.forgetRecipients(ctx, id)
+		}
+	}
+	return nil
 }
 
 // recoverRecorded finishes the transactions whose records are stuck.
@@ -169,6 +199,9 @@ func (c *Coordinator) resolveInDoubt(ctx context.Context, id string) error {
 		if err := c.retry(ctx, "notify-commit", twopc.Decision{TxID: id}, nil); err != nil {
 			return fmt.Errorf("in-doubt %s: commit persist: %w", id, err)
 		}
+		// Without its record (the title, the body) the notification is
+		// not pushed live; its recipients list it and replay it on join.
+		c.forgetRecipients(ctx, id)
 		c.records.count(ctx, "committed")
 		c.cfg.Metrics.Transactions.WithLabelValues("committed").Inc()
 		return nil
@@ -179,6 +212,7 @@ func (c *Coordinator) resolveInDoubt(ctx context.Context, id string) error {
 	if err := c.retry(ctx, "notify-rollback", twopc.Decision{TxID: id}, nil); err != nil {
 		return fmt.Errorf("in-doubt %s: roll back persist: %w", id, err)
 	}
+	c.forgetRecipients(ctx, id)
 	c.records.count(ctx, "aborted")
 	c.cfg.Metrics.Transactions.WithLabelValues("aborted").Inc()
 	return nil

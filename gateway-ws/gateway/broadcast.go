@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"strings"
 
+	"tidings/gateway-ws/coordinator"
 	"tidings/lib/auth"
 	"tidings/lib/fn"
 )
@@ -21,6 +22,22 @@ func (s *Server) Broadcast(ctx context.Context, topic, event string, payload any
 	ctx, cancel := context.WithTimeout(ctx, brokerCallTimeout)
 	defer cancel()
 	return s.broker.Publish(ctx, topic, frame)
+}
+
+// BroadcastAll sends each push to every member of its topic on every
+// replica, in one Redis round trip: the coordinator's live delivery.
+func (s *Server) BroadcastAll(ctx context.Context, pushes []coordinator.Push) error {
+	frames := make([]Frame, 0, len(pushes))
+	for _, p := range pushes {
+		frame, err := BroadcastFrame(p.Topic, p.Event, p.Payload)
+		if err != nil {
+			return err
+		}
+		frames = append(frames, Frame{Topic: p.Topic, Data: frame})
+	}
+	ctx, cancel := context.WithTimeout(ctx, brokerCallTimeout)
+	defer cancel()
+	return s.broker.PublishAll(ctx, frames)
 }
 
 // broadcastRequest is the body of POST /internal/broadcast.

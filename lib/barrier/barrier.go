@@ -23,6 +23,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"tidings/lib/fn"
+	"tidings/lib/store"
 	"tidings/lib/twopc"
 )
 
@@ -40,10 +41,13 @@ var (
 	ErrNotPrepared = errors.New("transaction was never prepared here")
 )
 
-// Answer turns the barrier's refusals into the 409 a participant answers,
-// and passes any other error through.
+// Answer turns the barrier's refusals, and a prepare's recipient set that
+// is gone or changed, into the 409 a participant answers (a no the
+// coordinator does not retry), and passes any other error through.
 func Answer(err error) error {
 	switch {
+	case errors.Is(err, store.ErrRecipientSet):
+		return fn.Errorf(http.StatusConflict, "recipient_set", "%v", err)
 	case errors.Is(err, ErrRolledBack):
 		return fn.Errorf(http.StatusConflict, "rolled_back", "%v", err)
 	case errors.Is(err, ErrCommitted):

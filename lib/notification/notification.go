@@ -49,18 +49,20 @@ func (m *Message) Check() error {
 }
 
 // Draft is a notification being published: a checked Message from a
-// sender on a topic, with its recipients fixed once by the coordinator so
-// that both participants agree on them. It is the payload of the
+// sender on a topic, with how many recipients the coordinator fixed for
+// it. The recipients themselves are a recipient set in the directory
+// (lib/store, FixRecipients), which both participants read, so a Draft
+// stays the same size whatever the topic's. It is the payload of the
 // transaction record and, with the transaction id, of notify-prepare.
 type Draft struct {
 	TopicID  int64 `json:"topic_id"`
 	SenderID int64 `json:"sender_id"`
 	Message
-	Recipients []int64 `json:"recipients"`
+	Recipients int `json:"recipients_count"`
 }
 
 // Check checks d as the persist participant receives it: Message.Check,
-// and positive topic and sender ids. The recipients are checked by
+// and positive topic and sender ids. The recipient count is checked by
 // twopc.CheckRecipients, which the counter shares.
 func (d *Draft) Check() error {
 	if err := d.Message.Check(); err != nil {

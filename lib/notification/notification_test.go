@@ -39,7 +39,7 @@ func TestEventEncodesByteForByteAsTheOldMap(t *testing.T) {
 		{"text to escape", 5, notification.Draft{TopicID: 6, SenderID: 7, Message: notification.Message{
 			Title: `<b>"quoted" & 'single'</b>`, Body: "line\nbreak\ttab \u2028 \u00e9\u6f22 \U0001F600 \\ \x01"}},
 			time.Date(2026, 6, 1, 0, 0, 0, 100, time.UTC), 12},
-		{"email and recipients do not show", 5, notification.Draft{TopicID: 6, SenderID: 7, Recipients: []int64{1, 2},
+		{"email and recipients do not show", 5, notification.Draft{TopicID: 6, SenderID: 7, Recipients: 2,
 			Message: notification.Message{Title: "m", Email: true}}, time.Date(2026, 6, 1, 0, 0, 0, 0, time.UTC), 1},
 	}
 	for _, c := range cases {
@@ -59,27 +59,28 @@ func TestEventEncodesByteForByteAsTheOldMap(t *testing.T) {
 	}
 }
 
-func TestDraftEncodesTheFieldsOfTheOldPayload(t *testing.T) {
-	d := notification.Draft{TopicID: 1, SenderID: 2, Message: notification.Message{Title: "t", Body: "b", Email: true}, Recipients: []int64{3}}
+func TestDraftEncodesItsFieldsAndNoRecipientIDs(t *testing.T) {
+	d := notification.Draft{TopicID: 1, SenderID: 2, Message: notification.Message{Title: "t", Body: "b", Email: true}, Recipients: 100000}
 	b, _ := json.Marshal(d)
 	var fields map[string]any
 	if err := json.Unmarshal(b, &fields); err != nil {
 		t.Fatal(err)
 	}
-	for _, k := range []string{"topic_id", "sender_id", "title", "body", "email", "recipients"} {
+	for _, k := range []string{"topic_id", "sender_id", "title", "body", "email", "recipients_count"} {
 		if _, ok := fields[k]; !ok {
-			t.Errorf("%s has no %q (records written before still decode only if the names stay)", b, k)
+			t.Errorf("%s has no %q", b, k)
 		}
 	}
 	if len(fields) != 6 {
-		t.Errorf("%s: want exactly the six fields of the old payload", b)
+		t.Errorf("%s: want exactly the six fields, the recipients as a count", b)
 	}
-	// A record written by the old coordinator decodes into a Draft.
+	// A record written by the coordinator before recipient sets still
+	// decodes (its ids are ignored): recovery can finish it.
 	var old notification.Draft
 	if err := json.Unmarshal([]byte(`{"topic_id":1,"sender_id":2,"title":"t","body":"b","email":true,"recipients":[3]}`), &old); err != nil {
 		t.Fatal(err)
 	}
-	if old.Title != "t" || old.Body != "b" || !old.Email || old.TopicID != 1 || old.SenderID != 2 || len(old.Recipients) != 1 {
+	if old.Title != "t" || old.Body != "b" || !old.Email || old.TopicID != 1 || old.SenderID != 2 {
 		t.Errorf("old payload decoded as %+v", old)
 	}
 }

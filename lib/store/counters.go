@@ -6,24 +6,25 @@ import (
 	"github.com/jackc/pgx/v5"
 )
 
-// HoldIncrements records one pending unread increment per recipient of a
-// transaction; they count only once applied.
-func HoldIncrements(ctx context.Context, q Querier, txID string, recipients []int64) error {
-	_, err := q.Exec(ctx, `
-		INSERT INTO pending_increments (tx_id, user_id)
-		SELECT $1, u FROM unnest($2::bigint[]) AS u ON CONFLICT DO NOTHING`, txID, recipients)
-	return mapError(err)
+// HoldIncrements records one pending unread increment per recipient of
+// transaction txID, read from dir (the directory) in chunks and copied
+// into tx; the set must hold want recipients (ErrRecipientSet otherwise).
+// They count only once applied.
+func HoldIncrements(ctx context.Context, tx Tx, dir Querier, txID string, want int) error {
+	return copyRecipients(ctx, dir, tx, txID, want, "pending_increments", []string{"tx_id", "user_id"},
+		func(user int64) []any { return []any{txID, user} })
 }
 
 // ApplyIncrements adds a transaction's pending increments to the counters,
-// removes them, and returns each recipient's new unread count.
-func ApplyIncrements(ctx context.Context, q Querier, txID string) (map[int64]int64, error) {
-	unread, err := perUser(ctx, q, `
+// removes them, and returns how many it applied: one statement, whatever
+// the count. The recipients' new counts are read afterwards, in batches
+// (UnreadOf), by whoever delivers the notification.
+func ApplyIncrements(ctx context.Context, q Querier, txID string) (int64, error) {
+	tag, err := q.Exec(ctx, `
 		WITH applied AS (DELETE FROM pending_increments WHERE tx_id = $1 RETURNING user_id)
 		INSERT INTO counters (user_id, unread) SELECT user_id, 1 FROM applied
-		ON CONFLICT (user_id) DO UPDATE SET unread = counters.unread + 1
-		RETURNING user_id, unread`, txID)
-	return unread, mapError(err)
+		ON CONFLICT (user_id) DO UPDATE SET unread = counters.unread + 1`, txID)
+	return tag.RowsAffected(), mapError(err)
 }
 
 // DropIncrements removes a transaction's pending increments.

@@ -10,19 +10,41 @@ import (
 )
 
 // PrepareNotification stores d as the prepared notification of
-// transaction txID, with its deliveries, and returns its id.
-func PrepareNotification(ctx context.Context, q Querier, txID string, d notification.Draft) (int64, error) {
+// transaction txID, with one delivery per recipient of the transaction's
+// recipient set, read from dir (the directory) in chunks and copied into
+// tx; the set must hold want recipients (ErrRecipientSet otherwise). It
+// returns the notification's id.
+func PrepareNotification(ctx context.Context, tx Tx, dir Querier, txID string, d notification.Draft, want int) (int64, error) {
+	id, err := insertNotification(ctx, tx, txID, d)
+	if err != nil {
+		return 0, err
+	}
+	err = copyRecipients(ctx, dir, tx, txID, want, "deliveries", []string{"notification_id", "user_id"},
+		func(user int64) []any { return []any{id, user} })
+	return id, err
+}
+
+// PrepareNotificationFor is PrepareNotification for the recipients given
+// rather than a recipient set: for notifications made without a
+// coordinator (tests, tools), a handful of recipients.
+func PrepareNotificationFor(ctx context.Context, q Querier, txID string, d notification.Draft, recipients []int64) (int64, error) {
+	id, err := insertNotification(ctx, q, txID, d)
+	if err != nil {
+		return 0, err
+	}
+	_, err = q.Exec(ctx, `
+		INSERT INTO deliveries (notification_id, user_id)
+		SELECT $1, u FROM unnest($2::bigint[]) AS u ON CONFLICT DO NOTHING`, id, recipients)
+	return id, mapError(err)
+}
+
+// insertNotification stores d as the prepared notification of txID.
+func insertNotification(ctx context.Context, q Querier, txID string, d notification.Draft) (int64, error) {
 	var id int64
 	err := q.QueryRow(ctx, `
 		INSERT INTO notifications (tx_id, topic_id, sender_id, title, body, email, state)
 		VALUES ($1, $2, $3, $4, $5, $6, 'prepared') RETURNING id`,
 		txID, d.TopicID, d.SenderID, d.Title, d.Body, d.Email).Scan(&id)
-	if err != nil {
-		return 0, mapError(err)
-	}
-	_, err = q.Exec(ctx, `
-		INSERT INTO deliveries (notification_id, user_id)
-		SELECT $1, u FROM unnest($2::bigint[]) AS u ON CONFLICT DO NOTHING`, id, d.Recipients)
 	return id, mapError(err)
 }
 

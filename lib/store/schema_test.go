@@ -33,6 +33,9 @@ func preSplitMigrations(t *testing.T) fs.FS {
 	for _, dir := range []fs.FS{store.Directory.Migrations(), moved} {
 		files, _ := fs.Glob(dir, "*.sql")
 		for _, name := range files {
+			if name >= "00004" && dir != moved {
+				continue // the directory's migrations since that release
+			}
 			b, err := fs.ReadFile(dir, name)
 			if err != nil {
 				t.Fatal(err)
@@ -97,7 +100,7 @@ func TestMigratingADatabaseFromBeforeTheSplitKeepsItsData(t *testing.T) {
 func TestEachSchemaMakesOnlyItsOwnTables(t *testing.T) {
 	dbs := testenv.NewDatabases(t)
 	want := map[*testenv.DB][]string{
-		dbs.Directory: {"sent_mails", "subscriptions", "topics", "users"},
+		dbs.Directory: {"recipient_sets", "sent_mails", "subscriptions", "topics", "users"},
 		dbs.Persist:   {"ack_outbox", "deliveries", "notifications", "tx_barriers"},
 		dbs.Counter:   {"applied_acks", "counters", "pending_increments", "tx_barriers"},
 	}

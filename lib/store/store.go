@@ -97,6 +97,13 @@ type Querier interface {
 	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
 }
 
+// Tx is what a participant's prepare writes through: queries and COPY, in
+// one transaction (a pgx.Tx is one).
+type Tx interface {
+	Querier
+	Copier
+}
+
 // Beginner is what runs a transaction: a pool or a connection.
 type Beginner interface {
 	Begin(ctx context.Context) (pgx.Tx, error)

@@ -116,16 +116,21 @@ type MailRecipient struct {
 	Email  string
 }
 
-// MailRecipients returns the topic's name and those of recipients who
-// subscribe to it with email on.
-func MailRecipients(ctx context.Context, q Querier, topicID int64, recipients []int64) (string, []MailRecipient, error) {
+// MailRecipients returns the name of the topic of transaction txID and
+// those of its recipients (its recipient set) who subscribe to the topic
+// with email on. q is the directory.
+func MailRecipients(ctx context.Context, q Querier, txID string) (string, []MailRecipient, error) {
 	var name string
-	if err := q.QueryRow(ctx, `SELECT name FROM topics WHERE id = $1`, topicID).Scan(&name); err != nil {
+	err := q.QueryRow(ctx, `SELECT t.name FROM recipient_sets r JOIN topics t ON t.id = r.topic_id WHERE r.tx_id = $1`,
+		txID).Scan(&name)
+	if err != nil {
 		return "", nil, mapError(err)
 	}
 	rows, err := q.Query(ctx, `
-		SELECT u.id, u.email FROM subscriptions s JOIN users u ON u.id = s.user_id
-		WHERE s.topic_id = $1 AND s.email AND s.user_id = ANY($2) ORDER BY u.id`, topicID, recipients)
+		SELECT u.id, u.email FROM recipient_sets r CROSS JOIN LATERAL unnest(r.recipients) AS x(id)
+		JOIN subscriptions s ON s.topic_id = r.topic_id AND s.user_id = x.id AND s.email
+		JOIN users u ON u.id = x.id
+		WHERE r.tx_id = $1 ORDER BY u.id`, txID)
 	if err != nil {
 		return "", nil, mapError(err)
 	}

@@ -72,8 +72,8 @@ func (a Acks) Check() error {
 // Check refuses an empty or too long list of users, or one with a
 // non-positive id.
 func (q UnreadQuery) Check() error {
-	if len(q.Users) == 0 || len(q.Users) > MaxRecipients {
-		return fn.BadRequest("users must name 1 to %d users", MaxRecipients)
+	if len(q.Users) == 0 || len(q.Users) > MaxUnreadBatch {
+		return fn.BadRequest("users must name 1 to %d users", MaxUnreadBatch)
 	}
 	return positive("users", q.Users)
 }

@@ -17,18 +17,21 @@ const (
 )
 
 // NotifyPrepare asks the persist participant to store a notification,
-// invisible until commit, delivered to its Recipients: on the wire
-// {tx_id, topic_id, sender_id, title, body, email, recipients}.
+// invisible until commit, delivered to the transaction's recipient set
+// (which the participant reads from the directory and which must hold
+// Recipients ids): on the wire {tx_id, topic_id, sender_id, title, body,
+// email, recipients_count}, bounded whatever the topic's size.
 type NotifyPrepare struct {
 	TxID string `json:"tx_id"`
 	notification.Draft
 }
 
 // CounterPrepare asks the counter participant to hold one unread increment
-// per recipient until commit.
+// per recipient of the transaction's recipient set, which must hold
+// Recipients ids, until commit: {tx_id, recipients_count}.
 type CounterPrepare struct {
-	TxID       string  `json:"tx_id"`
-	Recipients []int64 `json:"recipients"`
+	TxID       string `json:"tx_id"`
+	Recipients int    `json:"recipients_count"`
 }
 
 // Decision is a commit or rollback of one transaction.
@@ -43,13 +46,13 @@ type Vote struct {
 	NotificationID int64  `json:"notification_id,omitempty"`
 }
 
-// Outcome answers a commit or rollback.
+// Outcome answers a commit or rollback. It names no recipient: the
+// recipients' counts are read afterwards in batches (counter-read), so the
+// answer stays the same size whatever the topic's.
 type Outcome struct {
 	TxID           string `json:"tx_id"`
 	State          string `json:"state"`
 	NotificationID int64  `json:"notification_id,omitempty"`
-	// Unread is each recipient's unread count after a counter commit.
-	Unread map[int64]int64 `json:"unread,omitempty"`
 }
 
 // InDoubtQuery asks a participant (notify-indoubt, counter-indoubt) for
@@ -69,8 +72,15 @@ type InDoubt struct {
 // MaxInDoubt bounds one InDoubt answer; recovery asks again next pass.
 const MaxInDoubt = 1000
 
-// MaxRecipients bounds the recipients of one transaction.
+// MaxRecipients bounds the recipients of one transaction. No call body
+// carries them (see NotifyPrepare), so it bounds only the work of one
+// prepare and commit.
 const MaxRecipients = 100000
+
+// MaxUnreadBatch bounds the users of one counter-read call: a batch's
+// body stays under 64 KiB (the function host's default limit) whatever
+// the ids' lengths.
+const MaxUnreadBatch = 2000
 
 var txIDPattern = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
 
@@ -82,15 +92,10 @@ func CheckTxID(id string) error {
 	return nil
 }
 
-// CheckRecipients refuses a recipient list with non-positive or too many ids.
-func CheckRecipients(ids []int64) error {
-	if len(ids) > MaxRecipients {
-		return fn.BadRequest("at most %d recipients", MaxRecipients)
-	}
-	for _, id := range ids {
-		if id <= 0 {
-			return fn.BadRequest("recipients must be user ids")
-		}
+// CheckRecipients refuses a recipient count that is negative or too large.
+func CheckRecipients(n int) error {
+	if n < 0 || n > MaxRecipients {
+		return fn.BadRequest("recipients_count must be 0 to %d", MaxRecipients)
 	}
 	return nil
 }

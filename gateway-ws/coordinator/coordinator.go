@@ -67,12 +67,12 @@ const (
 // Config configures a Coordinator.
 type Config struct {
 	Redis  *redis.Client
-	Prefix string        // key prefix in Redis
+	Prefix string // key prefix in Redis
 	// DB is the directory (topics, subscribers, emails): read, and
 	// written only for the recipient sets of the transactions in flight.
 	DB     store.Querier
 	Lookup Lookup // topic owners; nil: straight from DB
-	Calls  Caller        // the participants
+	Calls  Caller // the participants
 	Log    *slog.Logger
 	// Deliver sends each push to its channel topic on every gateway
 	// replica, in one Redis round trip (a pipeline) where it can. The

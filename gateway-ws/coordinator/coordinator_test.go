@@ -1,6 +1,7 @@
 package coordinator
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -40,6 +41,8 @@ type participantHost struct {
 	// function, so the listener stays: re-binding its port can fail
 	// while another connection of the machine happens to use it.
 	serving atomic.Pointer[http.Handler]
+	// largestBody is the largest request body the host was sent.
+	largestBody atomic.Int64
 }
 
 func (h *participantHost) start() {
@@ -52,6 +55,17 @@ func (h *participantHost) start() {
 	h.addr = ln.Addr().String()
 	h.load()
 	h.srv = &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, err := io.ReadAll(r.Body)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		for n := int64(len(body)); ; {
+			if seen := h.largestBody.Load(); n <= seen || h.largestBody.CompareAndSwap(seen, n) {
+				break
+			}
+		}
+		r.Body = io.NopCloser(bytes.NewReader(body))
 		(*h.serving.Load()).ServeHTTP(w, r)
 	})}
 	go func() { _ = h.srv.Serve(ln) }()

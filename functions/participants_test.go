@@ -347,3 +347,43 @@ func TestInternalFunctionsRefuseCallsWithoutTheKey(t *testing.T) {
 		t.Errorf("calls without the key reached the barrier: %d rows", n)
 	}
 }
+
+// Both participants prepare the recipients the coordinator fixed, not the
+// subscriptions as they are when each prepare runs: a subscribe and an
+// unsubscribe between the fix and the prepares change neither, so the
+// two agree (and the invariant holds) however they interleave.
+func TestParticipantsPrepareTheRecipientsFixedBeforeASubscribeOrUnsubscribe(t *testing.T) {
+	p := newParticipants(t)
+	owner, topic, subs, _ := p.world()
+	ctx := context.Background()
+	n := p.fix("tx-fixed", topic)
+	late, _ := testenv.User(t, p.dbs.Directory.Pool, "late@example.com")
+	if err := store.Subscribe(ctx, p.dbs.Directory.Pool, topic, late, false); err != nil {
+		t.Fatal(err)
+	}
+	if err := store.Unsubscribe(ctx, p.dbs.Directory.Pool, topic, subs[0]); err != nil {
+		t.Fatal(err)
+	}
+	if s, out := p.internal("counter-prepare", counterBody("tx-fixed", n)); s != 200 {
+		t.Fatalf("counter-prepare: %d %v", s, out)
+	}
+	if s, out := p.internal("notify-prepare", notifyBody("tx-fixed", topic, owner, n)); s != 200 {
+		t.Fatalf("notify-prepare: %d %v", s, out)
+	}
+	want := fmt.Sprint(subs)
+	var delivered, counted []int64
+	_ = p.dbs.Persist.Pool.QueryRow(ctx, `SELECT array_agg(user_id ORDER BY user_id) FROM deliveries`).Scan(&delivered)
+	_ = p.dbs.Counter.Pool.QueryRow(ctx, `SELECT array_agg(user_id ORDER BY user_id) FROM pending_increments`).Scan(&counted)
+	if fmt.Sprint(delivered) != want || fmt.Sprint(counted) != want {
+		t.Errorf("deliveries to %v and increments for %v, want both the fixed recipients %v", delivered, counted, want)
+	}
+	// A count the set does not hold is a no, and prepares nothing.
+	p.fix("tx-other", topic)
+	if s, out := p.internal("counter-prepare", counterBody("tx-other", n+5)); s != 409 {
+		t.Errorf("counter-prepare with a count the set does not hold: %d %v, want 409", s, out)
+	}
+	for _, f := range []string{"counter-commit", "notify-commit"} {
+		p.internal(f, `{"tx_id":"tx-fixed"}`)
+	}
+	p.invariant()
+}

@@ -98,7 +98,7 @@ type Config struct {
 // Settings are the coordinator's timings; DefaultSettings holds the
 // defaults, which New also gives a zero field.
 type Settings struct {
-	PhaseTwoTimeout  time.Duration `env:"PHASE_TWO_TIMEOUT"`    // how long commit or rollback is retried before recovery takes over
+	PhaseTwoTimeout  time.Duration `env:"PHASE_TWO_TIMEOUT"`    // how long commit or rollback is retried before recovery takes over; bounds a commit's live delivery too
 	RetryBase        time.Duration `env:"RETRY_BASE"`           // first backoff between retries
 	RetryMax         time.Duration `env:"RETRY_MAX"`            // largest backoff
 	StuckAfter       time.Duration `env:"RECOVERY_STUCK_AFTER"` // an unfinished record older than this is recovered

@@ -145,7 +145,7 @@ type TwoPC struct {
 func NewTwoPC(reg prometheus.Registerer) *TwoPC {
 	m := &TwoPC{
 		PhaseSeconds: prometheus.NewHistogramVec(prometheus.HistogramOpts{
-			Name: "tidings_2pc_phase_duration_seconds", Help: "Time of each two-phase commit phase (prepare, commit, rollback).",
+			Name: "tidings_2pc_phase_duration_seconds", Help: "Time of each two-phase commit phase (prepare, commit, rollback), and of the live delivery after a commit (deliver).",
 			Buckets: latencyBuckets,
 		}, []string{"phase"}),
 		Transactions: prometheus.NewCounterVec(prometheus.CounterOpts{

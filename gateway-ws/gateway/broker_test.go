@@ -117,3 +117,43 @@ func TestBrokerReplacesAHalfOpenConnection(t *testing.T) {
 	}
 	t.Fatalf("no frame arrived within %v of the connection going silent: the broker kept the dead connection", 4*BrokerHealthInterval+5*time.Second)
 }
+
+// PublishAll sends a batch of frames, to several topics, in one pipeline:
+// each reaches the replicas subscribed to its topic, in order, and a
+// topic nobody here subscribed gets nothing here.
+func TestBrokerPublishAllDeliversEachFrameToItsTopic(t *testing.T) {
+	rds := testenv.NewRedis(t)
+	type arrival struct{ topic, frame string }
+	got := make(chan arrival, 100)
+	b, err := NewBroker(context.Background(), rds.Client, rds.Prefix, slog.New(slog.NewTextHandler(io.Discard, nil)),
+		func(topic string, frame []byte) { got <- arrival{topic, string(frame)} })
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = b.Close() })
+	for _, topic := range []string{"user:1", "user:2"} {
+		ready, err := b.Subscribe(context.Background(), topic)
+		if err != nil {
+			t.Fatal(err)
+		}
+		<-ready
+	}
+	frames := []Frame{{"user:1", []byte("a")}, {"user:3", []byte("nobody")}, {"user:2", []byte("b")}, {"user:1", []byte("c")}}
+	if err := b.PublishAll(context.Background(), frames); err != nil {
+		t.Fatal(err)
+	}
+	want := []arrival{{"user:1", "a"}, {"user:2", "b"}, {"user:1", "c"}}
+	for i, w := range want {
+		select {
+		case a := <-got:
+			if a != w {
+				t.Errorf("arrival %d: %+v, want %+v", i, a, w)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatalf("arrival %d (%+v) never came", i, w)
+		}
+	}
+	if err := b.PublishAll(context.Background(), nil); err != nil {
+		t.Errorf("an empty batch: %v", err)
+	}
+}

@@ -22,6 +22,7 @@ import (
 	"github.com/cenkalti/backoff/v5"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
+	"golang.org/x/sync/errgroup"
 
 	"tidings/gateway-ws/invoke"
 	"tidings/lib/config"
@@ -534,7 +535,7 @@ func (c *Coordinator) retry(ctx context.Context, name string, body, out any) err
 	return err
 }
 
-// deliveryBatch is how many recipients one step of a live delivery
+// deliveryBatch is how many recipients one batch of a live delivery
 // handles: one read of the recipient set, one counter-read call and one
 // Deliver (a Redis pipeline), each bounded whatever the topic's size.
 const deliveryBatch = twopc.MaxUnreadBatch
@@ -554,44 +555,58 @@ func (c *Coordinator) deliverLater(rec *Record) {
 	}()
 }
 
+// deliveryWorkers is how many batches of a live delivery run at once:
+// enough to overlap one batch's counter-read with another's pipeline.
+const deliveryWorkers = 4
+
 // deliver sends the notification to every recipient's user channel with
-// their unread count, a batch of recipients at a time. Live delivery is
-// best effort: the notification is already committed and listed.
+// their unread count, a batch of recipients at a time, a few batches at
+// once. Live delivery is best effort: the notification is already
+// committed and listed.
 func (c *Coordinator) deliver(ctx context.Context, rec *Record) {
 	if c.cfg.Deliver == nil {
 		return
 	}
-	for from := 0; ; from += deliveryBatch {
-		users, err := store.Recipients(ctx, c.cfg.DB, rec.ID, from, deliveryBatch)
-		if err != nil {
-			// A record from before recipient sets has none: its
-			// notification is listed and counted, just not pushed.
-			c.log.Warn("cannot read the recipients; the rest get no live delivery", "tx", rec.ID, "from", from, "err", err)
-			return
-		}
-		if len(users) == 0 {
-			return
-		}
-		var read twopc.Unread
-		if err := c.cfg.Calls.Call(ctx, "counter-read", twopc.UnreadQuery{Users: users}, &read); err != nil {
-			c.log.Warn("cannot read the recipients' unread counts; they get no live delivery", "tx", rec.ID, "users", len(users), "err", err)
+	var g errgroup.Group
+	g.SetLimit(deliveryWorkers)
+	for from := 0; from < rec.Payload.Recipients; from += deliveryBatch {
+		g.Go(func() error {
+			c.deliverBatch(ctx, rec, from)
+			return nil
+		})
+	}
+	_ = g.Wait()
+}
+
+// deliverBatch delivers to the recipients of rec from position from, at
+// most deliveryBatch of them.
+func (c *Coordinator) deliverBatch(ctx context.Context, rec *Record, from int) {
+	users, err := store.Recipients(ctx, c.cfg.DB, rec.ID, from, deliveryBatch)
+	if err != nil {
+		// A record from before recipient sets has none: its notification
+		// is listed and counted, just not pushed.
+		c.log.Warn("cannot read the recipients; they get no live delivery", "tx", rec.ID, "from", from, "err", err)
+		return
+	}
+	if len(users) == 0 {
+		return
+	}
+	var read twopc.Unread
+	if err := c.cfg.Calls.Call(ctx, "counter-read", twopc.UnreadQuery{Users: users}, &read); err != nil {
+		c.log.Warn("cannot read the recipients' unread counts; they get no live delivery", "tx", rec.ID, "users", len(users), "err", err)
+		return
+	}
+	pushes := make([]Push, 0, len(users))
+	for _, user := range users {
+		n, ok := read.Unread[user]
+		if !ok {
 			continue
 		}
-		pushes := make([]Push, 0, len(users))
-		for _, user := range users {
-			n, ok := read.Unread[user]
-			if !ok {
-				continue
-			}
-			pushes = append(pushes, Push{Topic: userTopic(user), Event: notification.EventName,
-				Payload: notification.NewEvent(rec.NotificationID, rec.Payload, rec.CreatedAt, n)})
-		}
-		if err := c.cfg.Deliver(ctx, pushes); err != nil {
-			c.log.Warn("live delivery failed", "tx", rec.ID, "users", len(pushes), "err", err)
-		}
-		if len(users) < deliveryBatch {
-			return
-		}
+		pushes = append(pushes, Push{Topic: userTopic(user), Event: notification.EventName,
+			Payload: notification.NewEvent(rec.NotificationID, rec.Payload, rec.CreatedAt, n)})
+	}
+	if err := c.cfg.Deliver(ctx, pushes); err != nil {
+		c.log.Warn("live delivery failed", "tx", rec.ID, "users", len(pushes), "err", err)
 	}
 }
 

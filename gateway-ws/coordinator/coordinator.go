@@ -76,8 +76,9 @@ type Config struct {
 	Calls  Caller // the participants
 	Log    *slog.Logger
 	// Deliver sends each push to its channel topic on every gateway
-	// replica, in one Redis round trip (a pipeline) where it can. The
-	// coordinator hands it at most deliverBatch pushes at a time.
+	// replica, in one Redis round trip (a pipeline) where it can. It is
+	// handed at most deliveryBatch pushes at a time (ackBatch by the ack
+	// relay), and called from several goroutines at once.
 	Deliver func(ctx context.Context, pushes []Push) error
 	// Watch hears a Redis channel for the process's life, calling hear
 	// with each message (the gateway's broker, on its one pub/sub

@@ -77,9 +77,9 @@ func TestPagingThroughTheHistoryYieldsEveryNotificationOnceInOrder(t *testing.T)
 		if i%5 == 0 {
 			recipients = []int64{other}
 		}
-		id, err := store.PrepareNotification(ctx, dbs.Persist.Pool, tx, notification.Draft{
-			TopicID: topic.ID, SenderID: owner, Message: notification.Message{Title: tx}, Recipients: recipients,
-		})
+		id, err := store.PrepareNotificationFor(ctx, dbs.Persist.Pool, tx, notification.Draft{
+			TopicID: topic.ID, SenderID: owner, Message: notification.Message{Title: tx},
+		}, recipients)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -30,7 +30,7 @@ import (
 // topic, published to through its internal broadcast endpoint.
 type gatewayTarget struct {
 	srv         *proc.Process
-	addr        string
+	addrs       []string // client i dials addrs[i%len(addrs)]; broadcasts go to addrs[0]
 	topic       string
 	users       []int64
 	tokens      *auth.Tokens
@@ -54,9 +54,31 @@ func benchGateway(ctx context.Context, o options) (result, error) {
 	}
 	defer cleanup()
 
-	addr := proc.FreeAddr()
 	secret, internalKey := rand.Text()+rand.Text(), rand.Text() // the JWT secret needs 32 bytes or more
 	prefix := "tidings-bench:" + rand.Text() + ":"
+	srv, addr, err := startGateway(ctx, o, bin, dbURL, prefix, secret, internalKey)
+	if err != nil {
+		return result{}, err
+	}
+	defer srv.Stop(syscall.SIGTERM)
+	t := &gatewayTarget{
+		srv:         srv,
+		addrs:       []string{addr},
+		topic:       fmt.Sprintf("topic:%d", topicID),
+		users:       users,
+		tokens:      auth.NewTokens([]byte(secret), time.Hour),
+		internalKey: internalKey,
+		http:        &http.Client{Timeout: 30 * time.Second},
+		dialer:      websocket.Dialer{ReadBufferSize: 1024, WriteBufferSize: 1024, HandshakeTimeout: 30 * time.Second},
+	}
+	return measure(ctx, kindGateway, "gateway-ws (Phoenix V2, Redis fan-out)", t, o)
+}
+
+// startGateway starts one gateway-ws process on a free loopback port and
+// waits until it is healthy; replicas share the database, the Redis prefix
+// and the secrets.
+func startGateway(ctx context.Context, o options, bin, dbURL, prefix, secret, internalKey string) (*proc.Process, string, error) {
+	addr := proc.FreeAddr()
 	srv, err := proc.Start("/dev/stderr", nil, []string{
 		"GATEWAY_ADDR=" + addr,
 		"REDIS_URL=" + o.redisURL,
@@ -69,23 +91,13 @@ func benchGateway(ctx context.Context, o options) (result, error) {
 		"LOG_LEVEL=warn",
 	}, bin)
 	if err != nil {
-		return result{}, err
+		return nil, "", err
 	}
-	defer srv.Stop(syscall.SIGTERM)
 	if err := srv.WaitHTTP(ctx, "http://"+addr+"/healthz", 30*time.Second); err != nil {
-		return result{}, fmt.Errorf("gateway-ws: %w", err)
+		srv.Stop(syscall.SIGTERM)
+		return nil, "", fmt.Errorf("gateway-ws: %w", err)
 	}
-	t := &gatewayTarget{
-		srv:         srv,
-		addr:        addr,
-		topic:       fmt.Sprintf("topic:%d", topicID),
-		users:       users,
-		tokens:      auth.NewTokens([]byte(secret), time.Hour),
-		internalKey: internalKey,
-		http:        &http.Client{Timeout: 30 * time.Second},
-		dialer:      websocket.Dialer{ReadBufferSize: 1024, WriteBufferSize: 1024, HandshakeTimeout: 30 * time.Second},
-	}
-	return measure(ctx, "gateway-ws (Phoenix V2, Redis fan-out)", t, o)
+	return srv, addr, nil
 }
 
 func (t *gatewayTarget) pid() int { return t.srv.Cmd.Process.Pid }
@@ -95,7 +107,7 @@ func (t *gatewayTarget) connect(ctx context.Context, i int, rec *recorder) error
 	if err != nil {
 		return err
 	}
-	ws, _, err := t.dialer.DialContext(ctx, fmt.Sprintf("ws://%s/socket/websocket?vsn=2.0.0&token=%s", t.addr, tok), nil)
+	ws, _, err := t.dialer.DialContext(ctx, fmt.Sprintf("ws://%s/socket/websocket?vsn=2.0.0&token=%s", t.addrs[i%len(t.addrs)], tok), nil)
 	if err != nil {
 		return err
 	}
@@ -134,12 +146,19 @@ func (t *gatewayTarget) connect(ctx context.Context, i int, rec *recorder) error
 
 func (t *gatewayTarget) publish(ctx context.Context, payload []byte) error {
 	body, _ := json.Marshal(map[string]any{"topic": t.topic, "event": "bench", "payload": json.RawMessage(payload)})
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+t.addr+"/internal/broadcast", bytes.NewReader(body))
+	return postBroadcast(ctx, t.http, "http://"+t.addrs[0]+"/internal/broadcast", http.Header{auth.InternalKeyHeader: {t.internalKey}}, body)
+}
+
+// postBroadcast POSTs one broadcast and expects 202 Accepted.
+func postBroadcast(ctx context.Context, c *http.Client, url string, header http.Header, body []byte) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
 	if err != nil {
 		return err
 	}
-	req.Header.Set(auth.InternalKeyHeader, t.internalKey)
-	resp, err := t.http.Do(req)
+	for k, v := range header {
+		req.Header[k] = v
+	}
+	resp, err := c.Do(req)
 	if err != nil {
 		return err
 	}

@@ -17,6 +17,7 @@ import (
 
 // result is one system's row.
 type result struct {
+	kind           string // kindGateway, kindNATS or kindCentrifuge
 	system         string
 	conns          int
 	p50, p99, max  time.Duration
@@ -25,6 +26,12 @@ type result struct {
 	rssBefore      int64
 	rssAfterJoined int64
 }
+
+const (
+	kindGateway    = "gateway"
+	kindNATS       = "nats"
+	kindCentrifuge = "centrifuge"
+)
 
 // target is one system under test: a server process, its clients, and a
 // publisher.
@@ -102,8 +109,8 @@ func makePayload(seq, size int) []byte {
 }
 
 // measure runs the workload against t and returns its row.
-func measure(ctx context.Context, system string, t target, o options) (result, error) {
-	res := result{system: system, conns: o.conns}
+func measure(ctx context.Context, kind, system string, t target, o options) (result, error) {
+	res := result{kind: kind, system: system, conns: o.conns}
 	rec := newRecorder(o.conns, o.rounds, o.burst)
 
 	runtime.GC()
@@ -215,6 +222,15 @@ func rss(pid int) (int64, error) {
 		}
 	}
 	return 0, fmt.Errorf("no VmRSS for %d", pid)
+}
+
+// fileLimit is the hard open-file limit.
+func fileLimit() (uint64, error) {
+	var lim syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
+		return 0, err
+	}
+	return lim.Max, nil
 }
 
 // raiseFileLimit lifts the soft descriptor limit to the hard one, which

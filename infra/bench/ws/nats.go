@@ -71,7 +71,7 @@ websocket {
 	if out, err := exec.Command(bin, "--version").Output(); err == nil {
 		version = strings.TrimSpace(string(out))
 	}
-	return measure(ctx, version+" (WebSocket)", t, o)
+	return measure(ctx, kindNATS, version+" (WebSocket)", t, o)
 }
 
 func (t *natsTarget) pid() int { return t.srv.Cmd.Process.Pid }

@@ -4,7 +4,7 @@ BIN     := $(CURDIR)/.bin
 STATICCHECK_VERSION := v0.8.2
 export GOFLAGS := -buildvcs=false
 
-.PHONY: up test services vet lint unit node fuzz chaos bench secrets images lambda clean
+.PHONY: up test services vet lint unit node fuzz chaos bench bench-100k secrets images lambda clean
 
 ## up: run everything on this machine (Ctrl-C stops it all)
 up:
@@ -60,6 +60,15 @@ bench:
 	   $(GO) run ./infra/bench/avatar && echo && \
 	   $(GO) run ./infra/bench/mail && echo && \
 	   $(GO) run ./infra/bench/cache; } | tee build/bench.md
+
+## bench-100k: gateway-ws alone, $(BENCH_100K_CONNS) sockets over
+## $(BENCH_100K_REPLICAS) replicas dialed by as many client processes (each
+## under the 20,000 open-file hard limit); minutes, so not part of bench
+BENCH_100K_CONNS ?= 100000
+BENCH_100K_REPLICAS ?= 8
+bench-100k:
+	@mkdir -p build
+	@$(GO) run ./infra/bench/ws -replicas $(BENCH_100K_REPLICAS) -conns $(BENCH_100K_CONNS) -rounds 10 -burst 5 | tee build/bench-100k.md
 
 ## secrets: make the dev secrets docker-compose.yml mounts (the list and
 ## the generator are infra/openfaas/deploy.sh's)

@@ -162,6 +162,45 @@ type replicaResult struct {
 	replicas, workers int
 	joinTime          time.Duration
 	rssAfter          int64 // sum over replicas
+	// Growth of the Go runtime's own gauges from the replicas' /metrics,
+	// summed, from before the first socket to after the last join: where
+	// the RSS growth goes.
+	heapInuse, stackInuse, goroutines float64
+}
+
+// runtimeGauges are the /metrics gauges the breakdown reads.
+var runtimeGauges = []string{"go_memstats_heap_inuse_bytes", "go_memstats_stack_inuse_bytes", "go_goroutines"}
+
+// scrapeRuntime sums runtimeGauges over the replicas' /metrics.
+func scrapeRuntime(ctx context.Context, hc *http.Client, addrs []string) (map[string]float64, error) {
+	sum := map[string]float64{}
+	for _, a := range addrs {
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+a+"/metrics", nil)
+		if err != nil {
+			return nil, err
+		}
+		resp, err := hc.Do(req)
+		if err != nil {
+			return nil, err
+		}
+		body, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if err != nil {
+			return nil, err
+		}
+		for _, line := range strings.Split(string(body), "\n") {
+			for _, g := range runtimeGauges {
+				if v, ok := strings.CutPrefix(line, g+" "); ok {
+					f, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
+					if err != nil {
+						return nil, fmt.Errorf("%s of %s: %w", g, a, err)
+					}
+					sum[g] += f
+				}
+			}
+		}
+	}
+	return sum, nil
 }
 
 func benchReplicas(ctx context.Context, o options) (replicaResult, error) {
@@ -198,8 +237,13 @@ func benchReplicas(ctx context.Context, o options) (replicaResult, error) {
 		addrs = append(addrs, addr)
 		pids = append(pids, srv.Cmd.Process.Pid)
 	}
+	hc := &http.Client{Timeout: 30 * time.Second}
 	time.Sleep(500 * time.Millisecond)
 	if res.rssBefore, err = rssSum(pids); err != nil {
+		return res, err
+	}
+	before, err := scrapeRuntime(ctx, hc, addrs)
+	if err != nil {
 		return res, err
 	}
 
@@ -241,8 +285,14 @@ func benchReplicas(ctx context.Context, o options) (replicaResult, error) {
 		return res, err
 	}
 	res.rssGrowth = res.rssAfter - res.rssBefore
+	after, err := scrapeRuntime(ctx, hc, addrs)
+	if err != nil {
+		return res, err
+	}
+	res.heapInuse = after[runtimeGauges[0]] - before[runtimeGauges[0]]
+	res.stackInuse = after[runtimeGauges[1]] - before[runtimeGauges[1]]
+	res.goroutines = after[runtimeGauges[2]] - before[runtimeGauges[2]]
 
-	hc := &http.Client{Timeout: 30 * time.Second}
 	t := &gatewayTarget{addrs: addrs, topic: fmt.Sprintf("topic:%d", topicID), internalKey: internalKey, http: hc}
 	waitAll := func(seq int) error {
 		for _, w := range workers {
@@ -323,6 +373,9 @@ func replicaReport(o options, r replicaResult) string {
 	fmt.Fprintf(&b, "| %s | %d | %d | %.1f s | %s | %s | %s | %.0f | %.1f MiB | %.1f MiB | %.1f KiB |\n",
 		r.system, r.replicas, r.conns, r.joinTime.Seconds(), ms(r.p50), ms(r.p99), ms(r.max), r.perSecond,
 		float64(r.rssAfter)/(1<<20), float64(r.rssGrowth)/(1<<20), perConn)
+	n := float64(r.conns)
+	fmt.Fprintf(&b, "\nWhere it goes (the replicas' /metrics, growth over the joins, per connection): heap in use %.1f KiB, goroutine stacks %.1f KiB, %.2f goroutines; the rest of the RSS growth is the heap's headroom and the runtime's.\n",
+		r.heapInuse/n/1024, r.stackInuse/n/1024, r.goroutines/n)
 	fmt.Fprintf(&b, "\nBars (issue 13): the run completes (met); gateway-ws per idle connection = %.1f KiB (at most 12: %s).\n", perConn, verdict(perConn <= 12))
 	return b.String()
 }

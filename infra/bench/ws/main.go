@@ -1,9 +1,11 @@
 // Command ws is the WebSocket fan-out benchmark: N sockets joined to one
 // topic on one gateway-ws, and the same workload in the same run against a
-// nats-server with its WebSocket listener. It starts everything it
-// measures itself (a bench database on the local PostgreSQL, a Redis key
-// prefix of its own, the gateway binary, a nats-server on loopback ports)
-// and prints a Markdown section with the machine and a table:
+// nats-server with its WebSocket listener and against a centrifuge server
+// with its Redis broker. It starts everything it measures itself (a bench
+// database on the local PostgreSQL, Redis key prefixes of its own, the
+// gateway binary, a nats-server on loopback ports, the centrifuge server as
+// a child process of this binary) and prints a Markdown section with the
+// machine and a table:
 //
 //	go run ./infra/bench/ws -conns 10000
 //
@@ -14,6 +16,11 @@
 // burst of broadcasts sent back to back. Memory per idle connection is the
 // server process's RSS growth from before the first socket to after the
 // last one joined, divided by the number of sockets.
+//
+// With -replicas it measures gateway-ws alone at a scale one process
+// cannot hold under the open-file limit (see replicas.go):
+//
+//	go run ./infra/bench/ws -replicas 8 -conns 100000
 package main
 
 import (

@@ -57,6 +57,7 @@ bench:
 	@mkdir -p build
 	@{ $(GO) run ./infra/bench/ws -conns $(BENCH_CONNS) && echo && \
 	   $(GO) run ./infra/bench/publish && echo && \
+	   $(GO) run ./infra/bench/fanout && echo && \
 	   $(GO) run ./infra/bench/avatar && echo && \
 	   $(GO) run ./infra/bench/mail && echo && \
 	   $(GO) run ./infra/bench/cache; } | tee build/bench.md

@@ -102,6 +102,32 @@ func (r *recorder) deliver(payload []byte) {
 	}
 }
 
+// broadcast publishes o.rounds broadcasts one at a time, waiting for each
+// to reach every client, then o.burst back to back, waited for together;
+// it returns when the burst began.
+func broadcast(ctx context.Context, publish func(context.Context, []byte) error, o options, wait func(seq int) error) (time.Time, error) {
+	for seq := range o.rounds {
+		if err := publish(ctx, makePayload(seq, o.payload)); err != nil {
+			return time.Time{}, err
+		}
+		if err := wait(seq); err != nil {
+			return time.Time{}, err
+		}
+	}
+	burstStart := time.Now()
+	for i := range o.burst {
+		if err := publish(ctx, makePayload(o.rounds+i, o.payload)); err != nil {
+			return time.Time{}, err
+		}
+	}
+	for i := range o.burst {
+		if err := wait(o.rounds + i); err != nil {
+			return time.Time{}, err
+		}
+	}
+	return burstStart, nil
+}
+
 func makePayload(seq, size int) []byte {
 	p := benchPayload{Seq: seq, T: time.Now().UnixNano(), Pad: strings.Repeat("x", max(0, size-48))}
 	b, _ := json.Marshal(p)
@@ -141,25 +167,9 @@ func measure(ctx context.Context, kind, system string, t target, o options) (res
 			return ctx.Err()
 		}
 	}
-	for seq := range o.rounds {
-		if err := t.publish(ctx, makePayload(seq, o.payload)); err != nil {
-			return res, err
-		}
-		if err := wait(seq); err != nil {
-			return res, err
-		}
-	}
-	// Burst: back to back.
-	burstStart := time.Now()
-	for i := range o.burst {
-		if err := t.publish(ctx, makePayload(o.rounds+i, o.payload)); err != nil {
-			return res, err
-		}
-	}
-	for i := range o.burst {
-		if err := wait(o.rounds + i); err != nil {
-			return res, err
-		}
+	burstStart, err := broadcast(ctx, t.publish, o, wait)
+	if err != nil {
+		return res, err
 	}
 	elapsed := time.Duration(rec.lastRecv.Load() - burstStart.UnixNano())
 	res.perSecond = float64(o.burst*o.conns) / elapsed.Seconds()

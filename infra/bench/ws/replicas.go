@@ -302,24 +302,9 @@ func benchReplicas(ctx context.Context, o options) (replicaResult, error) {
 		}
 		return nil
 	}
-	for seq := range o.rounds {
-		if err := t.publish(ctx, makePayload(seq, o.payload)); err != nil {
-			return res, err
-		}
-		if err := waitAll(seq); err != nil {
-			return res, err
-		}
-	}
-	burstStart := time.Now()
-	for i := range o.burst {
-		if err := t.publish(ctx, makePayload(o.rounds+i, o.payload)); err != nil {
-			return res, err
-		}
-	}
-	for i := range o.burst {
-		if err := waitAll(o.rounds + i); err != nil {
-			return res, err
-		}
+	burstStart, err := broadcast(ctx, t.publish, o, waitAll)
+	if err != nil {
+		return res, err
 	}
 
 	var lat []int64

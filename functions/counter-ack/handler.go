@@ -34,11 +34,7 @@ func (h *Handler) Handle(req fn.Request) (fn.Response, error) {
 	if err := in.Check(); err != nil {
 		return fn.Response{}, err
 	}
-	acks := make([]store.Ack, len(in.Acks))
-	for i, a := range in.Acks {
-		acks[i] = store.Ack(a)
-	}
-	unread, err := store.ApplyAcks(req.Context(), h.counter, acks)
+	unread, err := store.ApplyAcks(req.Context(), h.counter, in.Acks)
 	if err != nil {
 		return fn.Response{}, err
 	}

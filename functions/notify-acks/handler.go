@@ -50,9 +50,5 @@ func (h *Handler) Handle(req fn.Request) (fn.Response, error) {
 	if err != nil {
 		return fn.Response{}, err
 	}
-	out := twopc.Acks{Acks: make([]twopc.Ack, len(pending))}
-	for i, a := range pending {
-		out.Acks[i] = twopc.Ack(a)
-	}
-	return fn.JSON(http.StatusOK, out)
+	return fn.JSON(http.StatusOK, twopc.Acks{Acks: pending})
 }

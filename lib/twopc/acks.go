@@ -5,19 +5,17 @@ import (
 	"strconv"
 
 	"tidings/lib/fn"
+	"tidings/lib/store"
 )
 
 // The ack relay's messages: gateway-ws carries the persist participant's
 // ack outbox (notify-acks) to the counter (counter-ack); see
 // docs/architecture.md ("Acks").
 
-// Ack is one row of the persist participant's ack outbox: on the wire
-// {id, user_id, notification_id}. counter-ack needs only id and user_id.
-type Ack struct {
-	ID             int64 `json:"id"`
-	UserID         int64 `json:"user_id"`
-	NotificationID int64 `json:"notification_id,omitempty"`
-}
+// Ack is one row of the persist participant's ack outbox, as store reads
+// it: on the wire {id, user_id, notification_id}. counter-ack needs only
+// id and user_id.
+type Ack = store.Ack
 
 // AckQuery asks notify-acks to forget the acks the counter applied (Done)
 // and answer the next Limit (0: MaxAcks) still pending, oldest first.

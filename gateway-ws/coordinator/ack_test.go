@@ -70,15 +70,15 @@ func (h *harness) startRelay() *ackRelay {
 	c := New(Config{
 		Redis: h.rd.Client, Prefix: h.rd.Prefix, DB: h.dbs.Directory.Pool, Calls: h.inv,
 		Log: logging.NewTo(io.Discard, "error", "test"), Settings: h.settings,
-		Deliver: func(_ context.Context, pushes []Push) error {
+		Deliver: func(_ context.Context, b UserBatch) error {
 			r.mu.Lock()
 			defer r.mu.Unlock()
-			for _, p := range pushes {
-				if p.Event != CounterEventName {
-					h.t.Errorf("the relay pushed %q to %s", p.Event, p.Topic)
-					continue
-				}
-				r.events[p.Topic] = append(r.events[p.Topic], p.Payload.(CounterEvent).Unread)
+			if b.Event != CounterEventName || b.Notification != nil {
+				h.t.Errorf("the relay pushed %q (notification %v)", b.Event, b.Notification)
+				return nil
+			}
+			for user, n := range b.Unread {
+				r.events[UserTopic(user)] = append(r.events[UserTopic(user)], b.Payload(n).(CounterEvent).Unread)
 			}
 			return nil
 		},
@@ -113,7 +113,7 @@ func (h *harness) wakeListeners() int64 {
 func (r *ackRelay) pushed(user, unread int64) bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	for _, n := range r.events[userTopic(user)] {
+	for _, n := range r.events[UserTopic(user)] {
 		if n == unread {
 			return true
 		}

@@ -143,11 +143,7 @@ func (c *Coordinator) answerAcks(ctx context.Context, acks []twopc.Ack, unread m
 	if c.cfg.Deliver == nil {
 		return
 	}
-	pushes := make([]Push, 0, len(unread))
-	for user, n := range unread {
-		pushes = append(pushes, Push{Topic: userTopic(user), Event: CounterEventName, Payload: CounterEvent{Unread: n}})
-	}
-	if err := c.cfg.Deliver(ctx, pushes); err != nil {
-		c.log.Warn("live counter updates failed", "users", len(pushes), "err", err)
+	if err := c.cfg.Deliver(ctx, UserBatch{Event: CounterEventName, Unread: unread}); err != nil {
+		c.log.Warn("live counter updates failed", "users", len(unread), "err", err)
 	}
 }

@@ -75,11 +75,11 @@ type Config struct {
 	Lookup Lookup // topic owners; nil: straight from DB
 	Calls  Caller // the participants
 	Log    *slog.Logger
-	// Deliver sends each push to its channel topic on every gateway
-	// replica, in one Redis round trip (a pipeline) where it can. It is
-	// handed at most deliveryBatch pushes at a time (ackBatch by the ack
-	// relay), and called from several goroutines at once.
-	Deliver func(ctx context.Context, pushes []Push) error
+	// Deliver sends a batch to its users' channels on every gateway
+	// replica, as one Redis message. A batch holds at most deliveryBatch
+	// users (ackBatch from the ack relay); Deliver is called from several
+	// goroutines at once.
+	Deliver func(ctx context.Context, batch UserBatch) error
 	// Watch hears a Redis channel for the process's life, calling hear
 	// with each message (the gateway's broker, on its one pub/sub
 	// connection). nil: the ack relay subscribes on a connection of its own.
@@ -124,11 +124,30 @@ func DefaultSettings() Settings {
 	}
 }
 
-// Push is one event for the members of one channel topic.
-type Push struct {
-	Topic   string
-	Event   string
-	Payload any
+// UserBatch is one event for many users' channels (user:<id>), the same
+// for each but for the user's unread count: a batch of a notification's
+// live delivery, or the counts an ack relay changed. It travels whole, as
+// one Redis message, to every gateway replica, and each hands its own
+// members their copy: Redis carries a message per batch, not one per
+// recipient.
+type UserBatch struct {
+	Event string `json:"event"`
+	// Notification is the event delivered, its Unread left zero; nil for
+	// a counter update.
+	Notification *notification.Event `json:"notification,omitempty"`
+	// Unread is each recipient's unread count, by user id.
+	Unread map[int64]int64 `json:"unread"`
+}
+
+// Payload is the event's payload for a recipient with unread notifications
+// unread.
+func (b UserBatch) Payload(unread int64) any {
+	if b.Notification == nil {
+		return CounterEvent{Unread: unread}
+	}
+	ev := *b.Notification
+	ev.Unread = unread
+	return ev
 }
 
 // Coordinator publishes notifications as two-phase commits.
@@ -538,7 +557,7 @@ func (c *Coordinator) retry(ctx context.Context, name string, body, out any) err
 
 // deliveryBatch is how many recipients one batch of a live delivery
 // handles: one read of the recipient set, one counter-read call and one
-// Deliver (a Redis pipeline), each bounded whatever the topic's size.
+// Deliver (one Redis message), each bounded whatever the topic's size.
 const deliveryBatch = twopc.MaxUnreadBatch
 
 // deliverLater delivers a committed notification live, after its
@@ -597,22 +616,15 @@ func (c *Coordinator) deliverBatch(ctx context.Context, rec *Record, from int) {
 		c.log.Warn("cannot read the recipients' unread counts; they get no live delivery", "tx", rec.ID, "users", len(users), "err", err)
 		return
 	}
-	pushes := make([]Push, 0, len(users))
-	for _, user := range users {
-		n, ok := read.Unread[user]
-		if !ok {
-			continue
-		}
-		pushes = append(pushes, Push{Topic: userTopic(user), Event: notification.EventName,
-			Payload: notification.NewEvent(rec.NotificationID, rec.Payload, rec.CreatedAt, n)})
-	}
-	if err := c.cfg.Deliver(ctx, pushes); err != nil {
-		c.log.Warn("live delivery failed", "tx", rec.ID, "users", len(pushes), "err", err)
+	event := notification.NewEvent(rec.NotificationID, rec.Payload, rec.CreatedAt, 0)
+	batch := UserBatch{Event: notification.EventName, Notification: &event, Unread: read.Unread}
+	if err := c.cfg.Deliver(ctx, batch); err != nil {
+		c.log.Warn("live delivery failed", "tx", rec.ID, "users", len(read.Unread), "err", err)
 	}
 }
 
-// userTopic is the channel topic of a user's own events.
-func userTopic(user int64) string { return fmt.Sprintf("user:%d", user) }
+// UserTopic is the channel topic of a user's own events.
+func UserTopic(user int64) string { return fmt.Sprintf("user:%d", user) }
 
 // enqueueMails queues one send-mail job per recipient who subscribes with
 // email on, for a publish that asked for mail. The publisher owns the

@@ -149,11 +149,11 @@ func (h *harness) newCoordinator(crash func(Fault) bool) *Coordinator {
 		Log:      logging.NewTo(io.Discard, "error", "test"),
 		Settings: h.settings,
 		Crash:    crash,
-		Deliver: func(ctx context.Context, pushes []Push) error {
+		Deliver: func(ctx context.Context, b UserBatch) error {
 			h.mu.Lock()
 			defer h.mu.Unlock()
-			for _, p := range pushes {
-				h.events = append(h.events, delivery{p.Topic, p.Event, p.Payload.(notification.Event)})
+			for user, n := range b.Unread {
+				h.events = append(h.events, delivery{UserTopic(user), b.Event, b.Payload(n).(notification.Event)})
 			}
 			return nil
 		},

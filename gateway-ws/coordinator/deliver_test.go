@@ -28,7 +28,7 @@ func TestRecoveredCommitDeliversTheCountersCount(t *testing.T) {
 		got[e.topic] = e.payload.Unread
 	}
 	for _, sub := range subs {
-		if n, ok := got[userTopic(sub)]; !ok || n != 1 {
+		if n, ok := got[UserTopic(sub)]; !ok || n != 1 {
 			t.Errorf("recovery delivered %v to subscriber %d, want the notification with unread 1", got, sub)
 		}
 	}

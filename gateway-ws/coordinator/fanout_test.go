@@ -72,7 +72,7 @@ func publishToSubscribers(t *testing.T, n int) fanout {
 	}
 	got := false
 	for _, e := range events {
-		if e.topic == userTopic(last) {
+		if e.topic == UserTopic(last) {
 			got = e.payload.ID == res.NotificationID && e.payload.Unread == 1 && e.payload.Title == "to everyone"
 		}
 	}

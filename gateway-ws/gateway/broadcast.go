@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/subtle"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"strings"
 
@@ -24,20 +25,30 @@ func (s *Server) Broadcast(ctx context.Context, topic, event string, payload any
 	return s.broker.Publish(ctx, topic, frame)
 }
 
-// BroadcastAll sends each push to every member of its topic on every
-// replica, in one Redis round trip: the coordinator's live delivery.
-func (s *Server) BroadcastAll(ctx context.Context, pushes []coordinator.Push) error {
-	frames := make([]Frame, 0, len(pushes))
-	for _, p := range pushes {
-		frame, err := BroadcastFrame(p.Topic, p.Event, p.Payload)
-		if err != nil {
-			return err
-		}
-		frames = append(frames, Frame{Topic: p.Topic, Data: frame})
+// usersTopic is the broker topic every replica hears user batches on.
+const usersTopic = "_users"
+
+// DeliverUsers sends batch to its users' channels on every replica, as one
+// Redis message that each replica expands for its own members (deliverUsers):
+// the coordinator's live delivery and the ack relay's counter updates.
+func (s *Server) DeliverUsers(ctx context.Context, batch coordinator.UserBatch) error {
+	data, err := json.Marshal(batch)
+	if err != nil {
+		return fmt.Errorf("encode a batch of %d %s events: %w", len(batch.Unread), batch.Event, err)
 	}
 	ctx, cancel := context.WithTimeout(ctx, brokerCallTimeout)
 	defer cancel()
-	return s.broker.PublishAll(ctx, frames)
+	return s.broker.Publish(ctx, usersTopic, data)
+}
+
+// hearUsers hands a batch heard on usersTopic to this replica's members.
+func (s *Server) hearUsers(payload string) {
+	var batch coordinator.UserBatch
+	if err := json.Unmarshal([]byte(payload), &batch); err != nil {
+		s.log.Error("undecodable user batch; dropped", "err", err)
+		return
+	}
+	s.hub.deliverUsers(batch)
 }
 
 // broadcastRequest is the body of POST /internal/broadcast.

@@ -173,28 +173,6 @@ func (b *Broker) Publish(ctx context.Context, topic string, frame []byte) error 
 	return nil
 }
 
-// Frame is one frame for the replicas subscribed to one topic.
-type Frame struct {
-	Topic string
-	Data  []byte
-}
-
-// PublishAll sends each frame to every replica that has subscribers on its
-// topic, all in one Redis round trip (a pipeline), not one per frame.
-func (b *Broker) PublishAll(ctx context.Context, frames []Frame) error {
-	if len(frames) == 0 {
-		return nil
-	}
-	pipe := b.rdb.Pipeline()
-	for _, f := range frames {
-		pipe.Publish(ctx, b.channel(f.Topic), f.Data)
-	}
-	if _, err := pipe.Exec(ctx); err != nil {
-		return fmt.Errorf("publish %d frames: %w", len(frames), err)
-	}
-	return nil
-}
-
 // Close ends the subscription connection.
 func (b *Broker) Close() error {
 	b.closed.Store(true)

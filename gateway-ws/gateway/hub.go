@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"sync"
+
+	"tidings/gateway-ws/coordinator"
 )
 
 // Hub knows which local channels have joined which topic. It subscribes the
@@ -143,6 +145,27 @@ func (h *Hub) deliver(topic string, frame []byte) {
 	}
 	for ch := range t.members {
 		ch.conn.enqueue(frame)
+	}
+}
+
+// deliverUsers hands each user of batch who has local members of their
+// user:<id> channel their copy of its event, encoded once per user.
+func (h *Hub) deliverUsers(batch coordinator.UserBatch) {
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	for user, unread := range batch.Unread {
+		topic := coordinator.UserTopic(user)
+		t, ok := h.topics[topic]
+		if !ok || len(t.members) == 0 {
+			continue
+		}
+		frame, err := BroadcastFrame(topic, batch.Event, batch.Payload(unread))
+		if err != nil {
+			continue // the coordinator's own event types always encode
+		}
+		for ch := range t.members {
+			ch.conn.enqueue(frame)
+		}
 	}
 }
 

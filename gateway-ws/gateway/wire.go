@@ -59,6 +59,9 @@ func (s *Server) build(ctx context.Context) error {
 		return err
 	}
 	s.hub.SetBroker(s.broker)
+	if err = s.broker.Watch(ctx, s.broker.channel(usersTopic), s.hearUsers); err != nil {
+		return err
+	}
 	s.reg = metrics.NewRegistry()
 	s.metrics = metrics.NewGateway(s.reg)
 	calls := cfg.Calls
@@ -73,7 +76,7 @@ func (s *Server) build(ctx context.Context) error {
 	s.jobStats = func(ctx context.Context) (any, error) { return s.jobs.Stats(ctx) }
 	s.coord = coordinator.New(coordinator.Config{
 		Redis: s.rdb, Prefix: cfg.RedisPrefix, DB: s.pool, Lookup: s.dir, Calls: s.calls, Log: s.log, Jobs: s.jobs,
-		Deliver: s.BroadcastAll, Watch: s.broker.Watch, Settings: cfg.TwoPC, Crash: cfg.Crash, Metrics: metrics.NewTwoPC(s.reg),
+		Deliver: s.DeliverUsers, Watch: s.broker.Watch, Settings: cfg.TwoPC, Crash: cfg.Crash, Metrics: metrics.NewTwoPC(s.reg),
 	})
 	if s.cfg.Publisher == nil {
 		s.cfg.Publisher = coordinatorPublisher{coord: s.coord, outcomes: s.metrics.Publishes}

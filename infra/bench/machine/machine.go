@@ -41,3 +41,38 @@ func field(path, name string) string {
 	}
 	return ""
 }
+
+// TimeWait counts the TCP sockets in TIME_WAIT whose local or remote port
+// is port, from /proc/net/tcp and tcp6: the connections to (or of) a
+// server on that port closed in the last minute rather than kept.
+func TimeWait(port int) (int, error) {
+	const timeWait = "06" // include/net/tcp_states.h
+	n := 0
+	for _, table := range []string{"/proc/net/tcp", "/proc/net/tcp6"} {
+		b, err := os.ReadFile(table)
+		if err != nil {
+			return 0, err
+		}
+		lines := strings.Split(strings.TrimSpace(string(b)), "\n")
+		for _, line := range lines[1:] {
+			f := strings.Fields(line) // sl local_address rem_address st ...
+			if len(f) < 4 || f[3] != timeWait {
+				continue
+			}
+			if hexPort(f[1]) == port || hexPort(f[2]) == port {
+				n++
+			}
+		}
+	}
+	return n, nil
+}
+
+// hexPort is the port of a /proc/net/tcp address ("0100007F:1F90").
+func hexPort(addr string) int {
+	_, p, _ := strings.Cut(addr, ":")
+	v, err := strconv.ParseInt(p, 16, 32)
+	if err != nil {
+		return -1
+	}
+	return int(v)
+}

@@ -139,6 +139,7 @@ type row struct {
 	elapsed    time.Duration   // tidings's time publishing
 	failures   int
 	sides      [3]float64 // pgbench transactions/s, averaged over the rounds: directory, persist, counter
+	timeWait   int        // sockets to or of the function host in TIME_WAIT at the row's end
 }
 
 // rate is tidings's publishes per second.
@@ -190,14 +191,15 @@ func run(o options, settings stackrun.Settings) error {
 	fmt.Printf("%s, %s, load average before %s; `go run ./infra/bench/publish -publishers %s -subscribers %d -duration %v -pgbench %v -rounds %d -layouts %s`.\n\n",
 		machine.Describe(), started.Format("2006-01-02 15:04 UTC"), strings.Join(strings.Fields(string(load))[:3], " "),
 		joinInts(o.publishers), o.subscribers, o.duration, o.pgbench, o.rounds, strings.Join(o.layouts, ","))
-	fmt.Println("| layout | publishers | publishes/s | p50 | p99 | failures | pgbench bound | ratio | pgbench tps: directory / persist / counter |")
-	fmt.Println("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+	fmt.Println("| layout | publishers | publishes/s | p50 | p99 | failures | pgbench bound | ratio | pgbench tps: directory / persist / counter | publishes | host sockets in TIME_WAIT |")
+	fmt.Println("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
 	met := true
 	for _, r := range rows {
 		ratio := r.rate() / r.bound()
 		met = met && ratio >= 0.3
-		fmt.Printf("| %s | %d | %.0f | %s | %s | %d | %.0f | %.2f | %.0f / %.0f / %.0f |\n", r.layout, r.publishers, r.rate(),
-			ms(r.percentile(0.50)), ms(r.percentile(0.99)), r.failures, r.bound(), ratio, r.sides[0], r.sides[1], r.sides[2])
+		fmt.Printf("| %s | %d | %.0f | %s | %s | %d | %.0f | %.2f | %.0f / %.0f / %.0f | %d | %d |\n", r.layout, r.publishers, r.rate(),
+			ms(r.percentile(0.50)), ms(r.percentile(0.99)), r.failures, r.bound(), ratio, r.sides[0], r.sides[1], r.sides[2],
+			len(r.latencies)+r.failures, r.timeWait)
 	}
 	verdict := "met"
 	if !met {
@@ -206,7 +208,10 @@ func run(o options, settings stackrun.Settings) error {
 	fmt.Printf("\nBound: pgbench runs each database's share of one publish (directory.sql, persist.sql, counter.sql) "+
 		"on that database alone, as many clients as publishers, in rounds alternating with tidings; "+
 		"the bound is the slowest of the three, as every publish needs a share of each. "+
-		"Ratio = publishes/s / bound; bar ≥ 0.30 on every row: %s.\n", verdict)
+		"Ratio = publishes/s / bound; bar ≥ 0.30 on every row: %s. "+
+		"Host sockets in TIME_WAIT: TCP connections to or of the function host's port closed within the last minute, counted "+
+		"at the row's end (/proc/net/tcp): each publish makes about five function calls, and a pool that keeps its connections "+
+		"leaves none.\n", verdict)
 	return nil
 }
 
@@ -230,6 +235,11 @@ func measure(ctx context.Context, l layout, o options, settings stackrun.Setting
 	gw, err := stack.StartGateway(ctx, host, "HEALTH_INTERVAL=0")
 	if err != nil {
 		return nil, err
+	}
+	_, port, _ := strings.Cut(host.Addr, ":")
+	hostPort, err := strconv.Atoi(port)
+	if err != nil {
+		return nil, fmt.Errorf("function host address %q: %w", host.Addr, err)
 	}
 	topics, err := setUp(ctx, host.Addr, slices.Max(o.publishers), o.subscribers)
 	if err != nil {
@@ -287,6 +297,12 @@ func measure(ctx context.Context, l layout, o options, settings stackrun.Setting
 		}
 		if len(r.latencies) == 0 {
 			return nil, fmt.Errorf("no publish succeeded (%d failures); logs in %s", r.failures, stack.Dir)
+		}
+		// A socket stays in TIME_WAIT for a minute after it closed, so
+		// this counts the row's closed connections (those of earlier rows
+		// too, if they ended less than a minute before).
+		if r.timeWait, err = machine.TimeWait(hostPort); err != nil {
+			return nil, err
 		}
 		out = append(out, r)
 	}

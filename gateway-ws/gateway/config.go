@@ -44,6 +44,11 @@ type Config struct {
 	PublishTimeout time.Duration `env:"PUBLISH_TIMEOUT"`    // one publish push
 
 	ShutdownTimeout time.Duration `env:"SHUTDOWN_TIMEOUT"` // how long closing sockets may take
+	// PresenceTimeout bounds how long the members of a replica that died
+	// stay present on topic:<id> (presence.go): its node record's TTL plus
+	// the interval at which replicas look for dead ones. It must exceed
+	// NODE_TTL; zero means DefaultPresenceTimeout.
+	PresenceTimeout time.Duration `env:"PRESENCE_TIMEOUT"`
 
 	// Calls are the settings of every function call the gateway makes
 	// (pass-through and 2PC): timeouts, concurrency limits, breakers, health
@@ -86,6 +91,7 @@ func DefaultConfig() Config {
 		JoinTimeout:     5 * time.Second,
 		PublishTimeout:  15 * time.Second,
 		ShutdownTimeout: 10 * time.Second,
+		PresenceTimeout: DefaultPresenceTimeout,
 		Calls:           invoke.DefaultConfig(),
 		TwoPC:           coordinator.DefaultSettings(),
 		Cache:           cache.DefaultConfig(),
@@ -102,7 +108,8 @@ func (c *Config) Complete() error {
 	}
 	cc := c.Cache
 	cc.Prefix = c.RedisPrefix
-	return errors.Join(validate(c), c.Cluster.Validate(), cc.Validate(), c.jobsConfig().Validate())
+	_, presenceErr := presenceSweepInterval(c.PresenceTimeout, c.Cluster.TTL)
+	return errors.Join(validate(c), c.Cluster.Validate(), presenceErr, cc.Validate(), c.jobsConfig().Validate())
 }
 
 // jobsConfig is the job queue's configuration: Jobs, with its key prefix

@@ -130,6 +130,9 @@ type client struct {
 	t   *testing.T
 	ws  *websocket.Conn
 	ref int
+	// presence: read returns presence_state and presence_diff frames too;
+	// by default it skips them, for tests about other frames of a topic.
+	presence bool
 }
 
 func dial(t *testing.T, g *testGateway, userID int64) *client {
@@ -170,6 +173,16 @@ func (c *client) send(joinRef any, ref, topic, event string, payload any) {
 
 // read returns the next frame as its raw text and decoded message.
 func (c *client) read() (string, Message) {
+	c.t.Helper()
+	for {
+		raw, m := c.readAny()
+		if c.presence || (m.Event != EventPresenceState && m.Event != EventPresenceDiff) {
+			return raw, m
+		}
+	}
+}
+
+func (c *client) readAny() (string, Message) {
 	c.t.Helper()
 	_ = c.ws.SetReadDeadline(time.Now().Add(10 * time.Second))
 	typ, data, err := c.ws.ReadMessage()

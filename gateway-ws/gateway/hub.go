@@ -21,6 +21,8 @@ import (
 // leaves, never other topics' joins, leaves or frames.
 type Hub struct {
 	broker *Broker
+	// left, when set, is told of every channel that leaves (presence).
+	left func(*channel)
 
 	mu     sync.RWMutex
 	topics map[string]*hubTopic
@@ -103,6 +105,9 @@ func (h *Hub) Leave(ch *channel) {
 	delete(t.members, ch)
 	empty := len(t.members) == 0
 	h.mu.Unlock()
+	if h.left != nil {
+		h.left(ch)
+	}
 	if empty {
 		h.release(ch.topic, t)
 	}

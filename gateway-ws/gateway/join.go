@@ -44,6 +44,7 @@ func (c *conn) join(msg Message) {
 	}
 	c.channels[msg.Topic] = ch
 	c.srv.metrics.Joins.WithLabelValues("ok").Inc()
+	c.srv.presence.track(ctx, ch)
 }
 
 func (c *conn) refuseJoin(msg Message, err error) {

@@ -47,6 +47,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	go s.jobs.Run(background)
 	go s.revoker.run(background)
 	leaveCluster := s.joinCluster(background, ln)
+	stopPresence := s.presence.start(background)
 	var err error
 	select {
 	case <-ctx.Done():
@@ -56,6 +57,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	// this replica at once, not after its TTL.
 	leaveCluster()
 	s.shutdown(hs)
+	stopPresence() // the closed sockets' leaves are written first
 	s.closeDeps()
 	if errors.Is(err, http.ErrServerClosed) {
 		err = nil

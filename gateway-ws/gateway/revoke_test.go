@@ -80,10 +80,10 @@ func TestUnsubscribeThroughOneReplicaClosesTheTopicOnEvery(t *testing.T) {
 	leaverOnA.expect(fmt.Sprintf(`[%q,%q,%q,"phx_close",{}]`, joinA, joinA, topic))
 	leaverOnB.expect(fmt.Sprintf(`[%q,%q,%q,"phx_close",{}]`, joinB, joinB, topic))
 
-	if err := b.srv.Broadcast(context.Background(), topic, "presence_diff", map[string]any{"n": 1}); err != nil {
+	if err := b.srv.Broadcast(context.Background(), topic, "news", map[string]any{"n": 1}); err != nil {
 		t.Fatal(err)
 	}
-	stayerOnA.expect(fmt.Sprintf(`[null,null,%q,"presence_diff",{"n":1}]`, topic))
+	stayerOnA.expect(fmt.Sprintf(`[null,null,%q,"news",{"n":1}]`, topic))
 	// The hub hands a frame to all of a topic's members at once, so had a
 	// revoked socket still been one, the broadcast would come before these
 	// replies.

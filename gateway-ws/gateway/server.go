@@ -51,6 +51,8 @@ type Server struct {
 	metrics *metrics.Gateway
 	// jobStats feeds the dashboard's job panel; nil shows "not configured".
 	jobStats JobStats
+	// presence tracks this replica's members of topic:<id> (presence.go).
+	presence *presence
 
 	upgrader websocket.Upgrader
 	nextID   atomic.Uint64

@@ -7,6 +7,7 @@ import (
 	"tidings/gateway-ws/coordinator"
 	"tidings/gateway-ws/invoke"
 	"tidings/lib/catalog"
+	"tidings/lib/config"
 	"tidings/lib/deps"
 	"tidings/lib/metrics"
 	"tidings/lib/ratelimit"
@@ -84,5 +85,11 @@ func (s *Server) build(ctx context.Context) error {
 	s.cfg.Publisher = quotaPublisher{next: s.cfg.Publisher, limiter: s.limiter, quota: ratelimit.Publishes(cfg.Limits)}
 	s.exportGauges()
 	s.nodes = s.newRegistry()
+	config.OrDefault(&cfg.PresenceTimeout, DefaultPresenceTimeout)
+	store := &presenceStore{rdb: s.rdb, prefix: cfg.RedisPrefix, node: s.nodes.ID(), channel: s.broker.channel}
+	if s.presence, err = newPresence(store, s.nodes, s.access, cfg.PresenceTimeout, s.log); err != nil {
+		return fmt.Errorf("gateway: %w", err)
+	}
+	s.hub.left = s.presence.untrack
 	return nil
 }

@@ -48,8 +48,11 @@ export function freePort() {
 }
 
 // startDevstack builds and starts the dev stack and resolves once
-// gateway-ws answers: { gw, fnHost, suffix, stop }.
-export async function startDevstack() {
+// gateway-ws answers: { gw, fnHost, suffix, stop, replicaEnv }. env is
+// added to the stack's environment (gateway settings, say); replicaEnv is
+// what another gateway-ws replica of the same stack runs with
+// (startReplica).
+export async function startDevstack(env = {}) {
   const tmp = fs.mkdtempSync(path.join(os.tmpdir(), "tidings-node-test-"));
   const suffix = crypto.randomBytes(4).toString("hex");
   const dbName = `tidings_test_node_${suffix}`;
@@ -72,6 +75,7 @@ export async function startDevstack() {
       DEV_STATE_DIR: path.join(tmp, "dev"),
       DEV_SMTP_PORT: "0",
       LOG_LEVEL: "warn",
+      ...env,
     },
     stdio: ["ignore", "ignore", "inherit"],
   });
@@ -95,11 +99,65 @@ export async function startDevstack() {
       throw new Error(`devstack exited at start with ${early}`);
     }
     try {
-      if ((await fetch(`${gw}/healthz`)).ok) return { gw, fnHost: `http://127.0.0.1:${fnPort}`, suffix, stop };
+      if ((await fetch(`${gw}/healthz`)).ok) {
+        const dbURL = (db) => adminURL.replace(/\/[^/?]*(\?|$)/, `/${db}$1`);
+        const replicaEnv = {
+          PATH: process.env.PATH,
+          HOME: process.env.HOME,
+          FAAS_URL: `http://127.0.0.1:${fnPort}`,
+          REDIS_URL: process.env.TIDINGS_TEST_REDIS_URL || "redis://127.0.0.1:6379/0",
+          REDIS_PREFIX: `tidings-test:${suffix}:`,
+          DATABASE_URL: dbURL(dbName),
+          PERSIST_DATABASE_URL: dbURL(`${dbName}_persist`),
+          COUNTER_DATABASE_URL: dbURL(`${dbName}_counter`),
+          SECRETS_DIR: secrets,
+          LOG_LEVEL: "warn",
+          ...env,
+        };
+        return { gw, fnHost: `http://127.0.0.1:${fnPort}`, suffix, stop, replicaEnv };
+      }
     } catch {
       // not up yet
     }
   }
   await stop();
   throw new Error("the dev stack did not come up");
+}
+
+// startReplica builds gateway-ws and starts it as another replica of stack
+// (same Redis prefix, databases, secrets and functions), resolving once it
+// answers: { gw, child, exited, stop }. stop ends it with SIGTERM; a test
+// may SIGKILL child itself.
+export async function startReplica(stack) {
+  const tmp = fs.mkdtempSync(path.join(os.tmpdir(), "tidings-replica-"));
+  const bin = path.join(tmp, "gateway-ws");
+  execFileSync("go", ["build", "-o", bin, "./gateway-ws"], { cwd: repoRoot, stdio: "inherit" });
+  const port = await freePort();
+  const child = spawn(bin, [], {
+    env: { ...stack.replicaEnv, GATEWAY_ADDR: `127.0.0.1:${port}` },
+    stdio: ["ignore", "ignore", "inherit"],
+  });
+  const exited = new Promise((resolve) => child.on("exit", (code, signal) => resolve({ code, signal })));
+  const stop = async () => {
+    if (child.exitCode === null && child.signalCode === null) {
+      child.kill("SIGTERM");
+      await within(20000, "the replica to stop", exited);
+    }
+    fs.rmSync(tmp, { recursive: true, force: true });
+  };
+  const gw = `http://127.0.0.1:${port}`;
+  for (let i = 0; i < 300; i++) {
+    const early = await Promise.race([exited, sleep(100).then(() => undefined)]);
+    if (early !== undefined) {
+      await stop();
+      throw new Error(`the replica exited at start: ${JSON.stringify(early)}`);
+    }
+    try {
+      if ((await fetch(`${gw}/healthz`)).ok) return { gw, child, exited, stop };
+    } catch {
+      // not up yet
+    }
+  }
+  await stop();
+  throw new Error("the replica did not come up");
 }

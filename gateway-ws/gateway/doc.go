@@ -13,6 +13,10 @@
 //     run in order on the channel's own goroutine, off the reader);
 //   - hub (local topic membership), broker (Redis pub/sub fan-out across
 //     replicas), broadcast (Server.Broadcast and POST /internal/broadcast);
+//   - presence (Phoenix Presence on topic:<id>: presence_state and
+//     presence_diff across replicas), presence_store (its Redis keys and
+//     scripts), presence_writer (one batching writer per replica),
+//     presence_sweep (removing dead replicas' members);
 //   - access (who may join what), revoke (ending memberships whose right is
 //     gone), publish (the publish push and its HTTP twin, through the 2PC
 //     coordinator), throttle (per-user quotas);

@@ -3,7 +3,7 @@
 // gateway-ws's /function/<name> pass-through, live events over the Phoenix
 // socket at /socket with the official phoenix client. Data from the server
 // is only ever placed with textContent, never parsed as HTML.
-import { Socket } from "/assets/phoenix.mjs";
+import { Presence, Socket } from "/assets/phoenix.mjs";
 
 const TOKEN_KEY = "tidings.token";
 const USER_KEY = "tidings.user";
@@ -15,7 +15,8 @@ const $ = (sel, root = document) => root.querySelector(sel);
 let session = null;
 let socket = null;
 let userChannel = null;
-const topicChannels = new Map(); // topic id -> joined channel, for publishing
+const topicChannels = new Map(); // topic id -> joined channel, for publishing and presence
+const topicPresence = new Map(); // topic id -> its channel's Presence: who is here now
 const topicNames = new Map(); // topic id -> name, for labelling notifications
 // The mail jobs of the last publish with email: job id -> status, shown
 // under that publish's form as the `job` events of user:<id> come in.
@@ -120,6 +121,7 @@ function signOut(message) {
   socket = null;
   userChannel = null;
   topicChannels.clear();
+  topicPresence.clear();
   showSignedOut();
   if (message) flash(message, "error");
 }
@@ -197,15 +199,37 @@ function connect() {
     .receive("error", ({ reason }) => flash(`Live updates unavailable: ${reason}`, "error"));
 }
 
-// topicChannel joins topic:<id> once (owners publish through it).
+// topicChannel joins topic:<id> once: owners publish through it, and its
+// Presence (phoenix.js's, fed by the gateway's presence_state and
+// presence_diff) says who else has the topic open now. A channel the
+// gateway closes (an unsubscribe) is forgotten.
 function topicChannel(id) {
   let ch = topicChannels.get(id);
   if (!ch) {
     ch = socket.channel(`topic:${id}`, {});
+    const presence = new Presence(ch);
+    presence.onSync(() => {
+      const li = document.querySelector(`#topics li.topic[data-topic-id="${id}"]`);
+      if (li) showHere(li, presence);
+    });
+    ch.onClose(() => {
+      topicChannels.delete(id);
+      topicPresence.delete(id);
+    });
     ch.join();
     topicChannels.set(id, ch);
+    topicPresence.set(id, presence);
   }
   return ch;
+}
+
+// showHere lists a topic's present users by name, one entry per user
+// however many tabs or devices they have it open in.
+function showHere(li, presence) {
+  const names = presence.list((id, { metas }) => metas[0].name || `user ${id}`).sort();
+  $(".here-names", li).textContent = names.join(", ");
+  li.dataset.here = String(names.length);
+  $(".here", li).hidden = names.length === 0;
 }
 
 // ---- data ----
@@ -247,6 +271,10 @@ function renderTopic(t) {
   $(".unsubscribe", li).hidden = !t.subscribed;
   $(".subscribe", li).addEventListener("click", () => subscribe(t, $(".sub-email", li).checked));
   $(".unsubscribe", li).addEventListener("click", () => unsubscribe(t));
+  if (mine || t.subscribed) {
+    topicChannel(t.id);
+    showHere(li, topicPresence.get(t.id));
+  }
   const form = $(".publish-form", li);
   form.hidden = !mine;
   if (mine) form.addEventListener("submit", (e) => publish(e, t, form));

@@ -5,7 +5,9 @@
 //
 // Two users in two browser contexts: Ada creates a topic, Bob subscribes,
 // Ada publishes, Bob sees it arrive live with his unread badge at 1, acks
-// it and the badge drops to 0. Then /dashboard shows live data. Screenshots
+// it and the badge drops to 0; the topic's presence list shows both while
+// both have it open, and Ada alone once Bob's tab closes. Then /dashboard
+// shows live data. Screenshots
 // go to test-artifacts/web/ at the repository root.
 //
 // Needs Go, PostgreSQL and Redis on loopback, psql and chromium.
@@ -150,6 +152,11 @@ test("two users: create, subscribe, publish, live notification with badge, ack",
   // Ada publishes over the topic channel; the reply comes after commit.
   await ada.locator("#refresh-topics").click();
   await adaTopic.locator("text=1 subscriber").waitFor();
+  // Both have the topic open: its presence list names them both (phoenix.js
+  // Presence over the gateway's presence_state and presence_diff).
+  await ada.locator("li.topic[data-name='Release notes'][data-here='2']").waitFor();
+  assert.equal(await adaTopic.locator(".here-names").textContent(), "Ada, Bob");
+  await bob.locator("li.topic[data-name='Release notes'][data-here='2']").waitFor();
   await adaTopic.locator("input[name=title]").fill("v2.0 is out");
   await adaTopic.locator("textarea[name=body]").fill("Faster, smaller, and with avatars.");
   await adaTopic.locator("input[name=email]").check();
@@ -184,6 +191,12 @@ test("two users: create, subscribe, publish, live notification with badge, ack",
   const token = await bob.evaluate(() => localStorage.getItem("tidings.token"));
   const counter = await (await fetch(`${gw}/function/get-counter`, { headers: { Authorization: `Bearer ${token}` } })).json();
   assert.deepEqual(counter, { unread: 0 });
+
+  // Bob closes his tab: Ada's presence list drops him.
+  await bob.context().close();
+  await ada.locator("li.topic[data-name='Release notes'][data-here='1']").waitFor();
+  assert.equal(await adaTopic.locator(".here-names").textContent(), "Ada");
+  await shot(ada, "5-ada-alone-here");
 
   assert.deepEqual(problems, [], "no script or console errors");
 });

@@ -7,6 +7,7 @@ import (
 	"slices"
 	"sort"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -196,4 +197,22 @@ func TestPresenceIsWrittenAgainAfterItsReplicaWasSwept(t *testing.T) {
 	}
 	owner.awaitPresence(view, ownerID)
 	owner.awaitPresence(view, ownerID, subs[0])
+}
+
+// TestPresenceTimeoutMustExceedTheNodeTTL: a PRESENCE_TIMEOUT that a dead
+// replica's record outlives could never be kept; New refuses it, naming
+// both settings.
+func TestPresenceTimeoutMustExceedTheNodeTTL(t *testing.T) {
+	rds, db := testenv.NewRedis(t), testenv.NewDB(t)
+	cfg := testConfig(rds, db.URL)
+	cfg.Cluster = cluster.Settings{Heartbeat: time.Second, TTL: 3 * time.Second}
+	cfg.PresenceTimeout = 3 * time.Second
+	srv, err := New(context.Background(), cfg)
+	if err == nil {
+		srv.closeDeps()
+		t.Fatal("New accepted PRESENCE_TIMEOUT equal to NODE_TTL")
+	}
+	if !strings.Contains(err.Error(), "PRESENCE_TIMEOUT (3s) must be longer than NODE_TTL (3s)") {
+		t.Fatalf("New: %v; want it to name PRESENCE_TIMEOUT and NODE_TTL", err)
+	}
 }

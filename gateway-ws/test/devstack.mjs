@@ -36,6 +36,17 @@ export function join(channel) {
   });
 }
 
+// callFunction calls a function through gateway-ws's pass-through at gw
+// (its base URL) and resolves with the status and the decoded body.
+export async function callFunction(gw, method, fn, { token, body, query = "" } = {}) {
+  const res = await fetch(`${gw}/function/${fn}${query}`, {
+    method,
+    headers: { "Content-Type": "application/json", ...(token ? { Authorization: `Bearer ${token}` } : {}) },
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  return { status: res.status, body: await res.json() };
+}
+
 export function freePort() {
   return new Promise((resolve, reject) => {
     const srv = net.createServer();
@@ -92,36 +103,41 @@ export async function startDevstack(env = {}) {
     fs.rmSync(tmp, { recursive: true, force: true });
   };
   const gw = `http://127.0.0.1:${gwPort}`;
+  await awaitHealthy(gw, "devstack", exited, stop);
+  const dbURL = (db) => adminURL.replace(/\/[^/?]*(\?|$)/, `/${db}$1`);
+  const replicaEnv = {
+    PATH: process.env.PATH,
+    HOME: process.env.HOME,
+    FAAS_URL: `http://127.0.0.1:${fnPort}`,
+    REDIS_URL: process.env.TIDINGS_TEST_REDIS_URL || "redis://127.0.0.1:6379/0",
+    REDIS_PREFIX: `tidings-test:${suffix}:`,
+    DATABASE_URL: dbURL(dbName),
+    PERSIST_DATABASE_URL: dbURL(`${dbName}_persist`),
+    COUNTER_DATABASE_URL: dbURL(`${dbName}_counter`),
+    SECRETS_DIR: secrets,
+    LOG_LEVEL: "warn",
+    ...env,
+  };
+  return { gw, fnHost: `http://127.0.0.1:${fnPort}`, suffix, stop, replicaEnv };
+}
+
+// awaitHealthy resolves once gw/healthz answers 200; when the process
+// (exited) ends first or 30 s pass, it stops what was started and throws.
+async function awaitHealthy(gw, what, exited, stop) {
   for (let i = 0; i < 300; i++) {
     const early = await Promise.race([exited, sleep(100).then(() => undefined)]);
     if (early !== undefined) {
       await stop();
-      throw new Error(`devstack exited at start with ${early}`);
+      throw new Error(`${what} exited at start with ${JSON.stringify(early)}`);
     }
     try {
-      if ((await fetch(`${gw}/healthz`)).ok) {
-        const dbURL = (db) => adminURL.replace(/\/[^/?]*(\?|$)/, `/${db}$1`);
-        const replicaEnv = {
-          PATH: process.env.PATH,
-          HOME: process.env.HOME,
-          FAAS_URL: `http://127.0.0.1:${fnPort}`,
-          REDIS_URL: process.env.TIDINGS_TEST_REDIS_URL || "redis://127.0.0.1:6379/0",
-          REDIS_PREFIX: `tidings-test:${suffix}:`,
-          DATABASE_URL: dbURL(dbName),
-          PERSIST_DATABASE_URL: dbURL(`${dbName}_persist`),
-          COUNTER_DATABASE_URL: dbURL(`${dbName}_counter`),
-          SECRETS_DIR: secrets,
-          LOG_LEVEL: "warn",
-          ...env,
-        };
-        return { gw, fnHost: `http://127.0.0.1:${fnPort}`, suffix, stop, replicaEnv };
-      }
+      if ((await fetch(`${gw}/healthz`)).ok) return;
     } catch {
       // not up yet
     }
   }
   await stop();
-  throw new Error("the dev stack did not come up");
+  throw new Error(`${what} did not come up`);
 }
 
 // startReplica builds gateway-ws and starts it as another replica of stack
@@ -146,18 +162,6 @@ export async function startReplica(stack) {
     fs.rmSync(tmp, { recursive: true, force: true });
   };
   const gw = `http://127.0.0.1:${port}`;
-  for (let i = 0; i < 300; i++) {
-    const early = await Promise.race([exited, sleep(100).then(() => undefined)]);
-    if (early !== undefined) {
-      await stop();
-      throw new Error(`the replica exited at start: ${JSON.stringify(early)}`);
-    }
-    try {
-      if ((await fetch(`${gw}/healthz`)).ok) return { gw, child, exited, stop };
-    } catch {
-      // not up yet
-    }
-  }
-  await stop();
-  throw new Error("the replica did not come up");
+  await awaitHealthy(gw, "the replica", exited, stop);
+  return { gw, child, exited, stop };
 }

@@ -10,7 +10,7 @@ import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { Presence, Socket } from "phoenix";
 import WebSocket from "ws";
-import { join, sleep, startDevstack, startReplica, within } from "./devstack.mjs";
+import { callFunction, join, sleep, startDevstack, startReplica, within } from "./devstack.mjs";
 
 // A dead replica's record expires 1 s after its last heartbeat and the
 // survivors look for dead ones every second: its members leave within 2 s.
@@ -20,14 +20,7 @@ const settings = { NODE_HEARTBEAT: "250ms", NODE_TTL: "1s", PRESENCE_TIMEOUT: `$
 let stack; // the dev stack, with replica A
 let replicaB;
 
-async function api(method, fn, { token, body } = {}) {
-  const res = await fetch(`${stack.gw}/function/${fn}`, {
-    method,
-    headers: { "Content-Type": "application/json", ...(token ? { Authorization: `Bearer ${token}` } : {}) },
-    body: body === undefined ? undefined : JSON.stringify(body),
-  });
-  return { status: res.status, body: await res.json() };
-}
+const api = (method, fn, opts) => callFunction(stack.gw, method, fn, opts);
 
 async function register(name) {
   const { status, body } = await api("POST", "register", {

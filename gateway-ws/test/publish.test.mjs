@@ -10,20 +10,13 @@ import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { Socket } from "phoenix";
 import WebSocket from "ws";
-import { join, startDevstack, within } from "./devstack.mjs";
+import { callFunction, join, startDevstack, within } from "./devstack.mjs";
 
 let stack; // the running dev stack
 let gw; // gateway-ws base URL
 let suffix; // unique to this run
 
-async function api(method, fn, { token, body, query = "" } = {}) {
-  const res = await fetch(`${gw}/function/${fn}${query}`, {
-    method,
-    headers: { "Content-Type": "application/json", ...(token ? { Authorization: `Bearer ${token}` } : {}) },
-    body: body === undefined ? undefined : JSON.stringify(body),
-  });
-  return { status: res.status, body: await res.json() };
-}
+const api = (method, fn, opts) => callFunction(gw, method, fn, opts);
 
 async function register(name) {
   const { status, body } = await api("POST", "register", {

@@ -95,8 +95,6 @@ type presence struct {
 	topics  map[string]int // local entries per topic
 	queue   []queuedOp     // changes decided, not yet written, in order
 	wake    chan struct{}  // a change was queued (capacity 1)
-
-	stopWriter func() // ends the writer once the queue is written
 }
 
 type queuedOp struct {

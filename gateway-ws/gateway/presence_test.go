@@ -216,3 +216,27 @@ func TestPresenceTimeoutMustExceedTheNodeTTL(t *testing.T) {
 		t.Fatalf("New: %v; want it to name PRESENCE_TIMEOUT and NODE_TTL", err)
 	}
 }
+
+// TestPresenceOfAStoppingReplicaLeavesWithItsSockets: replica B stops
+// gracefully; its member's leave reaches a member on replica A from B's
+// own writer as B closes its sockets, not from a sweep (A sweeps only
+// every minute here).
+func TestPresenceOfAStoppingReplicaLeavesWithItsSockets(t *testing.T) {
+	rds, db := testenv.NewRedis(t), testenv.NewDB(t)
+	cfg := presenceConfig(rds, db)
+	cfg.PresenceTimeout = time.Minute
+	a, b := startGateway(t, cfg), startGateway(t, cfg)
+	topicID, ownerID, subs := testenv.Topic(t, db.Pool, 1)
+	topic := fmt.Sprintf("topic:%d", topicID)
+	owner, sub := dial(t, a, ownerID), dial(t, b, subs[0])
+	owner.presence = true
+	owner.mustJoin(topic)
+	sub.mustJoin(topic)
+	view := presenceView{}
+	owner.awaitPresence(view, ownerID, subs[0])
+
+	if err := b.stop(); err != nil {
+		t.Fatalf("stop replica B: %v", err)
+	}
+	owner.awaitPresence(view, ownerID)
+}

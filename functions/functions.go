@@ -12,6 +12,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	ackall "tidings/functions/ack-all"
 	acknotification "tidings/functions/ack-notification"
 	counterack "tidings/functions/counter-ack"
 	countercommit "tidings/functions/counter-commit"
@@ -43,6 +44,7 @@ import (
 	"tidings/lib/fn"
 	"tidings/lib/ratelimit"
 	"tidings/lib/store"
+	"tidings/lib/twopc"
 )
 
 // Deps are the process's dependencies, built once at start and shared by
@@ -52,11 +54,11 @@ type Deps struct {
 	DBs       store.DBs // directory, persist and counter
 	Redis     *redis.Client
 	Tokens    *auth.Tokens
-	Cache     *cache.Cache             // nil: no cache
-	Directory *directory.Directory     // cached lookups; nil: built on DB alone
-	Mail      sendmail.Config          // send-mail's mail server; zero: sendmail.DefaultConfig()
-	Ack       acknotification.Settings // ack-notification's wait for the counter; zero: its defaults
-	Log       *slog.Logger             // the process's logger; nil: no logs
+	Cache     *cache.Cache         // nil: no cache
+	Directory *directory.Directory // cached lookups; nil: built on DB alone
+	Mail      sendmail.Config      // send-mail's mail server; zero: sendmail.DefaultConfig()
+	Ack       twopc.AckSettings    // ack-notification's and ack-all's wait for the counter; zero: its defaults
+	Log       *slog.Logger         // the process's logger; nil: no logs
 
 	shared *deps.Deps // what Connect opened, for Close
 }
@@ -93,6 +95,9 @@ var constructors = map[string]func(d *Deps) fn.Handler{
 	"list-notifications": func(d *Deps) fn.Handler { return listnotifications.New(d.DBs.Directory, d.DBs.Persist, d.Tokens) },
 	"ack-notification": func(d *Deps) fn.Handler {
 		return acknotification.New(d.DBs.Directory, d.DBs.Persist, d.Tokens, d.Redis, d.Config.RedisPrefix, d.Ack, d.Log)
+	},
+	"ack-all": func(d *Deps) fn.Handler {
+		return ackall.New(d.DBs.Directory, d.DBs.Persist, d.Tokens, d.Redis, d.Config.RedisPrefix, d.Ack, d.Log)
 	},
 	"get-counter": func(d *Deps) fn.Handler { return getcounter.New(d.DBs.Directory, d.DBs.Counter, d.Tokens) },
 	"gen-avatar":  func(*Deps) fn.Handler { return genavatar.New() },

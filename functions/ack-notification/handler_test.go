@@ -71,7 +71,7 @@ func TestAckWithNoRelayAnswersPendingAfterTheWait(t *testing.T) {
 	if _, err := wakeups.Receive(context.Background()); err != nil { // the subscription's confirmation
 		t.Fatal(err)
 	}
-	h := acknotification.New(dbs.Directory.Pool, dbs.Persist.Pool, tokens, rd.Client, rd.Prefix, acknotification.Settings{Wait: time.Second}, nil)
+	h := acknotification.New(dbs.Directory.Pool, dbs.Persist.Pool, tokens, rd.Client, rd.Prefix, twopc.AckSettings{Wait: time.Second}, nil)
 	if s, out := ack(t, h, token, id); s != 202 || out["unread"] != 0.0 || out["pending"] != true {
 		t.Errorf("ack with no relay: %d %v, want 202 pending with unread 0", s, out)
 	}
@@ -89,7 +89,7 @@ func TestAckWithRedisDownIsRecordedAndPending(t *testing.T) {
 	dbs, token, id := delivered(t)
 	dead := redis.NewClient(&redis.Options{Addr: "127.0.0.1:1", DialTimeout: time.Second, MaxRetries: -1})
 	t.Cleanup(func() { _ = dead.Close() })
-	h := acknotification.New(dbs.Directory.Pool, dbs.Persist.Pool, tokens, dead, "tidings-test:", acknotification.Settings{}, nil)
+	h := acknotification.New(dbs.Directory.Pool, dbs.Persist.Pool, tokens, dead, "tidings-test:", twopc.AckSettings{}, nil)
 	if s, out := ack(t, h, token, id); s != 202 || out["unread"] != 0.0 || out["pending"] != true {
 		t.Errorf("ack with Redis down: %d %v, want 202 pending with unread 0", s, out)
 	}
@@ -106,7 +106,7 @@ func TestAckWithThePersistDatabaseUnreachableIs503(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(unreachable.Close)
-	h := acknotification.New(dbs.Directory.Pool, unreachable, tokens, nil, "", acknotification.Settings{}, nil)
+	h := acknotification.New(dbs.Directory.Pool, unreachable, tokens, nil, "", twopc.AckSettings{}, nil)
 	s, out := ack(t, h, token, id)
 	if e, _ := out["error"].(map[string]any); s != 503 || e["code"] != "unavailable" {
 		t.Errorf("ack with the persist database unreachable: %d %v, want 503 unavailable", s, out)

@@ -1,5 +1,6 @@
 // Package listnotifications is the list-notifications function: the
-// caller's delivered notifications, newest first, a page at a time.
+// caller's delivered notifications, newest first, a page at a time; with
+// unread=true only those not acked yet.
 package listnotifications
 
 import (
@@ -55,7 +56,11 @@ func (h *Handler) Handle(req fn.Request) (fn.Response, error) {
 	if err != nil {
 		return fn.Response{}, err
 	}
-	list, err := store.ListNotifications(req.Context(), h.persist, caller, int(limit), before)
+	unread, err := fn.QueryBool(q, "unread")
+	if err != nil {
+		return fn.Response{}, err
+	}
+	list, err := store.ListNotifications(req.Context(), h.persist, caller, int(limit), before, unread)
 	if err != nil {
 		return fn.Response{}, err
 	}

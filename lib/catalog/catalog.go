@@ -75,6 +75,7 @@ func CheckParticipantEnv(participant string, has func(env string) bool) error {
 // gateway-ws) and send-mail, which goes out only through gateway-ws's job
 // queue.
 var functions = []Function{
+	{Name: "ack-all", Method: http.MethodPost, Participant: Persist},
 	{Name: "ack-notification", Method: http.MethodPost, Participant: Persist},
 	{Name: "counter-ack", Method: http.MethodPost, Internal: true, Participant: Counter},
 	{Name: "counter-commit", Method: http.MethodPost, Internal: true, Participant: Counter},

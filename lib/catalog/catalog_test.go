@@ -54,7 +54,7 @@ func TestLookupFindsEveryFunctionAndNoOther(t *testing.T) {
 // The contract as the README and the clients know it: which functions a
 // browser may call and queue.
 func TestPublicAndQueueableFunctionsAreTheContracts(t *testing.T) {
-	public := []string{"ack-notification", "create-topic", "gen-avatar", "get-counter", "list-notifications",
+	public := []string{"ack-all", "ack-notification", "create-topic", "gen-avatar", "get-counter", "list-notifications",
 		"list-topics", "login", "register", "subscribe", "unsubscribe"}
 	if got := Public(); !slices.Equal(got, public) {
 		t.Errorf("public functions %v, want %v", got, public)

@@ -55,6 +55,20 @@ func QueryInt(q url.Values, name string, def, lo, hi int64) (int64, error) {
 	return n, nil
 }
 
+// QueryBool reads the optional boolean parameter name of q: "true" or
+// "false"; false when it is absent. Anything else (1, yes, an empty or
+// repeated parameter) is a 400.
+func QueryBool(q url.Values, name string) (bool, error) {
+	vs, ok := q[name]
+	if !ok {
+		return false, nil
+	}
+	if len(vs) == 1 && (vs[0] == "true" || vs[0] == "false") {
+		return vs[0] == "true", nil
+	}
+	return false, BadRequest("%s must be true or false", name)
+}
+
 // ParseQuery parses a request's query string, refusing a malformed one or
 // one holding text CheckText refuses.
 func ParseQuery(req Request) (url.Values, error) {

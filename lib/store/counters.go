@@ -48,23 +48,29 @@ func UnreadOf(ctx context.Context, q Querier, users []int64) (map[int64]int64, e
 	return unread, mapError(err)
 }
 
-// ApplyAcks lowers the unread count of each ack's user once per ack id,
-// however often the same ack arrives, and returns the unread count of
-// every user named in acks. The counter side of an ack (see RecordAck).
+// ApplyAcks lowers the unread count of each ack's user by the ack's
+// Deliveries once per ack id, however often the same ack arrives, and
+// returns the unread count of every user named in acks. The counter side
+// of an ack (see RecordAck and RecordAckAll).
 func ApplyAcks(ctx context.Context, db Beginner, acks []Ack) (map[int64]int64, error) {
 	ids := make([]int64, len(acks))
 	users := make([]int64, len(acks))
+	deliveries := make([]int64, len(acks))
 	for i, a := range acks {
-		ids[i], users[i] = a.ID, a.UserID
+		ids[i], users[i], deliveries[i] = a.ID, a.UserID, a.Deliveries
 	}
 	var unread map[int64]int64
 	err := pgx.BeginFunc(ctx, db, func(tx pgx.Tx) error {
 		_, err := tx.Exec(ctx, `
-			WITH fresh AS (
-				INSERT INTO applied_acks (ack_id, user_id) SELECT * FROM unnest($1::bigint[], $2::bigint[])
-				ON CONFLICT DO NOTHING RETURNING user_id
-			), per_user AS (SELECT user_id, count(*) AS n FROM fresh GROUP BY user_id)
-			UPDATE counters c SET unread = greatest(c.unread - p.n, 0) FROM per_user p WHERE c.user_id = p.user_id`, ids, users)
+			WITH acks AS (
+				SELECT DISTINCT ON (id) * FROM unnest($1::bigint[], $2::bigint[], $3::bigint[]) AS a (id, user_id, deliveries)
+			), fresh AS (
+				INSERT INTO applied_acks (ack_id, user_id) SELECT id, user_id FROM acks
+				ON CONFLICT DO NOTHING RETURNING ack_id
+			), per_user AS (
+				SELECT a.user_id, sum(a.deliveries) AS n FROM fresh f JOIN acks a ON a.id = f.ack_id GROUP BY a.user_id
+			)
+			UPDATE counters c SET unread = greatest(c.unread - p.n, 0) FROM per_user p WHERE c.user_id = p.user_id`, ids, users, deliveries)
 		if err != nil {
 			return err
 		}

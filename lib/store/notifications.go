@@ -2,6 +2,8 @@ package store
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"math"
 
 	"github.com/jackc/pgx/v5"
@@ -68,26 +70,29 @@ func DropNotification(ctx context.Context, q Querier, txID string) error {
 }
 
 // ListNotifications returns up to limit committed notifications delivered
-// to userID, newest first, older than before when before > 0.
+// to userID, newest first, older than before when before > 0, and only
+// the unacked ones when unreadOnly.
 //
 // Any page costs about the first's: the user's deliveries are walked down
-// deliveries_user_idx (user_id, notification_id DESC) from before, and
-// each one's notification is looked up by its key to check that it is
-// committed, until limit are found. The lateral subquery (OFFSET 0 keeps
-// the planner from flattening it) holds that plan: joined plainly, the
-// planner may merge-join with the notifications key scanned from the
-// newest notification down to before, which is the whole history above
-// the page (the last page of 100,000 took a second).
-func ListNotifications(ctx context.Context, q Querier, userID int64, limit int, before int64) ([]notification.Notification, error) {
+// deliveries_user_idx (user_id, notification_id DESC), or for unreadOnly
+// the partial deliveries_unread_idx (the same, WHERE acked_at IS NULL),
+// from before, and each one's notification is looked up by its key to
+// check that it is committed, until limit are found. The lateral subquery
+// (OFFSET 0 keeps the planner from flattening it) holds that plan: joined
+// plainly, the planner may merge-join with the notifications key scanned
+// from the newest notification down to before, which is the whole history
+// above the page (the last page of 100,000 took a second). The two
+// filters are two statements, not a parameter, so that the planner sees
+// the partial index's predicate in the query.
+func ListNotifications(ctx context.Context, q Querier, userID int64, limit int, before int64, unreadOnly bool) ([]notification.Notification, error) {
 	if before <= 0 {
 		before = math.MaxInt64
 	}
-	rows, err := q.Query(ctx, `
-		SELECT n.id, n.topic_id, n.sender_id, n.title, n.body, n.created_at, d.acked_at
-		FROM deliveries d CROSS JOIN LATERAL (
-			SELECT * FROM notifications n WHERE n.id = d.notification_id AND n.state = 'committed' OFFSET 0) n
-		WHERE d.user_id = $1 AND d.notification_id < $3
-		ORDER BY d.notification_id DESC LIMIT $2`, userID, limit, before)
+	query := listAll
+	if unreadOnly {
+		query = listUnread
+	}
+	rows, err := q.Query(ctx, query, userID, limit, before)
 	if err != nil {
 		return nil, mapError(err)
 	}
@@ -99,18 +104,37 @@ func ListNotifications(ctx context.Context, q Querier, userID int64, limit int, 
 	return list, mapError(err)
 }
 
+// listNotifications is ListNotifications' statement; %s is an extra
+// condition on the deliveries d.
+const listNotifications = `
+		SELECT n.id, n.topic_id, n.sender_id, n.title, n.body, n.created_at, d.acked_at
+		FROM deliveries d CROSS JOIN LATERAL (
+			SELECT * FROM notifications n WHERE n.id = d.notification_id AND n.state = 'committed' OFFSET 0) n
+		WHERE d.user_id = $1 AND d.notification_id < $3 %s
+		ORDER BY d.notification_id DESC LIMIT $2`
+
+var (
+	listAll    = fmt.Sprintf(listNotifications, "")
+	listUnread = fmt.Sprintf(listNotifications, "AND d.acked_at IS NULL")
+)
+
 // Ack is an ack the persist participant recorded whose unread decrement
-// the counter has not confirmed yet: a row of the ack outbox.
+// the counter has not confirmed yet: a row of the ack outbox. Deliveries
+// is how many deliveries it marked read, the decrement: 1 for an ack of
+// one notification (RecordAck), any number for an ack-all (RecordAckAll,
+// whose NotificationID is the newest it marked).
 type Ack struct {
 	ID             int64 `json:"id"`
 	UserID         int64 `json:"user_id"`
 	NotificationID int64 `json:"notification_id"`
+	Deliveries     int64 `json:"deliveries"`
 }
 
 // RecordAck marks a committed notification delivered to userID as read
 // and, in the same transaction, puts the ack in the outbox for the counter
-// (ApplyAcks). It returns the outbox row's id (a repeated ack finds the row
-// of the first while that waits; 0 when the first was applied already)
+// (ApplyAcks). It returns the outbox row's id (a repeated ack finds the
+// pending row that marked the delivery, or a later one of the user, see
+// pendingAckOf; 0 when none is pending: the counter applied it already)
 // and the user's unread count as this database sees it: committed
 // deliveries not acked. ErrNotFound when no such delivery.
 func RecordAck(ctx context.Context, db Beginner, userID, notificationID int64) (ackID, unread int64, err error) {
@@ -131,8 +155,7 @@ func RecordAck(ctx context.Context, db Beginner, userID, notificationID int64) (
 			err = tx.QueryRow(ctx, `INSERT INTO ack_outbox (user_id, notification_id) VALUES ($1, $2) RETURNING id`,
 				userID, notificationID).Scan(&ackID)
 		} else {
-			err = tx.QueryRow(ctx, `SELECT coalesce((SELECT id FROM ack_outbox WHERE notification_id = $1 AND user_id = $2), 0)`,
-				notificationID, userID).Scan(&ackID)
+			ackID, err = pendingAckOf(ctx, tx, userID, notificationID)
 		}
 		if err != nil {
 			return err
@@ -141,6 +164,59 @@ func RecordAck(ctx context.Context, db Beginner, userID, notificationID int64) (
 		return err
 	})
 	return ackID, unread, mapError(err)
+}
+
+// RecordAckAll marks every committed notification delivered to userID and
+// not acked as read and, in the same transaction, puts one ack for all of
+// them in the outbox (its Deliveries their number), so the counter lowers
+// the count by exactly the deliveries this call marked: a delivery is
+// marked once, whichever of RecordAck and RecordAckAll, however many at
+// once, gets it first. It returns the outbox row's id (when nothing was
+// left to mark, the user's newest pending ack, or 0 when none is pending)
+// and the user's unread count as this database sees it afterwards (0
+// unless a notification committed meanwhile).
+//
+// The rows are locked in one order (notification id) before they are
+// marked, so two ack-alls of a user never deadlock, and a row another call
+// marked meanwhile is skipped (FOR UPDATE rechecks acked_at IS NULL on the
+// row's newest version).
+func RecordAckAll(ctx context.Context, db Beginner, userID int64) (ackID, unread int64, err error) {
+	err = pgx.BeginFunc(ctx, db, func(tx pgx.Tx) error {
+		err := tx.QueryRow(ctx, `
+			WITH target AS (
+				SELECT d.notification_id FROM deliveries d JOIN notifications n ON n.id = d.notification_id
+				WHERE d.user_id = $1 AND d.acked_at IS NULL AND n.state = 'committed'
+				ORDER BY d.notification_id FOR UPDATE OF d
+			), marked AS (
+				UPDATE deliveries SET acked_at = now()
+				WHERE user_id = $1 AND notification_id IN (SELECT notification_id FROM target)
+				RETURNING notification_id
+			)
+			INSERT INTO ack_outbox (user_id, notification_id, deliveries)
+			SELECT $1, max(notification_id), count(*) FROM marked HAVING count(*) > 0
+			RETURNING id`, userID).Scan(&ackID)
+		if errors.Is(err, pgx.ErrNoRows) {
+			ackID, err = pendingAckOf(ctx, tx, userID, 0)
+		}
+		if err != nil {
+			return err
+		}
+		unread, err = UnreadDeliveries(ctx, tx, userID)
+		return err
+	})
+	return ackID, unread, mapError(err)
+}
+
+// pendingAckOf returns the newest pending ack of userID that may have
+// marked the delivery of notificationID (0: any of the user's), or 0 when
+// there is none. The ack that marked it has a NotificationID at least as
+// large (RecordAckAll's is the newest it marked); the relay applies acks
+// oldest first, so once the newest such ack is applied, so is that one.
+func pendingAckOf(ctx context.Context, q Querier, userID, notificationID int64) (int64, error) {
+	var id int64
+	err := q.QueryRow(ctx, `SELECT coalesce(max(id), 0) FROM ack_outbox WHERE user_id = $1 AND notification_id >= $2`,
+		userID, notificationID).Scan(&id)
+	return id, err
 }
 
 // UnreadDeliveries counts the committed notifications delivered to userID
@@ -156,7 +232,7 @@ func UnreadDeliveries(ctx context.Context, q Querier, userID int64) (int64, erro
 
 // PendingAcks returns up to limit acks of the outbox, oldest first.
 func PendingAcks(ctx context.Context, q Querier, limit int) ([]Ack, error) {
-	rows, err := q.Query(ctx, `SELECT id, user_id, notification_id FROM ack_outbox ORDER BY id LIMIT $1`, limit)
+	rows, err := q.Query(ctx, `SELECT id, user_id, notification_id, deliveries FROM ack_outbox ORDER BY id LIMIT $1`, limit)
 	if err != nil {
 		return nil, mapError(err)
 	}

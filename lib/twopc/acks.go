@@ -13,8 +13,10 @@ import (
 // docs/architecture.md ("Acks").
 
 // Ack is one row of the persist participant's ack outbox, as store reads
-// it: on the wire {id, user_id, notification_id}. counter-ack needs only
-// id and user_id.
+// it: on the wire {id, user_id, notification_id, deliveries}. counter-ack
+// needs id, user_id and deliveries (at least 1: a relay or notify-acks
+// from before ack-all, which sends none, is refused rather than applied as
+// a guess).
 type Ack = store.Ack
 
 // AckQuery asks notify-acks to forget the acks the counter applied (Done)
@@ -60,8 +62,8 @@ func (a Acks) Check() error {
 		return fn.BadRequest("acks must name 1 to %d acks", MaxAcks)
 	}
 	for _, ack := range a.Acks {
-		if ack.ID <= 0 || ack.UserID <= 0 || ack.NotificationID < 0 {
-			return fn.BadRequest("each ack needs a positive id and user_id")
+		if ack.ID <= 0 || ack.UserID <= 0 || ack.NotificationID < 0 || ack.Deliveries <= 0 {
+			return fn.BadRequest("each ack needs a positive id, user_id and deliveries")
 		}
 	}
 	return nil

@@ -1,0 +1,68 @@
+// Package ackall is the ack-all function: the caller marks every
+// notification delivered to them read, and their unread count drops to 0.
+// It is an ack like ack-notification's, of all the caller's unacked
+// deliveries at once: decided by the persist participant alone (the
+// deliveries marked and one outbox row standing for all of them, in one
+// transaction), applied at the counter by gateway-ws's relay.
+// docs/architecture.md ("Acks") says why and how it counts once.
+package ackall
+
+import (
+	"bytes"
+	"log/slog"
+	"net/http"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/redis/go-redis/v9"
+
+	"tidings/lib/auth"
+	"tidings/lib/fn"
+	"tidings/lib/logging"
+	"tidings/lib/store"
+	"tidings/lib/twopc"
+)
+
+// Handler acknowledges all of a caller's notifications.
+type Handler struct {
+	users   store.Querier // the directory
+	persist *pgxpool.Pool // the persist participant's database
+	tokens  *auth.Tokens
+	waiter  *twopc.AckWaiter
+	log     *slog.Logger
+}
+
+// New returns an ack-all handler. rdb may be nil (every ack-all that
+// marks something then answers 202).
+func New(users store.Querier, persist *pgxpool.Pool, tokens *auth.Tokens, rdb *redis.Client, prefix string, s twopc.AckSettings, log *slog.Logger) *Handler {
+	return &Handler{users: users, persist: persist, tokens: tokens, waiter: twopc.NewAckWaiter(rdb, prefix, s, log), log: logging.Or(log)}
+}
+
+// Handle implements fn.Handler: it answers a twopc.AckAnswer, {unread: 0}
+// once the counter applied the ack (more only if a notification arrived
+// meanwhile), or 202 pending as ack-notification does. The body is empty
+// or {}. Calling it again marks nothing and changes no count.
+func (h *Handler) Handle(req fn.Request) (fn.Response, error) {
+	if err := fn.RequireMethod(req, http.MethodPost); err != nil {
+		return fn.Response{}, err
+	}
+	caller, err := h.tokens.KnownCaller(req, h.users)
+	if err != nil {
+		return fn.Response{}, err
+	}
+	if len(bytes.TrimSpace(req.Body)) > 0 {
+		var none struct{}
+		if err := fn.DecodeJSON(req, &none); err != nil {
+			return fn.Response{}, err
+		}
+	}
+	ctx := req.Context()
+	ackID, unread, err := store.RecordAckAll(ctx, h.persist, caller)
+	switch {
+	case store.Unreachable(err):
+		h.log.Warn("persist database unreachable", "err", err)
+		return fn.Response{}, fn.Unavailable("notifications cannot be acked right now; acking again later is safe")
+	case err != nil:
+		return fn.Response{}, err
+	}
+	return h.waiter.Answer(ctx, ackID, unread)
+}

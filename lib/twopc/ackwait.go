@@ -1,0 +1,98 @@
+package twopc
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net/http"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"tidings/lib/config"
+	"tidings/lib/fn"
+	"tidings/lib/logging"
+)
+
+// AckAnswer is what ack-notification and ack-all answer: the caller's
+// unread count after the ack. Pending is true (with 202) when the counter
+// had not applied the ack within AckSettings.Wait: the ack is recorded,
+// Unread is the persist participant's count, and the counter applies it
+// soon after.
+type AckAnswer struct {
+	Unread  int64 `json:"unread"`
+	Pending bool  `json:"pending,omitempty"`
+}
+
+// AckSettings are the settings of the functions that record acks
+// (ack-notification, ack-all); DefaultAckSettings holds the defaults,
+// which NewAckWaiter also gives a zero field.
+type AckSettings struct {
+	// Wait is how long an ack waits for the relay to apply it at the
+	// counter before answering 202; whole seconds (Redis BLPOP's
+	// resolution), at least one.
+	Wait time.Duration `env:"ACK_WAIT"`
+}
+
+// DefaultAckSettings is AckSettings' defaults.
+func DefaultAckSettings() AckSettings { return AckSettings{Wait: 2 * time.Second} }
+
+// AckWaiter answers an ack the persist participant recorded, with the
+// counter's count once the relay applied it (docs/architecture.md,
+// "Acks").
+type AckWaiter struct {
+	redis    *redis.Client // nil: never waits for the counter
+	prefix   string        // Redis key prefix
+	settings AckSettings
+	log      *slog.Logger
+}
+
+// NewAckWaiter returns an AckWaiter on rdb, which may be nil (every fresh
+// ack then answers 202).
+func NewAckWaiter(rdb *redis.Client, prefix string, s AckSettings, log *slog.Logger) *AckWaiter {
+	config.OrDefault(&s.Wait, DefaultAckSettings().Wait)
+	return &AckWaiter{redis: rdb, prefix: prefix, settings: s, log: logging.Or(log)}
+}
+
+// Answer answers an ack whose outbox row is ackID, or 0 when no ack of
+// the caller is pending (unread is then the answer, 200): 200 with the
+// counter's count once the relay applied ackID, else, past the wait, 202
+// pending with unread, the persist participant's count.
+func (w *AckWaiter) Answer(ctx context.Context, ackID, unread int64) (fn.Response, error) {
+	if ackID == 0 {
+		return fn.JSON(http.StatusOK, AckAnswer{Unread: unread})
+	}
+	if counted, ok := w.await(ctx, ackID); ok {
+		return fn.JSON(http.StatusOK, AckAnswer{Unread: counted})
+	}
+	return fn.JSON(http.StatusAccepted, AckAnswer{Unread: unread, Pending: true})
+}
+
+// await wakes the relays and waits up to the settings' Wait for the
+// counter's unread count after ack ackID. Best effort: without Redis, or
+// past the wait, ok is false and the relay applies the ack later anyway.
+// Two callers waiting on one ack (the same ack sent twice at once, or an
+// ack-all sent again while the first waits) share one answer: the other
+// gets 202.
+func (w *AckWaiter) await(ctx context.Context, ackID int64) (unread int64, ok bool) {
+	if w.redis == nil {
+		return 0, false
+	}
+	if err := w.redis.Publish(ctx, AckWakeChannel(w.prefix), ackID).Err(); err != nil {
+		w.log.Warn("cannot wake the ack relays; they find the ack on their next pass", "ack", ackID, "err", err)
+		return 0, false
+	}
+	got, err := w.redis.BLPop(ctx, w.settings.Wait, AckAnswerKey(w.prefix, ackID)).Result()
+	if err != nil {
+		if !errors.Is(err, redis.Nil) {
+			w.log.Warn("waiting for the counter", "ack", ackID, "err", err)
+		}
+		return 0, false
+	}
+	n, err := ParseUnread(got[1])
+	if err != nil {
+		w.log.Warn("the relay's answer", "ack", ackID, "err", err)
+		return 0, false
+	}
+	return n, true
+}

@@ -77,12 +77,12 @@ func TestAllReturnsACopy(t *testing.T) {
 }
 
 // Which participant's database each function uses, as functions.go builds
-// it: notify-* and the notification list and ack use the persist
+// it: notify-* and the notification list and acks use the persist
 // participant's, counter-* and get-counter the counter's. A function added
 // under one of those prefixes fails here until it names its participant,
 // and then the deployment tests until each deployment gives it that URL.
 func TestParticipantFunctionsNameTheirDatabase(t *testing.T) {
-	want := map[string]string{"ack-notification": Persist, "list-notifications": Persist, "get-counter": Counter}
+	want := map[string]string{"ack-all": Persist, "ack-notification": Persist, "list-notifications": Persist, "get-counter": Counter}
 	for _, f := range All() {
 		w := want[f.Name]
 		switch {

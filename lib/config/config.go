@@ -31,7 +31,7 @@ type Config struct {
 	DatabaseURL string `env:"DATABASE_URL"` // the directory: users, topics, subscriptions, sent mails
 	// The two-phase commit's participants' own databases; empty: DatabaseURL
 	// (see Databases).
-	PersistDatabaseURL string        `env:"PERSIST_DATABASE_URL"` // notifications, deliveries, acks (notify-*, ack-notification, list-notifications)
+	PersistDatabaseURL string        `env:"PERSIST_DATABASE_URL"` // notifications, deliveries, acks (notify-*, ack-notification, ack-all, list-notifications)
 	CounterDatabaseURL string        `env:"COUNTER_DATABASE_URL"` // unread counters (counter-*, get-counter)
 	RedisURL           string        `env:"REDIS_URL"`
 	RedisPrefix        string        `env:"REDIS_PREFIX"` // every key and channel starts with it

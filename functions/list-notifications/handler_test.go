@@ -121,3 +121,75 @@ func TestPagingThroughTheHistoryYieldsEveryNotificationOnceInOrder(t *testing.T)
 		t.Errorf("paged through %d notifications %v,\nwant the %d committed ones delivered to the reader, newest first: %v", len(got), got, len(want), want)
 	}
 }
+
+// unread=true pages through only the unacked notifications, newest first,
+// each once, however the acked ones lie between them; unread=false is the
+// whole list; anything but true or false is a 400.
+func TestUnreadTrueListsOnlyTheUnackedPageByPage(t *testing.T) {
+	dbs := testenv.NewDatabases(t)
+	ctx := context.Background()
+	owner, _ := testenv.User(t, dbs.Directory.Pool, "owner@example.com")
+	reader, token := testenv.User(t, dbs.Directory.Pool, "reader@example.com")
+	topic, _ := store.CreateTopic(ctx, dbs.Directory.Pool, owner, "news", "")
+	var unread []int64 // newest first
+	for i := 1; i <= 40; i++ {
+		tx := fmt.Sprintf("tx-%d", i)
+		id, err := store.PrepareNotificationFor(ctx, dbs.Persist.Pool, tx, notification.Draft{
+			TopicID: topic.ID, SenderID: owner, Message: notification.Message{Title: tx},
+		}, []int64{reader})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := store.CommitNotification(ctx, dbs.Persist.Pool, tx); err != nil {
+			t.Fatal(err)
+		}
+		if i%3 == 0 {
+			if _, _, err := store.RecordAck(ctx, dbs.Persist.Pool, reader, id); err != nil {
+				t.Fatal(err)
+			}
+			continue
+		}
+		unread = append([]int64{id}, unread...)
+	}
+	h := New(dbs.Directory.Pool, dbs.Persist.Pool, auth.NewTokens(testenv.JWTKey, time.Hour))
+	list := func(query string) (int, Response) {
+		r := httptest.NewRequest("GET", "/?"+query, nil)
+		r.Header.Set("Authorization", "Bearer "+token)
+		w := httptest.NewRecorder()
+		(&fn.Adapter{Handler: h}).ServeHTTP(w, r)
+		var out Response
+		if w.Code == 200 {
+			testenv.Decode(t, w.Body.Bytes(), &out)
+		}
+		return w.Code, out
+	}
+	var got []int64
+	query := "unread=true&limit=4"
+	for pages := 0; pages <= len(unread); pages++ {
+		status, page := list(query)
+		if status != 200 {
+			t.Fatalf("?%s: %d", query, status)
+		}
+		if len(page.Notifications) == 0 {
+			break
+		}
+		for _, n := range page.Notifications {
+			if n.AckedAt != nil {
+				t.Errorf("notification %d is acked, but listed as unread", n.ID)
+			}
+			got = append(got, n.ID)
+		}
+		query = fmt.Sprintf("unread=true&limit=4&before=%d", got[len(got)-1])
+	}
+	if !slices.Equal(got, unread) {
+		t.Errorf("paged through the unread %v,\nwant the %d unacked, newest first: %v", got, len(unread), unread)
+	}
+	if _, all := list("unread=false&limit=200"); len(all.Notifications) != 40 {
+		t.Errorf("unread=false listed %d, want all 40", len(all.Notifications))
+	}
+	for _, q := range []string{"unread=1", "unread=yes", "unread=", "unread=TRUE", "unread=true&unread=false"} {
+		if status, _ := list(q); status != 400 {
+			t.Errorf("?%s: %d, want 400", q, status)
+		}
+	}
+}

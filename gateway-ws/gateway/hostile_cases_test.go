@@ -29,6 +29,7 @@ func publicSpecs(topicID int64) map[string]fnSpec {
 		"subscribe":          {method: "POST", auth: true, valid: map[string]any{"topic_id": topicID}, ints: []string{"topic_id"}},
 		"unsubscribe":        {method: "POST", auth: true, valid: map[string]any{"topic_id": topicID}, ints: []string{"topic_id"}},
 		"ack-notification":   {method: "POST", auth: true, valid: map[string]any{"notification_id": 1}, ints: []string{"notification_id"}},
+		"ack-all":            {method: "POST", auth: true, valid: map[string]any{}},
 		"list-topics":        {method: "GET", auth: true},
 		"get-counter":        {method: "GET", auth: true},
 		"list-notifications": {method: "GET", auth: true, valid: map[string]any{"limit": 5}, ints: []string{"limit", "before"}},

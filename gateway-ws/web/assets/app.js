@@ -393,6 +393,23 @@ async function ack(id, li) {
   }
 }
 
+// Mark all read: one ack-all, then the list as the server has it (a
+// notification that arrived meanwhile stays unread) and the badge as
+// ack-all answered it.
+$("#ack-all").addEventListener("click", async (e) => {
+  const button = e.currentTarget;
+  button.disabled = true;
+  try {
+    const { unread } = await call("POST", "ack-all");
+    await loadNotifications();
+    setBadge(unread);
+  } catch (err) {
+    flash(err.message, "error");
+  } finally {
+    button.disabled = false;
+  }
+});
+
 // ---- forms ----
 
 function formJSON(form) {

@@ -69,7 +69,7 @@ func TestAckAllLeavesUnreadZeroCountedOnceAndTheInvariantHolding(t *testing.T) {
 	if s, out := p.call("ack-notification", "POST", "", fmt.Sprintf(`{"notification_id":%v}`, ids[0]), "", tokens[0]); s != 202 {
 		t.Fatalf("single ack: %d %v, want 202 (no relay runs)", s, out)
 	}
-	if s, out := p.call("ack-all", "POST", "", "", "", tokens[0]); s != 202 || out["unread"] != 0.0 || out["pending"] != true {
+	if s, out := p.call("ack-all", "POST", "", "{}", "", tokens[0]); s != 202 || out["unread"] != 0.0 || out["pending"] != true {
 		t.Errorf("ack-all: %d %v, want 202 with unread 0 pending (no relay runs)", s, out)
 	}
 	if _, out := p.call("get-counter", "GET", "", "", "", tokens[0]); out["unread"] != 3.0 {

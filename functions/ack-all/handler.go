@@ -8,7 +8,6 @@
 package ackall
 
 import (
-	"bytes"
 	"log/slog"
 	"net/http"
 
@@ -17,7 +16,6 @@ import (
 
 	"tidings/lib/auth"
 	"tidings/lib/fn"
-	"tidings/lib/logging"
 	"tidings/lib/store"
 	"tidings/lib/twopc"
 )
@@ -27,20 +25,19 @@ type Handler struct {
 	users   store.Querier // the directory
 	persist *pgxpool.Pool // the persist participant's database
 	tokens  *auth.Tokens
-	waiter  *twopc.AckWaiter
-	log     *slog.Logger
+	acks    *twopc.AckWaiter
 }
 
 // New returns an ack-all handler. rdb may be nil (every ack-all that
 // marks something then answers 202).
 func New(users store.Querier, persist *pgxpool.Pool, tokens *auth.Tokens, rdb *redis.Client, prefix string, s twopc.AckSettings, log *slog.Logger) *Handler {
-	return &Handler{users: users, persist: persist, tokens: tokens, waiter: twopc.NewAckWaiter(rdb, prefix, s, log), log: logging.Or(log)}
+	return &Handler{users: users, persist: persist, tokens: tokens, acks: twopc.NewAckWaiter(rdb, prefix, s, log)}
 }
 
 // Handle implements fn.Handler: it answers a twopc.AckAnswer, {unread: 0}
 // once the counter applied the ack (more only if a notification arrived
-// meanwhile), or 202 pending as ack-notification does. The body is empty
-// or {}. Calling it again marks nothing and changes no count.
+// meanwhile), or 202 pending as ack-notification does. The body is {}.
+// Calling it again marks nothing and changes no count.
 func (h *Handler) Handle(req fn.Request) (fn.Response, error) {
 	if err := fn.RequireMethod(req, http.MethodPost); err != nil {
 		return fn.Response{}, err
@@ -49,20 +46,10 @@ func (h *Handler) Handle(req fn.Request) (fn.Response, error) {
 	if err != nil {
 		return fn.Response{}, err
 	}
-	if len(bytes.TrimSpace(req.Body)) > 0 {
-		var none struct{}
-		if err := fn.DecodeJSON(req, &none); err != nil {
-			return fn.Response{}, err
-		}
-	}
-	ctx := req.Context()
-	ackID, unread, err := store.RecordAckAll(ctx, h.persist, caller)
-	switch {
-	case store.Unreachable(err):
-		h.log.Warn("persist database unreachable", "err", err)
-		return fn.Response{}, fn.Unavailable("notifications cannot be acked right now; acking again later is safe")
-	case err != nil:
+	var none struct{} // the body is {}: strict JSON, as every POST of tidings
+	if err := fn.DecodeJSON(req, &none); err != nil {
 		return fn.Response{}, err
 	}
-	return h.waiter.Answer(ctx, ackID, unread)
+	ctx := req.Context()
+	return h.acks.Record(ctx, func() (int64, int64, error) { return store.RecordAckAll(ctx, h.persist, caller) })
 }

@@ -15,7 +15,6 @@ import (
 
 	"tidings/lib/auth"
 	"tidings/lib/fn"
-	"tidings/lib/logging"
 	"tidings/lib/store"
 	"tidings/lib/twopc"
 )
@@ -30,14 +29,13 @@ type Handler struct {
 	users   store.Querier // the directory
 	persist *pgxpool.Pool // the persist participant's database
 	tokens  *auth.Tokens
-	waiter  *twopc.AckWaiter
-	log     *slog.Logger
+	acks    *twopc.AckWaiter
 }
 
 // New returns an ack-notification handler. rdb may be nil (every fresh
 // ack then answers 202).
 func New(users store.Querier, persist *pgxpool.Pool, tokens *auth.Tokens, rdb *redis.Client, prefix string, s twopc.AckSettings, log *slog.Logger) *Handler {
-	return &Handler{users: users, persist: persist, tokens: tokens, waiter: twopc.NewAckWaiter(rdb, prefix, s, log), log: logging.Or(log)}
+	return &Handler{users: users, persist: persist, tokens: tokens, acks: twopc.NewAckWaiter(rdb, prefix, s, log)}
 }
 
 // Handle implements fn.Handler: it answers a twopc.AckAnswer. Acking
@@ -58,15 +56,11 @@ func (h *Handler) Handle(req fn.Request) (fn.Response, error) {
 		return fn.Response{}, fn.BadRequest("notification_id must be a positive integer")
 	}
 	ctx := req.Context()
-	ackID, unread, err := store.RecordAck(ctx, h.persist, caller, in.NotificationID)
-	switch {
-	case errors.Is(err, store.ErrNotFound):
-		return fn.Response{}, fn.NotFound("no notification %d was delivered to you", in.NotificationID)
-	case store.Unreachable(err):
-		h.log.Warn("persist database unreachable", "err", err)
-		return fn.Response{}, fn.Unavailable("notifications cannot be acked right now; acking again later is safe")
-	case err != nil:
-		return fn.Response{}, err
-	}
-	return h.waiter.Answer(ctx, ackID, unread)
+	return h.acks.Record(ctx, func() (int64, int64, error) {
+		ackID, unread, err := store.RecordAck(ctx, h.persist, caller, in.NotificationID)
+		if errors.Is(err, store.ErrNotFound) {
+			err = fn.NotFound("no notification %d was delivered to you", in.NotificationID)
+		}
+		return ackID, unread, err
+	})
 }

@@ -23,20 +23,7 @@ import (
 // broker's pub/sub connection, and the counter event on the user's
 // channel.
 func TestAckThroughTheGatewayAnswersTheCountersCountAndPushesIt(t *testing.T) {
-	db, rd := testenv.NewDB(t), testenv.NewRedis(t)
-	deps := &functions.Deps{
-		Config: config.Config{RedisPrefix: rd.Prefix, InternalKey: testInternalKey, JWTSecret: testSecret, Limits: config.DefaultLimits(), MaxBodyBytes: 64 << 10},
-		DBs:    db.DBs(), Redis: rd.Client, Tokens: testTokens,
-	}
-	fns, err := fnhost.Load("../../stack.yml", deps)
-	if err != nil {
-		t.Fatal(err)
-	}
-	host := httptest.NewServer(fnhost.New(fns, 64<<10, logging.NewTo(io.Discard, "error", "test")))
-	t.Cleanup(host.Close)
-	cfg := testConfig(rd, db.URL)
-	cfg.FaaSURL = host.URL
-	g := startGateway(t, cfg)
+	db, g := gatewayWithFunctions(t)
 	topicID, ownerID, subs := testenv.Topic(t, db.Pool, 1)
 	userTopic := fmt.Sprintf("user:%d", subs[0])
 	sub := dial(t, g, subs[0])
@@ -54,11 +41,6 @@ func TestAckThroughTheGatewayAnswersTheCountersCountAndPushesIt(t *testing.T) {
 		t.Fatalf("the subscriber got %v, want the notification", m)
 	}
 
-	wake := twopc.AckWakeChannel(rd.Prefix)
-	testenv.Eventually(t, "the replica's relay hears ack wake-ups", 200, func() bool {
-		n, err := rd.Client.PubSubNumSub(context.Background(), wake).Result()
-		return err == nil && n[wake] == 1
-	})
 	status, body = postJSON(t, g.httpURL("/function/ack-notification"), fmt.Sprintf(`{"notification_id":%d}`, published.NotificationID),
 		http.Header{"Authorization": {"Bearer " + token(t, subs[0])}})
 	if status != http.StatusOK || body != `{"unread":0}` {
@@ -72,4 +54,31 @@ func TestAckThroughTheGatewayAnswersTheCountersCountAndPushesIt(t *testing.T) {
 	if err := store.CheckInvariant(context.Background(), db.Pool, db.Pool); err != nil {
 		t.Error(err)
 	}
+}
+
+// gatewayWithFunctions is a replica over every function of stack.yml,
+// served by a local FaaS host, on a database and Redis prefix of the
+// test's own; it returns once the replica's ack relay hears wake-ups.
+func gatewayWithFunctions(t *testing.T) (*testenv.DB, *testGateway) {
+	t.Helper()
+	db, rd := testenv.NewDB(t), testenv.NewRedis(t)
+	deps := &functions.Deps{
+		Config: config.Config{RedisPrefix: rd.Prefix, InternalKey: testInternalKey, JWTSecret: testSecret, Limits: config.DefaultLimits(), MaxBodyBytes: 64 << 10},
+		DBs:    db.DBs(), Redis: rd.Client, Tokens: testTokens,
+	}
+	fns, err := fnhost.Load("../../stack.yml", deps)
+	if err != nil {
+		t.Fatal(err)
+	}
+	host := httptest.NewServer(fnhost.New(fns, 64<<10, logging.NewTo(io.Discard, "error", "test")))
+	t.Cleanup(host.Close)
+	cfg := testConfig(rd, db.URL)
+	cfg.FaaSURL = host.URL
+	g := startGateway(t, cfg)
+	wake := twopc.AckWakeChannel(rd.Prefix)
+	testenv.Eventually(t, "the replica's relay hears ack wake-ups", 200, func() bool {
+		n, err := rd.Client.PubSubNumSub(context.Background(), wake).Result()
+		return err == nil && n[wake] == 1
+	})
+	return db, g
 }

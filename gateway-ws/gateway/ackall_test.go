@@ -6,19 +6,13 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"net/http/httptest"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
-	"tidings/functions"
-	"tidings/infra/fnhost"
-	"tidings/lib/config"
-	"tidings/lib/logging"
 	"tidings/lib/store"
 	"tidings/lib/testenv"
-	"tidings/lib/twopc"
 )
 
 // call sends a request with the bearer token and answers its status and
@@ -45,27 +39,9 @@ func call(method, url, bearer, body string) (int, string, error) {
 // (counters = unacked committed deliveries, nothing half-done) holds;
 // an ack-all after that changes nothing.
 func TestAckAllRacingPublishesAndSingleAcksStaysConsistent(t *testing.T) {
-	db, rd := testenv.NewDB(t), testenv.NewRedis(t)
-	deps := &functions.Deps{
-		Config: config.Config{RedisPrefix: rd.Prefix, InternalKey: testInternalKey, JWTSecret: testSecret, Limits: config.DefaultLimits(), MaxBodyBytes: 64 << 10},
-		DBs:    db.DBs(), Redis: rd.Client, Tokens: testTokens,
-	}
-	fns, err := fnhost.Load("../../stack.yml", deps)
-	if err != nil {
-		t.Fatal(err)
-	}
-	host := httptest.NewServer(fnhost.New(fns, 64<<10, logging.NewTo(io.Discard, "error", "test")))
-	t.Cleanup(host.Close)
-	cfg := testConfig(rd, db.URL)
-	cfg.FaaSURL = host.URL
-	g := startGateway(t, cfg)
+	db, g := gatewayWithFunctions(t)
 	topicID, ownerID, subs := testenv.Topic(t, db.Pool, 2)
 	owner, reader := token(t, ownerID), token(t, subs[0])
-	wake := twopc.AckWakeChannel(rd.Prefix)
-	testenv.Eventually(t, "the replica's relay hears ack wake-ups", 200, func() bool {
-		n, err := rd.Client.PubSubNumSub(context.Background(), wake).Result()
-		return err == nil && n[wake] == 1
-	})
 
 	const publishes = 30
 	var wg sync.WaitGroup
@@ -98,7 +74,7 @@ func TestAckAllRacingPublishesAndSingleAcksStaysConsistent(t *testing.T) {
 					return
 				default:
 				}
-				acked("ack-all", g.httpURL("/function/ack-all"), "")
+				acked("ack-all", g.httpURL("/function/ack-all"), "{}")
 			}
 		}()
 		go func() { // and acks the unread ones it lists, one by one
@@ -132,7 +108,7 @@ func TestAckAllRacingPublishesAndSingleAcksStaysConsistent(t *testing.T) {
 	}
 
 	testenv.Eventually(t, "a last ack-all answers the counter's 0", 100, func() bool {
-		s, body, err := call("POST", g.httpURL("/function/ack-all"), reader, "")
+		s, body, err := call("POST", g.httpURL("/function/ack-all"), reader, "{}")
 		return err == nil && s == http.StatusOK && body == `{"unread":0}`
 	})
 	testenv.Eventually(t, "the outbox drains", 200, func() bool {

@@ -12,6 +12,7 @@ import (
 	"tidings/lib/config"
 	"tidings/lib/fn"
 	"tidings/lib/logging"
+	"tidings/lib/store"
 )
 
 // AckAnswer is what ack-notification and ack-all answer: the caller's
@@ -54,12 +55,22 @@ func NewAckWaiter(rdb *redis.Client, prefix string, s AckSettings, log *slog.Log
 	return &AckWaiter{redis: rdb, prefix: prefix, settings: s, log: logging.Or(log)}
 }
 
-// Answer answers an ack whose outbox row is ackID, or 0 when no ack of
-// the caller is pending (unread is then the answer, 200): 200 with the
-// counter's count once the relay applied ackID, else, past the wait, 202
-// pending with unread, the persist participant's count.
-func (w *AckWaiter) Answer(ctx context.Context, ackID, unread int64) (fn.Response, error) {
-	if ackID == 0 {
+// Record runs record, which records an ack at the persist participant
+// and returns its outbox row (0 when no ack of the caller is pending) and
+// the caller's unread count there, and answers it: 200 with the counter's
+// count once the relay applied the row, 200 with unread when there is no
+// row to wait for, else, past the wait, 202 pending with unread. An
+// unreachable persist database is a 503 (acking again is safe); an fn
+// error from record is its answer.
+func (w *AckWaiter) Record(ctx context.Context, record func() (ackID, unread int64, err error)) (fn.Response, error) {
+	ackID, unread, err := record()
+	switch {
+	case store.Unreachable(err):
+		w.log.Warn("persist database unreachable", "err", err)
+		return fn.Response{}, fn.Unavailable("notifications cannot be acked right now; acking again later is safe")
+	case err != nil:
+		return fn.Response{}, err
+	case ackID == 0:
 		return fn.JSON(http.StatusOK, AckAnswer{Unread: unread})
 	}
 	if counted, ok := w.await(ctx, ackID); ok {

@@ -74,6 +74,7 @@ function setBadge(unread) {
   badge.textContent = n > 99 ? "99+" : String(n);
   badge.dataset.count = String(n);
   $("#unread-text").textContent = n === 0 ? "all read" : `${n} unread`;
+  $("#ack-all").hidden = n === 0;
   document.title = n > 0 ? `(${n}) tidings` : "tidings";
 }
 
@@ -400,7 +401,7 @@ $("#ack-all").addEventListener("click", async (e) => {
   const button = e.currentTarget;
   button.disabled = true;
   try {
-    const { unread } = await call("POST", "ack-all");
+    const { unread } = await call("POST", "ack-all", { body: {} });
     await loadNotifications();
     setBadge(unread);
   } catch (err) {

@@ -95,7 +95,7 @@ async function register(page, name, email) {
   await page.locator("#live[data-state=live]").waitFor();
 }
 
-test("two users: create, subscribe, publish, live notification with badge, ack", { timeout: 60000 }, async () => {
+test("two users: create, subscribe, publish, live notification with badge, ack, mark all read", { timeout: 90000 }, async () => {
   const problems = [];
   const ada = await newPage("ada", problems);
   const bob = await newPage("bob", problems);
@@ -192,11 +192,34 @@ test("two users: create, subscribe, publish, live notification with badge, ack",
   const counter = await (await fetch(`${gw}/function/get-counter`, { headers: { Authorization: `Bearer ${token}` } })).json();
   assert.deepEqual(counter, { unread: 0 });
 
+  // Two more; "mark all read" reads both at once (ack-all).
+  for (const title of ["v2.1 is out", "v2.2 is out"]) {
+    await adaTopic.locator("input[name=title]").fill(title);
+    await adaTopic.locator("input[name=email]").uncheck();
+    await adaTopic.locator("button[type=submit]").click();
+    await bob.locator("#notifications li.notification", { hasText: title }).waitFor();
+  }
+  await waitBadge(bob, 2);
+  await bob.locator("#ack-all").click();
+  await waitBadge(bob, 0);
+  await bob.locator("#notifications li.notification[data-read=false]").first().waitFor({ state: "detached" });
+  assert.equal(await bob.locator("#notifications li.notification[data-read=true]").count(), 3);
+  await shot(bob, "5-bob-all-read");
+  // The counter agrees once the relay applied it (at once when ack-all
+  // answered 200; soon after a 202).
+  let after;
+  for (let i = 0; i < 100; i++) {
+    after = await (await fetch(`${gw}/function/get-counter`, { headers: { Authorization: `Bearer ${token}` } })).json();
+    if (after.unread === 0) break;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  assert.deepEqual(after, { unread: 0 });
+
   // Bob closes his tab: Ada's presence list drops him.
   await bob.context().close();
   await ada.locator("li.topic[data-name='Release notes'][data-here='1']").waitFor();
   assert.equal(await adaTopic.locator(".here-names").textContent(), "Ada");
-  await shot(ada, "5-ada-alone-here");
+  await shot(ada, "6-ada-alone-here");
 
   assert.deepEqual(problems, [], "no script or console errors");
 });

@@ -33,17 +33,7 @@ func TestListNotificationsPagesNewestFirstAndHidesPrepared(t *testing.T) {
 		}
 	}
 	h := New(dbs.Directory.Pool, dbs.Persist.Pool, auth.NewTokens(testenv.JWTKey, time.Hour))
-	list := func(query string) (int, Response) {
-		r := httptest.NewRequest("GET", "/?"+query, nil)
-		r.Header.Set("Authorization", "Bearer "+token)
-		w := httptest.NewRecorder()
-		(&fn.Adapter{Handler: h}).ServeHTTP(w, r)
-		var out Response
-		if w.Code == 200 {
-			testenv.Decode(t, w.Body.Bytes(), &out)
-		}
-		return w.Code, out
-	}
+	list := lister(t, h, token)
 	_, page1 := list("limit=2")
 	if len(page1.Notifications) != 2 || page1.Notifications[0].Title != "tx-4" || page1.Notifications[1].Title != "tx-3" {
 		t.Fatalf("first page %+v, want tx-4, tx-3 (tx-5 is only prepared)", page1.Notifications)
@@ -152,17 +142,7 @@ func TestUnreadTrueListsOnlyTheUnackedPageByPage(t *testing.T) {
 		unread = append([]int64{id}, unread...)
 	}
 	h := New(dbs.Directory.Pool, dbs.Persist.Pool, auth.NewTokens(testenv.JWTKey, time.Hour))
-	list := func(query string) (int, Response) {
-		r := httptest.NewRequest("GET", "/?"+query, nil)
-		r.Header.Set("Authorization", "Bearer "+token)
-		w := httptest.NewRecorder()
-		(&fn.Adapter{Handler: h}).ServeHTTP(w, r)
-		var out Response
-		if w.Code == 200 {
-			testenv.Decode(t, w.Body.Bytes(), &out)
-		}
-		return w.Code, out
-	}
+	list := lister(t, h, token)
 	var got []int64
 	query := "unread=true&limit=4"
 	for pages := 0; pages <= len(unread); pages++ {
@@ -191,5 +171,22 @@ func TestUnreadTrueListsOnlyTheUnackedPageByPage(t *testing.T) {
 		if status, _ := list(q); status != 400 {
 			t.Errorf("?%s: %d, want 400", q, status)
 		}
+	}
+}
+
+// lister lists through h as the holder of token: the status and, for a
+// 200, the page.
+func lister(t *testing.T, h *Handler, token string) func(query string) (int, Response) {
+	return func(query string) (int, Response) {
+		t.Helper()
+		r := httptest.NewRequest("GET", "/?"+query, nil)
+		r.Header.Set("Authorization", "Bearer "+token)
+		w := httptest.NewRecorder()
+		(&fn.Adapter{Handler: h}).ServeHTTP(w, r)
+		var out Response
+		if w.Code == 200 {
+			testenv.Decode(t, w.Body.Bytes(), &out)
+		}
+		return w.Code, out
 	}
 }

@@ -31,6 +31,7 @@ import (
 	notifyindoubt "tidings/functions/notify-indoubt"
 	notifyprepare "tidings/functions/notify-prepare"
 	notifyrollback "tidings/functions/notify-rollback"
+	notifysince "tidings/functions/notify-since"
 	"tidings/functions/register"
 	sendmail "tidings/functions/send-mail"
 	"tidings/functions/subscribe"
@@ -111,6 +112,8 @@ var constructors = map[string]func(d *Deps) fn.Handler{
 	"counter-rollback": func(d *Deps) fn.Handler { return counterrollback.New(d.DBs.Counter) },
 	"counter-indoubt":  func(d *Deps) fn.Handler { return counterindoubt.New(d.DBs.Counter) },
 	"counter-read":     func(d *Deps) fn.Handler { return counterread.New(d.DBs.Counter) },
+	// Replay on join and gap fill (gateway-ws).
+	"notify-since": func(d *Deps) fn.Handler { return notifysince.New(d.DBs.Persist) },
 
 	// The ack relay's two ends (gateway-ws relays the persist outbox to
 	// the counter).

@@ -473,15 +473,22 @@ func (c *Coordinator) finishCommit(ctx context.Context, rec *Record) error {
 	}
 	err := c.records.transition(ctx, rec.ID, Committing, Committed)
 	var moved *errMoved
-	if errors.As(err, &moved) && moved.state != Committing {
-		return nil // a recovering replica finished it at the same time, or the record is gone
+	finished := errors.As(err, &moved) && moved.state != Committing // by a recovering replica at the same time, or the record is gone
+	// Both participants committed: the notification is delivered live
+	// whatever became of the record's write. Left to recovery, a write
+	// that failed but landed late would be found final and never
+	// delivered. Delivering twice (recovery redoes a commit whose write
+	// failed, or finished it at the same time) is harmless: the gateway
+	// sends each notification id once per socket.
+	c.deliverLater(rec, err == nil)
+	if finished {
+		return nil
 	}
 	if err != nil {
 		return err
 	}
 	c.records.count(ctx, "committed")
 	c.cfg.Metrics.Transactions.WithLabelValues("committed").Inc()
-	c.deliverLater(rec)
 	return nil
 }
 
@@ -561,9 +568,11 @@ func (c *Coordinator) retry(ctx context.Context, name string, body, out any) err
 const deliveryBatch = twopc.MaxUnreadBatch
 
 // deliverLater delivers a committed notification live, after its
-// publisher's answer, then deletes its recipient set. It is bounded by
-// PhaseTwoTimeout; Close waits for it.
-func (c *Coordinator) deliverLater(rec *Record) {
+// publisher's answer, then, if final (its record says committed), deletes
+// its recipient set; otherwise recovery, which commits it again, needs the
+// set to deliver again, and the sweep deletes it in the end. It is bounded
+// by a PhaseTwoTimeout of its own; Close waits for it.
+func (c *Coordinator) deliverLater(rec *Record, final bool) {
 	c.delivering.Add(1)
 	go func() {
 		defer c.delivering.Done()
@@ -571,7 +580,9 @@ func (c *Coordinator) deliverLater(rec *Record) {
 		defer cancel()
 		defer c.timePhase("deliver")()
 		c.deliver(ctx, rec)
-		c.forgetRecipients(ctx, rec.ID)
+		if final {
+			c.forgetRecipients(ctx, rec.ID)
+		}
 	}()
 }
 
@@ -581,8 +592,12 @@ const deliveryWorkers = 4
 
 // deliver sends the notification to every recipient's user channel with
 // their unread count, a batch of recipients at a time, a few batches at
-// once. Live delivery is best effort: the notification is already
-// committed and listed.
+// once. A batch that fails (its recipients, their counts or the publish
+// could not be had) is tried again, backing off as phase two does, until
+// ctx ends: a notification committed must reach its connected recipients.
+// One that still fails is listed, and the gateway fills it in to the
+// sockets whose broker connection missed it (see gateway-ws/gateway,
+// replay.go).
 func (c *Coordinator) deliver(ctx context.Context, rec *Record) {
 	if c.cfg.Deliver == nil {
 		return
@@ -591,7 +606,15 @@ func (c *Coordinator) deliver(ctx context.Context, rec *Record) {
 	g.SetLimit(deliveryWorkers)
 	for from := 0; from < rec.Payload.Recipients; from += deliveryBatch {
 		g.Go(func() error {
-			c.deliverBatch(ctx, rec, from)
+			_, err := backoff.Retry(ctx, func() (struct{}, error) { return struct{}{}, c.deliverBatch(ctx, rec, from) },
+				backoff.WithBackOff(&backoff.ExponentialBackOff{InitialInterval: c.cfg.RetryBase, Multiplier: 2, MaxInterval: c.cfg.RetryMax}),
+				backoff.WithMaxElapsedTime(0), // ctx bounds the tries
+				backoff.WithNotify(func(err error, wait time.Duration) {
+					c.log.Debug("live delivery failed; retrying", "tx", rec.ID, "from", from, "err", err, "wait", wait)
+				}))
+			if err != nil {
+				c.log.Warn("live delivery failed for good", "tx", rec.ID, "from", from, "err", err)
+			}
 			return nil
 		})
 	}
@@ -600,27 +623,29 @@ func (c *Coordinator) deliver(ctx context.Context, rec *Record) {
 
 // deliverBatch delivers to the recipients of rec from position from, at
 // most deliveryBatch of them.
-func (c *Coordinator) deliverBatch(ctx context.Context, rec *Record, from int) {
+func (c *Coordinator) deliverBatch(ctx context.Context, rec *Record, from int) error {
 	users, err := store.Recipients(ctx, c.cfg.DB, rec.ID, from, deliveryBatch)
 	if err != nil {
-		// A record from before recipient sets has none: its notification
-		// is listed and counted, just not pushed.
-		c.log.Warn("cannot read the recipients; they get no live delivery", "tx", rec.ID, "from", from, "err", err)
-		return
+		return fmt.Errorf("read the recipients: %w", err)
 	}
 	if len(users) == 0 {
-		return
+		// A record from before recipient sets, or one delivered and
+		// forgotten by another replica: listed and counted, not pushed.
+		return nil
 	}
 	var read twopc.Unread
 	if err := c.cfg.Calls.Call(ctx, "counter-read", twopc.UnreadQuery{Users: users}, &read); err != nil {
-		c.log.Warn("cannot read the recipients' unread counts; they get no live delivery", "tx", rec.ID, "users", len(users), "err", err)
-		return
+		if !invoke.Retryable(err) {
+			return backoff.Permanent(fmt.Errorf("read the unread counts of %d recipients: %w", len(users), err))
+		}
+		return fmt.Errorf("read the unread counts of %d recipients: %w", len(users), err)
 	}
 	event := notification.NewEvent(rec.NotificationID, rec.Payload, rec.CreatedAt, 0)
 	batch := UserBatch{Event: notification.EventName, Notification: &event, Unread: read.Unread}
 	if err := c.cfg.Deliver(ctx, batch); err != nil {
-		c.log.Warn("live delivery failed", "tx", rec.ID, "users", len(read.Unread), "err", err)
+		return fmt.Errorf("deliver to %d recipients: %w", len(read.Unread), err)
 	}
+	return nil
 }
 
 // UserTopic is the channel topic of a user's own events.

@@ -32,6 +32,9 @@ type Broker struct {
 	log    *slog.Logger
 
 	deliver func(topic string, frame []byte)
+	// resumed is told of each topic whose subscription Redis confirmed
+	// again after the connection failed (SetResumed); nil: nobody.
+	resumed func(topic string)
 
 	// psMu guards ps: the reader replaces it when the connection is dead,
 	// while Subscribe and Unsubscribe may be using it.
@@ -49,6 +52,10 @@ type Broker struct {
 	// connection in order, so the n-th confirmation for a channel belongs
 	// to the n-th SUBSCRIBE sent for it.
 	waiters map[string][]confirmation
+	// stale are the channels subscribed while the connection failed:
+	// frames published on them may have been lost until Redis confirms
+	// them again.
+	stale map[string]struct{}
 
 	closed atomic.Bool
 	done   chan struct{}
@@ -88,6 +95,7 @@ func NewBroker(ctx context.Context, rdb *redis.Client, prefix string, log *slog.
 		channels: map[string]struct{}{},
 		watchers: map[string]func(string){},
 		waiters:  map[string][]confirmation{},
+		stale:    map[string]struct{}{},
 		done:     make(chan struct{}),
 	}
 	control := b.channel(brokerControl)
@@ -104,6 +112,22 @@ func NewBroker(ctx context.Context, rdb *redis.Client, prefix string, log *slog.
 }
 
 func (b *Broker) channel(topic string) string { return b.prefix + topic }
+
+// SetResumed makes the broker call resumed(topic), on a goroutine of its
+// own, for each topic whose subscription Redis confirms again after the
+// connection failed: frames published on it meanwhile may be lost, and
+// whoever keeps them elsewhere can fill the gap from then on. Call it
+// before the first Subscribe.
+func (b *Broker) SetResumed(resumed func(topic string)) { b.resumed = resumed }
+
+// lost marks every subscribed channel stale: the connection failed.
+func (b *Broker) lost() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for ch := range b.channels {
+		b.stale[ch] = struct{}{}
+	}
+}
 
 // Subscribe starts receiving topic and returns a channel that is closed
 // once Redis has confirmed the subscription: only then is a frame
@@ -158,6 +182,7 @@ func (b *Broker) Unsubscribe(ctx context.Context, topic string) error {
 	defer b.psMu.RUnlock()
 	b.mu.Lock()
 	delete(b.channels, ch)
+	delete(b.stale, ch)
 	b.mu.Unlock()
 	if err := b.ps.Unsubscribe(ctx, ch); err != nil {
 		return fmt.Errorf("unsubscribe %s: %w", ch, err)
@@ -214,6 +239,7 @@ func (b *Broker) run() {
 					}
 				}
 				b.log.Warn("redis pub/sub connection does not answer; reconnecting", "err", err)
+				b.lost()
 				b.reconnect(ctx)
 				pinged = false
 				continue
@@ -222,6 +248,7 @@ func (b *Broker) run() {
 				continue // replaced by a reconnect meanwhile
 			}
 			pinged = false
+			b.lost()
 			wait := waits.NextBackOff()
 			b.log.Warn("redis pub/sub receive failed; retrying", "err", err, "backoff", wait)
 			time.Sleep(wait)
@@ -289,6 +316,12 @@ func (b *Broker) reconnect(ctx context.Context) {
 func (b *Broker) confirm(ch string) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	if _, ok := b.stale[ch]; ok {
+		delete(b.stale, ch)
+		if topic, ok := strings.CutPrefix(ch, b.prefix); ok && topic != brokerControl && b.resumed != nil {
+			go b.resumed(topic)
+		}
+	}
 	ws := b.waiters[ch]
 	if len(ws) == 0 {
 		// A resubscription after a reconnect: nobody is waiting for it.

@@ -117,3 +117,46 @@ func TestBrokerReplacesAHalfOpenConnection(t *testing.T) {
 	}
 	t.Fatalf("no frame arrived within %v of the connection going silent: the broker kept the dead connection", 4*BrokerHealthInterval+5*time.Second)
 }
+
+// After the broker's connection went silent (the fault: every byte from
+// Redis withheld), it reports each topic as resumed once Redis confirms
+// the topic's subscription on the fresh connection: what the gateway's gap
+// fill waits for. Before the fault, nothing is reported.
+func TestBrokerReportsATopicResumedAfterItsConnectionDied(t *testing.T) {
+	rds := testenv.NewRedis(t)
+	opts, err := config.RedisOptions(rds.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	proxy := newBlackhole(t, opts.Addr)
+	opts.Addr = proxy.ln.Addr().String()
+	rdb := redis.NewClient(opts)
+	t.Cleanup(func() { _ = rdb.Close() })
+	b, err := NewBroker(context.Background(), rdb, rds.Prefix, slog.New(slog.NewTextHandler(io.Discard, nil)),
+		func(string, []byte) {})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = b.Close() })
+	resumed := make(chan string, 10)
+	b.SetResumed(func(topic string) { resumed <- topic })
+	ready, err := b.Subscribe(context.Background(), "user:7")
+	if err != nil {
+		t.Fatal(err)
+	}
+	<-ready
+	select {
+	case topic := <-resumed:
+		t.Fatalf("%s reported resumed before any fault", topic)
+	default:
+	}
+	proxy.freeze()
+	select {
+	case topic := <-resumed:
+		if topic != "user:7" {
+			t.Errorf("resumed %q, want user:7", topic)
+		}
+	case <-time.After(4*BrokerHealthInterval + 5*time.Second):
+		t.Fatal("the topic was never reported resumed after the connection died")
+	}
+}

@@ -12,6 +12,9 @@ type channel struct {
 	kind    topicKind
 	id      int64
 	joinRef json.RawMessage
+	// feed is a user channel's notifications sent and held (replay.go);
+	// nil for a topic channel.
+	feed *feed
 
 	mu    sync.Mutex
 	state channelState // guarded by mu

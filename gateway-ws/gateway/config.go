@@ -13,6 +13,7 @@ import (
 	"tidings/lib/cache"
 	"tidings/lib/config"
 	"tidings/lib/logging"
+	"tidings/lib/twopc"
 )
 
 // Config is everything the gateway needs. DefaultConfig holds the
@@ -42,6 +43,11 @@ type Config struct {
 	InboundBurst   int           `env:"WS_INBOUND_BURST"`   // frames a client may send at once
 	JoinTimeout    time.Duration `env:"WS_JOIN_TIMEOUT"`    // authorising and subscribing one join
 	PublishTimeout time.Duration `env:"PUBLISH_TIMEOUT"`    // one publish push
+	// ReplayMax is how many notifications a join of user:<id> with
+	// {"since": id} replays at most; past it the reply says truncated
+	// and the client pages the rest with list-notifications. 1 to
+	// twopc.MaxSince-1; 0 is the default, 500.
+	ReplayMax int `env:"REPLAY_MAX"`
 
 	ShutdownTimeout time.Duration `env:"SHUTDOWN_TIMEOUT"` // how long closing sockets may take
 	// PresenceTimeout bounds how long the members of a replica that died
@@ -90,6 +96,7 @@ func DefaultConfig() Config {
 		InboundBurst:    100,
 		JoinTimeout:     5 * time.Second,
 		PublishTimeout:  15 * time.Second,
+		ReplayMax:       defaultReplayMax,
 		ShutdownTimeout: 10 * time.Second,
 		PresenceTimeout: DefaultPresenceTimeout,
 		Calls:           invoke.DefaultConfig(),
@@ -123,6 +130,9 @@ func (c Config) jobsConfig() jobs.Config {
 	return jc
 }
 
+// defaultReplayMax is ReplayMax's default.
+const defaultReplayMax = 500
+
 // validate fills a nil Logger and refuses what New cannot run with,
 // naming every non-positive setting, sorted.
 func validate(cfg *Config) error {
@@ -142,11 +152,16 @@ func validate(cfg *Config) error {
 		"WS_INBOUND_BURST":   cfg.InboundBurst > 0,
 		"WS_JOIN_TIMEOUT":    cfg.JoinTimeout > 0,
 		"PUBLISH_TIMEOUT":    cfg.PublishTimeout > 0,
+		"REPLAY_MAX":         cfg.ReplayMax >= 0,
 		"SHUTDOWN_TIMEOUT":   cfg.ShutdownTimeout > 0,
 		"FUNCTION_TIMEOUT":   cfg.Calls.Default.Timeout > 0,
 		"MAX_BODY_BYTES":     cfg.MaxBodyBytes > 0,
 	}); err != nil {
 		return fmt.Errorf("gateway: %w", err)
+	}
+	config.OrDefault(&cfg.ReplayMax, defaultReplayMax)
+	if cfg.ReplayMax >= twopc.MaxSince {
+		return fmt.Errorf("gateway: REPLAY_MAX is %d, more than the %d one read of notify-since gives", cfg.ReplayMax, twopc.MaxSince-1)
 	}
 	return nil
 }

@@ -47,6 +47,9 @@ type conn struct {
 	mu      sync.Mutex
 	queue   [][]byte // frames waiting for the writer; at most cfg.SendQueue
 	writing bool     // a writer goroutine is draining queue
+	// room, once a replay waits for room in queue (enqueuePaced), hears
+	// from the writer each time it takes a frame.
+	room chan struct{}
 
 	done chan struct{} // closed by kill
 	// ctx is cancelled by kill: the channels' running pushes end with the
@@ -118,6 +121,12 @@ func (c *conn) writeQueued() {
 		frame := c.queue[0]
 		c.queue[0] = nil
 		c.queue = c.queue[1:]
+		if c.room != nil {
+			select {
+			case c.room <- struct{}{}:
+			default:
+			}
+		}
 		c.mu.Unlock()
 		_ = c.ws.SetWriteDeadline(time.Now().Add(c.srv.cfg.WriteTimeout))
 		if err := c.ws.WriteMessage(websocket.TextMessage, frame); err != nil {

@@ -140,8 +140,10 @@ func (h *Hub) release(topic string, t *hubTopic) {
 	}
 }
 
-// deliver hands frame to every local member of topic.
+// deliver hands frame to every local member of topic; a user channel's
+// notification goes through the member's feed (offerNotification).
 func (h *Hub) deliver(topic string, frame []byte) {
+	id := notificationID(topic, frame)
 	h.mu.RLock()
 	defer h.mu.RUnlock()
 	t, ok := h.topics[topic]
@@ -149,6 +151,10 @@ func (h *Hub) deliver(topic string, frame []byte) {
 		return
 	}
 	for ch := range t.members {
+		if id != 0 {
+			ch.offerNotification(id, frame)
+			continue
+		}
 		ch.conn.enqueue(frame)
 	}
 }

@@ -11,6 +11,11 @@ func (c *conn) join(msg Message) {
 		c.ignore(msg)
 		return
 	}
+	since, hasSince, err := joinSince(msg.Payload)
+	if err != nil && kind == kindUser {
+		c.refuseJoin(msg, &Refused{ReasonInvalidSince})
+		return
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), c.srv.cfg.JoinTimeout)
 	defer cancel()
 	heard := c.srv.revoker.heard.Load()
@@ -19,6 +24,9 @@ func (c *conn) join(msg Message) {
 		return
 	}
 	ch := &channel{conn: c, topic: msg.Topic, kind: kind, id: id, joinRef: msg.JoinRef}
+	if kind == kindUser {
+		ch.feed = newFeed(since, hasSince)
+	}
 	if err := c.srv.hub.Join(ctx, ch); err != nil {
 		c.refuseJoin(msg, err)
 		return
@@ -33,7 +41,18 @@ func (c *conn) join(msg Message) {
 			return
 		}
 	}
-	opened := ch.settle(func() { c.reply(msg.JoinRef, msg.Ref, msg.Topic, StatusOK, nil) })
+	var page replayPage
+	var response any
+	if hasSince && kind == kindUser {
+		// Subscribed already: whatever commits from now on is held in the
+		// feed, and what committed before is read here.
+		if page, response, err = c.srv.replay(ctx, ch); err != nil {
+			c.srv.hub.Leave(ch)
+			c.refuseJoin(msg, err)
+			return
+		}
+	}
+	opened := ch.settle(func() { c.reply(msg.JoinRef, msg.Ref, msg.Topic, StatusOK, response) })
 	if !opened {
 		c.srv.hub.Leave(ch)
 		c.refuseJoin(msg, &Refused{ReasonUnauthorized})
@@ -45,6 +64,13 @@ func (c *conn) join(msg Message) {
 	c.channels[msg.Topic] = ch
 	c.srv.metrics.Joins.WithLabelValues("ok").Inc()
 	c.srv.presence.track(ctx, ch)
+	if hasSince && kind == kindUser {
+		c.pushers.Add(1)
+		go func() {
+			defer c.pushers.Done()
+			c.srv.drain(ch, page)
+		}()
+	}
 }
 
 func (c *conn) refuseJoin(msg Message, err error) {

@@ -54,6 +54,9 @@ type Server struct {
 	// presence tracks this replica's members of topic:<id> (presence.go).
 	presence *presence
 
+	// fills bounds the gap fills reading PostgreSQL at once (maxFills).
+	fills chan struct{}
+
 	upgrader websocket.Upgrader
 	nextID   atomic.Uint64
 
@@ -76,6 +79,7 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		access:   cfg.Access,
 		conns:    map[*conn]struct{}{},
 		hub:      NewHub(),
+		fills:    make(chan struct{}, maxFills),
 		upgrader: newUpgrader(),
 	}
 	if err := s.connect(ctx); err != nil {

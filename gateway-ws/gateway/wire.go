@@ -63,6 +63,7 @@ func (s *Server) build(ctx context.Context) error {
 	if err = s.broker.Watch(ctx, s.broker.channel(usersTopic), s.hearUsers); err != nil {
 		return err
 	}
+	s.broker.SetResumed(s.fillGaps)
 	s.reg = metrics.NewRegistry()
 	s.metrics = metrics.NewGateway(s.reg)
 	calls := cfg.Calls

@@ -72,8 +72,9 @@ func CheckParticipantEnv(participant string, has func(env string) bool) error {
 // counter-*: prepare, commit, rollback, and indoubt, what each holds
 // prepared, which recovery reads when a record is lost), the ack relay's
 // two ends (notify-acks, counter-ack), counter-read (unread counts for
-// gateway-ws) and send-mail, which goes out only through gateway-ws's job
-// queue.
+// gateway-ws), notify-since (a user's notifications after an id, for
+// gateway-ws's replay) and send-mail, which goes out only through
+// gateway-ws's job queue.
 var functions = []Function{
 	{Name: "ack-all", Method: http.MethodPost, Participant: Persist},
 	{Name: "ack-notification", Method: http.MethodPost, Participant: Persist},
@@ -94,6 +95,7 @@ var functions = []Function{
 	{Name: "notify-indoubt", Method: http.MethodPost, Internal: true, Participant: Persist},
 	{Name: "notify-prepare", Method: http.MethodPost, Internal: true, Participant: Persist},
 	{Name: "notify-rollback", Method: http.MethodPost, Internal: true, Participant: Persist},
+	{Name: "notify-since", Method: http.MethodPost, Internal: true, Participant: Persist},
 	{Name: "register", Method: http.MethodPost},
 	{Name: "send-mail", Method: http.MethodPost, Internal: true},
 	{Name: "subscribe", Method: http.MethodPost},

@@ -113,3 +113,11 @@ func NewEvent(id int64, d Draft, createdAt time.Time, unread int64) Event {
 		CreatedAt: createdAt.UTC().Format(time.RFC3339Nano), Unread: unread,
 	}
 }
+
+// Event is the event telling n's recipient of n, whose unread count is
+// unread: what a replay (gateway-ws, on a join with since) pushes, the
+// same shape as the live one.
+func (n Notification) Event(unread int64) Event {
+	d := Draft{TopicID: n.TopicID, SenderID: n.SenderID, Message: Message{Title: n.Title, Body: n.Body}}
+	return NewEvent(n.ID, d, n.CreatedAt, unread)
+}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 
@@ -244,4 +245,47 @@ func PendingAcks(ctx context.Context, q Querier, limit int) ([]Ack, error) {
 func ForgetAcks(ctx context.Context, q Querier, ids []int64) error {
 	_, err := q.Exec(ctx, `DELETE FROM ack_outbox WHERE id = ANY($1)`, ids)
 	return mapError(err)
+}
+
+// NotificationsSince returns up to limit committed notifications delivered
+// to userID with an id above since, oldest first, created at or after
+// after when after is not zero; and unackedNewer, how many committed
+// notifications delivered to userID and not acked have an id above the
+// last one returned (above since when none is): what a replay
+// (notify-since) needs to tell each replayed notification's unread count.
+//
+// The walk is ListNotifications' up deliveries_user_idx from since; after
+// filters on the way and does not shorten it.
+func NotificationsSince(ctx context.Context, q Querier, userID, since int64, after time.Time, limit int) (list []notification.Notification, unackedNewer int64, err error) {
+	var afterArg *time.Time
+	if !after.IsZero() {
+		afterArg = &after
+	}
+	rows, err := q.Query(ctx, `
+		SELECT n.id, n.topic_id, n.sender_id, n.title, n.body, n.created_at, d.acked_at
+		FROM deliveries d CROSS JOIN LATERAL (
+			SELECT * FROM notifications n WHERE n.id = d.notification_id AND n.state = 'committed'
+			AND ($4::timestamptz IS NULL OR n.created_at >= $4) OFFSET 0) n
+		WHERE d.user_id = $1 AND d.notification_id > $3
+		ORDER BY d.notification_id ASC LIMIT $2`, userID, limit, since, afterArg)
+	if err != nil {
+		return nil, 0, mapError(err)
+	}
+	list, err = pgx.CollectRows(rows, func(row pgx.CollectableRow) (notification.Notification, error) {
+		var n notification.Notification
+		err := row.Scan(&n.ID, &n.TopicID, &n.SenderID, &n.Title, &n.Body, &n.CreatedAt, &n.AckedAt)
+		return n, err
+	})
+	if err != nil {
+		return nil, 0, mapError(err)
+	}
+	last := since
+	if len(list) > 0 {
+		last = list[len(list)-1].ID
+	}
+	err = q.QueryRow(ctx, `
+		SELECT count(*) FROM deliveries d JOIN notifications n ON n.id = d.notification_id
+		WHERE d.user_id = $1 AND d.notification_id > $2 AND d.acked_at IS NULL AND n.state = 'committed'`,
+		userID, last).Scan(&unackedNewer)
+	return list, unackedNewer, mapError(err)
 }

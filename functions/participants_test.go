@@ -337,8 +337,8 @@ func TestInternalFunctionsRefuseCallsWithoutTheKey(t *testing.T) {
 			}
 		}
 	}
-	if internal != 12 {
-		t.Errorf("%d internal functions, want the eight notify-*/counter-* participants, notify-acks, counter-ack, counter-read and send-mail", internal)
+	if internal != 13 {
+		t.Errorf("%d internal functions, want the eight notify-*/counter-* participants, notify-acks, counter-ack, counter-read, notify-since and send-mail", internal)
 	}
 	var persist, counter int
 	_ = p.dbs.Persist.Pool.QueryRow(context.Background(), `SELECT count(*) FROM tx_barriers`).Scan(&persist)

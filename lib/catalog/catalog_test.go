@@ -62,8 +62,8 @@ func TestPublicAndQueueableFunctionsAreTheContracts(t *testing.T) {
 	if got := Queueable(); !slices.Equal(got, []string{"gen-avatar"}) {
 		t.Errorf("queueable functions %v, want [gen-avatar]", got)
 	}
-	if n := len(Names()) - len(public); n != 12 {
-		t.Errorf("%d internal functions, want the eight notify-*/counter-* participants, notify-acks, counter-ack, counter-read and send-mail", n)
+	if n := len(Names()) - len(public); n != 13 {
+		t.Errorf("%d internal functions, want the eight notify-*/counter-* participants, notify-acks, counter-ack, counter-read, notify-since and send-mail", n)
 	}
 }
 

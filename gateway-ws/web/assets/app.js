@@ -15,6 +15,9 @@ const $ = (sel, root = document) => root.querySelector(sel);
 let session = null;
 let socket = null;
 let userChannel = null;
+// lastSeen is the highest notification id shown: a rejoin asks the
+// gateway to replay from it.
+let lastSeen = 0;
 const topicChannels = new Map(); // topic id -> joined channel, for publishing and presence
 const topicPresence = new Map(); // topic id -> its channel's Presence: who is here now
 const topicNames = new Map(); // topic id -> name, for labelling notifications
@@ -175,7 +178,11 @@ function connect() {
   });
   socket.connect();
 
-  userChannel = socket.channel(`user:${session.user.id}`, {});
+  // The join's params are asked at every (re)join: after a drop the
+  // gateway replays, in order, every notification after the last one
+  // shown (since), then live ones.
+  lastSeen = 0;
+  userChannel = socket.channel(`user:${session.user.id}`, () => (lastSeen > 0 ? { since: lastSeen } : {}));
   userChannel.on("notification", (n) => {
     addNotification(n, { live: true });
     setBadge(n.unread);
@@ -192,10 +199,12 @@ function connect() {
   userChannel.onError(() => setLive("offline"));
   userChannel
     .join()
-    .receive("ok", () => {
+    .receive("ok", (resp) => {
       setLive("live");
-      // Events sent while we were away are not replayed: refetch what is durable.
       loadCounter().catch(() => {});
+      // More were missed than the gateway replays (REPLAY_MAX): show the
+      // newest page instead.
+      if (resp && resp.truncated) loadNotifications().catch(() => {});
     })
     .receive("error", ({ reason }) => flash(`Live updates unavailable: ${reason}`, "error"));
 }
@@ -352,6 +361,7 @@ function renderMail() {
 }
 
 function addNotification(n, { live, append = false }) {
+  lastSeen = Math.max(lastSeen, Number(n.id));
   const list = $("#notifications");
   if (list.querySelector(`[data-id="${Number(n.id)}"]`)) return;
   const li = $("#notification-template").content.firstElementChild.cloneNode(true);

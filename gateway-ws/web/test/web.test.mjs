@@ -224,6 +224,67 @@ test("two users: create, subscribe, publish, live notification with badge, ack, 
   assert.deepEqual(problems, [], "no script or console errors");
 });
 
+test("after a network drop the web client rejoins with since and shows what arrived meanwhile, without a reload", { timeout: 60000 }, async () => {
+  const problems = [];
+  // Every socket to the gateway goes through this route, which can drop
+  // them all and refuse new ones: the network drop.
+  let down = false;
+  const sockets = [];
+  const carol = await newPage("carol", problems);
+  await carol.routeWebSocket(/\/socket\/websocket/, (ws) => {
+    if (down) {
+      ws.close();
+      return;
+    }
+    ws.connectToServer();
+    sockets.push(ws);
+  });
+  await register(carol, "Carol", `carol-${suffix}@example.com`);
+  const carolToken = await carol.evaluate(() => localStorage.getItem("tidings.token"));
+
+  const api = async (fn, token, body) => {
+    const res = await fetch(`${gw}/function/${fn}`, {
+      method: "POST",
+      headers: { "Content-Type": "application/json", ...(token ? { Authorization: `Bearer ${token}` } : {}) },
+      body: JSON.stringify(body),
+    });
+    return res.json();
+  };
+  const owner = await api("register", null, { email: `dan-${suffix}@example.com`, password: "correct horse battery", name: "Dan" });
+  const { topic } = await api("create-topic", owner.token, { name: "Outages" });
+  await api("subscribe", carolToken, { topic_id: topic.id });
+  const publish = async (title) => {
+    const res = await fetch(`${gw}/api/topics/${topic.id}/notifications`, {
+      method: "POST",
+      headers: { "Content-Type": "application/json", Authorization: `Bearer ${owner.token}` },
+      body: JSON.stringify({ title }),
+    });
+    assert.equal(res.status, 201, `publish ${title}`);
+  };
+
+  await publish("before the drop");
+  await carol.locator("#notifications li.notification", { hasText: "before the drop" }).waitFor();
+  await waitBadge(carol, 1);
+
+  down = true;
+  for (const ws of sockets.splice(0)) await ws.close();
+  await carol.locator("#live[data-state=offline]").waitFor();
+  await publish("while away 1");
+  await publish("while away 2");
+  down = false;
+
+  // phoenix.js reconnects; the rejoin replays the two, no reload.
+  await carol.locator("#live[data-state=live]").waitFor();
+  for (const title of ["while away 1", "while away 2"]) {
+    await carol.locator("#notifications li.notification", { hasText: title }).waitFor();
+  }
+  await waitBadge(carol, 3);
+  const titles = await carol.locator("#notifications li.notification .n-title").allTextContents();
+  assert.deepEqual(titles, ["while away 2", "while away 1", "before the drop"], "each once, newest first");
+  await shot(carol, "5-carol-replayed");
+  assert.deepEqual(problems, [], "no script or console errors");
+});
+
 test("the dashboard shows live nodes, functions and transactions", { timeout: 30000 }, async () => {
   const problems = [];
   const page = await newPage("dashboard", problems);

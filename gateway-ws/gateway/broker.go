@@ -113,22 +113,6 @@ func NewBroker(ctx context.Context, rdb *redis.Client, prefix string, log *slog.
 
 func (b *Broker) channel(topic string) string { return b.prefix + topic }
 
-// SetResumed makes the broker call resumed(topic), on a goroutine of its
-// own, for each topic whose subscription Redis confirms again after the
-// connection failed: frames published on it meanwhile may be lost, and
-// whoever keeps them elsewhere can fill the gap from then on. Call it
-// before the first Subscribe.
-func (b *Broker) SetResumed(resumed func(topic string)) { b.resumed = resumed }
-
-// lost marks every subscribed channel stale: the connection failed.
-func (b *Broker) lost() {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	for ch := range b.channels {
-		b.stale[ch] = struct{}{}
-	}
-}
-
 // Subscribe starts receiving topic and returns a channel that is closed
 // once Redis has confirmed the subscription: only then is a frame
 // published afterwards on any replica sure to arrive here.
@@ -316,12 +300,7 @@ func (b *Broker) reconnect(ctx context.Context) {
 func (b *Broker) confirm(ch string) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	if _, ok := b.stale[ch]; ok {
-		delete(b.stale, ch)
-		if topic, ok := strings.CutPrefix(ch, b.prefix); ok && topic != brokerControl && b.resumed != nil {
-			go b.resumed(topic)
-		}
-	}
+	b.resume(ch)
 	ws := b.waiters[ch]
 	if len(ws) == 0 {
 		// A resubscription after a reconnect: nobody is waiting for it.

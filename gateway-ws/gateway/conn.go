@@ -45,11 +45,9 @@ type conn struct {
 	limitedAt time.Time
 
 	mu      sync.Mutex
-	queue   [][]byte // frames waiting for the writer; at most cfg.SendQueue
-	writing bool     // a writer goroutine is draining queue
-	// room, once a replay waits for room in queue (enqueuePaced), hears
-	// from the writer each time it takes a frame.
-	room chan struct{}
+	queue   [][]byte      // frames waiting for the writer; at most cfg.SendQueue
+	writing bool          // a writer goroutine is draining queue
+	room    chan struct{} // once a replay waits for room in queue (enqueuePaced): the writer took a frame
 
 	done chan struct{} // closed by kill
 	// ctx is cancelled by kill: the channels' running pushes end with the

@@ -149,7 +149,11 @@ func newWorld(t *testing.T, behind string) *world {
 
 // publish publishes one notification over HTTP as the topic's owner and
 // reports whether it was committed.
-func (w *world) publish(timeout time.Duration) bool {
+func (w *world) publish(timeout time.Duration) bool { return w.publishID(timeout) != 0 }
+
+// publishID is publish answering the notification's id, 0 when it was
+// not answered 201.
+func (w *world) publishID(timeout time.Duration) int64 {
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
 	req, _ := http.NewRequestWithContext(ctx, http.MethodPost,
@@ -158,11 +162,17 @@ func (w *world) publish(timeout time.Duration) bool {
 	req.Header.Set("Authorization", "Bearer "+w.ownerToken)
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
-		return false
+		return 0
 	}
 	defer resp.Body.Close()
-	_, _ = io.Copy(io.Discard, resp.Body)
-	return resp.StatusCode == http.StatusCreated
+	var out struct {
+		NotificationID int64 `json:"notification_id"`
+	}
+	if resp.StatusCode != http.StatusCreated || json.NewDecoder(resp.Body).Decode(&out) != nil {
+		_, _ = io.Copy(io.Discard, resp.Body)
+		return 0
+	}
+	return out.NotificationID
 }
 
 // join opens a fresh socket as the subscriber, joins topic:<id> and

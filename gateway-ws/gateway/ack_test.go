@@ -4,15 +4,10 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
 	"net/http/httptest"
 	"testing"
 
-	"tidings/functions"
-	"tidings/infra/fnhost"
-	"tidings/lib/config"
-	"tidings/lib/logging"
 	"tidings/lib/store"
 	"tidings/lib/testenv"
 	"tidings/lib/twopc"
@@ -62,15 +57,7 @@ func TestAckThroughTheGatewayAnswersTheCountersCountAndPushesIt(t *testing.T) {
 func gatewayWithFunctions(t *testing.T) (*testenv.DB, *testGateway) {
 	t.Helper()
 	db, rd := testenv.NewDB(t), testenv.NewRedis(t)
-	deps := &functions.Deps{
-		Config: config.Config{RedisPrefix: rd.Prefix, InternalKey: testInternalKey, JWTSecret: testSecret, Limits: config.DefaultLimits(), MaxBodyBytes: 64 << 10},
-		DBs:    db.DBs(), Redis: rd.Client, Tokens: testTokens,
-	}
-	fns, err := fnhost.Load("../../stack.yml", deps)
-	if err != nil {
-		t.Fatal(err)
-	}
-	host := httptest.NewServer(fnhost.New(fns, 64<<10, logging.NewTo(io.Discard, "error", "test")))
+	host := httptest.NewServer(realFunctions(t, db, rd))
 	t.Cleanup(host.Close)
 	cfg := testConfig(rd, db.URL)
 	cfg.FaaSURL = host.URL

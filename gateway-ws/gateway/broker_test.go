@@ -70,11 +70,10 @@ func (b *blackhole) pipe(n int64, from, to net.Conn) {
 
 func (b *blackhole) freeze() { b.frozen.Store(b.count.Load()) }
 
-// TestBrokerReplacesAHalfOpenConnection: the fault is the broker's pub/sub
-// connection going silent without closing, after a topic was subscribed.
-// The health ping's missing answer must make the broker reconnect and
-// resubscribe, so that frames published afterwards arrive again.
-func TestBrokerReplacesAHalfOpenConnection(t *testing.T) {
+// brokerBehindBlackhole is a broker on a Redis of the test's own, reached
+// through a blackhole the test can freeze.
+func brokerBehindBlackhole(t *testing.T, deliver func(topic string, frame []byte)) (*testenv.Redis, *blackhole, *Broker) {
+	t.Helper()
 	rds := testenv.NewRedis(t)
 	opts, err := config.RedisOptions(rds.URL)
 	if err != nil {
@@ -84,13 +83,21 @@ func TestBrokerReplacesAHalfOpenConnection(t *testing.T) {
 	opts.Addr = proxy.ln.Addr().String()
 	rdb := redis.NewClient(opts)
 	t.Cleanup(func() { _ = rdb.Close() })
-	got := make(chan string, 100)
-	b, err := NewBroker(context.Background(), rdb, rds.Prefix, slog.New(slog.NewTextHandler(io.Discard, nil)),
-		func(topic string, frame []byte) { got <- string(frame) })
+	b, err := NewBroker(context.Background(), rdb, rds.Prefix, slog.New(slog.NewTextHandler(io.Discard, nil)), deliver)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = b.Close() })
+	return rds, proxy, b
+}
+
+// TestBrokerReplacesAHalfOpenConnection: the fault is the broker's pub/sub
+// connection going silent without closing, after a topic was subscribed.
+// The health ping's missing answer must make the broker reconnect and
+// resubscribe, so that frames published afterwards arrive again.
+func TestBrokerReplacesAHalfOpenConnection(t *testing.T) {
+	got := make(chan string, 100)
+	rds, proxy, b := brokerBehindBlackhole(t, func(topic string, frame []byte) { got <- string(frame) })
 	ready, err := b.Subscribe(context.Background(), "topic:1")
 	if err != nil {
 		t.Fatal(err)
@@ -123,21 +130,7 @@ func TestBrokerReplacesAHalfOpenConnection(t *testing.T) {
 // the topic's subscription on the fresh connection: what the gateway's gap
 // fill waits for. Before the fault, nothing is reported.
 func TestBrokerReportsATopicResumedAfterItsConnectionDied(t *testing.T) {
-	rds := testenv.NewRedis(t)
-	opts, err := config.RedisOptions(rds.URL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	proxy := newBlackhole(t, opts.Addr)
-	opts.Addr = proxy.ln.Addr().String()
-	rdb := redis.NewClient(opts)
-	t.Cleanup(func() { _ = rdb.Close() })
-	b, err := NewBroker(context.Background(), rdb, rds.Prefix, slog.New(slog.NewTextHandler(io.Discard, nil)),
-		func(string, []byte) {})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = b.Close() })
+	_, proxy, b := brokerBehindBlackhole(t, func(string, []byte) {})
 	resumed := make(chan string, 10)
 	b.SetResumed(func(topic string) { resumed <- topic })
 	ready, err := b.Subscribe(context.Background(), "user:7")

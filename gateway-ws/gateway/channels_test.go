@@ -4,16 +4,11 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
 	"net/http/httptest"
 	"testing"
 	"time"
 
-	"tidings/functions"
-	"tidings/infra/fnhost"
-	"tidings/lib/config"
-	"tidings/lib/logging"
 	"tidings/lib/testenv"
 )
 
@@ -27,16 +22,8 @@ type heldPrepare struct {
 
 func startHeldPrepare(t *testing.T, db *testenv.DB, rd *testenv.Redis) *heldPrepare {
 	t.Helper()
-	deps := &functions.Deps{
-		Config: config.Config{RedisPrefix: rd.Prefix, InternalKey: testInternalKey, JWTSecret: testSecret, Limits: config.DefaultLimits(), MaxBodyBytes: 64 << 10},
-		DBs:    db.DBs(), Redis: rd.Client, Tokens: testTokens,
-	}
-	fns, err := fnhost.Load("../../stack.yml", deps)
-	if err != nil {
-		t.Fatal(err)
-	}
 	h := &heldPrepare{reached: make(chan struct{}, 16), release: make(chan struct{})}
-	real := fnhost.New(fns, 64<<10, logging.NewTo(io.Discard, "error", "test"))
+	real := realFunctions(t, db, rd)
 	host := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path == "/function/notify-prepare" {
 			h.reached <- struct{}{}

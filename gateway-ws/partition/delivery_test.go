@@ -120,19 +120,13 @@ func TestRedisPartitionsLoseNoPublishOnAConnectedSocket(t *testing.T) {
 	wg.Add(1)
 	go func() { // the publisher
 		defer wg.Done()
-		for {
-			select {
-			case <-stop:
-				return
-			default:
-			}
-			if id := w.publishID(10 * time.Second); id != 0 {
+		w.publishing(stop, 10*time.Second, func(id int64) {
+			if id != 0 {
 				mu.Lock()
 				published = append(published, id)
 				mu.Unlock()
 			}
-			time.Sleep(50 * time.Millisecond)
-		}
+		})
 	}()
 	defer func() { close(stop); wg.Wait() }()
 	snapshot := func() []int64 {

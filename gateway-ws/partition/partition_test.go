@@ -60,19 +60,13 @@ func partitionUnderLoad(t *testing.T, behind string) {
 	wg.Add(1)
 	go func() { // the publisher
 		defer wg.Done()
-		for {
-			select {
-			case <-stop:
-				return
-			default:
-			}
-			if w.publish(30 * time.Second) {
+		w.publishing(stop, 30*time.Second, func(id int64) {
+			if id != 0 {
 				ok.Add(1)
 			} else {
 				failed.Add(1)
 			}
-			time.Sleep(100 * time.Millisecond)
-		}
+		})
 	}()
 	time.Sleep(2 * time.Second)
 	w.part.Cut() // the fault: 90s under load

@@ -175,6 +175,21 @@ func (w *world) publishID(timeout time.Duration) int64 {
 	return out.NotificationID
 }
 
+// publishing publishes one notification after another until stop is
+// closed, pausing 100 ms between them, and calls done with each one's id
+// (0: not answered 201).
+func (w *world) publishing(stop <-chan struct{}, timeout time.Duration, done func(id int64)) {
+	for {
+		select {
+		case <-stop:
+			return
+		default:
+		}
+		done(w.publishID(timeout))
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
 // join opens a fresh socket as the subscriber, joins topic:<id> and
 // reports whether the join was answered ok; the socket is closed after,
 // so that the next join subscribes the topic anew.

@@ -9,6 +9,8 @@ import net from "node:net";
 import os from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
+import { Socket } from "phoenix";
+import WebSocket from "ws";
 
 export const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..");
 const adminURL = process.env.TIDINGS_TEST_ADMIN_URL || "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable";
@@ -164,4 +166,37 @@ export async function startReplica(stack) {
   const gw = `http://127.0.0.1:${port}`;
   await awaitHealthy(gw, "the replica", exited, stop);
   return { gw, child, exited, stop };
+}
+
+// stackClient is what the tests do against a running dev stack: request
+// (any path of the gateway), api (a function through the gateway),
+// register (a fresh user: {id, token}) and connect (an official phoenix
+// socket as that user).
+export function stackClient({ gw, suffix }) {
+  const request = async (method, path, { token, body } = {}) => {
+    const res = await fetch(`${gw}${path}`, {
+      method,
+      headers: { "Content-Type": "application/json", ...(token ? { Authorization: `Bearer ${token}` } : {}) },
+      body: body === undefined ? undefined : JSON.stringify(body),
+    });
+    return { status: res.status, body: await res.json() };
+  };
+  const api = (method, fn, { query = "", ...rest } = {}) => request(method, `/function/${fn}${query}`, rest);
+  const register = async (name) => {
+    const { status, body } = await api("POST", "register", {
+      body: { email: `${name}-${suffix}@example.com`, password: "correct horse", name },
+    });
+    if (status !== 201) throw new Error(`register ${name}: ${status} ${JSON.stringify(body)}`);
+    return { id: body.user.id, token: body.token };
+  };
+  const connect = (user) => {
+    const socket = new Socket(`${gw.replace("http", "ws")}/socket`, {
+      transport: WebSocket,
+      params: { token: user.token },
+      timeout: 10000,
+    });
+    socket.connect();
+    return socket;
+  };
+  return { request, api, register, connect };
 }

@@ -8,33 +8,10 @@
 // Needs Go, PostgreSQL and Redis on loopback, and psql.
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
-import { Socket } from "phoenix";
-import WebSocket from "ws";
-import { callFunction, join, startDevstack, within } from "./devstack.mjs";
+import { join, stackClient, startDevstack, within } from "./devstack.mjs";
 
 let stack; // the running dev stack
-let gw; // gateway-ws base URL
-let suffix; // unique to this run
-
-const api = (method, fn, opts) => callFunction(gw, method, fn, opts);
-
-async function register(name) {
-  const { status, body } = await api("POST", "register", {
-    body: { email: `${name}-${suffix}@example.com`, password: "correct horse", name },
-  });
-  assert.equal(status, 201, `register ${name}: ${JSON.stringify(body)}`);
-  return { id: body.user.id, token: body.token };
-}
-
-function connect(user) {
-  const socket = new Socket(`${gw.replace("http", "ws")}/socket`, {
-    transport: WebSocket,
-    params: { token: user.token },
-    timeout: 10000,
-  });
-  socket.connect();
-  return socket;
-}
+let api, register, connect; // stackClient's
 
 function push(channel, event, payload) {
   return new Promise((resolve) => {
@@ -48,7 +25,7 @@ function push(channel, event, payload) {
 
 before(async () => {
   stack = await startDevstack();
-  ({ gw, suffix } = stack);
+  ({ api, register, connect } = stackClient(stack));
 });
 
 after(async () => {

@@ -7,44 +7,14 @@
 // Needs Go, PostgreSQL and Redis on loopback, and psql.
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
-import { Socket } from "phoenix";
-import WebSocket from "ws";
-import { join, sleep, startDevstack, within } from "./devstack.mjs";
+import { join, sleep, stackClient, startDevstack, within } from "./devstack.mjs";
 
 let stack;
-let gw;
-let suffix;
-
-async function call(method, url, { token, body } = {}) {
-  const res = await fetch(`${gw}${url}`, {
-    method,
-    headers: { "Content-Type": "application/json", ...(token ? { Authorization: `Bearer ${token}` } : {}) },
-    body: body === undefined ? undefined : JSON.stringify(body),
-  });
-  return { status: res.status, body: await res.json() };
-}
-
-async function register(name) {
-  const { status, body } = await call("POST", "/function/register", {
-    body: { email: `${name}-${suffix}@example.com`, password: "correct horse", name },
-  });
-  assert.equal(status, 201, `register ${name}: ${JSON.stringify(body)}`);
-  return { id: body.user.id, token: body.token };
-}
-
-function connect(user) {
-  const socket = new Socket(`${gw.replace("http", "ws")}/socket`, {
-    transport: WebSocket,
-    params: { token: user.token },
-    timeout: 10000,
-  });
-  socket.connect();
-  return socket;
-}
+let request, register, connect; // stackClient's
 
 before(async () => {
   stack = await startDevstack();
-  ({ gw, suffix } = stack);
+  ({ request, register, connect } = stackClient(stack));
 });
 
 after(async () => {
@@ -54,12 +24,12 @@ after(async () => {
 test("a rejoin with since replays n2..n50 in order, once each, with their unread counts, then a live n51", { timeout: 120000 }, async () => {
   const owner = await register("replay-owner");
   const sub = await register("replay-sub");
-  const created = await call("POST", "/function/create-topic", { token: owner.token, body: { name: "replayed" } });
+  const created = await request("POST", "/function/create-topic", { token: owner.token, body: { name: "replayed" } });
   assert.equal(created.status, 201);
   const topicID = created.body.topic.id;
-  assert.equal((await call("POST", "/function/subscribe", { token: sub.token, body: { topic_id: topicID } })).status, 200);
+  assert.equal((await request("POST", "/function/subscribe", { token: sub.token, body: { topic_id: topicID } })).status, 200);
   const publish = async (title) => {
-    const res = await call("POST", `/api/topics/${topicID}/notifications`, { token: owner.token, body: { title } });
+    const res = await request("POST", `/api/topics/${topicID}/notifications`, { token: owner.token, body: { title } });
     assert.equal(res.status, 201, `publish ${title}: ${JSON.stringify(res.body)}`);
     return res.body.notification_id;
   };

@@ -299,6 +299,12 @@ func TestParticipantsRefuseBadPreparesAndChangeNothing(t *testing.T) {
 		{"user id zero", "counter-read", `{"users":[0]}`, 400},
 		{"trailing data", "counter-read", `{"users":[1]}{}`, 400},
 		{"more users than a batch", "counter-read", fmt.Sprintf(`{"users":%s}`, ids(twopc.MaxUnreadBatch+1)), 400},
+		{"since without a user", "notify-since", `{"since":1}`, 400},
+		{"negative since", "notify-since", fmt.Sprintf(`{"user_id":%d,"since":-1}`, subs[0]), 400},
+		{"since limit too large", "notify-since", fmt.Sprintf(`{"user_id":%d,"limit":%d}`, subs[0], twopc.MaxSince+1), 400},
+		{"since not a number", "notify-since", fmt.Sprintf(`{"user_id":%d,"since":"1"}`, subs[0]), 400},
+		{"since with a bad time", "notify-since", fmt.Sprintf(`{"user_id":%d,"after":"yesterday"}`, subs[0]), 400},
+		{"since of a user with none", "notify-since", fmt.Sprintf(`{"user_id":%d,"since":0}`, subs[0]), 200},
 	} {
 		if s, out := p.internal(c.function, c.body); s != c.status {
 			t.Errorf("%s: %d %v, want %d", c.name, s, out, c.status)

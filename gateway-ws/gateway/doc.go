@@ -12,7 +12,11 @@
 //     join (authorising a join), push (a joined channel's client events,
 //     run in order on the channel's own goroutine, off the reader);
 //   - hub (local topic membership), broker (Redis pub/sub fan-out across
-//     replicas), broadcast (Server.Broadcast and POST /internal/broadcast);
+//     replicas; broker_gap: which subscriptions may have missed frames),
+//     broadcast (Server.Broadcast and POST /internal/broadcast);
+//   - feed (a user channel's notifications, each id sent once) and replay
+//     (a join with since, and the gap fill after a broker outage, read
+//     from the persist participant through notify-since);
 //   - presence (Phoenix Presence on topic:<id>: presence_state and
 //     presence_diff across replicas), presence_store (its Redis keys and
 //     scripts), presence_writer (one batching writer per replica),

@@ -160,7 +160,8 @@ func (h *Hub) deliver(topic string, frame []byte) {
 }
 
 // deliverUsers hands each user of batch who has local members of their
-// user:<id> channel their copy of its event, encoded once per user.
+// user:<id> channel their copy of its event, encoded once per user; a
+// notification goes through each member's feed, as in deliver.
 func (h *Hub) deliverUsers(batch coordinator.UserBatch) {
 	h.mu.RLock()
 	defer h.mu.RUnlock()
@@ -175,6 +176,10 @@ func (h *Hub) deliverUsers(batch coordinator.UserBatch) {
 			continue // the coordinator's own event types always encode
 		}
 		for ch := range t.members {
+			if batch.Notification != nil {
+				ch.offerNotification(batch.Notification.ID, frame)
+				continue
+			}
 			ch.conn.enqueue(frame)
 		}
 	}

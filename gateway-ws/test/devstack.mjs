@@ -38,15 +38,20 @@ export function join(channel) {
   });
 }
 
-// callFunction calls a function through gateway-ws's pass-through at gw
-// (its base URL) and resolves with the status and the decoded body.
-export async function callFunction(gw, method, fn, { token, body, query = "" } = {}) {
-  const res = await fetch(`${gw}/function/${fn}${query}`, {
+// request sends a JSON request to path of gateway-ws at gw (its base URL)
+// and resolves with the status and the decoded body.
+export async function request(gw, method, path, { token, body } = {}) {
+  const res = await fetch(`${gw}${path}`, {
     method,
     headers: { "Content-Type": "application/json", ...(token ? { Authorization: `Bearer ${token}` } : {}) },
     body: body === undefined ? undefined : JSON.stringify(body),
   });
   return { status: res.status, body: await res.json() };
+}
+
+// callFunction calls a function through gateway-ws's pass-through.
+export function callFunction(gw, method, fn, { query = "", ...rest } = {}) {
+  return request(gw, method, `/function/${fn}${query}`, rest);
 }
 
 export function freePort() {
@@ -173,15 +178,7 @@ export async function startReplica(stack) {
 // register (a fresh user: {id, token}) and connect (an official phoenix
 // socket as that user).
 export function stackClient({ gw, suffix }) {
-  const request = async (method, path, { token, body } = {}) => {
-    const res = await fetch(`${gw}${path}`, {
-      method,
-      headers: { "Content-Type": "application/json", ...(token ? { Authorization: `Bearer ${token}` } : {}) },
-      body: body === undefined ? undefined : JSON.stringify(body),
-    });
-    return { status: res.status, body: await res.json() };
-  };
-  const api = (method, fn, { query = "", ...rest } = {}) => request(method, `/function/${fn}${query}`, rest);
+  const api = (method, fn, opts) => callFunction(gw, method, fn, opts);
   const register = async (name) => {
     const { status, body } = await api("POST", "register", {
       body: { email: `${name}-${suffix}@example.com`, password: "correct horse", name },
@@ -198,5 +195,5 @@ export function stackClient({ gw, suffix }) {
     socket.connect();
     return socket;
   };
-  return { request, api, register, connect };
+  return { request: (method, path, opts) => request(gw, method, path, opts), api, register, connect };
 }

@@ -245,6 +245,23 @@ func (r *Registry) Nodes(ctx context.Context) ([]Node, error) {
 	return nodes, nil
 }
 
+// Node returns the live node id, or false when it has no record (never
+// registered, deregistered, or its TTL lapsed).
+func (r *Registry) Node(ctx context.Context, id string) (Node, bool, error) {
+	raw, err := r.cfg.Redis.Get(ctx, r.nodeKey(id)).Bytes()
+	if errors.Is(err, redis.Nil) {
+		return Node{}, false, nil
+	}
+	if err != nil {
+		return Node{}, false, fmt.Errorf("read node %s: %w", id, err)
+	}
+	var n Node
+	if err := json.Unmarshal(raw, &n); err != nil {
+		return Node{}, false, fmt.Errorf("node %s: malformed record: %w", id, err)
+	}
+	return n, true, nil
+}
+
 // Version is the build's version: the module version when built from a
 // tagged module, else the VCS revision (12 hex digits, "+dirty" when the
 // tree had changes), else "dev".

@@ -49,6 +49,16 @@ type Config struct {
 	// twopc.MaxSince-1; 0 is the default, 500.
 	ReplayMax int `env:"REPLAY_MAX"`
 
+	// LongPollWindow is how long a long-poll GET waits for frames before
+	// it answers 204 (Phoenix's window_ms); keep it under phoenix.js's
+	// longpollerTimeout (20 s by default). Default 10 s (also when zero).
+	LongPollWindow time.Duration `env:"LONGPOLL_WINDOW"`
+	// LongPollIdle is how long a long-poll session lives without a poll
+	// (none waiting, none begun since the last one ended) before it is
+	// closed and its channels left; Phoenix's is 1.5 windows. Default 15 s
+	// (also when zero).
+	LongPollIdle time.Duration `env:"LONGPOLL_IDLE_TIMEOUT"`
+
 	ShutdownTimeout time.Duration `env:"SHUTDOWN_TIMEOUT"` // how long closing sockets may take
 	// PresenceTimeout bounds how long the members of a replica that died
 	// stay present on topic:<id> (presence.go): its node record's TTL plus
@@ -82,6 +92,12 @@ type Config struct {
 	Logger *slog.Logger
 }
 
+// The long-poll defaults, Phoenix's (window_ms and 1.5 windows of idle).
+const (
+	defaultLongPollWindow = 10 * time.Second
+	defaultLongPollIdle   = 15 * time.Second
+)
+
 // DefaultConfig is Config's defaults, its parts' defaults included.
 func DefaultConfig() Config {
 	return Config{
@@ -97,6 +113,8 @@ func DefaultConfig() Config {
 		JoinTimeout:     5 * time.Second,
 		PublishTimeout:  15 * time.Second,
 		ReplayMax:       defaultReplayMax,
+		LongPollWindow:  defaultLongPollWindow,
+		LongPollIdle:    defaultLongPollIdle,
 		ShutdownTimeout: 10 * time.Second,
 		PresenceTimeout: DefaultPresenceTimeout,
 		Calls:           invoke.DefaultConfig(),
@@ -133,10 +151,16 @@ func (c Config) jobsConfig() jobs.Config {
 // defaultReplayMax is ReplayMax's default.
 const defaultReplayMax = 500
 
-// validate fills a nil Logger and refuses what New cannot run with,
+// validate fills a nil Logger and zero long-poll timings and refuses what New cannot run with,
 // naming every non-positive setting, sorted.
 func validate(cfg *Config) error {
 	cfg.Logger = logging.Or(cfg.Logger)
+	if cfg.LongPollWindow == 0 {
+		cfg.LongPollWindow = defaultLongPollWindow
+	}
+	if cfg.LongPollIdle == 0 {
+		cfg.LongPollIdle = defaultLongPollIdle
+	}
 	if len(cfg.JWTSecret) == 0 {
 		return errors.New("gateway: JWT secret is required")
 	}
@@ -144,18 +168,20 @@ func validate(cfg *Config) error {
 		return errors.New("gateway: Redis prefix is required")
 	}
 	if err := config.Positive(map[string]bool{
-		"WS_MAX_FRAME_BYTES": cfg.MaxFrameBytes > 0,
-		"WS_SEND_QUEUE":      cfg.SendQueue > 0,
-		"WS_IDLE_TIMEOUT":    cfg.IdleTimeout > 0,
-		"WS_WRITE_TIMEOUT":   cfg.WriteTimeout > 0,
-		"WS_INBOUND_RATE":    cfg.InboundRate > 0,
-		"WS_INBOUND_BURST":   cfg.InboundBurst > 0,
-		"WS_JOIN_TIMEOUT":    cfg.JoinTimeout > 0,
-		"PUBLISH_TIMEOUT":    cfg.PublishTimeout > 0,
-		"REPLAY_MAX":         cfg.ReplayMax >= 0,
-		"SHUTDOWN_TIMEOUT":   cfg.ShutdownTimeout > 0,
-		"FUNCTION_TIMEOUT":   cfg.Calls.Default.Timeout > 0,
-		"MAX_BODY_BYTES":     cfg.MaxBodyBytes > 0,
+		"WS_MAX_FRAME_BYTES":    cfg.MaxFrameBytes > 0,
+		"WS_SEND_QUEUE":         cfg.SendQueue > 0,
+		"WS_IDLE_TIMEOUT":       cfg.IdleTimeout > 0,
+		"WS_WRITE_TIMEOUT":      cfg.WriteTimeout > 0,
+		"WS_INBOUND_RATE":       cfg.InboundRate > 0,
+		"WS_INBOUND_BURST":      cfg.InboundBurst > 0,
+		"WS_JOIN_TIMEOUT":       cfg.JoinTimeout > 0,
+		"PUBLISH_TIMEOUT":       cfg.PublishTimeout > 0,
+		"LONGPOLL_WINDOW":       cfg.LongPollWindow > 0,
+		"LONGPOLL_IDLE_TIMEOUT": cfg.LongPollIdle > 0,
+		"REPLAY_MAX":            cfg.ReplayMax >= 0,
+		"SHUTDOWN_TIMEOUT":      cfg.ShutdownTimeout > 0,
+		"FUNCTION_TIMEOUT":      cfg.Calls.Default.Timeout > 0,
+		"MAX_BODY_BYTES":        cfg.MaxBodyBytes > 0,
 	}); err != nil {
 		return fmt.Errorf("gateway: %w", err)
 	}

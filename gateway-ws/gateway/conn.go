@@ -5,9 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"math"
-	"net"
 	"sync"
 	"time"
 
@@ -24,15 +22,21 @@ const closeGrace = time.Second
 // asks its params callback for the token to connect with.
 const CloseTokenExpired = 4001
 
-// conn is one client socket: a reader goroutine that handles frames in
-// order, as a Phoenix socket process does, handing each channel's pushes
-// to that channel's own goroutine (push.go), and a bounded outbound queue
-// drained by a writer goroutine that runs only while there is something to
-// write. An idle connection so costs one parked goroutine and a few small
-// structs, which is what lets one replica hold many of them.
+// conn is one client socket, whatever carries it: a reader that handles
+// frames in order, as a Phoenix socket process does, handing each
+// channel's pushes to that channel's own goroutine (push.go), and a
+// bounded outbound queue that its transport drains. Over a WebSocket
+// (websocket.go) the reader is one goroutine and a writer goroutine runs
+// only while there is something to write, so an idle connection costs one
+// parked goroutine and a few small structs, which is what lets one replica
+// hold many of them; a long-poll session (longpoll.go) reads in its POSTs
+// and drains the queue in its GETs.
 type conn struct {
-	srv    *Server
-	ws     *websocket.Conn
+	srv *Server
+	t   transport
+	// ser is the socket's serializer (its vsn): it decodes what the client
+	// sends and turns the gateway's V2 frames into what the client reads.
+	ser    serializer
 	id     uint64
 	userID int64
 	// expires is when the token the socket was opened with expires, and
@@ -44,10 +48,12 @@ type conn struct {
 	// goroutine only.
 	limitedAt time.Time
 
-	mu      sync.Mutex
-	queue   [][]byte      // frames waiting for the writer; at most cfg.SendQueue
-	writing bool          // a writer goroutine is draining queue
-	room    chan struct{} // once a replay waits for room in queue (enqueuePaced): the writer took a frame
+	mu    sync.Mutex
+	queue [][]byte // frames waiting for the transport; at most cfg.SendQueue
+	// writing: the transport was told (flush) that queue has frames, and
+	// has not found it empty since.
+	writing bool
+	room    chan struct{} // once a replay waits for room in queue (enqueuePaced): the transport took frames
 
 	done chan struct{} // closed by kill
 	// ctx is cancelled by kill: the channels' running pushes end with the
@@ -64,13 +70,32 @@ type conn struct {
 	channels map[string]*channel // topic -> channel; reader goroutine only
 }
 
-func newConn(srv *Server, ws *websocket.Conn, id uint64, userID int64) *conn {
+// transport carries a conn's frames to its client and ends the client's
+// connection: the WebSocket (websocket.go) or a long-poll session
+// (longpoll.go). The protocol (conn, channels, pushes) is the same for
+// both.
+type transport interface {
+	// flush says that frames wait in the conn's queue and that nothing
+	// drains it since the transport last found it empty (conn.next,
+	// conn.takeAll); it must not block.
+	flush()
+	// shut ends the client's side once the conn was killed, telling the
+	// client c.closeCode and c.closeReason where the transport can. It
+	// runs on a goroutine of its own and may wait up to closeGrace.
+	shut()
+	// release drops the connection when the conn is torn down.
+	release()
+}
+
+// newConn is a socket of userID over t (set by the caller before the conn
+// is used) speaking ser.
+func newConn(srv *Server, ser serializer, id uint64, userID int64) *conn {
 	ctx, cancel := context.WithCancel(context.Background())
 	return &conn{
 		ctx:       ctx,
 		cancel:    cancel,
 		srv:       srv,
-		ws:        ws,
+		ser:       ser,
 		id:        id,
 		userID:    userID,
 		limiter:   rate.NewLimiter(rate.Limit(srv.cfg.InboundRate), srv.cfg.InboundBurst),
@@ -79,10 +104,12 @@ func newConn(srv *Server, ws *websocket.Conn, id uint64, userID int64) *conn {
 	}
 }
 
-// enqueue queues frame for the client without ever blocking: the hub calls
-// it for every member of a topic, and one slow client must not hold up the
-// rest. A full queue closes the connection instead of growing.
+// enqueue queues frame (a V2 text frame; the socket's serializer encodes
+// it for the client) without ever blocking: the hub calls it for every
+// member of a topic, and one slow client must not hold up the rest. A
+// full queue closes the connection instead of growing.
 func (c *conn) enqueue(frame []byte) {
+	frame = c.ser.encode(frame)
 	c.mu.Lock()
 	if c.killed() {
 		c.mu.Unlock()
@@ -101,38 +128,51 @@ func (c *conn) enqueue(frame []byte) {
 	c.writing = true
 	c.mu.Unlock()
 	if start {
-		go c.writeQueued()
+		c.t.flush()
 	}
 }
 
-// writeQueued writes frames until the queue is empty, then exits. It takes
-// one frame at a time so that the queue's bound is the whole backlog.
-func (c *conn) writeQueued() {
-	for {
-		c.mu.Lock()
-		if len(c.queue) == 0 || c.killed() {
-			c.queue = nil
-			c.writing = false
-			c.mu.Unlock()
-			return
-		}
-		frame := c.queue[0]
-		c.queue[0] = nil
-		c.queue = c.queue[1:]
-		if c.room != nil {
-			select {
-			case c.room <- struct{}{}:
-			default:
-			}
-		}
-		c.mu.Unlock()
-		_ = c.ws.SetWriteDeadline(time.Now().Add(c.srv.cfg.WriteTimeout))
-		if err := c.ws.WriteMessage(websocket.TextMessage, frame); err != nil {
-			c.kill(websocket.CloseAbnormalClosure, "write failed")
-			continue
-		}
-		c.srv.metrics.MessagesOut.Inc()
+// next takes the oldest queued frame; when there is none (or the conn is
+// killed) it reports false, and the next enqueue flushes again. Taking one
+// frame at a time keeps the queue's bound the whole backlog.
+func (c *conn) next() ([]byte, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if len(c.queue) == 0 || c.killed() {
+		c.queue = nil
+		c.writing = false
+		return nil, false
 	}
+	frame := c.queue[0]
+	c.queue[0] = nil
+	c.queue = c.queue[1:]
+	c.madeRoom()
+	return frame, true
+}
+
+// madeRoom wakes a replay waiting for room in the queue; c.mu is held.
+func (c *conn) madeRoom() {
+	if c.room != nil {
+		select {
+		case c.room <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// takeAll takes every queued frame (none once the conn is killed); the
+// next enqueue flushes again.
+func (c *conn) takeAll() [][]byte {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	frames := c.queue
+	c.queue = nil
+	c.writing = false
+	c.madeRoom()
+	if c.killed() {
+		return nil
+	}
+	return frames
 }
 
 // kill starts closing the connection with code; the first reason wins.
@@ -141,24 +181,11 @@ func (c *conn) kill(code int, reason string) {
 		c.closeCode, c.closeReason = code, reason
 		close(c.done)
 		c.cancel()
-		go c.sendClose()
+		go func() {
+			defer close(c.closeSent)
+			c.t.shut()
+		}()
 	})
-}
-
-// sendClose says why in a close frame, then gives the client closeGrace to
-// answer with its own before the reader gives up.
-func (c *conn) sendClose() {
-	defer close(c.closeSent)
-	if c.closeCode == websocket.CloseAbnormalClosure {
-		_ = c.ws.NetConn().Close()
-		return
-	}
-	msg := websocket.FormatCloseMessage(c.closeCode, c.closeReason)
-	if err := c.ws.WriteControl(websocket.CloseMessage, msg, time.Now().Add(closeGrace)); err != nil {
-		_ = c.ws.NetConn().Close()
-		return
-	}
-	_ = c.ws.NetConn().SetReadDeadline(time.Now().Add(closeGrace))
 }
 
 func (c *conn) killed() bool {
@@ -170,67 +197,43 @@ func (c *conn) killed() bool {
 	}
 }
 
-// serve runs the connection until it closes.
-func (c *conn) serve() {
-	defer c.teardown()
-	defer func() {
-		// This goroutine is the gateway's own, not net/http's: a bug here
-		// must close one socket, not end the process.
-		if r := recover(); r != nil {
-			c.srv.log.Error("connection panicked", "conn", c.id, "user", c.userID, "panic", fmt.Sprint(r))
-			c.kill(websocket.CloseInternalServerErr, "internal error")
-		}
-	}()
-	if !c.expires.IsZero() {
-		expiry := time.AfterFunc(time.Until(c.expires), c.expire)
-		defer expiry.Stop()
+// armExpiry closes the socket when its token expires; the returned
+// function stops the timer.
+func (c *conn) armExpiry() (stop func() bool) {
+	if c.expires.IsZero() {
+		return func() bool { return false }
 	}
-	c.ws.SetReadLimit(c.srv.cfg.MaxFrameBytes)
-	// WebSocket pings count as activity too, as they do for Cowboy's idle
-	// timeout under Phoenix.
-	c.ws.SetPingHandler(func(data string) error {
-		if !c.killed() {
-			_ = c.ws.SetReadDeadline(time.Now().Add(c.srv.cfg.IdleTimeout))
-		}
-		err := c.ws.WriteControl(websocket.PongMessage, []byte(data), time.Now().Add(closeGrace))
-		var ne net.Error
-		if errors.Is(err, websocket.ErrCloseSent) || (errors.As(err, &ne) && ne.Timeout()) {
-			return nil // the connection is closing or the pong is late: not a read error
-		}
-		return err
-	})
-	for {
-		deadline := time.Now().Add(c.srv.cfg.IdleTimeout)
-		if c.killed() {
-			deadline = time.Now().Add(closeGrace)
-		}
-		_ = c.ws.SetReadDeadline(deadline)
-		typ, data, err := c.ws.ReadMessage()
-		if err != nil {
-			c.readFailed(err)
-			return
-		}
-		c.srv.metrics.MessagesIn.Inc()
-		if c.killed() {
-			continue // only the client's close frame matters now
-		}
-		if typ != websocket.TextMessage {
-			c.kill(websocket.CloseUnsupportedData, "binary frames are not supported")
-			continue
-		}
-		msg, err := Decode(data)
-		if err != nil {
-			// Phoenix's serializer raises on such a frame and the socket
-			// dies; closing says the same thing more politely.
-			c.kill(websocket.CloseInvalidFramePayloadData, "invalid message")
-			continue
-		}
-		if !c.limiter.Allow() {
-			c.rateLimited(msg)
-			continue
-		}
-		c.handle(msg)
+	return time.AfterFunc(time.Until(c.expires), c.expire).Stop
+}
+
+// receive acts on one frame from the client, frames taken one at a time
+// in order: decode it with the socket's serializer (a frame that is not a
+// message closes the socket, as Phoenix's serializer raising ends its
+// socket), then accept it.
+func (c *conn) receive(data []byte, binary bool) {
+	c.srv.metrics.MessagesIn.Inc()
+	if c.killed() {
+		return // only the client's close frame matters now
 	}
+	msg, err := c.ser.decode(data, binary)
+	if errors.Is(err, ErrBinaryUnsupported) {
+		c.kill(websocket.CloseUnsupportedData, "binary frames are not supported")
+		return
+	}
+	if err != nil {
+		c.kill(websocket.CloseInvalidFramePayloadData, "invalid message")
+		return
+	}
+	c.accept(msg)
+}
+
+// accept handles a decoded message within the inbound rate.
+func (c *conn) accept(msg Message) {
+	if !c.limiter.Allow() {
+		c.rateLimited(msg)
+		return
+	}
+	c.handle(msg)
 }
 
 // Flood control. A frame over the inbound rate gets an error reply, but
@@ -259,22 +262,6 @@ func (c *conn) rateLimited(msg Message) {
 	c.reply(msg.JoinRef, msg.Ref, msg.Topic, StatusError, RateLimited{Reason: ReasonRateLimited, RetryAfter: max(retryAfter, 1)})
 }
 
-func (c *conn) readFailed(err error) {
-	var ce *websocket.CloseError
-	var ne net.Error
-	switch {
-	case errors.As(err, &ce):
-		c.kill(websocket.CloseNormalClosure, "")
-	case errors.Is(err, websocket.ErrReadLimit):
-		// gorilla has already sent 1009 (message too big).
-		c.kill(websocket.CloseMessageTooBig, "frame too large")
-	case errors.As(err, &ne) && ne.Timeout() && !c.killed():
-		c.kill(websocket.CloseNormalClosure, "idle timeout")
-	default:
-		c.kill(websocket.CloseAbnormalClosure, "")
-	}
-}
-
 // teardown leaves every topic and releases the socket.
 func (c *conn) teardown() {
 	c.kill(websocket.CloseNormalClosure, "")
@@ -284,7 +271,7 @@ func (c *conn) teardown() {
 	// The running pushes are cancelled; none is left behind the socket.
 	c.pushers.Wait()
 	<-c.closeSent
-	_ = c.ws.NetConn().Close()
+	c.t.release()
 	c.srv.forget(c)
 	c.srv.log.Debug("connection closed", "conn", c.id, "user", c.userID, "code", c.closeCode, "reason", c.closeReason)
 }
@@ -311,6 +298,11 @@ func (c *conn) handle(msg Message) {
 		ch = nil
 	}
 	if msg.Event == EventJoin {
+		if msg.Binary != nil {
+			// A join's payload is a JSON object; nothing is joined or left.
+			c.reply(msg.JoinRef, msg.Ref, msg.Topic, StatusError, Reason{ReasonBinaryPayload})
+			return
+		}
 		if ch != nil {
 			// A second join replaces the first, which is closed first.
 			c.closeChannel(ch)

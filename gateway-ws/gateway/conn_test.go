@@ -109,7 +109,10 @@ func TestUndecodableFramesCloseTheSocket(t *testing.T) {
 		{"JSON object", websocket.TextMessage, `{"topic":"phoenix"}`, websocket.CloseInvalidFramePayloadData},
 		{"four elements", websocket.TextMessage, `[null,"1","phoenix","heartbeat"]`, websocket.CloseInvalidFramePayloadData},
 		{"topic not a string", websocket.TextMessage, `[null,"1",1,"heartbeat",{}]`, websocket.CloseInvalidFramePayloadData},
-		{"binary frame", websocket.BinaryMessage, "\x00\x01\x02", websocket.CloseUnsupportedData},
+		// V2 binary frames must be pushes (kind 0) whose fields fit.
+		{"short binary frame", websocket.BinaryMessage, "\x00\x01\x02", websocket.CloseInvalidFramePayloadData},
+		{"binary reply kind", websocket.BinaryMessage, "\x01\x00\x00\x00\x00", websocket.CloseInvalidFramePayloadData},
+		{"binary fields past the end", websocket.BinaryMessage, "\x00\x01\x01\x07\x09ab", websocket.CloseInvalidFramePayloadData},
 		{"oversized frame", websocket.TextMessage, `[null,"1","phoenix","heartbeat",{"pad":"` + strings.Repeat("x", 2048) + `"}]`, websocket.CloseMessageTooBig},
 	}
 	for _, tc := range cases {

@@ -32,6 +32,9 @@ type Message struct {
 	Topic   string
 	Event   string
 	Payload json.RawMessage
+	// Binary is the payload of a V2 binary push (DecodeBinary), in place
+	// of Payload; nil for every text frame.
+	Binary []byte
 }
 
 // ErrBadFrame is a text frame that is not a V2 message. Phoenix's V2

@@ -62,8 +62,9 @@ func TestEncodeWritesV2ArrayWithNulls(t *testing.T) {
 	}
 }
 
-// FuzzDecode feeds the frame decoder arbitrary bytes: it must never panic,
-// and whatever it accepts must survive an encode/decode round trip.
+// FuzzDecode feeds every frame decoder (V2 text, V1 objects, V2 binary
+// pushes) arbitrary bytes: none may panic, and whatever one accepts must
+// survive its encode/decode round trip.
 func FuzzDecode(f *testing.F) {
 	for _, seed := range []string{
 		`["1","1","user:1","phx_join",{}]`,
@@ -71,26 +72,55 @@ func FuzzDecode(f *testing.F) {
 		`["1","3","topic:2","publish",{"title":"t","body":"b"}]`,
 		`[null,null,"t","e",null,1,2]`,
 		`[1.5e3,{"a":[]},"\u00e9\ud800","e",[]]`,
+		`{"topic":"user:1","event":"phx_join","payload":{},"ref":"1","join_ref":"1"}`,
+		`{"topic":"phoenix","event":"heartbeat","payload":null,"ref":null}`,
+		string(binaryPushFrame("1", "2", "topic:3", "publish", []byte{0, 255})),
+		string(binaryPushFrame("", "", "", "", nil)),
+		"\x00\x05\x01", "\x01\x00\x00\x00\x00",
 		`not json`, `[`, `[]`, `{}`,
 	} {
 		f.Add([]byte(seed))
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
-		m, err := Decode(data)
-		if err != nil {
-			if !errors.Is(err, ErrBadFrame) {
-				t.Fatalf("Decode error %v does not wrap ErrBadFrame", err)
+		if m, err := Decode(data); err == nil {
+			again, err := Decode(m.Encode())
+			if err != nil {
+				t.Fatalf("re-decoding %q (from %q): %v", m.Encode(), data, err)
 			}
-			return
+			if again.Topic != m.Topic || again.Event != m.Event ||
+				!bytes.Equal(again.JoinRef, m.JoinRef) || !bytes.Equal(again.Ref, m.Ref) ||
+				!bytes.Equal(again.Payload, m.Payload) {
+				t.Fatalf("round trip changed %+v into %+v", m, again)
+			}
+		} else if !errors.Is(err, ErrBadFrame) {
+			t.Fatalf("Decode error %v does not wrap ErrBadFrame", err)
 		}
-		again, err := Decode(m.Encode())
-		if err != nil {
-			t.Fatalf("re-decoding %q (from %q): %v", m.Encode(), data, err)
+		if m, err := DecodeV1(data); err == nil {
+			// EncodeV1 leaves join_ref out, as Phoenix's V1 serializer does.
+			again, err := DecodeV1(m.EncodeV1())
+			if err != nil {
+				t.Fatalf("re-decoding V1 %q (from %q): %v", m.EncodeV1(), data, err)
+			}
+			if again.Topic != m.Topic || again.Event != m.Event || !bytes.Equal(again.Ref, m.Ref) ||
+				!bytes.Equal(again.Payload, m.Payload) {
+				t.Fatalf("V1 round trip changed %+v into %+v", m, again)
+			}
+		} else if !errors.Is(err, ErrBadFrame) {
+			t.Fatalf("DecodeV1 error %v does not wrap ErrBadFrame", err)
 		}
-		if again.Topic != m.Topic || again.Event != m.Event ||
-			!bytes.Equal(again.JoinRef, m.JoinRef) || !bytes.Equal(again.Ref, m.Ref) ||
-			!bytes.Equal(again.Payload, m.Payload) {
-			t.Fatalf("round trip changed %+v into %+v", m, again)
+		if m, err := DecodeBinary(data); err == nil {
+			var refs [2]string
+			for i, raw := range []json.RawMessage{m.JoinRef, m.Ref} {
+				if err := json.Unmarshal(raw, &refs[i]); err != nil {
+					t.Fatalf("DecodeBinary gave ref %s that is not a JSON string", raw)
+				}
+			}
+			frame := binaryPushFrame(refs[0], refs[1], m.Topic, m.Event, m.Binary)
+			if !bytes.Equal(frame, data) {
+				t.Fatalf("binary round trip of %q gave %q", data, frame)
+			}
+		} else if !errors.Is(err, ErrBadFrame) {
+			t.Fatalf("DecodeBinary error %v does not wrap ErrBadFrame", err)
 		}
 	})
 }

@@ -121,6 +121,10 @@ func (c *conn) queueLeave(ch *channel, msg Message) {
 // push handles a client event on a joined channel; ctx ends when the
 // socket closes.
 func (c *conn) push(ctx context.Context, ch *channel, msg Message) {
+	if msg.Binary != nil {
+		c.reply(ch.joinRef, msg.Ref, ch.topic, StatusError, Reason{ReasonBinaryPayload})
+		return
+	}
 	if ch.kind != kindTopic || msg.Event != "publish" {
 		c.reply(ch.joinRef, msg.Ref, ch.topic, StatusError, Reason{ReasonUnknownEvent})
 		return

@@ -12,6 +12,9 @@ import (
 func (s *Server) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /socket/websocket", s.serveSocket)
+	for _, method := range []string{"GET", "POST", "OPTIONS"} {
+		mux.HandleFunc(method+" /socket/longpoll", s.serveLongPoll)
+	}
 	mux.Handle("/function/", s.proxy)
 	mux.HandleFunc("POST /internal/broadcast", s.serveBroadcast)
 	mux.HandleFunc("POST /api/topics/{id}/notifications", s.servePublish)

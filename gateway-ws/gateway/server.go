@@ -58,6 +58,7 @@ type Server struct {
 	fills chan struct{}
 
 	upgrader websocket.Upgrader
+	longPoll longPoll // the long-poll sessions of this replica
 	nextID   atomic.Uint64
 
 	mu      sync.Mutex

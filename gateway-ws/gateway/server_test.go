@@ -38,7 +38,7 @@ func TestSocketRefusesBadTokensWith403(t *testing.T) {
 		"garbage token": g.socketURL("not-a-jwt"),
 		"expired token": g.socketURL(expired),
 		"forged token":  g.socketURL(forged),
-		"V1 serializer": "ws://" + g.addr + "/socket/websocket?vsn=1.0.0&token=" + token(t, 1),
+		"V3 serializer": "ws://" + g.addr + "/socket/websocket?vsn=3.0.0&token=" + token(t, 1),
 	} {
 		if got := dialStatus(t, url, nil); got != http.StatusForbidden {
 			t.Errorf("%s: handshake status %d, want 403", name, got)

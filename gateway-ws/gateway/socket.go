@@ -19,37 +19,48 @@ import (
 var (
 	errBadToken   = fn.Errorf(http.StatusForbidden, "unauthorized", "missing, invalid or expired token")
 	errBadOrigin  = fn.Errorf(http.StatusForbidden, "forbidden", "origin not allowed")
-	errBadVersion = fn.Errorf(http.StatusForbidden, "unsupported_vsn", "only the V2 serializer (vsn=2.x) is spoken")
+	errBadVersion = fn.Errorf(http.StatusForbidden, "unsupported_vsn", "the serializers spoken are V1 (vsn=1.x) and V2 (vsn=2.x)")
 )
 
-func (s *Server) serveSocket(w http.ResponseWriter, r *http.Request) {
+// admit is the check every socket passes before it exists, over any
+// transport, as Phoenix's connect/3: the origin, the serializer version
+// (vsn), and the token of a user who still exists. A refusal is the error
+// to answer.
+func (s *Server) admit(r *http.Request, token string) (ser serializer, claims auth.Claims, refused *fn.Error) {
 	if !s.originAllowed(r) {
-		fn.WriteError(w, errBadOrigin)
-		return
+		return nil, auth.Claims{}, errBadOrigin
 	}
-	q := r.URL.Query()
-	if vsn := q.Get("vsn"); vsn != "" && !strings.HasPrefix(vsn, "2.") {
-		fn.WriteError(w, errBadVersion)
-		return
+	ser, ok := serializerFor(r.URL.Query().Get("vsn"))
+	if !ok {
+		return nil, auth.Claims{}, errBadVersion
 	}
-	claims, err := s.tokens.Parse(socketToken(r))
+	claims, err := s.tokens.Parse(token)
 	if err != nil {
-		fn.WriteError(w, errBadToken)
-		return
+		return nil, auth.Claims{}, errBadToken
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), s.cfg.JoinTimeout)
 	gone := userGone(ctx, s.access, claims.UserID, s.log)
 	cancel()
 	if gone {
-		fn.WriteError(w, auth.ErrUserGone()) // as every function answers it
+		return nil, auth.Claims{}, auth.ErrUserGone() // as every function answers it
+	}
+	return ser, claims, nil
+}
+
+func (s *Server) serveSocket(w http.ResponseWriter, r *http.Request) {
+	ser, claims, refused := s.admit(r, socketToken(r))
+	if refused != nil {
+		fn.WriteError(w, refused)
 		return
 	}
 	ws, err := s.upgrader.Upgrade(w, r, nil)
 	if err != nil {
 		return // the upgrader has answered, in the error shape
 	}
-	c := newConn(s, ws, s.nextID.Add(1), claims.UserID)
+	c := newConn(s, ser, s.nextID.Add(1), claims.UserID)
 	c.expires = claims.ExpiresAt
+	t := &wsTransport{c: c, ws: ws}
+	c.t = t
 	if !s.track(c) {
 		_ = ws.WriteControl(websocket.CloseMessage,
 			websocket.FormatCloseMessage(websocket.CloseGoingAway, "server shutting down"), time.Now().Add(closeGrace))
@@ -58,7 +69,7 @@ func (s *Server) serveSocket(w http.ResponseWriter, r *http.Request) {
 	}
 	// A fresh goroutine with a small stack reads from here on; the HTTP
 	// handler's, grown while serving the upgrade, ends.
-	go c.serve()
+	go t.serve()
 }
 
 // authTokenPrefix marks the token phoenix.js (authToken option) sends as a

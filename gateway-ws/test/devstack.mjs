@@ -54,6 +54,17 @@ export function callFunction(gw, method, fn, { query = "", ...rest } = {}) {
   return request(gw, method, `/function/${fn}${query}`, rest);
 }
 
+// push resolves with the reply to a channel push: ok, error or timeout.
+export function push(channel, event, payload) {
+  return new Promise((resolve) => {
+    channel
+      .push(event, payload, 20000)
+      .receive("ok", (resp) => resolve({ status: "ok", resp }))
+      .receive("error", (resp) => resolve({ status: "error", resp }))
+      .receive("timeout", () => resolve({ status: "timeout" }));
+  });
+}
+
 export function freePort() {
   return new Promise((resolve, reject) => {
     const srv = net.createServer();
@@ -184,7 +195,7 @@ export function stackClient({ gw, suffix }) {
       body: { email: `${name}-${suffix}@example.com`, password: "correct horse", name },
     });
     if (status !== 201) throw new Error(`register ${name}: ${status} ${JSON.stringify(body)}`);
-    return { id: body.user.id, token: body.token };
+    return { id: body.user.id, token: body.token, name };
   };
   const connect = (user) => {
     const socket = new Socket(`${gw.replace("http", "ws")}/socket`, {

@@ -10,7 +10,7 @@ import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { Presence, Socket } from "phoenix";
 import WebSocket from "ws";
-import { callFunction, join, sleep, startDevstack, startReplica, within } from "./devstack.mjs";
+import { join, sleep, stackClient, startDevstack, startReplica, within } from "./devstack.mjs";
 
 // A dead replica's record expires 1 s after its last heartbeat and the
 // survivors look for dead ones every second: its members leave within 2 s.
@@ -20,15 +20,7 @@ const settings = { NODE_HEARTBEAT: "250ms", NODE_TTL: "1s", PRESENCE_TIMEOUT: `$
 let stack; // the dev stack, with replica A
 let replicaB;
 
-const api = (method, fn, opts) => callFunction(stack.gw, method, fn, opts);
-
-async function register(name) {
-  const { status, body } = await api("POST", "register", {
-    body: { email: `${name}-${stack.suffix}@example.com`, password: "correct horse", name },
-  });
-  assert.equal(status, 201, `register ${name}: ${JSON.stringify(body)}`);
-  return { id: body.user.id, token: body.token, name };
-}
+let api, register; // stackClient's
 
 function connect(gw, user) {
   const socket = new Socket(`${gw.replace("http", "ws")}/socket`, {
@@ -63,6 +55,7 @@ function watch(channel) {
 
 before(async () => {
   stack = await startDevstack(settings);
+  ({ api, register } = stackClient(stack));
   replicaB = await startReplica(stack);
 });
 

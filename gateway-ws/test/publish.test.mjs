@@ -8,20 +8,10 @@
 // Needs Go, PostgreSQL and Redis on loopback, and psql.
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
-import { join, stackClient, startDevstack, within } from "./devstack.mjs";
+import { join, push, stackClient, startDevstack, within } from "./devstack.mjs";
 
 let stack; // the running dev stack
 let api, register, connect; // stackClient's
-
-function push(channel, event, payload) {
-  return new Promise((resolve) => {
-    channel
-      .push(event, payload, 20000)
-      .receive("ok", (resp) => resolve({ status: "ok", resp }))
-      .receive("error", (resp) => resolve({ status: "error", resp }))
-      .receive("timeout", () => resolve({ status: "timeout" }));
-  });
-}
 
 before(async () => {
   stack = await startDevstack();

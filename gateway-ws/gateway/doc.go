@@ -1,14 +1,19 @@
-// Package gateway is tidings' WebSocket gateway: Phoenix Channels V2 over
-// WebSocket at /socket/websocket, fan-out across replicas through Redis
-// pub/sub, and a pass-through of the public functions at /function/<name>.
+// Package gateway is tidings' WebSocket gateway: Phoenix Channels over
+// WebSocket at /socket/websocket and long-poll at /socket/longpoll (the V2
+// serializer, its binary pushes, and V1), fan-out across replicas through
+// Redis pub/sub, and a pass-through of the public functions at
+// /function/<name>.
 //
 // The pieces, a file or two each:
 //   - config (Config), server (the Server and New), wire (building its
 //     parts on the shared dependencies of lib/deps), lifecycle (Run, Serve,
 //     graceful shutdown, the open sockets), routes (every HTTP route);
-//   - socket (the upgrade: origin, version and token checks), protocol (the
-//     V2 frame codec), conn (one client socket: reader, bounded writer,
-//     close), channel (a socket's membership of one topic and its states),
+//   - socket (the checks of every socket: origin, version and token; the
+//     upgrade), protocol (the V2 frame codec), serializer (V1 objects, V2
+//     binary pushes, the choice by vsn), conn (one client socket, whatever
+//     its transport: reader, bounded queue, close), websocket and longpoll
+//     (the transports), channel (a socket's membership of one topic and its
+//     states),
 //     join (authorising a join), push (a joined channel's client events,
 //     run in order on the channel's own goroutine, off the reader);
 //   - hub (local topic membership), broker (Redis pub/sub fan-out across

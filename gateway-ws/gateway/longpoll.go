@@ -252,4 +252,3 @@ func (s *lpSession) decodeBatch(body []byte, contentType string) ([]Message, *fn
 	}
 	return msgs, nil
 }
-

@@ -3,7 +3,7 @@
 // gateway-ws's /function/<name> pass-through, live events over the Phoenix
 // socket at /socket with the official phoenix client. Data from the server
 // is only ever placed with textContent, never parsed as HTML.
-import { Presence, Socket } from "/assets/phoenix.mjs";
+import { LongPoll, Presence, Socket } from "/assets/phoenix.mjs";
 
 const TOKEN_KEY = "tidings.token";
 const USER_KEY = "tidings.user";
@@ -85,6 +85,10 @@ function setLive(state) {
   const el = $("#live");
   el.dataset.state = state;
   el.textContent = state;
+  // Which transport carries it: the WebSocket, or long-poll (forced, or
+  // phoenix.js's fallback when WebSockets fail).
+  el.dataset.transport = socket && socket.transport === LongPoll ? "longpoll" : "websocket";
+  el.title = `live connection (${el.dataset.transport})`;
 }
 
 // ---- session ----
@@ -159,9 +163,14 @@ async function showSignedIn() {
 function connect() {
   socket = new Socket("/socket", {
     // Asked at every (re)connect, so a reconnect uses the current token;
-    // sent as a subprotocol, it stays out of URLs and logs.
+    // sent as a subprotocol (a header over long-poll), it stays out of
+    // URLs and logs.
     authToken: () => session && session.token,
     reconnectAfterMs: (tries) => [500, 1000, 2000, 5000][tries - 1] || 10000,
+    // Behind a proxy that blocks WebSockets: long-poll after 2.5 s.
+    longPollFallbackMs: 2500,
+    // ?transport=longpoll forces long-poll from the start.
+    ...(new URLSearchParams(location.search).get("transport") === "longpoll" ? { transport: LongPoll } : {}),
   });
   // "live" means joined to user:<id> (set below), not merely connected:
   // the gateway replies to a join only once the subscription is in place,

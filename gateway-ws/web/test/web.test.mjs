@@ -17,7 +17,7 @@ import fs from "node:fs";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { chromium } from "playwright-core";
-import { repoRoot, startDevstack } from "../../test/devstack.mjs";
+import { repoRoot, stackClient, startDevstack } from "../../test/devstack.mjs";
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const artifacts = path.join(repoRoot, "test-artifacts", "web");
@@ -84,8 +84,8 @@ async function waitBadge(page, want) {
   await page.waitForFunction((n) => document.querySelector("#badge")?.dataset.count === String(n), want, { timeout: WAIT });
 }
 
-async function register(page, name, email) {
-  await page.goto(`${gw}/`);
+async function register(page, name, email, at = "/") {
+  await page.goto(`${gw}${at}`);
   const form = page.locator("#register-form");
   await form.locator("input[name=name]").fill(name);
   await form.locator("input[name=email]").fill(email);
@@ -301,6 +301,60 @@ test("the dashboard shows live nodes, functions and transactions", { timeout: 30
   assert.match(await page.locator("#nodes tr").first().textContent(), /\(this\)/);
   await shot(page, "5-dashboard");
   assert.deepEqual(problems, [], "no script or console errors");
+});
+
+// liveOverLongPoll signs a new user in on page (at `at`), checks that the
+// live connection runs over long-poll, and has that user receive a
+// notification published meanwhile, live, with the badge counting it.
+async function liveOverLongPoll(page, name, at) {
+  const { api, register: registerUser } = stackClient(stack);
+  const owner = await registerUser(`${name}-owner`);
+  const created = await api("POST", "create-topic", { token: owner.token, body: { name: `${name} news` } });
+  assert.equal(created.status, 201);
+  const topicID = created.body.topic.id;
+
+  await register(page, name, `${name}-${suffix}@example.com`, at);
+  await page.locator("#live[data-state=live][data-transport=longpoll]").waitFor();
+  const token = await page.evaluate(() => localStorage.getItem("tidings.token"));
+  assert.equal((await api("POST", "subscribe", { token, body: { topic_id: topicID } })).status, 200);
+
+  const res = await fetch(`${gw}/api/topics/${topicID}/notifications`, {
+    method: "POST",
+    headers: { "Content-Type": "application/json", Authorization: `Bearer ${owner.token}` },
+    body: JSON.stringify({ title: `${name}: delivered by long-poll` }),
+  });
+  assert.equal(res.status, 201, await res.text());
+  await page.locator("#notifications li.notification", { hasText: `${name}: delivered by long-poll` }).waitFor();
+  await waitBadge(page, 1);
+}
+
+test("the web client forced to LongPoll receives a live notification", { timeout: 60000 }, async () => {
+  const problems = [];
+  const page = await newPage("longpoll", problems);
+  const sockets = [];
+  page.on("websocket", (ws) => sockets.push(ws.url()));
+  await liveOverLongPoll(page, "carol", "/?transport=longpoll");
+  await shot(page, "6-longpoll");
+  assert.deepEqual(sockets, [], "no WebSocket was opened");
+  assert.deepEqual(problems, [], "no script or console errors");
+});
+
+test("with WebSockets blocked, phoenix.js falls back to long-poll and the notification arrives", { timeout: 60000 }, async () => {
+  const problems = [];
+  const page = await newPage("fallback", problems);
+  // A proxy that refuses WebSockets: every attempt is closed at once,
+  // before it opens, and never reaches the gateway.
+  let refused = 0;
+  await page.routeWebSocket(/\/socket\/websocket/, (ws) => {
+    refused++;
+    ws.close({ code: 1011, reason: "blocked" });
+  });
+  await liveOverLongPoll(page, "dave", "/");
+  assert.ok(refused >= 1, "the page never tried the WebSocket");
+  await shot(page, "7-fallback");
+  // The browser reports the refused WebSocket on the console; nothing else
+  // may go wrong.
+  assert.deepEqual(problems.filter((p) => !/WebSocket/.test(p)), [], "no script or console errors");
 });
 
 test("the served phoenix client is the npm package's file", async () => {

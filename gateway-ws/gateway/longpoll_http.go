@@ -154,7 +154,9 @@ func (s *Server) newLongPollSession(w http.ResponseWriter, r *http.Request) {
 	token, key := newLPToken(s.nodes.ID())
 	sess := &lpSession{c: c, key: key, token: token, wake: make(chan struct{}, 1), lastPoll: time.Now()}
 	c.t = sess
+	sess.idle = time.AfterFunc(s.cfg.LongPollIdle, sess.expireIfIdle)
 	if !s.track(c) {
+		sess.idle.Stop()
 		writeLPError(w, fn.Unavailable("server shutting down"))
 		return
 	}
@@ -164,7 +166,6 @@ func (s *Server) newLongPollSession(w http.ResponseWriter, r *http.Request) {
 	}
 	s.longPoll.sessions[key] = sess
 	s.longPoll.mu.Unlock()
-	sess.idle = time.AfterFunc(s.cfg.LongPollIdle, sess.expireIfIdle)
 	stopExpiry := c.armExpiry()
 	go func() {
 		<-c.done

@@ -190,9 +190,22 @@ func checkGateway(t *testing.T, r rendered) {
 			env[e.Name] = e.Value
 		case e.ValueFrom.SecretKeyRef != nil:
 			env[e.Name] = "from-secret:" + e.ValueFrom.SecretKeyRef.Name
+		case e.ValueFrom.FieldRef != nil && e.ValueFrom.FieldRef.FieldPath == "status.podIP":
+			env[e.Name] = "10.1.2.3" // a pod IP, as the kubelet gives it
 		default:
-			t.Errorf("env %s: only literal values and secret references are checked", e.Name)
+			t.Errorf("env %s: only literal values, the pod IP and secret references are checked", e.Name)
 		}
+		// The kubelet expands $(NAME) of the variables defined before.
+		for name, value := range env {
+			if name != e.Name && strings.Contains(env[e.Name], "$("+name+")") {
+				env[e.Name] = strings.ReplaceAll(env[e.Name], "$("+name+")", value)
+			}
+		}
+	}
+	// Long-poll requests are proxied to the replica holding the session,
+	// at the address it advertises: one its peers can reach.
+	if host, _, err := net.SplitHostPort(env["NODE_ADDR"]); err != nil || net.ParseIP(host) == nil {
+		t.Errorf("NODE_ADDR %q: want the pod IP and port, which peers reach (a pod name does not resolve)", env["NODE_ADDR"])
 	}
 	if !strings.HasPrefix(env["FAAS_BASIC_AUTH"], "from-secret:") {
 		t.Error("FAAS_BASIC_AUTH must come from a secret: without it every health check of /system/function/<name> is refused")

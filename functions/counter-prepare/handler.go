@@ -20,13 +20,14 @@ import (
 // Handler prepares counter increments.
 type Handler struct {
 	directory store.Querier // where the recipient sets are
+	db        *pgxpool.Pool // the counter participant's
 	barrier   *barrier.Barrier
 }
 
 // New returns a counter-prepare handler on the directory (read only: the
 // recipient sets) and the counter participant's database.
 func New(directory store.Querier, db *pgxpool.Pool) *Handler {
-	return &Handler{directory: directory, barrier: barrier.New(db, twopc.Counter)}
+	return &Handler{directory: directory, db: db, barrier: barrier.New(db, twopc.Counter)}
 }
 
 // Handle implements fn.Handler: 200 with a yes vote, or an error (a no).
@@ -45,7 +46,7 @@ func (h *Handler) Handle(req fn.Request) (fn.Response, error) {
 		return fn.Response{}, err
 	}
 	err := h.barrier.Prepare(req.Context(), in.TxID, func(ctx context.Context, tx pgx.Tx) error {
-		return store.HoldIncrements(ctx, tx, h.directory, in.TxID, in.Recipients)
+		return store.HoldIncrements(ctx, tx, store.ReadsThrough(h.directory, h.db, tx), in.TxID, in.Recipients)
 	})
 	if err != nil {
 		return fn.Response{}, barrier.Answer(err)

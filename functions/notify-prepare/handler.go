@@ -59,7 +59,7 @@ func (h *Handler) Handle(req fn.Request) (fn.Response, error) {
 		return fn.Response{}, fn.Forbidden("only the topic's owner may publish on it")
 	}
 	err = h.barrier.Prepare(ctx, in.TxID, func(ctx context.Context, tx pgx.Tx) error {
-		_, err := store.PrepareNotification(ctx, tx, h.topics, in.TxID, in.Draft, in.Recipients)
+		_, err := store.PrepareNotification(ctx, tx, store.ReadsThrough(h.topics, h.db, tx), in.TxID, in.Draft, in.Recipients)
 		return err
 	})
 	if err != nil {

@@ -9,6 +9,7 @@ import (
 	"slices"
 	"sync"
 	"testing"
+	"time"
 
 	"tidings/lib/config"
 	"tidings/lib/notification"
@@ -33,6 +34,10 @@ func newReplayStack(t *testing.T, change func(*Config)) *replayStack {
 	cfg := testConfig(rd, db.URL)
 	cfg.FaaSURL = host.URL
 	cfg.Limits.PublishesPerUser = config.Rate{}
+	// Generous bounds: on a loaded machine a call past the defaults would
+	// leave a publish's outcome unknown (503 pending, committed later by
+	// recovery), which the exact counts of these tests cannot tell apart.
+	cfg.Calls.Default.Timeout, cfg.JoinTimeout, cfg.PublishTimeout = 30*time.Second, 30*time.Second, 30*time.Second
 	if change != nil {
 		change(&cfg)
 	}

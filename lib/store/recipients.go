@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 )
 
 // A recipient set is the recipients of one transaction, fixed in the
@@ -104,4 +105,17 @@ func copyRecipients(ctx context.Context, dir Querier, dst Copier, txID string, w
 		return fmt.Errorf("%w: %s holds %d recipients, the coordinator fixed %d", ErrRecipientSet, txID, copied, want)
 	}
 	return nil
+}
+
+// ReadsThrough is what a participant's transaction tx, on the participant's
+// pool, reads the directory dir through: tx itself when dir is that same
+// pool (one database for both, as when only DATABASE_URL is set), dir
+// otherwise. Reading the recipient set through a second connection of the
+// pool while tx holds one would deadlock once every connection is held by
+// such a transaction, each waiting for another.
+func ReadsThrough(dir Querier, pool *pgxpool.Pool, tx Tx) Querier {
+	if p, ok := dir.(*pgxpool.Pool); ok && p == pool {
+		return tx
+	}
+	return dir
 }

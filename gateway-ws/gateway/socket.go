@@ -53,13 +53,14 @@ func (s *Server) serveSocket(w http.ResponseWriter, r *http.Request) {
 		fn.WriteError(w, refused)
 		return
 	}
-	ws, err := s.upgrader.Upgrade(w, r, nil)
+	tap := &hijackTap{ResponseWriter: w}
+	ws, err := s.upgrader.Upgrade(tap, r, nil)
 	if err != nil {
 		return // the upgrader has answered, in the error shape
 	}
 	c := newConn(s, ser, s.nextID.Add(1), claims.UserID)
 	c.expires = claims.ExpiresAt
-	t := &wsTransport{c: c, ws: ws}
+	t := &wsTransport{c: c, ws: ws, br: tap.br}
 	c.t = t
 	if !s.track(c) {
 		_ = ws.WriteControl(websocket.CloseMessage,
@@ -119,9 +120,10 @@ func (s *Server) originAllowed(r *http.Request) bool {
 // newUpgrader is the gateway's WebSocket upgrader.
 func newUpgrader() websocket.Upgrader {
 	return websocket.Upgrader{
-		// Small read buffers and pooled write buffers keep an idle
-		// connection cheap; frames larger than the buffer still work.
-		ReadBufferSize:  1024,
+		// Small read buffers (the hijackTap's, readBufferSize) and pooled
+		// write buffers keep an idle connection cheap; frames larger than
+		// the buffer still work.
+		ReadBufferSize:  0,
 		WriteBufferSize: 4096,
 		WriteBufferPool: &sync.Pool{},
 		Subprotocols:    []string{"phoenix"},

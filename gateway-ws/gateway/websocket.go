@@ -1,8 +1,8 @@
 package gateway
 
 import (
+	"bufio"
 	"errors"
-	"fmt"
 	"net"
 	"time"
 
@@ -14,6 +14,9 @@ import (
 type wsTransport struct {
 	c  *conn
 	ws *websocket.Conn
+	// br is ws's read buffer, which the reader waits in (reader.go); nil
+	// if the socket was not upgraded through a hijackTap.
+	br *bufio.Reader
 }
 
 // flush starts a writer for the frames just queued.
@@ -54,18 +57,12 @@ func (t *wsTransport) shut() {
 
 func (t *wsTransport) release() { _ = t.ws.NetConn().Close() }
 
-// serve reads the socket until it closes, then tears the conn down.
+// serve reads the socket until it closes, then tears the conn down; it
+// only waits for frames, which are read and handled off it (reader.go).
 func (t *wsTransport) serve() {
 	c := t.c
 	defer c.teardown()
-	defer func() {
-		// This goroutine is the gateway's own, not net/http's: a bug here
-		// must close one socket, not end the process.
-		if r := recover(); r != nil {
-			c.srv.log.Error("connection panicked", "conn", c.id, "user", c.userID, "panic", fmt.Sprint(r))
-			c.kill(websocket.CloseInternalServerErr, "internal error")
-		}
-	}()
+	defer c.recoverPanic()
 	defer c.armExpiry()()
 	t.ws.SetReadLimit(c.srv.cfg.MaxFrameBytes)
 	// WebSocket pings count as activity too, as they do for Cowboy's idle
@@ -87,12 +84,13 @@ func (t *wsTransport) serve() {
 			deadline = time.Now().Add(closeGrace)
 		}
 		_ = t.ws.SetReadDeadline(deadline)
-		typ, data, err := t.ws.ReadMessage()
-		if err != nil {
+		if err := t.awaitFrame(); err != nil {
 			t.readFailed(err)
 			return
 		}
-		c.receive(data, typ == websocket.BinaryMessage)
+		if !t.offReader() {
+			return
+		}
 	}
 }
 

@@ -24,7 +24,7 @@ type channel struct {
 }
 
 // channelState is where a channel is in its life. A revocation comes from
-// outside the reader goroutine, at any point of it.
+// outside the frame handling (reader.go), at any point of it.
 type channelState int
 
 const (

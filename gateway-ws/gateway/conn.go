@@ -26,7 +26,8 @@ const CloseTokenExpired = 4001
 // frames in order, as a Phoenix socket process does, handing each
 // channel's pushes to that channel's own goroutine (push.go), and a
 // bounded outbound queue that its transport drains. Over a WebSocket
-// (websocket.go) the reader is one goroutine and a writer goroutine runs
+// (websocket.go) the reader is one goroutine, which only waits while frames
+// are read and handled off it (reader.go), and a writer goroutine runs
 // only while there is something to write, so an idle connection costs one
 // parked goroutine and a few small structs, which is what lets one replica
 // hold many of them; a long-poll session (longpoll.go) reads in its POSTs
@@ -44,8 +45,8 @@ type conn struct {
 	expires time.Time
 
 	limiter *rate.Limiter
-	// limitedAt is when the last "rate limited" reply was queued; reader
-	// goroutine only.
+	// limitedAt is when the last "rate limited" reply was queued; frame
+	// handling only (one frame at a time, reader.go).
 	limitedAt time.Time
 
 	mu    sync.Mutex
@@ -67,7 +68,7 @@ type conn struct {
 	closeReason string
 	closeSent   chan struct{} // closed once the close frame is out (or abandoned)
 
-	channels map[string]*channel // topic -> channel; reader goroutine only
+	channels map[string]*channel // topic -> channel; frame handling only
 }
 
 // transport carries a conn's frames to its client and ends the client's

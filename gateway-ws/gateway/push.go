@@ -38,8 +38,8 @@ type pendingPush struct {
 }
 
 // schedule queues a push of ch behind the channel's earlier ones. It is
-// called by the reader goroutine only, which keeps it from racing with
-// teardown's wait for the channel goroutines.
+// called by the frame handling only (one frame at a time, reader.go),
+// which keeps it from racing with teardown's wait for the channel goroutines.
 func (c *conn) schedule(ch *channel, p pendingPush) bool {
 	ch.mu.Lock()
 	if !p.always && len(ch.pushes) >= maxPendingPushes {

@@ -65,6 +65,11 @@ type Config struct {
 	// the interval at which replicas look for dead ones. It must exceed
 	// NODE_TTL; zero means DefaultPresenceTimeout.
 	PresenceTimeout time.Duration `env:"PRESENCE_TIMEOUT"`
+	// PresenceMaxMembers is how many members of one topic presence tracks
+	// at most; later joiners get the state but are not tracked themselves,
+	// so that a join costs at most that many entries and diffs, however
+	// many subscribers the topic has. Zero means DefaultPresenceMaxMembers.
+	PresenceMaxMembers int `env:"PRESENCE_MAX_MEMBERS"`
 
 	// Calls are the settings of every function call the gateway makes
 	// (pass-through and 2PC): timeouts, concurrency limits, breakers, health
@@ -101,27 +106,28 @@ const (
 // DefaultConfig is Config's defaults, its parts' defaults included.
 func DefaultConfig() Config {
 	return Config{
-		Config:          config.Default(),
-		Addr:            ":4000",
-		FaaSURL:         "http://127.0.0.1:8080",
-		MaxFrameBytes:   64 << 10,
-		SendQueue:       256,
-		IdleTimeout:     60 * time.Second,
-		WriteTimeout:    10 * time.Second,
-		InboundRate:     50,
-		InboundBurst:    100,
-		JoinTimeout:     5 * time.Second,
-		PublishTimeout:  15 * time.Second,
-		ReplayMax:       defaultReplayMax,
-		LongPollWindow:  defaultLongPollWindow,
-		LongPollIdle:    defaultLongPollIdle,
-		ShutdownTimeout: 10 * time.Second,
-		PresenceTimeout: DefaultPresenceTimeout,
-		Calls:           invoke.DefaultConfig(),
-		TwoPC:           coordinator.DefaultSettings(),
-		Cache:           cache.DefaultConfig(),
-		Jobs:            jobs.DefaultConfig(),
-		Cluster:         cluster.DefaultSettings(),
+		Config:             config.Default(),
+		Addr:               ":4000",
+		FaaSURL:            "http://127.0.0.1:8080",
+		MaxFrameBytes:      64 << 10,
+		SendQueue:          256,
+		IdleTimeout:        60 * time.Second,
+		WriteTimeout:       10 * time.Second,
+		InboundRate:        50,
+		InboundBurst:       100,
+		JoinTimeout:        5 * time.Second,
+		PublishTimeout:     15 * time.Second,
+		ReplayMax:          defaultReplayMax,
+		LongPollWindow:     defaultLongPollWindow,
+		LongPollIdle:       defaultLongPollIdle,
+		ShutdownTimeout:    10 * time.Second,
+		PresenceTimeout:    DefaultPresenceTimeout,
+		PresenceMaxMembers: DefaultPresenceMaxMembers,
+		Calls:              invoke.DefaultConfig(),
+		TwoPC:              coordinator.DefaultSettings(),
+		Cache:              cache.DefaultConfig(),
+		Jobs:               jobs.DefaultConfig(),
+		Cluster:            cluster.DefaultSettings(),
 	}
 }
 

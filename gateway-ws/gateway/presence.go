@@ -43,6 +43,9 @@ const (
 // present; it must exceed the node registry's TTL.
 const DefaultPresenceTimeout = 15 * time.Second
 
+// DefaultPresenceMaxMembers is PRESENCE_MAX_MEMBERS' default.
+const DefaultPresenceMaxMembers = 1000
+
 // presenceBatch is the most changes one round trip carries.
 const presenceBatch = 256
 

@@ -27,6 +27,10 @@ type presenceStore struct {
 	rdb    *redis.Client
 	prefix string
 	node   string // this replica's id
+	// max is how many entries a topic's hash holds at most (0: no bound):
+	// past it a join is not tracked, so a topic of many thousands of
+	// members does not send every member a diff per join.
+	max int
 	// channel is the broker's Redis channel of a topic.
 	channel func(topic string) string
 }
@@ -87,6 +91,20 @@ local function leave(hash, channel, topicJSON, fields)
 end
 `
 
+// presenceTrackScript adds an entry and publishes its join diff, unless
+// the topic's hash is full. KEYS[1] the topic's hash; ARGV[1] its channel,
+// ARGV[2] the field, ARGV[3] the value, ARGV[4] the diff frame, ARGV[5] the
+// most entries the hash may hold (0: no bound).
+var presenceTrackScript = redis.NewScript(`
+local max = tonumber(ARGV[5])
+if max > 0 and redis.call('HLEN', KEYS[1]) >= max and redis.call('HEXISTS', KEYS[1], ARGV[2]) == 0 then
+  return 0
+end
+redis.call('HSET', KEYS[1], ARGV[2], ARGV[3])
+redis.call('PUBLISH', ARGV[1], ARGV[4])
+return 1
+`)
+
 // presenceLeaveScript: KEYS[1] the topic's hash; ARGV[1] its channel,
 // ARGV[2] the topic as a JSON string, ARGV[3...] the fields to remove.
 var presenceLeaveScript = redis.NewScript(presenceLua + `
@@ -136,8 +154,8 @@ func (s *presenceStore) write(ctx context.Context, ops []presenceOp) ([]map[stri
 				}
 				pipe.SAdd(ctx, s.nodesKey(), s.node)
 				pipe.SAdd(ctx, s.nodeKey(s.node), op.topic)
-				pipe.HSet(ctx, hash, s.field(op.ref), presenceEntryValue(op.key, op.meta))
-				pipe.Publish(ctx, channel, frame)
+				// Eval, not EvalSha: a pipeline cannot retry a NOSCRIPT.
+				presenceTrackScript.Eval(ctx, pipe, []string{hash}, channel, s.field(op.ref), presenceEntryValue(op.key, op.meta), frame, s.max)
 			} else {
 				topicJSON, _ := json.Marshal(op.topic) // a string always encodes
 				// Eval, not EvalSha: a pipeline cannot retry a NOSCRIPT.

@@ -167,3 +167,34 @@ func TestPresenceJoinIsOneRoundTripWhateverTheTopicsSize(t *testing.T) {
 		t.Fatalf("the joiner's state has %d keys, want 2001", got)
 	}
 }
+
+// A topic's hash holds at most max entries: a join past it is not tracked
+// and publishes no diff; an entry already there can be written again, and
+// a leave makes room.
+func TestPresenceStoreTracksAtMostMaxMembersPerTopic(t *testing.T) {
+	rds := testenv.NewRedis(t)
+	s := newTestPresenceStore(rds, rds.Client, "a")
+	s.max = 2
+	ctx := context.Background()
+	frames := subscribeFrames(t, rds, "topic:3")
+	states, err := s.write(ctx, []presenceOp{trackOp("topic:3", "1", "r1", false), trackOp("topic:3", "2", "r2", false), trackOp("topic:3", "3", "r3", true)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(states[2]) != 2 {
+		t.Fatalf("state after three joins under a bound of 2: %v, want the first two", states[2])
+	}
+	for range 2 {
+		<-frames
+	}
+	if _, err := s.write(ctx, []presenceOp{{topic: "topic:3", key: "1", ref: "r1"}, trackOp("topic:3", "3", "r3", true)}); err != nil {
+		t.Fatal(err)
+	}
+	expectFrame(t, frames, `[null,null,"topic:3","presence_diff",{"joins":{},"leaves":{"1":{"metas":[{"phx_ref":"r1"}]}}}]`)
+	expectFrame(t, frames, `[null,null,"topic:3","presence_diff",{"joins":{"3":{"metas":[{"phx_ref":"r3"}]}},"leaves":{}}]`)
+	select {
+	case m := <-frames:
+		t.Fatalf("an extra frame %s: the untracked join published a diff", m.Payload)
+	default:
+	}
+}

@@ -47,8 +47,7 @@ func TestIdleSocketsKeepTheSmallestReaderStack(t *testing.T) {
 	db, cfg := newDBConfig(t)
 	cfg.IdleTimeout = time.Hour // however slowly the sockets are opened, none times out
 	g := startGateway(t, cfg)
-	topicID, _, subs := testenv.Topic(t, db.Pool, sockets)
-	topic := fmt.Sprintf("topic:%d", topicID)
+	_, _, subs := testenv.Topic(t, db.Pool, sockets)
 	clients := make([]*client, sockets)
 	settled := func() (goroutines int, stack uint64) {
 		runtime.GC()
@@ -61,7 +60,7 @@ func TestIdleSocketsKeepTheSmallestReaderStack(t *testing.T) {
 	for i, user := range subs {
 		// The clients run no goroutine: only the gateway's count.
 		clients[i] = dial(t, g, user)
-		clients[i].mustJoin(topic)
+		clients[i].mustJoin(fmt.Sprintf("user:%d", user))
 		clients[i].heartbeat()
 	}
 	var goroutines int

@@ -87,7 +87,8 @@ func (s *Server) build(ctx context.Context) error {
 	s.exportGauges()
 	s.nodes = s.newRegistry()
 	config.OrDefault(&cfg.PresenceTimeout, DefaultPresenceTimeout)
-	store := &presenceStore{rdb: s.rdb, prefix: cfg.RedisPrefix, node: s.nodes.ID(), channel: s.broker.channel}
+	config.OrDefault(&cfg.PresenceMaxMembers, DefaultPresenceMaxMembers)
+	store := &presenceStore{rdb: s.rdb, prefix: cfg.RedisPrefix, node: s.nodes.ID(), max: cfg.PresenceMaxMembers, channel: s.broker.channel}
 	if s.presence, err = newPresence(store, s.nodes, s.access, cfg.PresenceTimeout, s.log); err != nil {
 		return fmt.Errorf("gateway: %w", err)
 	}

@@ -15,6 +15,7 @@ import (
 
 	"tidings/lib/barrier"
 	"tidings/lib/fn"
+	"tidings/lib/notification"
 	"tidings/lib/store"
 	"tidings/lib/twopc"
 )
@@ -44,21 +45,10 @@ func (h *Handler) Handle(req fn.Request) (fn.Response, error) {
 		return fn.Response{}, err
 	}
 	ctx := req.Context()
-	// The coordinator checked the owner before the transaction began; this
-	// participant checks again because it stores the notification under
-	// the sender's name, and trusts no caller with that (the internal key
-	// guards who may call, not what they may ask).
-	owner, err := store.TopicOwner(ctx, h.topics, in.TopicID)
-	if errors.Is(err, store.ErrNotFound) {
-		return fn.Response{}, fn.NotFound("topic %d does not exist", in.TopicID)
-	}
-	if err != nil {
+	if err := h.checkOwner(ctx, in.Draft); err != nil {
 		return fn.Response{}, err
 	}
-	if owner != in.SenderID {
-		return fn.Response{}, fn.Forbidden("only the topic's owner may publish on it")
-	}
-	err = h.barrier.Prepare(ctx, in.TxID, func(ctx context.Context, tx pgx.Tx) error {
+	err := h.barrier.Prepare(ctx, in.TxID, func(ctx context.Context, tx pgx.Tx) error {
 		_, err := store.PrepareNotification(ctx, tx, store.ReadsThrough(h.topics, h.db, tx), in.TxID, in.Draft, in.Recipients)
 		return err
 	})
@@ -70,6 +60,28 @@ func (h *Handler) Handle(req fn.Request) (fn.Response, error) {
 		return fn.Response{}, err
 	}
 	return fn.JSON(http.StatusOK, twopc.Vote{TxID: in.TxID, Prepared: true, NotificationID: id})
+}
+
+// checkOwner checks that a topic's notification comes from its owner.
+// The coordinator checked before the transaction began; this participant
+// checks again because it stores the notification under the sender's
+// name, and trusts no caller with that (the internal key guards who may
+// call, not what they may ask). A direct notification has no sender.
+func (h *Handler) checkOwner(ctx context.Context, d notification.Draft) error {
+	if d.Direct() {
+		return nil
+	}
+	owner, err := store.TopicOwner(ctx, h.topics, d.TopicID)
+	if errors.Is(err, store.ErrNotFound) {
+		return fn.NotFound("topic %d does not exist", d.TopicID)
+	}
+	if err != nil {
+		return err
+	}
+	if owner != d.SenderID {
+		return fn.Forbidden("only the topic's owner may publish on it")
+	}
+	return nil
 }
 
 // validate checks the request and trims its title, as stored.

@@ -206,6 +206,9 @@ const (
 	Invalid   Reason = "invalid"   // the message fails notification.Message.Check
 	NotFound  Reason = "not_found" // the topic does not exist
 	Forbidden Reason = "forbidden" // the sender does not own the topic
+	// UnknownUsers: a direct notification names ids that are no user's;
+	// the Refusal's message names them.
+	UnknownUsers Reason = "unknown_users"
 )
 
 // Refusal is a publish refused before any transaction began, on its
@@ -253,14 +256,22 @@ func (c *Coordinator) Publish(ctx context.Context, sender, topicID int64, msg no
 	if err != nil {
 		return Result{}, err
 	}
-	rec := &Record{
-		ID: rand.Text(), State: Preparing,
-		Payload: payload, CreatedAt: time.Now(),
-	}
-	log := c.log.With("tx", rec.ID, "topic", topicID)
+	rec := newRecord(payload)
 	if err := c.fixRecipients(ctx, rec); err != nil {
 		return Result{}, err
 	}
+	return c.run(ctx, rec)
+}
+
+// newRecord is the record of a new transaction publishing payload.
+func newRecord(payload notification.Draft) *Record {
+	return &Record{ID: rand.Text(), State: Preparing, Payload: payload, CreatedAt: time.Now()}
+}
+
+// run is the two-phase commit of rec, whose recipients are fixed: record,
+// prepare, decide, commit (or abort), for every kind of publish.
+func (c *Coordinator) run(ctx context.Context, rec *Record) (Result, error) {
+	log := c.log.With("tx", rec.ID, "topic", rec.Payload.TopicID)
 	if err := c.records.create(ctx, rec); err != nil {
 		// Nothing was asked of a participant; should the write land after
 		// all, recovery finds the record preparing and rolls it back.
@@ -276,7 +287,7 @@ func (c *Coordinator) Publish(ctx context.Context, sender, topicID int64, msg no
 	if c.crash(AfterPrepare) {
 		return Result{}, ErrCrashed
 	}
-	err = c.records.decide(ctx, rec.ID, rec.NotificationID)
+	err := c.records.decide(ctx, rec.ID, rec.NotificationID)
 	var moved *errMoved
 	if err != nil && !(errors.As(err, &moved) && moved.state == Committing) {
 		// Not decided, or not known to be: abort settles which. Recovery
@@ -652,8 +663,9 @@ func (c *Coordinator) deliverBatch(ctx context.Context, rec *Record, from int) e
 func UserTopic(user int64) string { return fmt.Sprintf("user:%d", user) }
 
 // enqueueMails queues one send-mail job per recipient who subscribes with
-// email on, for a publish that asked for mail. The publisher owns the
-// jobs, so their progress shows on the publisher's user channel.
+// email on (every recipient of a direct notification), for a publish that
+// asked for mail. The publisher owns the jobs, so their progress shows on
+// the publisher's user channel (a direct notification's have no owner, 0).
 func (c *Coordinator) enqueueMails(ctx context.Context, rec *Record) error {
 	p := rec.Payload
 	if !p.Email || c.cfg.Jobs == nil {
@@ -668,12 +680,17 @@ func (c *Coordinator) enqueueMails(ctx context.Context, rec *Record) error {
 	if err != nil {
 		return fmt.Errorf("mail recipients of %s: %w", rec.ID, err)
 	}
+	subject, text := p.Title, p.Body // a direct notification's, on no topic
+	if topic != "" {
+		subject = fmt.Sprintf("[%s] %s", topic, p.Title)
+		text += "\n\n-- \nYou get this because you subscribed to " + topic + " with email on."
+	}
 	for _, r := range recipients {
 		req, _ := json.Marshal(mail.Request{
 			IdempotencyKey: fmt.Sprintf("%s-%d", rec.ID, r.UserID),
 			To:             r.Email,
-			Subject:        mail.Subject(fmt.Sprintf("[%s] %s", topic, p.Title)),
-			Text:           p.Body + "\n\n-- \nYou get this because you subscribed to " + topic + " with email on.",
+			Subject:        mail.Subject(subject),
+			Text:           text,
 		})
 		if _, err := c.cfg.Jobs.Enqueue(ctx, p.SenderID, "send-mail", req); err != nil {
 			return fmt.Errorf("queue the mail of %s to user %d: %w", rec.ID, r.UserID, err)

@@ -22,6 +22,12 @@ import (
 type Config struct {
 	config.Config
 
+	// AdminKey is the operator's key for direct notifications (POST
+	// /api/notifications): the secret tidings-admin-key, else $ADMIN_KEY
+	// (config.Config.Secret), read by Complete. Empty: that endpoint
+	// admits nobody.
+	AdminKey string `env:"-"`
+
 	Addr    string `env:"GATEWAY_ADDR"`
 	FaaSURL string `env:"FAAS_URL"` // where /function/<name> is passed to
 
@@ -136,6 +142,10 @@ func DefaultConfig() Config {
 func (c *Config) Complete() error {
 	if err := c.Config.Complete(); err != nil {
 		return err
+	}
+	// Optional: a gateway without one runs, refusing direct notifications.
+	if key, err := c.Secret(config.AdminKey); err == nil {
+		c.AdminKey = key
 	}
 	cc := c.Cache
 	cc.Prefix = c.RedisPrefix

@@ -81,7 +81,8 @@ func publishOutcome(err error) (string, error) {
 }
 
 // servePublish is POST /api/topics/{id}/notifications: the `publish` push
-// for clients that speak HTTP, with a Bearer token.
+// for clients that speak HTTP, with a Bearer token, and an optional
+// Idempotency-Key (idempotency.go) scoped to the caller.
 func (s *Server) servePublish(w http.ResponseWriter, r *http.Request) {
 	userID, err := s.tokens.Bearer(r.Header)
 	if err != nil {
@@ -98,25 +99,31 @@ func (s *Server) servePublish(w http.ResponseWriter, r *http.Request) {
 		fn.WriteError(w, ferr)
 		return
 	}
-	ctx, cancel := context.WithTimeout(r.Context(), s.cfg.PublishTimeout)
-	defer cancel()
-	res, err := s.cfg.Publisher.Publish(ctx, userID, topicID, body)
+	s.answerOnce(w, r, fmt.Sprintf("user:%d", userID), body, func(ctx context.Context) (fn.Response, bool) {
+		res, err := s.cfg.Publisher.Publish(ctx, userID, topicID, body)
+		return s.publishAnswer(res, err, "user", userID, "topic", topicID)
+	})
+}
+
+// publishAnswer is the HTTP answer to a publish that returned res, err
+// (the log names it by what): 201 with res, or the error's; final is
+// false for the answers that wrote nothing and invite a retry (429, 503
+// but pending), which an Idempotency-Key does not keep.
+func (s *Server) publishAnswer(res any, err error, what ...any) (resp fn.Response, final bool) {
 	var refused *Refused
 	var exceeded *ratelimit.Exceeded
 	switch {
 	case errors.As(err, &exceeded):
-		fn.WriteResponse(w, exceeded.Response())
-		return
+		return exceeded.Response(), false
 	case errors.As(err, &refused):
-		fn.WriteError(w, refusedOverHTTP(refused))
-		return
+		e := refusedOverHTTP(refused)
+		return fn.ErrorResponse(e), e.Status < http.StatusInternalServerError || refused.Reason == ReasonPending
 	case err != nil:
-		s.log.Warn("publish failed", "user", userID, "topic", topicID, "err", err)
-		fn.WriteError(w, &fn.Error{Status: http.StatusServiceUnavailable, Code: ReasonUnavailable, Message: "publishing is unavailable; retry later"})
-		return
+		s.log.Warn("publish failed", append(what, "err", err)...)
+		return fn.ErrorResponse(&fn.Error{Status: http.StatusServiceUnavailable, Code: ReasonUnavailable, Message: "publishing is unavailable; retry later"}), false
 	}
-	resp, _ := fn.JSON(http.StatusCreated, res)
-	fn.WriteResponse(w, resp)
+	resp, _ = fn.JSON(http.StatusCreated, res)
+	return resp, true
 }
 
 // publishRefusals is the HTTP answer to each reason a publish is refused

@@ -18,6 +18,7 @@ func (s *Server) Handler() http.Handler {
 	mux.Handle("/function/", s.proxy)
 	mux.HandleFunc("POST /internal/broadcast", s.serveBroadcast)
 	mux.HandleFunc("POST /api/topics/{id}/notifications", s.servePublish)
+	mux.HandleFunc("POST /api/notifications", s.serveDirect)
 	mux.HandleFunc("GET /healthz", s.serveHealth)
 	mux.HandleFunc("GET /api/cluster", s.serveCluster)
 	mux.Handle("/api/jobs/", s.jobs.Handler())

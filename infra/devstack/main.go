@@ -189,6 +189,10 @@ func run() error {
 		fmt.Printf("  web client  %s/\n", gatewayURL)
 		fmt.Printf("  dashboard   %s/dashboard  (metrics at /metrics)\n", gatewayURL)
 		fmt.Printf("  gateway-ws  %s  (WebSocket %s/socket/websocket?vsn=2.0.0&token=JWT)\n", gatewayURL, ws)
+		if s.Gateway.AdminKey != "" {
+			fmt.Printf("  direct      POST %s/api/notifications  (Authorization: Bearer <the admin key: %s, else $ADMIN_KEY>)\n",
+				gatewayURL, filepath.Join(s.Gateway.SecretsDir, config.AdminKey))
+		}
 	}
 	if sink != nil {
 		fmt.Printf("  mails       %s/dev/mails  (send-mail delivers to a local SMTP sink at %s and they are printed here)\n", base, sink.Addr())
@@ -259,7 +263,7 @@ func devSecrets(dir string) error {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return err
 	}
-	for _, name := range []string{config.JWTSecret, config.InternalKey} {
+	for _, name := range []string{config.JWTSecret, config.InternalKey, config.AdminKey} {
 		path := filepath.Join(dir, name)
 		if _, err := os.Stat(path); err == nil {
 			continue

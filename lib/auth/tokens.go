@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"net/http"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
@@ -92,11 +91,11 @@ func (t *Tokens) Caller(req fn.Request) (int64, error) {
 // authorises it, or a 401 *fn.Error. It is the one place a Bearer token is
 // read from a request.
 func (t *Tokens) Bearer(h http.Header) (int64, error) {
-	token, ok := strings.CutPrefix(h.Get("Authorization"), "Bearer ")
-	if !ok || strings.TrimSpace(token) == "" {
-		return 0, fn.Unauthorized("missing Bearer token")
+	token, err := bearerToken(h)
+	if err != nil {
+		return 0, err
 	}
-	id, err := t.Verify(strings.TrimSpace(token))
+	id, err := t.Verify(token)
 	if err != nil {
 		return 0, fn.Unauthorized("invalid or expired token")
 	}

@@ -23,6 +23,9 @@ const DefaultSecretsDir = "/var/openfaas/secrets"
 const (
 	JWTSecret   = "tidings-jwt-secret"
 	InternalKey = "tidings-internal-key"
+	// AdminKey is the operator's key for direct notifications (gateway-ws,
+	// POST /api/notifications); env ADMIN_KEY.
+	AdminKey = "tidings-admin-key"
 )
 
 // Config is what every tidings process needs to build its dependencies.

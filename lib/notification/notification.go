@@ -61,15 +61,20 @@ type Draft struct {
 	Recipients int `json:"recipients_count"`
 }
 
+// Direct reports whether d is a direct notification (POST
+// /api/notifications): sent by the operator to users it names, on no
+// topic and from no user, so both ids are 0 (null to clients, see Ref).
+func (d *Draft) Direct() bool { return d.TopicID == 0 && d.SenderID == 0 }
+
 // Check checks d as the persist participant receives it: Message.Check,
-// and positive topic and sender ids. The recipient count is checked by
-// twopc.CheckRecipients, which the counter shares.
+// and positive topic and sender ids, or both 0 (Direct). The recipient
+// count is checked by twopc.CheckRecipients, which the counter shares.
 func (d *Draft) Check() error {
 	if err := d.Message.Check(); err != nil {
 		return err
 	}
-	if d.TopicID <= 0 || d.SenderID <= 0 {
-		return fn.BadRequest("topic_id and sender_id must be positive")
+	if !d.Direct() && (d.TopicID <= 0 || d.SenderID <= 0) {
+		return fn.BadRequest("topic_id and sender_id must be positive, or both 0 for a direct notification")
 	}
 	return nil
 }
@@ -77,8 +82,8 @@ func (d *Draft) Check() error {
 // Notification is a committed notification as its recipient lists it.
 type Notification struct {
 	ID        int64      `json:"id"`
-	TopicID   int64      `json:"topic_id"`
-	SenderID  int64      `json:"sender_id"`
+	TopicID   Ref        `json:"topic_id"`  // null for a direct notification
+	SenderID  Ref        `json:"sender_id"` // null for a direct notification
 	Title     string     `json:"title"`
 	Body      string     `json:"body"`
 	CreatedAt time.Time  `json:"created_at"`
@@ -96,10 +101,10 @@ type Event struct {
 	Body      string `json:"body"`
 	CreatedAt string `json:"created_at"` // RFC 3339, UTC, with the nanoseconds there are
 	ID        int64  `json:"id"`
-	SenderID  int64  `json:"sender_id"`
+	SenderID  Ref    `json:"sender_id"` // null for a direct notification
 	Title     string `json:"title"`
-	TopicID   int64  `json:"topic_id"`
-	Unread    int64  `json:"unread"` // the recipient's unread count, this notification included
+	TopicID   Ref    `json:"topic_id"` // null for a direct notification
+	Unread    int64  `json:"unread"`   // the recipient's unread count, this notification included
 }
 
 // EventName is the channel event an Event is pushed as.
@@ -109,7 +114,7 @@ const EventName = "notification"
 // unread, of notification id: d published at createdAt.
 func NewEvent(id int64, d Draft, createdAt time.Time, unread int64) Event {
 	return Event{
-		ID: id, TopicID: d.TopicID, SenderID: d.SenderID, Title: d.Title, Body: d.Body,
+		ID: id, TopicID: Ref(d.TopicID), SenderID: Ref(d.SenderID), Title: d.Title, Body: d.Body,
 		CreatedAt: createdAt.UTC().Format(time.RFC3339Nano), Unread: unread,
 	}
 }
@@ -118,6 +123,6 @@ func NewEvent(id int64, d Draft, createdAt time.Time, unread int64) Event {
 // unread: what a replay (gateway-ws, on a join with since) pushes, the
 // same shape as the live one.
 func (n Notification) Event(unread int64) Event {
-	d := Draft{TopicID: n.TopicID, SenderID: n.SenderID, Message: Message{Title: n.Title, Body: n.Body}}
+	d := Draft{TopicID: int64(n.TopicID), SenderID: int64(n.SenderID), Message: Message{Title: n.Title, Body: n.Body}}
 	return NewEvent(n.ID, d, n.CreatedAt, unread)
 }

@@ -41,12 +41,13 @@ func PrepareNotificationFor(ctx context.Context, q Querier, txID string, d notif
 	return id, mapError(err)
 }
 
-// insertNotification stores d as the prepared notification of txID.
+// insertNotification stores d as the prepared notification of txID; a
+// direct notification's topic and sender (0) are NULL.
 func insertNotification(ctx context.Context, q Querier, txID string, d notification.Draft) (int64, error) {
 	var id int64
 	err := q.QueryRow(ctx, `
 		INSERT INTO notifications (tx_id, topic_id, sender_id, title, body, email, state)
-		VALUES ($1, $2, $3, $4, $5, $6, 'prepared') RETURNING id`,
+		VALUES ($1, NULLIF($2::bigint, 0), NULLIF($3::bigint, 0), $4, $5, $6, 'prepared') RETURNING id`,
 		txID, d.TopicID, d.SenderID, d.Title, d.Body, d.Email).Scan(&id)
 	return id, mapError(err)
 }

@@ -43,6 +43,25 @@ func FixRecipients(ctx context.Context, q Querier, txID string, topicID int64) (
 	return n, mapError(err)
 }
 
+// FixUserRecipients records the given users, each once, as the recipients
+// of transaction txID, a direct notification's (a set on no topic), and
+// returns how many there are. If any of them is not a user, it records
+// nothing and returns those ids, sorted. One statement: the check and the
+// write see the same users. q is the directory.
+func FixUserRecipients(ctx context.Context, q Querier, txID string, users []int64) (n int, unknown []int64, err error) {
+	err = q.QueryRow(ctx, `
+		WITH asked AS (SELECT DISTINCT u FROM unnest($2::bigint[]) AS u),
+		unknown AS (SELECT u FROM asked WHERE NOT EXISTS (SELECT 1 FROM users WHERE id = asked.u)),
+		fixed AS (
+			INSERT INTO recipient_sets (tx_id, topic_id, recipients)
+			SELECT $1, NULL, array_agg(u ORDER BY u) FROM asked
+			HAVING count(*) > 0 AND NOT EXISTS (SELECT 1 FROM unknown)
+			RETURNING cardinality(recipients) AS n)
+		SELECT coalesce((SELECT array_agg(u ORDER BY u) FROM unknown), '{}'), coalesce((SELECT n FROM fixed), 0)`,
+		txID, users).Scan(&unknown, &n)
+	return n, unknown, mapError(err)
+}
+
 // Recipients returns at most limit recipients of txID from position from
 // (0 is the first), in user id order: an empty slice past the end,
 // ErrNotFound when the set is gone. q is the directory.

@@ -118,19 +118,21 @@ type MailRecipient struct {
 
 // MailRecipients returns the name of the topic of transaction txID and
 // those of its recipients (its recipient set) who subscribe to the topic
-// with email on. q is the directory.
+// with email on; for a direct notification (a set on no topic), "" and
+// every recipient. q is the directory.
 func MailRecipients(ctx context.Context, q Querier, txID string) (string, []MailRecipient, error) {
 	var name string
-	err := q.QueryRow(ctx, `SELECT t.name FROM recipient_sets r JOIN topics t ON t.id = r.topic_id WHERE r.tx_id = $1`,
-		txID).Scan(&name)
+	err := q.QueryRow(ctx, `SELECT coalesce(t.name, '') FROM recipient_sets r LEFT JOIN topics t ON t.id = r.topic_id
+		WHERE r.tx_id = $1 AND (r.topic_id IS NULL OR t.id IS NOT NULL)`, txID).Scan(&name)
 	if err != nil {
 		return "", nil, mapError(err)
 	}
 	rows, err := q.Query(ctx, `
 		SELECT u.id, u.email FROM recipient_sets r CROSS JOIN LATERAL unnest(r.recipients) AS x(id)
-		JOIN subscriptions s ON s.topic_id = r.topic_id AND s.user_id = x.id AND s.email
 		JOIN users u ON u.id = x.id
-		WHERE r.tx_id = $1 ORDER BY u.id`, txID)
+		WHERE r.tx_id = $1 AND (r.topic_id IS NULL OR EXISTS (
+			SELECT 1 FROM subscriptions s WHERE s.topic_id = r.topic_id AND s.user_id = x.id AND s.email))
+		ORDER BY u.id`, txID)
 	if err != nil {
 		return "", nil, mapError(err)
 	}

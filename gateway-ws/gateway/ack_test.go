@@ -57,7 +57,7 @@ func TestAckThroughTheGatewayAnswersTheCountersCountAndPushesIt(t *testing.T) {
 func gatewayWithFunctions(t *testing.T) (*testenv.DB, *testGateway) {
 	t.Helper()
 	db, rd := testenv.NewDB(t), testenv.NewRedis(t)
-	host := httptest.NewServer(realFunctions(t, db, rd))
+	host := httptest.NewServer(testFunctions(t, db.DBs(), rd))
 	t.Cleanup(host.Close)
 	cfg := testConfig(rd, db.URL)
 	cfg.FaaSURL = host.URL

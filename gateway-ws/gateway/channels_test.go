@@ -23,7 +23,7 @@ type heldPrepare struct {
 func startHeldPrepare(t *testing.T, db *testenv.DB, rd *testenv.Redis) *heldPrepare {
 	t.Helper()
 	h := &heldPrepare{reached: make(chan struct{}, 16), release: make(chan struct{})}
-	real := realFunctions(t, db, rd)
+	real := testFunctions(t, db.DBs(), rd)
 	host := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path == "/function/notify-prepare" {
 			h.reached <- struct{}{}

@@ -27,12 +27,7 @@ func (s *Server) serveDirect(w http.ResponseWriter, r *http.Request) {
 		fn.WriteError(w, fn.AsError(err))
 		return
 	}
-	body, ferr := fn.ReadBody(w, r, s.cfg.MaxBodyBytes)
-	if ferr != nil {
-		fn.WriteError(w, ferr)
-		return
-	}
-	s.answerOnce(w, r, "admin", body, func(ctx context.Context) (fn.Response, bool) {
+	s.answerOnce(w, r, "admin", func(ctx context.Context, body []byte) (fn.Response, bool) {
 		var in DirectRequest
 		if err := fn.DecodeBody(body, &in); err != nil {
 			return fn.ErrorResponse(fn.AsError(err)), true

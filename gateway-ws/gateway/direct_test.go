@@ -21,6 +21,21 @@ import (
 
 const testAdminKey = "gateway-test-admin-key"
 
+// testFunctions is the real functions of stack.yml over dbs, served as
+// the FaaS gateway serves them (/function/<name>).
+func testFunctions(t *testing.T, dbs store.DBs, rd *testenv.Redis) http.Handler {
+	t.Helper()
+	deps := &functions.Deps{
+		Config: config.Config{RedisPrefix: rd.Prefix, InternalKey: testInternalKey, JWTSecret: testSecret, Limits: config.DefaultLimits(), MaxBodyBytes: 64 << 10},
+		DBs:    dbs, Redis: rd.Client, Tokens: testTokens,
+	}
+	fns, err := fnhost.Load("../../stack.yml", deps)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return fnhost.New(fns, 64<<10, logging.NewTo(io.Discard, "error", "test"))
+}
+
 // newFunctionStack serves the real functions over three databases of the
 // test's own, as a deployment with PERSIST_DATABASE_URL and
 // COUNTER_DATABASE_URL set has them, and returns a gateway configuration
@@ -29,15 +44,7 @@ const testAdminKey = "gateway-test-admin-key"
 func newFunctionStack(t *testing.T) (*testenv.Databases, Config) {
 	t.Helper()
 	dbs, rd := testenv.NewDatabases(t), testenv.NewRedis(t)
-	deps := &functions.Deps{
-		Config: config.Config{RedisPrefix: rd.Prefix, InternalKey: testInternalKey, JWTSecret: testSecret, Limits: config.DefaultLimits(), MaxBodyBytes: 64 << 10},
-		DBs:    dbs.DBs(), Redis: rd.Client, Tokens: testTokens,
-	}
-	fns, err := fnhost.Load("../../stack.yml", deps)
-	if err != nil {
-		t.Fatal(err)
-	}
-	host := httptest.NewServer(fnhost.New(fns, 64<<10, logging.NewTo(io.Discard, "error", "test")))
+	host := httptest.NewServer(testFunctions(t, dbs.DBs(), rd))
 	t.Cleanup(host.Close)
 	cfg := testConfig(rd, dbs.Directory.URL)
 	cfg.FaaSURL = host.URL

@@ -78,16 +78,22 @@ func (s *Server) idemLease() time.Duration {
 	return 2*s.cfg.PublishTimeout + phaseTwo
 }
 
-// answerOnce runs do under PublishTimeout and writes its answer, once per
-// Idempotency-Key of scope (the caller) when the request has one. do
+// answerOnce reads the request's body and runs do with it under
+// PublishTimeout, and writes its answer, once per Idempotency-Key of scope
+// (the caller, authenticated already) when the request has one. do
 // returns the answer and whether it is final (kept for the key's retries).
-func (s *Server) answerOnce(w http.ResponseWriter, r *http.Request, scope string, body []byte,
-	do func(ctx context.Context) (fn.Response, bool)) {
+func (s *Server) answerOnce(w http.ResponseWriter, r *http.Request, scope string,
+	do func(ctx context.Context, body []byte) (fn.Response, bool)) {
+	body, ferr := fn.ReadBody(w, r, s.cfg.MaxBodyBytes)
+	if ferr != nil {
+		fn.WriteError(w, ferr)
+		return
+	}
 	ctx, cancel := context.WithTimeout(r.Context(), s.cfg.PublishTimeout)
 	defer cancel()
 	key, ok := r.Header[IdempotencyKeyHeader]
 	if !ok {
-		resp, _ := do(ctx)
+		resp, _ := do(ctx, body)
 		fn.WriteResponse(w, resp)
 		return
 	}
@@ -115,7 +121,7 @@ func (s *Server) answerOnce(w http.ResponseWriter, r *http.Request, scope string
 		return
 	}
 
-	resp, final := do(ctx)
+	resp, final := do(ctx, body)
 	answer := ""
 	if final {
 		b, _ := json.Marshal(idemEntry{Hash: claim.Hash, Status: resp.StatusCode, Body: resp.Body})

@@ -94,12 +94,7 @@ func (s *Server) servePublish(w http.ResponseWriter, r *http.Request) {
 		fn.WriteError(w, fn.AsError(err))
 		return
 	}
-	body, ferr := fn.ReadBody(w, r, s.cfg.MaxBodyBytes)
-	if ferr != nil {
-		fn.WriteError(w, ferr)
-		return
-	}
-	s.answerOnce(w, r, fmt.Sprintf("user:%d", userID), body, func(ctx context.Context) (fn.Response, bool) {
+	s.answerOnce(w, r, fmt.Sprintf("user:%d", userID), func(ctx context.Context, body []byte) (fn.Response, bool) {
 		res, err := s.cfg.Publisher.Publish(ctx, userID, topicID, body)
 		return s.publishAnswer(res, err, "user", userID, "topic", topicID)
 	})

@@ -29,7 +29,7 @@ type replayStack struct {
 
 func newReplayStack(t *testing.T, change func(*Config)) *replayStack {
 	db, rd := testenv.NewDB(t), testenv.NewRedis(t)
-	host := httptest.NewServer(realFunctions(t, db, rd))
+	host := httptest.NewServer(testFunctions(t, db.DBs(), rd))
 	t.Cleanup(host.Close)
 	cfg := testConfig(rd, db.URL)
 	cfg.FaaSURL = host.URL

@@ -27,7 +27,7 @@ func TestDeliverUsersHandsEachReplicaItsMembersCopies(t *testing.T) {
 	for user, c := range clients {
 		c.mustJoin(coordinator.UserTopic(user))
 	}
-	event := notification.Event{ID: 7, TopicID: 3, SenderID: outside, Title: "hello", CreatedAt: time.Now().UTC().Format(time.RFC3339Nano)}
+	event := notification.Event{ID: 7, TopicID: 3, SenderID: notification.Ref(outside), Title: "hello", CreatedAt: time.Now().UTC().Format(time.RFC3339Nano)}
 	batch := coordinator.UserBatch{Event: notification.EventName, Notification: &event,
 		Unread: map[int64]int64{onA: 3, onB: 5, absent: 1}}
 	if err := a.srv.DeliverUsers(context.Background(), batch); err != nil {

@@ -14,18 +14,23 @@ import (
 
 	ackall "tidings/functions/ack-all"
 	acknotification "tidings/functions/ack-notification"
+	changepassword "tidings/functions/change-password"
 	counterack "tidings/functions/counter-ack"
 	countercommit "tidings/functions/counter-commit"
 	counterindoubt "tidings/functions/counter-indoubt"
 	counterprepare "tidings/functions/counter-prepare"
 	counterread "tidings/functions/counter-read"
 	counterrollback "tidings/functions/counter-rollback"
+	createapikey "tidings/functions/create-api-key"
 	createtopic "tidings/functions/create-topic"
 	genavatar "tidings/functions/gen-avatar"
 	getcounter "tidings/functions/get-counter"
+	listapikeys "tidings/functions/list-api-keys"
 	listnotifications "tidings/functions/list-notifications"
 	listtopics "tidings/functions/list-topics"
 	"tidings/functions/login"
+	"tidings/functions/logout"
+	logoutall "tidings/functions/logout-all"
 	notifyacks "tidings/functions/notify-acks"
 	notifycommit "tidings/functions/notify-commit"
 	notifyindoubt "tidings/functions/notify-indoubt"
@@ -33,6 +38,7 @@ import (
 	notifyrollback "tidings/functions/notify-rollback"
 	notifysince "tidings/functions/notify-since"
 	"tidings/functions/register"
+	revokeapikey "tidings/functions/revoke-api-key"
 	sendmail "tidings/functions/send-mail"
 	"tidings/functions/subscribe"
 	"tidings/functions/unsubscribe"
@@ -54,7 +60,7 @@ type Deps struct {
 	Config    config.Config
 	DBs       store.DBs // directory, persist and counter
 	Redis     *redis.Client
-	Tokens    *auth.Tokens
+	Tokens    *auth.Tokens         // with a Guard (Connect's); without one, New gives each handler one on DBs.Directory and Cache
 	Cache     *cache.Cache         // nil: no cache
 	Directory *directory.Directory // cached lookups; nil: built on DB alone
 	Mail      sendmail.Config      // send-mail's mail server; zero: sendmail.DefaultConfig()
@@ -82,6 +88,24 @@ func (d *Deps) limiter() *ratelimit.Limiter {
 	return ratelimit.New(d.Redis, d.Config.RedisPrefix, d.Config.Limits.Timeout, d.Log)
 }
 
+// tokens returns the deps' Tokens with a Guard (a new one over the
+// directory and the cache when the Tokens has none: tests build Deps by
+// hand), accepting API keys of scope.
+func (d *Deps) tokens(scope string) (*auth.Tokens, error) {
+	t := d.Tokens
+	if t == nil { // internal functions only
+		return nil, nil
+	}
+	if t.Guard() == nil {
+		g, err := auth.NewGuard(d.DBs.Directory, d.Cache, auth.GuardConfig{Grace: d.Config.AuthCheckGrace, Logger: d.Log})
+		if err != nil {
+			return nil, err
+		}
+		t = t.WithGuard(g)
+	}
+	return t.For(scope), nil
+}
+
 // constructors build each function of the catalogue (lib/catalog) from
 // the deps; the catalogue says which are internal.
 var constructors = map[string]func(d *Deps) fn.Handler{
@@ -102,6 +126,14 @@ var constructors = map[string]func(d *Deps) fn.Handler{
 	},
 	"get-counter": func(d *Deps) fn.Handler { return getcounter.New(d.DBs.Directory, d.DBs.Counter, d.Tokens) },
 	"gen-avatar":  func(*Deps) fn.Handler { return genavatar.New() },
+
+	// Credentials: API keys and sign-out.
+	"create-api-key":  func(d *Deps) fn.Handler { return createapikey.New(d.DBs.Directory, d.Tokens) },
+	"list-api-keys":   func(d *Deps) fn.Handler { return listapikeys.New(d.DBs.Directory, d.Tokens) },
+	"revoke-api-key":  func(d *Deps) fn.Handler { return revokeapikey.New(d.DBs.Directory, d.Tokens) },
+	"logout":          func(d *Deps) fn.Handler { return logout.New(d.Tokens) },
+	"logout-all":      func(d *Deps) fn.Handler { return logoutall.New(d.Tokens) },
+	"change-password": func(d *Deps) fn.Handler { return changepassword.New(d.DBs.Directory, d.Tokens) },
 
 	"notify-prepare":   func(d *Deps) fn.Handler { return notifyprepare.New(d.DBs.Directory, d.DBs.Persist) },
 	"notify-commit":    func(d *Deps) fn.Handler { return notifycommit.New(d.DBs.Persist) },
@@ -124,7 +156,9 @@ var constructors = map[string]func(d *Deps) fn.Handler{
 }
 
 // New builds the named function's handler; an internal function's
-// (catalog.Function.Internal) refuses calls without the internal key.
+// (catalog.Function.Internal) refuses calls without the internal key. The
+// handler's Tokens accept API keys of the function's catalog.KeyScope and
+// no other.
 func New(name string, d *Deps) (fn.Handler, error) {
 	f, ok := catalog.Lookup(name)
 	if !ok {
@@ -134,7 +168,13 @@ func New(name string, d *Deps) (fn.Handler, error) {
 	if !ok {
 		return nil, fmt.Errorf("function %q has no handler", name)
 	}
-	h := build(d)
+	tokens, err := d.tokens(f.KeyScope)
+	if err != nil {
+		return nil, err
+	}
+	scoped := *d
+	scoped.Tokens = tokens
+	h := build(&scoped)
 	if f.Internal {
 		h = auth.RequireInternal(d.Config.InternalKey, h)
 	}
@@ -152,11 +192,16 @@ func Connect(ctx context.Context, s Settings, log *slog.Logger) (*Deps, error) {
 	if err != nil {
 		return nil, err
 	}
+	guard, err := auth.NewGuard(shared.DBs.Directory, shared.Cache, auth.GuardConfig{Grace: cfg.AuthCheckGrace, Logger: log})
+	if err != nil {
+		shared.Close()
+		return nil, err
+	}
 	return &Deps{
 		Config:    cfg,
 		DBs:       shared.DBs,
 		Redis:     shared.Redis,
-		Tokens:    auth.NewTokens(cfg.JWTSecret, cfg.TokenTTL),
+		Tokens:    auth.NewTokens(cfg.JWTSecret, cfg.TokenTTL).WithGuard(guard),
 		Cache:     shared.Cache,
 		Directory: shared.Directory,
 		Mail:      s.Mail,

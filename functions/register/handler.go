@@ -31,13 +31,10 @@ type Response struct {
 	ExpiresAt time.Time  `json:"expires_at"`
 }
 
-// Password bounds: long enough to matter, short enough that hashing cannot
-// be used to burn the server's CPU.
+// Bounds on a name and an email (a password's are auth.CheckNewPassword's).
 const (
-	MinPassword = 8
-	MaxPassword = 128
-	MaxName     = 100
-	MaxEmail    = 254
+	MaxName  = 100
+	MaxEmail = 254
 )
 
 // Handler registers users.
@@ -96,9 +93,8 @@ func validate(in *Request) (string, error) {
 	if err != nil || addr.Name != "" || len(addr.Address) > MaxEmail {
 		return "", fn.BadRequest("email must be a plain address like ada@example.com")
 	}
-	n := utf8.RuneCountInString(in.Password)
-	if n < MinPassword || n > MaxPassword {
-		return "", fn.BadRequest("password must be %d to %d characters", MinPassword, MaxPassword)
+	if err := auth.CheckNewPassword("password", in.Password); err != nil {
+		return "", err
 	}
 	in.Name = strings.TrimSpace(in.Name)
 	if in.Name == "" || utf8.RuneCountInString(in.Name) > MaxName {

@@ -61,7 +61,7 @@ func TestRegisterRefusesBadInputAndChangesNothing(t *testing.T) {
 		{"not an email", "POST", `{"email":"nope","password":"analytical","name":"X"}`, 400, "bad_request"},
 		{"email with a display name", "POST", `{"email":"X <x@example.com>","password":"analytical","name":"X"}`, 400, "bad_request"},
 		{"short password", "POST", `{"email":"x@example.com","password":"short","name":"X"}`, 400, "bad_request"},
-		{"long password", "POST", `{"email":"x@example.com","password":"` + strings.Repeat("p", MaxPassword+1) + `","name":"X"}`, 400, "bad_request"},
+		{"long password", "POST", `{"email":"x@example.com","password":"` + strings.Repeat("p", auth.MaxPassword+1) + `","name":"X"}`, 400, "bad_request"},
 		{"blank name", "POST", `{"email":"x@example.com","password":"analytical","name":"  "}`, 400, "bad_request"},
 		{"empty body", "POST", ``, 400, "bad_request"},
 		{"wrong method", "GET", ``, 405, "method_not_allowed"},

@@ -11,6 +11,8 @@ import (
 
 	"github.com/gorilla/websocket"
 	"golang.org/x/time/rate"
+
+	"tidings/lib/auth"
 )
 
 // closeGrace is how long a closing connection waits for the client's close
@@ -43,6 +45,9 @@ type conn struct {
 	// expires is when the token the socket was opened with expires, and
 	// with it every right of the socket.
 	expires time.Time
+	// claims are the token's, asked again whether it is revoked when a
+	// revocation of the user's tokens is heard (signout.go).
+	claims auth.Claims
 
 	limiter *rate.Limiter
 	// limitedAt is when the last "rate limited" reply was queued; frame

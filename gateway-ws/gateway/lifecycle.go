@@ -46,6 +46,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	go s.calls.RunHealthChecks(background, catalog.Names())
 	go s.jobs.Run(background)
 	go s.revoker.run(background)
+	go s.signOuts.run(background)
 	leaveCluster := s.joinCluster(background, ln)
 	stopPresence := s.presence.start(background)
 	var err error

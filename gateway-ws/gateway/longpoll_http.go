@@ -144,13 +144,14 @@ func parseLPToken(token string) (node, key string, ok bool) {
 // newLongPollSession admits the request as a socket and starts its
 // session.
 func (s *Server) newLongPollSession(w http.ResponseWriter, r *http.Request) {
-	ser, claims, refused := s.admit(r, lpUserToken(r))
+	ser, claims, heard, refused := s.admit(r, lpUserToken(r))
 	if refused != nil {
 		writeLPError(w, refused)
 		return
 	}
 	c := newConn(s, ser, s.nextID.Add(1), claims.UserID)
 	c.expires = claims.ExpiresAt
+	c.claims = claims
 	token, key := newLPToken(s.nodes.ID())
 	sess := &lpSession{c: c, key: key, token: token, wake: make(chan struct{}, 1), lastPoll: time.Now()}
 	c.t = sess
@@ -160,6 +161,7 @@ func (s *Server) newLongPollSession(w http.ResponseWriter, r *http.Request) {
 		writeLPError(w, fn.Unavailable("server shutting down"))
 		return
 	}
+	s.signOuts.recheck(claims.UserID, heard)
 	s.longPoll.mu.Lock()
 	if s.longPoll.sessions == nil {
 		s.longPoll.sessions = map[string]*lpSession{}

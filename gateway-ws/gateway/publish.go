@@ -10,6 +10,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"tidings/gateway-ws/coordinator"
+	"tidings/lib/catalog"
 	"tidings/lib/fn"
 	"tidings/lib/notification"
 	"tidings/lib/ratelimit"
@@ -84,7 +85,7 @@ func publishOutcome(err error) (string, error) {
 // for clients that speak HTTP, with a Bearer token, and an optional
 // Idempotency-Key (idempotency.go) scoped to the caller.
 func (s *Server) servePublish(w http.ResponseWriter, r *http.Request) {
-	userID, err := s.tokens.Bearer(r.Header)
+	userID, err := s.tokens.For(catalog.ScopePublish).Bearer(r.Header)
 	if err != nil {
 		fn.WriteError(w, fn.AsError(err))
 		return

@@ -37,15 +37,17 @@ type Server struct {
 	hub     *Hub
 	broker  *Broker
 	revoker *revoker
-	proxy   *Proxy
-	limiter *ratelimit.Limiter // per-user quotas on publishes and job enqueues
-	calls   *invoke.Invoker
-	coord   *coordinator.Coordinator
-	nodes   *cluster.Registry
-	cache   *cache.Cache
-	dir     *directory.Directory
-	deps    *deps.Deps // the pool, Redis clients and cache, for closeDeps
-	jobs    *jobs.Queue
+	// signOuts closes the sockets whose token is revoked.
+	signOuts *signOuts
+	proxy    *Proxy
+	limiter  *ratelimit.Limiter // per-user quotas on publishes and job enqueues
+	calls    *invoke.Invoker
+	coord    *coordinator.Coordinator
+	nodes    *cluster.Registry
+	cache    *cache.Cache
+	dir      *directory.Directory
+	deps     *deps.Deps // the pool, Redis clients and cache, for closeDeps
+	jobs     *jobs.Queue
 	// reg holds every metric this replica exports at /metrics.
 	reg     *metrics.Registry
 	metrics *metrics.Gateway
@@ -76,7 +78,7 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	s := &Server{
 		cfg:      cfg,
 		log:      cfg.Logger,
-		tokens:   auth.NewTokens(cfg.JWTSecret, 0),
+		tokens:   auth.NewTokens(cfg.JWTSecret, 0), // given its Guard in build
 		access:   cfg.Access,
 		conns:    map[*conn]struct{}{},
 		hub:      NewHub(),
@@ -99,6 +101,9 @@ func (s *Server) closeDeps() {
 	}
 	if s.coord != nil {
 		_ = s.coord.Close()
+	}
+	if g := s.tokens.Guard(); g != nil {
+		_ = g.Close()
 	}
 	s.deps.Close()
 }

@@ -17,38 +17,56 @@ import (
 // Errors of the socket endpoint. Phoenix answers a refused connect with
 // 403 before any upgrade; so does the gateway.
 var (
-	errBadToken   = fn.Errorf(http.StatusForbidden, "unauthorized", "missing, invalid or expired token")
-	errBadOrigin  = fn.Errorf(http.StatusForbidden, "forbidden", "origin not allowed")
-	errBadVersion = fn.Errorf(http.StatusForbidden, "unsupported_vsn", "the serializers spoken are V1 (vsn=1.x) and V2 (vsn=2.x)")
+	errBadToken     = fn.Errorf(http.StatusForbidden, "unauthorized", "missing, invalid or expired token")
+	errBadOrigin    = fn.Errorf(http.StatusForbidden, "forbidden", "origin not allowed")
+	errKeySocket    = fn.Errorf(http.StatusForbidden, "forbidden", "an API key never opens a socket: connect with a user's token")
+	errRevokedToken = fn.Errorf(http.StatusForbidden, "unauthorized", "the token was revoked (signed out)")
+	errBadVersion   = fn.Errorf(http.StatusForbidden, "unsupported_vsn", "the serializers spoken are V1 (vsn=1.x) and V2 (vsn=2.x)")
 )
 
 // admit is the check every socket passes before it exists, over any
 // transport, as Phoenix's connect/3: the origin, the serializer version
 // (vsn), and the token of a user who still exists. A refusal is the error
 // to answer.
-func (s *Server) admit(r *http.Request, token string) (ser serializer, claims auth.Claims, refused *fn.Error) {
+//
+// An API key never opens a socket, and a revoked token does not either;
+// heard is what the tracked socket hands signOuts.recheck.
+func (s *Server) admit(r *http.Request, token string) (ser serializer, claims auth.Claims, heard uint64, refused *fn.Error) {
 	if !s.originAllowed(r) {
-		return nil, auth.Claims{}, errBadOrigin
+		return nil, auth.Claims{}, 0, errBadOrigin
 	}
 	ser, ok := serializerFor(r.URL.Query().Get("vsn"))
 	if !ok {
-		return nil, auth.Claims{}, errBadVersion
+		return nil, auth.Claims{}, 0, errBadVersion
+	}
+	if auth.IsAPIKey(token) {
+		return nil, auth.Claims{}, 0, errKeySocket
 	}
 	claims, err := s.tokens.Parse(token)
 	if err != nil {
-		return nil, auth.Claims{}, errBadToken
+		return nil, auth.Claims{}, 0, errBadToken
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), s.cfg.JoinTimeout)
-	gone := userGone(ctx, s.access, claims.UserID, s.log)
-	cancel()
-	if gone {
-		return nil, auth.Claims{}, auth.ErrUserGone() // as every function answers it
+	defer cancel()
+	if userGone(ctx, s.access, claims.UserID, s.log) {
+		return nil, auth.Claims{}, 0, auth.ErrUserGone() // as every function answers it
 	}
-	return ser, claims, nil
+	heard = s.signOuts.heard.Load()
+	if err := s.tokens.Recheck(ctx, claims); err != nil {
+		if e := fn.AsError(err); e == nil || e.Status == http.StatusUnauthorized {
+			return nil, auth.Claims{}, 0, errRevokedToken
+		}
+		// Whether it is revoked cannot be told now (the directory is
+		// down): the socket opens, as a user channel's join works without
+		// PostgreSQL (userGone above), and is closed when the revocation
+		// is heard; every function and publish fails closed meanwhile.
+		s.log.Warn("socket opened without a revocation check", "user", claims.UserID, "err", err)
+	}
+	return ser, claims, heard, nil
 }
 
 func (s *Server) serveSocket(w http.ResponseWriter, r *http.Request) {
-	ser, claims, refused := s.admit(r, socketToken(r))
+	ser, claims, heard, refused := s.admit(r, socketToken(r))
 	if refused != nil {
 		fn.WriteError(w, refused)
 		return
@@ -60,6 +78,7 @@ func (s *Server) serveSocket(w http.ResponseWriter, r *http.Request) {
 	}
 	c := newConn(s, ser, s.nextID.Add(1), claims.UserID)
 	c.expires = claims.ExpiresAt
+	c.claims = claims
 	t := &wsTransport{c: c, ws: ws, br: tap.br}
 	c.t = t
 	if !s.track(c) {
@@ -68,6 +87,7 @@ func (s *Server) serveSocket(w http.ResponseWriter, r *http.Request) {
 		_ = ws.Close()
 		return
 	}
+	s.signOuts.recheck(claims.UserID, heard)
 	// A fresh goroutine with a small stack reads from here on; the HTTP
 	// handler's, grown while serving the upgrade, ends.
 	go t.serve()

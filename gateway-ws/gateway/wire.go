@@ -6,6 +6,7 @@ import (
 
 	"tidings/gateway-ws/coordinator"
 	"tidings/gateway-ws/invoke"
+	"tidings/lib/auth"
 	"tidings/lib/catalog"
 	"tidings/lib/config"
 	"tidings/lib/deps"
@@ -50,12 +51,21 @@ func (s *Server) build(ctx context.Context) error {
 	if s.access == nil {
 		s.access = s.dir // join authorisation reads through the cache
 	}
+	guard, err := auth.NewGuard(s.pool, s.cache, auth.GuardConfig{Grace: cfg.AuthCheckGrace, Logger: s.log})
+	if err != nil {
+		return err
+	}
+	s.tokens = s.tokens.WithGuard(guard)
+	s.signOuts = newSignOuts(s, cfg.JoinTimeout)
+	if !guard.OnRevoke(s.signOuts.hear) {
+		s.log.Warn("the cache does not hear other processes (CACHE_STORE is not near): a revoked token's open sockets stay open until they reconnect or expire",
+			"store", s.cache.Store())
+	}
 	s.revoker = newRevoker(s.hub, s.access, cfg.JoinTimeout, s.log)
 	if !s.dir.WatchSubscriptions(s.revoker.hear) {
 		s.log.Warn("the cache does not hear other processes (CACHE_STORE is not near): an unsubscribe ends a live membership only when the socket rejoins",
 			"store", s.cache.Store())
 	}
-	var err error
 	if s.broker, err = NewBroker(ctx, s.rdb, cfg.RedisPrefix, s.log, s.hub.deliver); err != nil {
 		return err
 	}

@@ -3,9 +3,28 @@ package auth
 import (
 	"fmt"
 	"sync"
+	"unicode/utf8"
 
 	"github.com/alexedwards/argon2id"
+
+	"tidings/lib/fn"
 )
+
+// Password bounds: long enough to matter, short enough that hashing cannot
+// be used to burn the server's CPU.
+const (
+	MinPassword = 8
+	MaxPassword = 128
+)
+
+// CheckNewPassword refuses (400) a password a user may not choose
+// (register, change-password).
+func CheckNewPassword(field, password string) error {
+	if n := utf8.RuneCountInString(password); n < MinPassword || n > MaxPassword {
+		return fn.BadRequest("%s must be %d to %d characters", field, MinPassword, MaxPassword)
+	}
+	return nil
+}
 
 // passwordParams follow OWASP's argon2id baseline (19 MiB, 2 passes).
 var passwordParams = &argon2id.Params{Memory: 19 * 1024, Iterations: 2, Parallelism: 1, SaltLength: 16, KeyLength: 32}

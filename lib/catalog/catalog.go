@@ -36,7 +36,21 @@ type Function struct {
 	// and no other participant's: one left out would fall back to
 	// DATABASE_URL, where none of the participant's tables are.
 	Participant string
+	// KeyScope is the API-key scope that lets a key call the function as
+	// its owner (ScopePublish, ScopeManage or ScopeRead); empty: a key is
+	// refused with 403 and only a user's token is accepted.
+	KeyScope string
 }
+
+// The scopes of an API key: what it may do as its owner.
+const (
+	ScopePublish = "publish" // publish on the owner's topics (gateway-ws's POST /api/topics/<id>/notifications)
+	ScopeManage  = "manage"  // create topics, list topics and their subscribers
+	ScopeRead    = "read"    // read the owner's notifications and unread count
+)
+
+// Scopes lists every scope, sorted.
+var Scopes = []string{ScopeManage, ScopePublish, ScopeRead}
 
 // The participants, named as their databases' schemas (lib/store).
 const (
@@ -78,18 +92,23 @@ func CheckParticipantEnv(participant string, has func(env string) bool) error {
 var functions = []Function{
 	{Name: "ack-all", Method: http.MethodPost, Participant: Persist},
 	{Name: "ack-notification", Method: http.MethodPost, Participant: Persist},
+	{Name: "change-password", Method: http.MethodPost},
 	{Name: "counter-ack", Method: http.MethodPost, Internal: true, Participant: Counter},
 	{Name: "counter-commit", Method: http.MethodPost, Internal: true, Participant: Counter},
 	{Name: "counter-indoubt", Method: http.MethodPost, Internal: true, Participant: Counter},
 	{Name: "counter-prepare", Method: http.MethodPost, Internal: true, Participant: Counter},
 	{Name: "counter-read", Method: http.MethodPost, Internal: true, Participant: Counter},
 	{Name: "counter-rollback", Method: http.MethodPost, Internal: true, Participant: Counter},
-	{Name: "create-topic", Method: http.MethodPost},
+	{Name: "create-api-key", Method: http.MethodPost},
+	{Name: "create-topic", Method: http.MethodPost, KeyScope: ScopeManage},
 	{Name: "gen-avatar", Method: http.MethodGet, Queueable: true},
-	{Name: "get-counter", Method: http.MethodGet, Participant: Counter},
-	{Name: "list-notifications", Method: http.MethodGet, Participant: Persist},
-	{Name: "list-topics", Method: http.MethodGet},
+	{Name: "get-counter", Method: http.MethodGet, Participant: Counter, KeyScope: ScopeRead},
+	{Name: "list-api-keys", Method: http.MethodGet},
+	{Name: "list-notifications", Method: http.MethodGet, Participant: Persist, KeyScope: ScopeRead},
+	{Name: "list-topics", Method: http.MethodGet, KeyScope: ScopeManage},
 	{Name: "login", Method: http.MethodPost},
+	{Name: "logout", Method: http.MethodPost},
+	{Name: "logout-all", Method: http.MethodPost},
 	{Name: "notify-acks", Method: http.MethodPost, Internal: true, Participant: Persist},
 	{Name: "notify-commit", Method: http.MethodPost, Internal: true, Participant: Persist},
 	{Name: "notify-indoubt", Method: http.MethodPost, Internal: true, Participant: Persist},
@@ -97,6 +116,7 @@ var functions = []Function{
 	{Name: "notify-rollback", Method: http.MethodPost, Internal: true, Participant: Persist},
 	{Name: "notify-since", Method: http.MethodPost, Internal: true, Participant: Persist},
 	{Name: "register", Method: http.MethodPost},
+	{Name: "revoke-api-key", Method: http.MethodPost},
 	{Name: "send-mail", Method: http.MethodPost, Internal: true},
 	{Name: "subscribe", Method: http.MethodPost},
 	{Name: "unsubscribe", Method: http.MethodPost},

@@ -54,8 +54,9 @@ func TestLookupFindsEveryFunctionAndNoOther(t *testing.T) {
 // The contract as the README and the clients know it: which functions a
 // browser may call and queue.
 func TestPublicAndQueueableFunctionsAreTheContracts(t *testing.T) {
-	public := []string{"ack-all", "ack-notification", "create-topic", "gen-avatar", "get-counter", "list-notifications",
-		"list-topics", "login", "register", "subscribe", "unsubscribe"}
+	public := []string{"ack-all", "ack-notification", "change-password", "create-api-key", "create-topic", "gen-avatar",
+		"get-counter", "list-api-keys", "list-notifications", "list-topics", "login", "logout", "logout-all",
+		"register", "revoke-api-key", "subscribe", "unsubscribe"}
 	if got := Public(); !slices.Equal(got, public) {
 		t.Errorf("public functions %v, want %v", got, public)
 	}
@@ -64,6 +65,22 @@ func TestPublicAndQueueableFunctionsAreTheContracts(t *testing.T) {
 	}
 	if n := len(Names()) - len(public); n != 13 {
 		t.Errorf("%d internal functions, want the eight notify-*/counter-* participants, notify-acks, counter-ack, counter-read, notify-since and send-mail", n)
+	}
+}
+
+// Which functions an API key may call, and with which scope (docs/api.md):
+// none of the credential functions (a key cannot mint keys or sign out),
+// no internal one.
+func TestKeyScopesAreTheContract(t *testing.T) {
+	want := map[string]string{"create-topic": ScopeManage, "list-topics": ScopeManage,
+		"list-notifications": ScopeRead, "get-counter": ScopeRead}
+	for _, f := range All() {
+		if f.KeyScope != want[f.Name] {
+			t.Errorf("%s: key scope %q, want %q", f.Name, f.KeyScope, want[f.Name])
+		}
+		if f.KeyScope != "" && (f.Internal || !slices.Contains(Scopes, f.KeyScope)) {
+			t.Errorf("%s: scope %q on an internal function or not one of %v", f.Name, f.KeyScope, Scopes)
+		}
 	}
 }
 

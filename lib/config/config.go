@@ -44,6 +44,11 @@ type Config struct {
 	SecretsDir         string        `env:"SECRETS_DIR"`
 	Limits             Limits        // login throttles and per-user quotas
 
+	// AuthCheckGrace is how long a process answers a token or API-key
+	// check from its last answer while the cache and the directory cannot
+	// answer; past it such requests get 503 (auth.GuardConfig.Grace).
+	AuthCheckGrace time.Duration `env:"AUTH_CHECK_GRACE"`
+
 	JWTSecret   []byte `env:"-"` // secret tidings-jwt-secret (env JWT_SECRET); see Complete
 	InternalKey string `env:"-"` // secret tidings-internal-key (env INTERNAL_KEY); see Complete
 
@@ -63,6 +68,8 @@ func Default() Config {
 		SecretsDir:   DefaultSecretsDir,
 		Limits:       DefaultLimits(),
 		HTTP:         DefaultHTTPServer(),
+
+		AuthCheckGrace: 10 * time.Second,
 	}
 }
 

@@ -100,7 +100,7 @@ func TestMigratingADatabaseFromBeforeTheSplitKeepsItsData(t *testing.T) {
 func TestEachSchemaMakesOnlyItsOwnTables(t *testing.T) {
 	dbs := testenv.NewDatabases(t)
 	want := map[*testenv.DB][]string{
-		dbs.Directory: {"recipient_sets", "sent_mails", "subscriptions", "topics", "users"},
+		dbs.Directory: {"api_keys", "recipient_sets", "revoked_tokens", "sent_mails", "subscriptions", "topics", "users"},
 		dbs.Persist:   {"ack_outbox", "deliveries", "notifications", "tx_barriers"},
 		dbs.Counter:   {"applied_acks", "counters", "pending_increments", "tx_barriers"},
 	}

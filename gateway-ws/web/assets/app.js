@@ -4,6 +4,7 @@
 // socket at /socket with the official phoenix client. Data from the server
 // is only ever placed with textContent, never parsed as HTML.
 import { LongPoll, Presence, Socket } from "/assets/phoenix.mjs";
+import { initKeys } from "/assets/keys.js";
 
 const TOKEN_KEY = "tidings.token";
 const USER_KEY = "tidings.user";
@@ -152,10 +153,12 @@ async function showSignedIn() {
   avatar.alt = `${user.name}'s avatar`;
   $("#topics").replaceChildren();
   $("#notifications").replaceChildren();
+  keys.reset();
   setBadge(0);
   connect();
   // Topics first: notifications are labelled with their topic names.
-  await Promise.all([loadCounter(), loadTopics().then(loadNotifications)]).catch((err) => flash(err.message, "error"));
+  loading = Promise.all([loadCounter(), loadTopics().then(loadNotifications), keys.load()]).catch((err) => flash(err.message, "error"));
+  await loading;
 }
 
 // ---- live connection ----
@@ -182,8 +185,10 @@ function connect() {
   });
   socket.onClose((event) => {
     setLive("offline");
-    // 4001: the gateway closed the socket at the token's expiry.
+    // 4001: the gateway closed the socket at the token's expiry; 4003: the
+    // token was revoked (signed out here or elsewhere, password changed).
     if (event && event.code === 4001 && session) signOut("Your session ended; please log in again.");
+    if (event && event.code === 4003 && session) signOut("You were signed out; please log in again.");
   });
   socket.connect();
 
@@ -473,7 +478,20 @@ $("#topic-form").addEventListener("submit", async (e) => {
 });
 
 $("#refresh-topics").addEventListener("click", () => loadTopics().catch((err) => flash(err.message, "error")));
-$("#logout").addEventListener("click", () => signOut());
+// Log out revokes the token on the server (every replica closes its
+// sockets), then forgets it here; forgetting it happens even when the
+// server cannot be reached.
+$("#logout").addEventListener("click", async () => {
+  // The first loads go out with this token: revoking it under them would
+  // fail them with 401.
+  await loading;
+  try {
+    await call("POST", "logout");
+  } catch (err) {
+    if (err.status !== 401) flash(`Signed out here, but the server did not confirm: ${err.message}`, "error");
+  }
+  signOut();
+});
 
 // Another tab logged in or out: follow it.
 window.addEventListener("storage", (e) => {
@@ -487,6 +505,8 @@ window.addEventListener("storage", (e) => {
   }
 });
 
+const keys = initKeys({ call, flash });
+let loading = Promise.resolve(); // showSignedIn's first loads
 session = loadSession();
 if (session) showSignedIn();
 else showSignedOut();

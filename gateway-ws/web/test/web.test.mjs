@@ -285,6 +285,51 @@ test("after a network drop the web client rejoins with since and shows what arri
   assert.deepEqual(problems, [], "no script or console errors");
 });
 
+// pollStatus calls fetch until it answers want, at most WAIT.
+async function pollStatus(url, init, want) {
+  const deadline = Date.now() + WAIT;
+  let got;
+  while (Date.now() < deadline) {
+    got = (await fetch(url, init)).status;
+    if (got === want) return got;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  return got;
+}
+
+test("API keys: created and shown once, listed, working, revoked; log out revokes the token", { timeout: 60000 }, async () => {
+  const problems = [];
+  const carol = await newPage("carol", problems);
+  await register(carol, "Carol", `carol-${suffix}@example.com`);
+
+  const form = carol.locator("#api-key-form");
+  await form.locator("input[name=name]").fill("shop backend");
+  await form.locator("input[name=scopes][value=manage]").check();
+  await form.locator("button[type=submit]").click();
+  await carol.locator("#new-api-key-box").waitFor({ state: "visible" });
+  const key = await carol.locator("#new-api-key").textContent();
+  assert.match(key, /^tdk_/);
+  await carol.locator(".api-key .k-name", { hasText: "shop backend" }).waitFor();
+  await shot(carol, "4-api-key-created");
+  await carol.locator("#hide-api-key").click();
+  assert.equal(await carol.locator("#new-api-key").textContent(), "", "the key is not shown again");
+
+  const withKey = { headers: { Authorization: `Bearer ${key}` } };
+  assert.equal((await fetch(`${gw}/function/list-topics`, withKey)).status, 200, "a manage key lists topics");
+  assert.equal((await fetch(`${gw}/function/list-notifications`, withKey)).status, 403, "a manage key does not read");
+
+  await carol.locator(".api-key .k-revoke").click();
+  await carol.locator(".api-key .k-revoked").waitFor();
+  assert.equal(await pollStatus(`${gw}/function/list-topics`, withKey, 401), 401, "the revoked key is refused");
+
+  const token = await carol.evaluate(() => localStorage.getItem("tidings.token"));
+  await carol.locator("#logout").click();
+  await carol.locator("#login-form").waitFor();
+  const withToken = { headers: { Authorization: `Bearer ${token}` } };
+  assert.equal((await fetch(`${gw}/function/list-topics`, withToken)).status, 401, "the signed-out token is refused");
+  assert.deepEqual(problems, []);
+});
+
 test("the dashboard shows live nodes, functions and transactions", { timeout: 30000 }, async () => {
   const problems = [];
   const page = await newPage("dashboard", problems);

@@ -31,6 +31,10 @@ func (h *Handler) Handle(req fn.Request) (fn.Response, error) {
 	if err != nil {
 		return fn.Response{}, err
 	}
+	var none struct{} // the body is {}: strict JSON, as every POST of tidings
+	if err := fn.DecodeJSON(req, &none); err != nil {
+		return fn.Response{}, err
+	}
 	if err := h.tokens.Guard().RevokeToken(req.Context(), session); err != nil {
 		return fn.Response{}, auth.UserGone(err)
 	}

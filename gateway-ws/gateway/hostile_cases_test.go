@@ -34,6 +34,12 @@ func publicSpecs(topicID int64) map[string]fnSpec {
 		"get-counter":        {method: "GET", auth: true},
 		"list-notifications": {method: "GET", auth: true, valid: map[string]any{"limit": 5}, ints: []string{"limit", "before"}},
 		"gen-avatar":         {method: "GET", valid: map[string]any{"seed": "s", "size": 64}, strings: []string{"seed"}, ints: []string{"size"}},
+		"create-api-key":     {method: "POST", auth: true, valid: map[string]any{"name": "k", "scopes": []string{"publish"}}, strings: []string{"name"}},
+		"list-api-keys":      {method: "GET", auth: true},
+		"revoke-api-key":     {method: "POST", auth: true, valid: map[string]any{"id": 1}, ints: []string{"id"}},
+		"logout":             {method: "POST", auth: true, valid: map[string]any{}},
+		"logout-all":         {method: "POST", auth: true, valid: map[string]any{}},
+		"change-password":    {method: "POST", auth: true, valid: map[string]any{"current_password": "long enough", "new_password": "longer enough"}, strings: []string{"current_password", "new_password"}},
 	}
 }
 

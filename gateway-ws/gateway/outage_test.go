@@ -18,10 +18,13 @@ import (
 func TestRedisOutageKeepsClientsAndRecoversByItself(t *testing.T) {
 	redisServer := testenv.StartRedisServer(t)
 	rds := testenv.NewRedis(t) // only for its unique prefix
-	cfg := testConfig(rds, testenv.AdminURL())
+	// A real directory: a token is checked for revocation there, and
+	// refused (503) when it cannot be.
+	db := testenv.NewDB(t)
+	cfg := testConfig(rds, db.URL)
 	cfg.RedisURL = redisServer.URL()
 	g := startGateway(t, cfg)
-	const user = 31
+	user, _ := testenv.User(t, db.Pool, "outage@example.test")
 	c := dial(t, g, user)
 	c.mustJoin(fmt.Sprintf("user:%d", user))
 	auth := http.Header{"Authorization": {"Bearer " + token(t, user)}}

@@ -486,7 +486,7 @@ $("#logout").addEventListener("click", async () => {
   // fail them with 401.
   await loading;
   try {
-    await call("POST", "logout");
+    await call("POST", "logout", { body: {} });
   } catch (err) {
     if (err.status !== 401) flash(`Signed out here, but the server did not confirm: ${err.message}`, "error");
   }

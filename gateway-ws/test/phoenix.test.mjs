@@ -29,12 +29,14 @@ const bin = path.join(tmp, "gateway-ws");
 let port;
 let gateway; // the running child process
 
-// token mints what lib/auth issues: HS256, sub = user id, iss = tidings;
-// it expires in ttl seconds.
+// token mints what lib/auth issues: HS256, sub = user id, iss = tidings,
+// a jti and the issue time in microseconds (iat_us); it expires in ttl
+// seconds.
 function token(userID, ttl = 3600) {
   const b64 = (obj) => Buffer.from(JSON.stringify(obj)).toString("base64url");
   const now = Math.floor(Date.now() / 1000);
-  const unsigned = `${b64({ alg: "HS256", typ: "JWT" })}.${b64({ sub: String(userID), iss: "tidings", iat: now, exp: now + ttl })}`;
+  const claims = { sub: String(userID), iss: "tidings", iat: now, exp: now + ttl, jti: crypto.randomUUID(), iat_us: Date.now() * 1000 };
+  const unsigned = `${b64({ alg: "HS256", typ: "JWT" })}.${b64(claims)}`;
   const sig = crypto.createHmac("sha256", secret).update(unsigned).digest("base64url");
   return `${unsigned}.${sig}`;
 }

@@ -300,7 +300,7 @@ async function pollStatus(url, init, want) {
 test("API keys: created and shown once, listed, working, revoked; log out revokes the token", { timeout: 60000 }, async () => {
   const problems = [];
   const carol = await newPage("carol", problems);
-  await register(carol, "Carol", `carol-${suffix}@example.com`);
+  await register(carol, "Carol", `carol-keys-${suffix}@example.com`);
 
   const form = carol.locator("#api-key-form");
   await form.locator("input[name=name]").fill("shop backend");
@@ -378,7 +378,7 @@ test("the web client forced to LongPoll receives a live notification", { timeout
   const page = await newPage("longpoll", problems);
   const sockets = [];
   page.on("websocket", (ws) => sockets.push(ws.url()));
-  await liveOverLongPoll(page, "carol", "/?transport=longpoll");
+  await liveOverLongPoll(page, "erin", "/?transport=longpoll");
   await shot(page, "6-longpoll");
   assert.deepEqual(sockets, [], "no WebSocket was opened");
   assert.deepEqual(problems, [], "no script or console errors");

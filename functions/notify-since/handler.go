@@ -37,12 +37,12 @@ func (h *Handler) Handle(req fn.Request) (fn.Response, error) {
 	if limit == 0 {
 		limit = twopc.MaxSince
 	}
-	list, newer, err := store.NotificationsSince(req.Context(), h.persist, in.User, in.Since, in.After, limit)
+	list, newer, unacked, err := store.NotificationsSince(req.Context(), h.persist, in.User, in.Since, in.After, limit)
 	if err != nil {
 		return fn.Response{}, err
 	}
 	if list == nil {
 		list = []notification.Notification{}
 	}
-	return fn.JSON(http.StatusOK, twopc.Since{Notifications: list, UnackedNewer: newer})
+	return fn.JSON(http.StatusOK, twopc.Since{Notifications: list, UnackedNewer: newer, Unacked: unacked})
 }

@@ -12,8 +12,8 @@ import (
 
 // The reading side of replay and gap fill (feed.go has the feed): what a
 // join with since, or a broker resumption, reads from the persist
-// participant (notify-since) and the counter (counter-read), and how it
-// is sent without overflowing the socket's queue.
+// participant (notify-since), and how it is sent without overflowing the
+// socket's queue.
 
 // replayPage is what one read of notify-since gives a feed: the events to
 // send, oldest first, and whether more were left unread.
@@ -35,11 +35,7 @@ func (s *Server) readSince(ctx context.Context, topic string, user, since int64,
 	if len(got.Notifications) == 0 {
 		return replayPage{}, nil
 	}
-	var read twopc.Unread
-	if err := s.calls.Call(ctx, "counter-read", twopc.UnreadQuery{Users: []int64{user}}, &read); err != nil {
-		return replayPage{}, fmt.Errorf("read the unread count of user %d: %w", user, err)
-	}
-	unread := unreadCounts(got.Notifications, got.UnackedNewer, read.Unread[user])
+	unread := unreadCounts(got.Notifications, got.UnackedNewer, got.Unacked)
 	page := replayPage{truncated: len(got.Notifications) > limit}
 	for i, n := range got.Notifications[:min(limit, len(got.Notifications))] {
 		frame, err := BroadcastFrame(topic, notification.EventName, n.Event(unread[i]))
@@ -53,7 +49,9 @@ func (s *Server) readSince(ctx context.Context, topic string, user, since int64,
 }
 
 // unreadCounts is the unread count each replayed notification carries:
-// the user's count now (the counter's) less the notifications newer than
+// the user's count now (now: their unacked committed notifications, read
+// by notify-since in the same statement as unackedNewer, so that a publish
+// committing meanwhile is in both or in neither) less the notifications newer than
 // it the user has not acked (those listed after it, and unackedNewer
 // beyond the list). So the last one carries the count now, and each
 // carries what a live event sent when it committed would have carried,

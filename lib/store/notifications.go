@@ -252,12 +252,13 @@ func ForgetAcks(ctx context.Context, q Querier, ids []int64) error {
 // to userID with an id above since, oldest first, created at or after
 // after when after is not zero; and unackedNewer, how many committed
 // notifications delivered to userID and not acked have an id above the
-// last one returned (above since when none is): what a replay
+// last one returned (above since when none is), and unacked, how many
+// there are in all, both read by one statement: what a replay
 // (notify-since) needs to tell each replayed notification's unread count.
 //
 // The walk is ListNotifications' up deliveries_user_idx from since; after
 // filters on the way and does not shorten it.
-func NotificationsSince(ctx context.Context, q Querier, userID, since int64, after time.Time, limit int) (list []notification.Notification, unackedNewer int64, err error) {
+func NotificationsSince(ctx context.Context, q Querier, userID, since int64, after time.Time, limit int) (list []notification.Notification, unackedNewer, unacked int64, err error) {
 	var afterArg *time.Time
 	if !after.IsZero() {
 		afterArg = &after
@@ -270,7 +271,7 @@ func NotificationsSince(ctx context.Context, q Querier, userID, since int64, aft
 		WHERE d.user_id = $1 AND d.notification_id > $3
 		ORDER BY d.notification_id ASC LIMIT $2`, userID, limit, since, afterArg)
 	if err != nil {
-		return nil, 0, mapError(err)
+		return nil, 0, 0, mapError(err)
 	}
 	list, err = pgx.CollectRows(rows, func(row pgx.CollectableRow) (notification.Notification, error) {
 		var n notification.Notification
@@ -278,15 +279,16 @@ func NotificationsSince(ctx context.Context, q Querier, userID, since int64, aft
 		return n, err
 	})
 	if err != nil {
-		return nil, 0, mapError(err)
+		return nil, 0, 0, mapError(err)
 	}
 	last := since
 	if len(list) > 0 {
 		last = list[len(list)-1].ID
 	}
 	err = q.QueryRow(ctx, `
-		SELECT count(*) FROM deliveries d JOIN notifications n ON n.id = d.notification_id
-		WHERE d.user_id = $1 AND d.notification_id > $2 AND d.acked_at IS NULL AND n.state = 'committed'`,
-		userID, last).Scan(&unackedNewer)
-	return list, unackedNewer, mapError(err)
+		SELECT count(*) FILTER (WHERE d.notification_id > $2), count(*)
+		FROM deliveries d JOIN notifications n ON n.id = d.notification_id
+		WHERE d.user_id = $1 AND d.acked_at IS NULL AND n.state = 'committed'`,
+		userID, last).Scan(&unackedNewer, &unacked)
+	return list, unackedNewer, unacked, mapError(err)
 }

@@ -26,10 +26,12 @@ type SinceQuery struct {
 
 // Since answers a SinceQuery: the notifications, oldest first, and how
 // many committed notifications delivered to the user and not acked have
-// an id above the last one listed (above Since when none is).
+// an id above the last one listed (above Since when none is), and how
+// many there are in all, counted together.
 type Since struct {
 	Notifications []notification.Notification `json:"notifications"`
 	UnackedNewer  int64                       `json:"unacked_newer"`
+	Unacked       int64                       `json:"unacked"`
 }
 
 // MaxSince bounds one notify-since answer; the caller asks again from the

@@ -31,8 +31,7 @@ func (h *Handler) Handle(req fn.Request) (fn.Response, error) {
 	if err != nil {
 		return fn.Response{}, err
 	}
-	var none struct{} // the body is {}: strict JSON, as every POST of tidings
-	if err := fn.DecodeJSON(req, &none); err != nil {
+	if err := fn.DecodeEmpty(req); err != nil {
 		return fn.Response{}, err
 	}
 	if err := h.tokens.Guard().RevokeToken(req.Context(), session); err != nil {

@@ -14,6 +14,14 @@ import (
 // DecodeJSON decodes the request body into v; see DecodeBody.
 func DecodeJSON(req Request, v any) error { return DecodeBody(req.Body, v) }
 
+// DecodeEmpty checks that the body of a POST that takes no fields is {}:
+// strict JSON, as every POST of tidings, so a malformed body is a 400 and
+// does nothing.
+func DecodeEmpty(req Request) error {
+	var none struct{}
+	return DecodeJSON(req, &none)
+}
+
 // DecodeBody is the one strict JSON decoder of tidings: body must be a
 // single JSON object in valid UTF-8, with no unknown fields, no NUL in any
 // string (escaped as \u0000 or not), numbers that fit their fields, and

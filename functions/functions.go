@@ -59,7 +59,7 @@ import (
 type Deps struct {
 	Config    config.Config
 	DBs       store.DBs // directory, persist and counter
-	Redis     *redis.Client
+	Redis     redis.UniversalClient
 	Tokens    *auth.Tokens         // with a Guard (Connect's); without one, New gives each handler one on DBs.Directory and Cache
 	Cache     *cache.Cache         // nil: no cache
 	Directory *directory.Directory // cached lookups; nil: built on DB alone

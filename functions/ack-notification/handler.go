@@ -34,7 +34,7 @@ type Handler struct {
 
 // New returns an ack-notification handler. rdb may be nil (every fresh
 // ack then answers 202).
-func New(users store.Querier, persist *pgxpool.Pool, tokens *auth.Tokens, rdb *redis.Client, prefix string, s twopc.AckSettings, log *slog.Logger) *Handler {
+func New(users store.Querier, persist *pgxpool.Pool, tokens *auth.Tokens, rdb redis.UniversalClient, prefix string, s twopc.AckSettings, log *slog.Logger) *Handler {
 	return &Handler{users: users, persist: persist, tokens: tokens, acks: twopc.NewAckWaiter(rdb, prefix, s, log)}
 }
 

@@ -66,7 +66,7 @@ type Node struct {
 
 // Config is what a Registry needs.
 type Config struct {
-	Redis    *redis.Client
+	Redis    redis.UniversalClient
 	Prefix   string // the deployment's Redis key prefix
 	Settings Settings
 	Version  string // empty means Version()

@@ -13,7 +13,7 @@ import (
 	"tidings/lib/testenv"
 )
 
-func newRegistry(rdb *redis.Client, prefix, id string, hb, ttl time.Duration, conns int) *Registry {
+func newRegistry(rdb redis.UniversalClient, prefix, id string, hb, ttl time.Duration, conns int) *Registry {
 	return New(Config{
 		Redis:    rdb,
 		Prefix:   prefix,

@@ -67,7 +67,7 @@ const (
 
 // Config configures a Coordinator.
 type Config struct {
-	Redis  *redis.Client
+	Redis  redis.UniversalClient
 	Prefix string // key prefix in Redis
 	// DB is the directory (topics, subscribers, emails): read, and
 	// written only for the recipient sets of the transactions in flight.

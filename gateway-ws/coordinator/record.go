@@ -11,6 +11,7 @@ import (
 	"github.com/cenkalti/backoff/v5"
 	"github.com/redis/go-redis/v9"
 
+	"tidings/lib/config"
 	"tidings/lib/notification"
 )
 
@@ -39,7 +40,7 @@ type records struct {
 	// rdb answers within timeout and never retries on its own: a write
 	// whose answer is lost is settled by the coordinator (see settle),
 	// not resent blindly.
-	rdb     *redis.Client
+	rdb     redis.UniversalClient
 	prefix  string
 	ttl     time.Duration // how long a finished record is kept
 	timeout time.Duration // bound of each call
@@ -48,13 +49,9 @@ type records struct {
 // newRecords returns the records on a client of their own, copied from rdb
 // but bounded by timeout on every call (go-redis ignores a context's
 // deadline on the socket unless told to) and without retries.
-func newRecords(rdb *redis.Client, prefix string, ttl, timeout time.Duration) *records {
-	opts := *rdb.Options()
-	opts.ContextTimeoutEnabled = true
-	opts.MaxRetries = -1
-	// Per-client state the copy must not share with rdb.
-	opts.PushNotificationProcessor, opts.MaintNotificationsConfig = nil, nil
-	return &records{rdb: redis.NewClient(&opts), prefix: prefix, ttl: ttl, timeout: timeout}
+func newRecords(rdb redis.UniversalClient, prefix string, ttl, timeout time.Duration) *records {
+	own := config.RedisOf(rdb).ContextTimeouts().NoRetries().Client()
+	return &records{rdb: own, prefix: prefix, ttl: ttl, timeout: timeout}
 }
 
 // bounded returns ctx limited to one record call's timeout.

@@ -27,7 +27,7 @@ import (
 // partition leaves it half-open, and TCP would take minutes to tell) and
 // replaced by a fresh one subscribed to every channel again.
 type Broker struct {
-	rdb    *redis.Client
+	rdb    redis.UniversalClient
 	prefix string // every channel starts with it
 	log    *slog.Logger
 
@@ -86,7 +86,7 @@ const brokerControl = "_control"
 
 // NewBroker subscribes on rdb and calls deliver for every frame published
 // on a topic this replica has subscribed. deliver must not block.
-func NewBroker(ctx context.Context, rdb *redis.Client, prefix string, log *slog.Logger, deliver func(topic string, frame []byte)) (*Broker, error) {
+func NewBroker(ctx context.Context, rdb redis.UniversalClient, prefix string, log *slog.Logger, deliver func(topic string, frame []byte)) (*Broker, error) {
 	b := &Broker{
 		rdb:      rdb,
 		prefix:   prefix + "ws:",

@@ -24,7 +24,7 @@ import (
 // order the hash changed. A join's write and its state read go in the same
 // MULTI: one round trip whatever the topic's size.
 type presenceStore struct {
-	rdb    *redis.Client
+	rdb    redis.UniversalClient
 	prefix string
 	node   string // this replica's id
 	// max is how many entries a topic's hash holds at most (0: no bound):

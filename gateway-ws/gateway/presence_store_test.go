@@ -9,12 +9,13 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"tidings/lib/config"
 	"tidings/lib/testenv"
 )
 
 // newTestPresenceStore is node's store on the test's Redis prefix, with the
 // broker's channel names.
-func newTestPresenceStore(rds *testenv.Redis, rdb *redis.Client, node string) *presenceStore {
+func newTestPresenceStore(rds *testenv.Redis, rdb redis.UniversalClient, node string) *presenceStore {
 	return &presenceStore{rdb: rdb, prefix: rds.Prefix, node: node, channel: func(topic string) string { return rds.Prefix + "ws:" + topic }}
 }
 
@@ -138,7 +139,7 @@ func (r *roundTrips) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.P
 // its state read included, one more; the state holds all 2,001.
 func TestPresenceJoinIsOneRoundTripWhateverTheTopicsSize(t *testing.T) {
 	rds := testenv.NewRedis(t)
-	rdb := redis.NewClient(rds.Client.Options())
+	rdb := config.RedisOf(rds.Client).Client()
 	t.Cleanup(func() { _ = rdb.Close() })
 	trips := &roundTrips{}
 	rdb.AddHook(trips)

@@ -32,7 +32,7 @@ type Server struct {
 	log     *slog.Logger
 	tokens  *auth.Tokens
 	access  Access
-	rdb     *redis.Client
+	rdb     redis.UniversalClient
 	pool    *pgxpool.Pool
 	hub     *Hub
 	broker  *Broker

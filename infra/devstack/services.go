@@ -13,7 +13,6 @@ import (
 
 	"github.com/alicebob/miniredis/v2"
 	"github.com/jackc/pgx/v5"
-	"github.com/redis/go-redis/v9"
 
 	"tidings/infra/proc"
 	"tidings/lib/config"
@@ -172,12 +171,12 @@ func ensureRedis(ctx context.Context, log *slog.Logger, given, port string) (ser
 		return service{}, err
 	}
 	stop := func() { server.Stop(syscall.SIGTERM); os.RemoveAll(dir) }
-	opts, err := config.RedisOptions(url)
+	rc, err := config.ParseRedis(url)
 	if err != nil {
 		stop()
 		return service{}, err
 	}
-	client := redis.NewClient(opts)
+	client := rc.Client()
 	defer client.Close()
 	if err := proc.WaitFor(ctx, 15*time.Second, func(ctx context.Context) error { return client.Ping(ctx).Err() }); err != nil {
 		stop()
@@ -192,11 +191,11 @@ func ensureRedis(ctx context.Context, log *slog.Logger, given, port string) (ser
 // only rebuild from the participants (README "When Redis loses the
 // transaction records").
 func warnIfVolatile(ctx context.Context, log *slog.Logger, url string) {
-	opts, err := config.RedisOptions(url)
+	rc, err := config.ParseRedis(url)
 	if err != nil {
 		return
 	}
-	client := redis.NewClient(opts)
+	client := rc.Client()
 	defer client.Close()
 	aof, err := client.ConfigGet(ctx, "appendonly").Result()
 	if err == nil && aof["appendonly"] == "no" {

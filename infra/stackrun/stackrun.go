@@ -56,7 +56,7 @@ type Stack struct {
 	// participants databases of their own.
 	DBs   store.DBs
 	URLs  config.Databases
-	Redis *redis.Client
+	Redis redis.UniversalClient
 
 	bin            string // where the binaries are
 	dbName         string
@@ -124,12 +124,12 @@ func newStack(ctx context.Context, name string, settings Settings, b *Binaries) 
 		return nil, err
 	}
 	s.RedisURL = testenv.RedisURL()
-	opts, err := config.RedisOptions(s.RedisURL)
+	rc, err := config.ParseRedis(s.RedisURL)
 	if err != nil {
 		s.Close()
 		return nil, err
 	}
-	s.Redis = redis.NewClient(opts)
+	s.Redis = rc.Client()
 	secrets := filepath.Join(s.Dir, "secrets")
 	_ = os.MkdirAll(secrets, 0o700)
 	for _, name := range []string{config.JWTSecret, config.InternalKey} {
@@ -195,10 +195,7 @@ func (s *Stack) Close() {
 		testenv.DropDatabase(s.dbName)
 	}
 	if s.Redis != nil {
-		iter := s.Redis.Scan(ctx, 0, s.Prefix+"*", 500).Iterator()
-		for iter.Next(ctx) {
-			s.Redis.Del(ctx, iter.Val())
-		}
+		testenv.DeleteKeys(ctx, s.Redis, s.Prefix)
 		s.Redis.Close()
 	}
 	if s.Dir != "" && !s.Keep {
@@ -351,12 +348,12 @@ func (s *Stack) OwnRedis(ctx context.Context) (*RedisServer, error) {
 	}
 	s.redisServer = r
 	s.RedisURL = "redis://" + r.Addr + "/0"
-	opts, err := config.RedisOptions(s.RedisURL)
+	rc, err := config.ParseRedis(s.RedisURL)
 	if err != nil {
 		return nil, err
 	}
 	_ = s.Redis.Close()
-	s.Redis = redis.NewClient(opts)
+	s.Redis = rc.Client()
 	// Clipped: the nodes append to common, and must not share its array.
 	s.common = slices.Clip(append(s.common, "REDIS_URL="+s.RedisURL))
 	return r, nil
@@ -373,12 +370,11 @@ func (r *RedisServer) Start(ctx context.Context) error {
 		return err
 	}
 	r.p = p
-	opts, err := config.RedisOptions("redis://" + r.Addr + "/0")
+	rc, err := config.ParseRedis("redis://" + r.Addr + "/0")
 	if err != nil {
 		return err
 	}
-	opts.MaxRetries = -1
-	c := redis.NewClient(opts)
+	c := rc.NoRetries().Client()
 	defer c.Close()
 	return proc.WaitFor(ctx, 15*time.Second, func(ctx context.Context) error { return c.Ping(ctx).Err() })
 }

@@ -65,7 +65,7 @@ var ErrUnavailable = errors.New("cache: redis unavailable")
 type Cache struct {
 	cfg    Config
 	local  *otter.Cache[string, localEntry] // nil for the redis store
-	rdb    *redis.Client                    // nil for the memory store
+	rdb    redis.UniversalClient            // nil for the memory store
 	log    *slog.Logger
 	flight singleflight.Group
 	stats  counters
@@ -104,7 +104,7 @@ const epochStripes = 1024
 // and ignored for the memory store. The near store subscribes to its
 // invalidation channel before New returns (or gives up after
 // cfg.RedisTimeout and serves from Redis and the loader until it succeeds).
-func New(cfg Config, rdb *redis.Client) (*Cache, error) {
+func New(cfg Config, rdb redis.UniversalClient) (*Cache, error) {
 	cfg = cfg.withDefaults()
 	if err := cfg.Validate(); err != nil {
 		return nil, err

@@ -14,7 +14,7 @@ import (
 
 // newCache builds a cache for t, closed when t ends. The short retry and
 // ping intervals only make outages end sooner; no test asserts on time.
-func newCache(t testing.TB, store cache.Store, rdb *redis.Client, prefix string) *cache.Cache {
+func newCache(t testing.TB, store cache.Store, rdb redis.UniversalClient, prefix string) *cache.Cache {
 	t.Helper()
 	c, err := cache.New(cache.Config{
 		Store:        store,

@@ -3,6 +3,7 @@ package config
 import (
 	"os"
 	"path/filepath"
+	"slices"
 	"testing"
 	"time"
 )
@@ -177,22 +178,50 @@ func TestLimitsHaveDefaultsAndCanBeTurnedOff(t *testing.T) {
 }
 
 func TestRedisOptionsHaveShortTimeoutsUnlessTheURLSetsThem(t *testing.T) {
-	opts, err := RedisOptions("redis://127.0.0.1:6379/2")
+	r, err := ParseRedis("redis://127.0.0.1:6379/2")
 	if err != nil {
 		t.Fatal(err)
 	}
+	opts := r.single
 	if opts.DialTimeout != RedisDialTimeout || opts.ReadTimeout != RedisReadTimeout || opts.WriteTimeout != RedisWriteTimeout || opts.DB != 2 {
 		t.Errorf("options %+v: want the tidings timeouts and db 2", opts)
 	}
-	opts, err = RedisOptions("redis://127.0.0.1:6379/0?dial_timeout=7s&read_timeout=8s")
+	r, err = ParseRedis("redis://127.0.0.1:6379/0?dial_timeout=7s&read_timeout=8s")
 	if err != nil {
 		t.Fatal(err)
 	}
+	opts = r.single
 	if opts.DialTimeout != 7*time.Second || opts.ReadTimeout != 8*time.Second || opts.WriteTimeout != RedisWriteTimeout {
 		t.Errorf("options %+v: the URL's timeouts must win", opts)
 	}
-	if _, err := RedisOptions("http://nope"); err == nil {
+	if _, err := ParseRedis("http://nope"); err == nil {
 		t.Error("a non-redis URL was accepted")
+	}
+}
+
+func TestAClusterURLNamesEverySeedAndKeepsTheOptions(t *testing.T) {
+	r, err := ParseRedis("redis+cluster://u:p@10.0.0.1:7000,10.0.0.2:7001,10.0.0.3:7002?read_timeout=9s&max_redirects=5")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !r.IsCluster() {
+		t.Fatal("redis+cluster:// was not taken as a cluster")
+	}
+	o := r.cluster
+	if want := []string{"10.0.0.1:7000", "10.0.0.2:7001", "10.0.0.3:7002"}; !slices.Equal(o.Addrs, want) {
+		t.Errorf("seeds %v, want %v", o.Addrs, want)
+	}
+	if o.Username != "u" || o.Password != "p" || o.ReadTimeout != 9*time.Second || o.MaxRedirects != 5 || o.DialTimeout != RedisDialTimeout || o.TLSConfig != nil {
+		t.Errorf("options %+v: want the URL's credentials and options, tidings's other timeouts, no TLS", o)
+	}
+	r, err = ParseRedis("rediss+cluster://10.0.0.1:7000/0")
+	if err != nil || !r.IsCluster() || r.cluster.TLSConfig == nil {
+		t.Errorf("rediss+cluster:// with db 0: %v, want a cluster over TLS", err)
+	}
+	for _, bad := range []string{"redis+cluster://10.0.0.1:7000/2", "redis+cluster://10.0.0.1:7000?nope=1", "redis+cluster://h1:7000,bad"} {
+		if _, err := ParseRedis(bad); err == nil {
+			t.Errorf("%s was accepted", bad)
+		}
 	}
 }
 

@@ -2,6 +2,8 @@ package config
 
 import (
 	"fmt"
+	"net/url"
+	"strings"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -19,21 +21,181 @@ const (
 	RedisWriteTimeout = 3 * time.Second
 )
 
-// RedisOptions parses a redis:// URL into client options with tidings's
-// timeouts; every Redis client in the tree is built from these.
-func RedisOptions(url string) (*redis.Options, error) {
-	opts, err := redis.ParseURL(url)
+// The URL schemes that name a Redis Cluster: the seed nodes follow,
+// separated by commas (redis+cluster://h1:6379,h2:6379), and the query
+// takes go-redis's cluster options (ParseClusterURL's: max_redirects,
+// read_only, pool_size, ...). Any one reachable seed is enough; the client
+// learns the rest of the cluster from it.
+const (
+	RedisClusterScheme    = "redis+cluster"
+	RedisClusterTLSScheme = "rediss+cluster"
+)
+
+// Redis is a parsed REDIS_URL with tidings's timeouts: one server
+// (redis://, rediss://, unix://) or a Redis Cluster (redis+cluster://,
+// rediss+cluster://). Every Redis client in the tree is built from one.
+type Redis struct {
+	single  *redis.Options
+	cluster *redis.ClusterOptions
+}
+
+// ParseRedis parses a Redis URL.
+func ParseRedis(raw string) (*Redis, error) {
+	scheme, rest, _ := strings.Cut(raw, "://")
+	if scheme != RedisClusterScheme && scheme != RedisClusterTLSScheme {
+		opts, err := redis.ParseURL(raw)
+		if err != nil {
+			return nil, fmt.Errorf("redis URL: %w", err)
+		}
+		r := &Redis{single: opts}
+		r.defaults(&opts.DialTimeout, &opts.ReadTimeout, &opts.WriteTimeout)
+		return r, nil
+	}
+	opts, err := parseClusterURL(strings.TrimSuffix(scheme, "+cluster"), rest)
 	if err != nil {
-		return nil, fmt.Errorf("redis URL: %w", err)
+		return nil, fmt.Errorf("redis cluster URL: %w", err)
 	}
-	if opts.DialTimeout == 0 {
-		opts.DialTimeout = RedisDialTimeout
+	r := &Redis{cluster: opts}
+	r.defaults(&opts.DialTimeout, &opts.ReadTimeout, &opts.WriteTimeout)
+	return r, nil
+}
+
+// parseClusterURL turns "user:pass@h1:6379,h2:6379/?q" into go-redis's
+// own cluster URL form (redis://user:pass@h1:6379?addr=h2:6379&q) and
+// parses that, so every option means what go-redis documents.
+func parseClusterURL(scheme, rest string) (*redis.ClusterOptions, error) {
+	authority, query, _ := strings.Cut(rest, "?")
+	authority, path, _ := strings.Cut(authority, "/")
+	if path != "" && path != "0" {
+		return nil, fmt.Errorf("a Redis Cluster has only database 0, not %q", path)
 	}
-	if opts.ReadTimeout == 0 {
-		opts.ReadTimeout = RedisReadTimeout
+	userinfo, hosts, found := strings.Cut(authority, "@")
+	if !found {
+		userinfo, hosts = "", authority
+	} else {
+		userinfo += "@"
 	}
-	if opts.WriteTimeout == 0 {
-		opts.WriteTimeout = RedisWriteTimeout
+	seeds := strings.Split(hosts, ",")
+	q, err := url.ParseQuery(query)
+	if err != nil {
+		return nil, err
 	}
-	return opts, nil
+	for _, seed := range seeds[1:] {
+		q.Add("addr", seed)
+	}
+	u := scheme + "://" + userinfo + seeds[0]
+	if len(q) > 0 {
+		u += "?" + q.Encode()
+	}
+	return redis.ParseClusterURL(u)
+}
+
+func (r *Redis) defaults(dial, read, write *time.Duration) {
+	for _, d := range []struct {
+		v   *time.Duration
+		def time.Duration
+	}{{dial, RedisDialTimeout}, {read, RedisReadTimeout}, {write, RedisWriteTimeout}} {
+		if *d.v == 0 {
+			*d.v = d.def
+		}
+	}
+}
+
+// RedisOf is the configuration rdb was built from, copied, so a client of
+// different settings can be built on the same servers.
+func RedisOf(rdb redis.UniversalClient) *Redis {
+	switch c := rdb.(type) {
+	case *redis.ClusterClient:
+		opts := *c.Options()
+		opts.PushNotificationProcessor, opts.MaintNotificationsConfig = nil, nil
+		return &Redis{cluster: &opts}
+	case *redis.Client:
+		opts := *c.Options()
+		// Per-client state a copy must not share with rdb.
+		opts.PushNotificationProcessor, opts.MaintNotificationsConfig = nil, nil
+		return &Redis{single: &opts}
+	}
+	panic(fmt.Sprintf("config.RedisOf: a %T is not a client tidings builds", rdb))
+}
+
+// IsCluster says whether the URL names a Redis Cluster.
+func (r *Redis) IsCluster() bool { return r.cluster != nil }
+
+// Client is a new client on the configured server or cluster.
+func (r *Redis) Client() redis.UniversalClient {
+	if r.cluster != nil {
+		opts := *r.cluster
+		return redis.NewClusterClient(&opts)
+	}
+	opts := *r.single
+	return redis.NewClient(&opts)
+}
+
+// ClientName is the name the URL gives the connections, or "".
+func (r *Redis) ClientName() string {
+	if r.cluster != nil {
+		return r.cluster.ClientName
+	}
+	return r.single.ClientName
+}
+
+// SetClientName names the connections in CLIENT LIST.
+func (r *Redis) SetClientName(name string) *Redis {
+	if r.cluster != nil {
+		r.cluster.ClientName = name
+	} else {
+		r.single.ClientName = name
+	}
+	return r
+}
+
+// NoRetries makes every command fail at its first error, so the caller
+// sees a fault at once and decides itself whether to send it again.
+func (r *Redis) NoRetries() *Redis {
+	if r.cluster != nil {
+		r.cluster.MaxRetries = -1
+	} else {
+		r.single.MaxRetries = -1
+	}
+	return r
+}
+
+// ContextTimeouts makes a call's context deadline bound its socket reads
+// and writes too (go-redis ignores it otherwise).
+func (r *Redis) ContextTimeouts() *Redis {
+	if r.cluster != nil {
+		r.cluster.ContextTimeoutEnabled = true
+	} else {
+		r.single.ContextTimeoutEnabled = true
+	}
+	return r
+}
+
+// Copy is an independent copy, to change without changing r.
+func (r *Redis) Copy() *Redis {
+	if r.cluster != nil {
+		opts := *r.cluster
+		return &Redis{cluster: &opts}
+	}
+	opts := *r.single
+	return &Redis{single: &opts}
+}
+
+// NewRedis is a client on the server or cluster raw names.
+func NewRedis(raw string) (redis.UniversalClient, error) {
+	r, err := ParseRedis(raw)
+	if err != nil {
+		return nil, err
+	}
+	return r.Client(), nil
+}
+
+// PoolSize sets the connections kept per server.
+func (r *Redis) PoolSize(n int) *Redis {
+	if r.cluster != nil {
+		r.cluster.PoolSize = n
+	} else {
+		r.single.PoolSize = n
+	}
+	return r
 }

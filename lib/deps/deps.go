@@ -28,7 +28,7 @@ import (
 // Config is what Open needs: plain values, read by the caller.
 type Config struct {
 	Databases   config.Databases // the three databases' URLs (store.PoolConfig's settings apply)
-	RedisURL    string           // the Redis URL (config.RedisOptions' timeouts apply)
+	RedisURL    string           // the Redis URL (config.ParseRedis: one server or a Redis Cluster)
 	RedisPrefix string           // every Redis key and channel starts with it
 	// ClientName, when set, names the Redis connections in CLIENT LIST so
 	// that operators (and tests) can tell a deployment's apart: the main
@@ -45,16 +45,16 @@ type Config struct {
 // Deps are the shared dependencies Open built. Close releases them.
 type Deps struct {
 	DBs       store.DBs // pools on the three databases
-	Redis     *redis.Client
+	Redis     redis.UniversalClient
 	Cache     *cache.Cache
 	Directory *directory.Directory
 
-	cacheRedis *redis.Client // the cache's own connections
+	cacheRedis redis.UniversalClient // the cache's own connections
 }
 
 // Open builds the dependencies from cfg. On error nothing is left open.
 func Open(ctx context.Context, cfg Config) (*Deps, error) {
-	opts, err := config.RedisOptions(cfg.RedisURL)
+	rc, err := config.ParseRedis(cfg.RedisURL)
 	if err != nil {
 		return nil, fmt.Errorf("REDIS_URL: %w", err)
 	}
@@ -62,14 +62,14 @@ func Open(ctx context.Context, cfg Config) (*Deps, error) {
 	if err != nil {
 		return nil, err
 	}
-	cacheOpts := *opts
+	cacheRC := rc.Copy()
 	if cfg.ClientName != "" {
-		if opts.ClientName == "" {
-			opts.ClientName = cfg.ClientName + ":" + cfg.RedisPrefix
+		if rc.ClientName() == "" {
+			rc.SetClientName(cfg.ClientName + ":" + cfg.RedisPrefix)
 		}
-		cacheOpts.ClientName = cfg.ClientName + "-cache:" + cfg.RedisPrefix
+		cacheRC.SetClientName(cfg.ClientName + "-cache:" + cfg.RedisPrefix)
 	}
-	d := &Deps{DBs: dbs, Redis: redis.NewClient(opts), cacheRedis: redis.NewClient(&cacheOpts)}
+	d := &Deps{DBs: dbs, Redis: rc.Client(), cacheRedis: cacheRC.Client()}
 	cc := cfg.Cache
 	if cc.Prefix == "" {
 		cc.Prefix = cfg.RedisPrefix

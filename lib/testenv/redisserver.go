@@ -71,7 +71,7 @@ func (s *RedisServer) URL() string { return "redis://" + s.Addr() + "/0" }
 
 // Client is a new client of the server, closed when the test ends, as
 // another process would have; it fails fast while the server is down.
-func (s *RedisServer) Client() *redis.Client {
+func (s *RedisServer) Client() redis.UniversalClient {
 	c := newFailFastClient(s.t, s.URL())
 	s.t.Cleanup(func() { _ = c.Close() })
 	return c
@@ -140,7 +140,7 @@ func (s *RedisServer) String() string { return "redis-server " + s.Addr() }
 
 // DownRedis is a client of a Redis server that was started and killed:
 // what a process sees while Redis is down.
-func DownRedis(t testing.TB) *redis.Client {
+func DownRedis(t testing.TB) redis.UniversalClient {
 	t.Helper()
 	server := StartRedisServer(t)
 	client := server.Client()
@@ -150,12 +150,11 @@ func DownRedis(t testing.TB) *redis.Client {
 
 // newFailFastClient is a client with tidings's timeouts that does not
 // retry, so a test sees a fault at once.
-func newFailFastClient(t testing.TB, url string) *redis.Client {
+func newFailFastClient(t testing.TB, url string) redis.UniversalClient {
 	t.Helper()
-	opts, err := config.RedisOptions(url)
+	rc, err := config.ParseRedis(url)
 	if err != nil {
 		t.Fatal(err)
 	}
-	opts.MaxRetries = -1
-	return redis.NewClient(opts)
+	return rc.NoRetries().Client()
 }

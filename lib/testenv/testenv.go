@@ -213,32 +213,32 @@ func WithDatabase(raw, name string) string {
 // Redis is a client on the test Redis server and a key prefix of this
 // test's own; every key under the prefix is deleted when t ends.
 type Redis struct {
-	Client *redis.Client
+	Client redis.UniversalClient
 	Prefix string
 	URL    string
+	// Cluster says the test Redis is a Redis Cluster
+	// (TIDINGS_TEST_REDIS_URL=redis+cluster://...).
+	Cluster bool
 }
 
 // NewRedis connects to the test Redis server, failing t if it is not up.
 func NewRedis(t testing.TB) *Redis {
 	t.Helper()
-	opts, err := config.RedisOptions(RedisURL())
+	rc, err := config.ParseRedis(RedisURL())
 	if err != nil {
 		t.Fatalf("parse %s: %v", RedisURL(), err)
 	}
-	client := redis.NewClient(opts)
+	client := rc.Client()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	if err := client.Ping(ctx).Err(); err != nil {
 		t.Fatalf("connect to Redis at %s: %v", RedisURL(), err)
 	}
-	r := &Redis{Client: client, Prefix: "tidings-test:" + uniqueName() + ":", URL: RedisURL()}
+	r := &Redis{Client: client, Prefix: "tidings-test:" + uniqueName() + ":", URL: RedisURL(), Cluster: rc.IsCluster()}
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
-		iter := client.Scan(ctx, 0, r.Prefix+"*", 500).Iterator()
-		for iter.Next(ctx) {
-			client.Del(ctx, iter.Val())
-		}
+		DeleteKeys(ctx, client, r.Prefix)
 		client.Close()
 	})
 	return r
@@ -247,3 +247,21 @@ func NewRedis(t testing.TB) *Redis {
 // uniqueName is a random name part for a database, key prefix or
 // interface: lower case, so that PostgreSQL and ip take it as it is.
 func uniqueName() string { return strings.ToLower(rand.Text()) }
+
+// DeleteKeys deletes every key starting with prefix, on each master of a
+// Redis Cluster or on the one server.
+func DeleteKeys(ctx context.Context, rdb redis.UniversalClient, prefix string) {
+	del := func(ctx context.Context, node *redis.Client) error {
+		iter := node.Scan(ctx, 0, prefix+"*", 500).Iterator()
+		for iter.Next(ctx) {
+			node.Del(ctx, iter.Val())
+		}
+		return iter.Err()
+	}
+	switch c := rdb.(type) {
+	case *redis.ClusterClient:
+		_ = c.ForEachMaster(ctx, del)
+	case *redis.Client:
+		_ = del(ctx, c)
+	}
+}

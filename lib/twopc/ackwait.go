@@ -42,15 +42,15 @@ func DefaultAckSettings() AckSettings { return AckSettings{Wait: 2 * time.Second
 // counter's count once the relay applied it (docs/architecture.md,
 // "Acks").
 type AckWaiter struct {
-	redis    *redis.Client // nil: never waits for the counter
-	prefix   string        // Redis key prefix
+	redis    redis.UniversalClient // nil: never waits for the counter
+	prefix   string                // Redis key prefix
 	settings AckSettings
 	log      *slog.Logger
 }
 
 // NewAckWaiter returns an AckWaiter on rdb, which may be nil (every fresh
 // ack then answers 202).
-func NewAckWaiter(rdb *redis.Client, prefix string, s AckSettings, log *slog.Logger) *AckWaiter {
+func NewAckWaiter(rdb redis.UniversalClient, prefix string, s AckSettings, log *slog.Logger) *AckWaiter {
 	config.OrDefault(&s.Wait, DefaultAckSettings().Wait)
 	return &AckWaiter{redis: rdb, prefix: prefix, settings: s, log: logging.Or(log)}
 }

@@ -84,11 +84,11 @@ type result struct {
 }
 
 func run(o options) error {
-	opts, err := config.RedisOptions(o.redisURL)
+	rc, err := config.ParseRedis(o.redisURL)
 	if err != nil {
 		return fmt.Errorf("redis url: %w", err)
 	}
-	rdb := redis.NewClient(opts)
+	rdb := rc.Client()
 	defer rdb.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
@@ -122,7 +122,7 @@ func run(o options) error {
 }
 
 // bench runs the workload against one cold store.
-func bench(o options, store cache.Store, rdb *redis.Client, prefix string) (result, error) {
+func bench(o options, store cache.Store, rdb redis.UniversalClient, prefix string) (result, error) {
 	c, err := cache.New(cache.Config{Store: store, Prefix: prefix, MaxEntries: o.capacity, TTL: time.Hour, LocalTTL: time.Hour, Logger: logging.New("warn", "bench-cache")}, rdb)
 	if err != nil {
 		return result{}, err
@@ -208,7 +208,7 @@ func micros(d time.Duration) string {
 }
 
 // cleanup removes every key the bench wrote.
-func cleanup(rdb *redis.Client, prefix string) {
+func cleanup(rdb redis.UniversalClient, prefix string) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	iter := rdb.Scan(ctx, 0, prefix+"*", 1000).Iterator()

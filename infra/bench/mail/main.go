@@ -123,7 +123,7 @@ func run(mails int, limits []int, levels string) error {
 type env struct {
 	dbName  string
 	pool    interface{ Close() }
-	rdb     *redis.Client
+	rdb     redis.UniversalClient
 	prefix  string
 	sink    *mailsink.Sink
 	host    *httptest.Server
@@ -153,13 +153,12 @@ func setUp(ctx context.Context) (*env, error) {
 		e.close()
 		return nil, err
 	}
-	opts, err := config.RedisOptions(testenv.RedisURL())
+	rc, err := config.ParseRedis(testenv.RedisURL())
 	if err != nil {
 		e.close()
 		return nil, err
 	}
-	opts.PoolSize = 64
-	e.rdb = redis.NewClient(opts)
+	e.rdb = rc.PoolSize(64).Client()
 	if e.sink, err = mailsink.Start(mailsink.Options{Keep: 1 << 20}); err != nil {
 		e.close()
 		return nil, err

@@ -240,3 +240,12 @@ func FreeAddr() string {
 	defer l.Close()
 	return l.Addr().String()
 }
+
+// Command is bin with args, to run in this process's environment with env
+// added, and this process's standard streams.
+func Command(env []string, bin string, args ...string) *exec.Cmd {
+	cmd := exec.Command(bin, args...)
+	cmd.Env = append(os.Environ(), env...)
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
+	return cmd
+}

@@ -53,10 +53,8 @@ func run(masters, replicas int, command []string) (int, error) {
 		<-ctx.Done()
 		return 0, nil
 	}
-	cmd := exec.Command(command[0], command[1:]...)
-	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
-	cmd.Env = append(os.Environ(), "TIDINGS_TEST_REDIS_URL="+c.URL(), "REDIS_URL="+c.URL())
-	err = cmd.Run()
+	env := []string{"TIDINGS_TEST_REDIS_URL=" + c.URL(), "REDIS_URL=" + c.URL()}
+	err = proc.Command(env, command[0], command[1:]...).Run()
 	var exit *exec.ExitError
 	if errors.As(err, &exit) {
 		return exit.ExitCode(), nil

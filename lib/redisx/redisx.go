@@ -1,0 +1,112 @@
+// Package redisx is what tidings does differently on one Redis server and
+// on a Redis Cluster, written once: which pub/sub commands carry a
+// channel, and how a write is made to survive a failover.
+//
+// On a cluster, pub/sub is sharded (SPUBLISH, SSUBSCRIBE; Redis >= 7): a
+// channel lives on the shard that owns its slot, so a publish travels to
+// that shard's nodes only instead of being broadcast over the cluster bus
+// to every node. One SSUBSCRIBE may only name channels of one slot, so
+// channels subscribed together must share a hash tag ({...}).
+package redisx
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// Sharded says whether rdb is a Redis Cluster client, whose channels are
+// sharded.
+func Sharded(rdb redis.UniversalClient) bool {
+	_, ok := rdb.(*redis.ClusterClient)
+	return ok
+}
+
+// Publish publishes msg on channel: SPUBLISH on a cluster, PUBLISH on one
+// server.
+func Publish(ctx context.Context, rdb redis.UniversalClient, channel string, msg any) *redis.IntCmd {
+	if Sharded(rdb) {
+		return rdb.SPublish(ctx, channel, msg)
+	}
+	return rdb.Publish(ctx, channel, msg)
+}
+
+// PublishIn queues the same publish in a pipeline of rdb's.
+func PublishIn(ctx context.Context, rdb redis.UniversalClient, p redis.Pipeliner, channel string, msg any) {
+	if Sharded(rdb) {
+		p.SPublish(ctx, channel, msg)
+		return
+	}
+	p.Publish(ctx, channel, msg)
+}
+
+// Subscribe subscribes to channels, which on a cluster must all hash to
+// one slot (one hash tag): SSUBSCRIBE on a cluster, SUBSCRIBE on one
+// server. go-redis resubscribes them after a lost connection.
+func Subscribe(ctx context.Context, rdb redis.UniversalClient, channels ...string) *redis.PubSub {
+	if Sharded(rdb) {
+		return rdb.SSubscribe(ctx, channels...)
+	}
+	return rdb.Subscribe(ctx, channels...)
+}
+
+// AddChannels subscribes ps, from Subscribe, to more channels (of the same
+// slot on a cluster).
+func AddChannels(ctx context.Context, rdb redis.UniversalClient, ps *redis.PubSub, channels ...string) error {
+	if Sharded(rdb) {
+		return ps.SSubscribe(ctx, channels...)
+	}
+	return ps.Subscribe(ctx, channels...)
+}
+
+// RemoveChannels unsubscribes ps from channels.
+func RemoveChannels(ctx context.Context, rdb redis.UniversalClient, ps *redis.PubSub, channels ...string) error {
+	if Sharded(rdb) {
+		return ps.SUnsubscribe(ctx, channels...)
+	}
+	return ps.Unsubscribe(ctx, channels...)
+}
+
+// ReplicaWait bounds how long a Replicated write waits for a replica.
+const ReplicaWait = time.Second
+
+// Replicated runs fn's commands, all on keys of key's slot, as one
+// MULTI/EXEC transaction and, on a cluster, then waits up to ReplicaWait
+// for one replica of the slot's master to have them (WAIT 1): replication
+// is asynchronous, and a master killed right after answering would
+// otherwise take the write with it when its replica is promoted. A shard
+// without a connected replica is not waited for. On one server it is a
+// plain transaction, made durable by the server's append-only file.
+func Replicated(ctx context.Context, rdb redis.UniversalClient, key string, fn func(redis.Pipeliner) error) ([]redis.Cmder, error) {
+	cluster, ok := rdb.(*redis.ClusterClient)
+	if !ok {
+		return rdb.TxPipelined(ctx, fn)
+	}
+	master, err := cluster.MasterForKey(ctx, key)
+	if err != nil {
+		return nil, err
+	}
+	conn := master.Conn()
+	defer conn.Close()
+	cmds, err := conn.TxPipelined(ctx, fn)
+	if err != nil {
+		if isMoved(err) {
+			// The slot moved since the client last looked: learn the
+			// new layout, so the caller's retry goes to its new master.
+			cluster.ReloadState(ctx)
+		}
+		return cmds, err
+	}
+	if err := conn.Do(ctx, "WAIT", 1, ReplicaWait.Milliseconds()).Err(); err != nil {
+		return cmds, fmt.Errorf("wait for a replica: %w", err)
+	}
+	return cmds, nil
+}
+
+func isMoved(err error) bool {
+	_, moved := redis.IsMovedError(err)
+	_, ask := redis.IsAskError(err)
+	return moved || ask
+}

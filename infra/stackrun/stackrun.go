@@ -62,7 +62,8 @@ type Stack struct {
 	dbName         string
 	common         []string
 	nodes          []*Node
-	redisServer    *RedisServer // nil: the shared server
+	redisServer    *RedisServer       // nil: the shared server
+	redisCluster   *proc.RedisCluster // nil: none of its own
 	participantDBs []*ParticipantDB
 }
 
@@ -182,6 +183,9 @@ func (s *Stack) Close() {
 	}
 	if s.redisServer != nil {
 		defer s.redisServer.stop()
+	}
+	if s.redisCluster != nil {
+		defer s.redisCluster.Stop()
 	}
 	for _, db := range s.participantDBs {
 		db.remove(s.Keep)
@@ -347,16 +351,34 @@ func (s *Stack) OwnRedis(ctx context.Context) (*RedisServer, error) {
 		return nil, err
 	}
 	s.redisServer = r
-	s.RedisURL = "redis://" + r.Addr + "/0"
-	rc, err := config.ParseRedis(s.RedisURL)
+	return r, s.useRedis("redis://" + r.Addr + "/0")
+}
+
+// OwnRedisCluster starts a throwaway Redis Cluster of the stack's own
+// (masters, each with replicas; proc.StartRedisCluster) and points the
+// stack at it; call it before starting any node. The cluster is killed
+// when the stack closes.
+func (s *Stack) OwnRedisCluster(ctx context.Context, masters, replicas int) (*proc.RedisCluster, error) {
+	c, err := proc.StartRedisCluster(ctx, filepath.Join(s.Dir, "redis-cluster"), masters, replicas)
 	if err != nil {
 		return nil, err
 	}
+	s.redisCluster = c
+	return c, s.useRedis(c.URL())
+}
+
+// useRedis points the stack, and the nodes started from now on, at url.
+func (s *Stack) useRedis(url string) error {
+	rc, err := config.ParseRedis(url)
+	if err != nil {
+		return err
+	}
+	s.RedisURL = url
 	_ = s.Redis.Close()
 	s.Redis = rc.Client()
 	// Clipped: the nodes append to common, and must not share its array.
 	s.common = slices.Clip(append(s.common, "REDIS_URL="+s.RedisURL))
-	return r, nil
+	return nil
 }
 
 // Start runs the server (again) and waits until it answers.

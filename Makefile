@@ -4,7 +4,7 @@ BIN     := $(CURDIR)/.bin
 STATICCHECK_VERSION := v0.8.2
 export GOFLAGS := -buildvcs=false
 
-.PHONY: up test services vet lint unit node fuzz chaos bench bench-100k secrets images lambda clean
+.PHONY: up test services vet lint unit unit-cluster node fuzz chaos bench bench-100k secrets images lambda clean
 
 ## up: run everything on this machine (Ctrl-C stops it all)
 up:
@@ -14,8 +14,9 @@ up:
 ## test: vet, staticcheck and every test against real PostgreSQL and Redis:
 ## Go tests (with a real Prometheus), the Node tests with the official
 ## phoenix client and the browser test in Debian's chromium, a short fuzz
-## of the frame decoder, and a small chaos run
-test: services vet lint unit node fuzz chaos
+## of the frame decoder, and a small chaos run; the tests of every Redis
+## user run twice: on one Redis and on a throwaway Redis Cluster
+test: services vet lint unit unit-cluster node fuzz chaos
 
 services:
 	@bash infra/test-services.sh
@@ -31,6 +32,13 @@ $(BIN)/staticcheck:
 
 unit:
 	$(GO) test -count=1 -timeout 15m ./...
+
+## unit-cluster: the packages that use Redis, again on a throwaway Redis
+## Cluster of 3 masters with a replica each (go run ./infra/rediscluster)
+CLUSTER_PACKAGES := ./lib/redisx/ ./gateway-ws/gateway/ ./gateway-ws/coordinator/ ./gateway-ws/jobs/ \
+	./gateway-ws/cluster/ ./lib/cache/ ./lib/twopc/ ./lib/ratelimit/ ./lib/auth/
+unit-cluster:
+	$(GO) run ./infra/rediscluster -masters 3 -replicas 1 -- $(GO) test -count=1 -timeout 15m $(CLUSTER_PACKAGES)
 
 node:
 	npm ci --prefix gateway-ws/test --no-audit --no-fund --silent

@@ -77,7 +77,10 @@ const ReplicaWait = time.Second
 // for one replica of the slot's master to have them (WAIT 1): replication
 // is asynchronous, and a master killed right after answering would
 // otherwise take the write with it when its replica is promoted. A shard
-// without a connected replica is not waited for. On one server it is a
+// without a connected replica (one whose replica has just been promoted,
+// until a new one joins) is not waited for, and a replica that does not
+// answer within ReplicaWait is not waited for longer: the write stands on
+// the master alone then, as it does on one server. On one server it is a
 // plain transaction, made durable by the server's append-only file.
 func Replicated(ctx context.Context, rdb redis.UniversalClient, key string, fn func(redis.Pipeliner) error) ([]redis.Cmder, error) {
 	cluster, ok := rdb.(*redis.ClusterClient)
@@ -90,7 +93,17 @@ func Replicated(ctx context.Context, rdb redis.UniversalClient, key string, fn f
 	}
 	conn := master.Conn()
 	defer conn.Close()
-	cmds, err := conn.TxPipelined(ctx, fn)
+	var role *redis.Cmd
+	cmds, err := conn.TxPipelined(ctx, func(p redis.Pipeliner) error {
+		if err := fn(p); err != nil {
+			return err
+		}
+		// In the same transaction: the replicas connected when the write
+		// was made, so a shard without one is not waited for (WAIT would
+		// block for its whole timeout).
+		role = p.Do(ctx, "ROLE")
+		return nil
+	})
 	if err != nil {
 		if isMoved(err) {
 			// The slot moved since the client last looked: learn the
@@ -99,10 +112,25 @@ func Replicated(ctx context.Context, rdb redis.UniversalClient, key string, fn f
 		}
 		return cmds, err
 	}
+	cmds = cmds[:len(cmds)-1]
+	if !hasReplica(role) {
+		return cmds, nil
+	}
 	if err := conn.Do(ctx, "WAIT", 1, ReplicaWait.Milliseconds()).Err(); err != nil {
 		return cmds, fmt.Errorf("wait for a replica: %w", err)
 	}
 	return cmds, nil
+}
+
+// hasReplica reads ROLE's answer on a master: ["master", offset,
+// [[host, port, offset], ...]] lists its connected replicas.
+func hasReplica(role *redis.Cmd) bool {
+	v, err := role.Slice()
+	if err != nil || len(v) < 3 {
+		return false
+	}
+	replicas, _ := v[2].([]any)
+	return len(replicas) > 0
 }
 
 func isMoved(err error) bool {

@@ -20,8 +20,10 @@ import (
 // Config configures a Queue. DefaultConfig holds the defaults, which New
 // also gives a zero field.
 type Config struct {
-	// Prefix starts every key and stream name (JOB_PREFIX). It is
-	// required; gateway-ws makes it $REDIS_PREFIX + "jobs:" when unset.
+	// Prefix starts every key and stream name (JOB_PREFIX), before the
+	// queue's hash tag {jobs}. It is required and holds no braces, which
+	// would make a hash tag of their own on a Redis Cluster; gateway-ws
+	// makes it $REDIS_PREFIX + "jobs:" when unset.
 	Prefix string `env:"JOB_PREFIX"`
 
 	// TTL is how long a finished job's record stays readable.
@@ -157,6 +159,9 @@ func (c Config) validate() error {
 	var bad []string
 	if c.Prefix == "" {
 		bad = append(bad, "a key prefix is required")
+	}
+	if strings.ContainsAny(c.Prefix, "{}") {
+		bad = append(bad, fmt.Sprintf("the key prefix %q must not hold braces", c.Prefix))
 	}
 	for _, name := range slices.Sorted(maps.Keys(c.Concurrencies)) {
 		if c.Concurrencies[name] <= 0 {

@@ -60,6 +60,7 @@ func TestConfigRefusesBadSettings(t *testing.T) {
 		"not a number":                     {"JOB_MAX_ATTEMPTS", "many"},
 		"an internal public function":      {"JOB_PUBLIC_FUNCTIONS", "gen-avatar,send-mail"},
 		"a public function not catalogued": {"JOB_PUBLIC_FUNCTIONS", "report"},
+		"braces in the prefix":             {"JOB_PREFIX", "app:{jobs}:"},
 	} {
 		t.Run(name, func(t *testing.T) {
 			t.Setenv("JOB_PREFIX", "app:jobs:")

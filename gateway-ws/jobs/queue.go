@@ -22,9 +22,31 @@
 // Delivery is at-least-once: a function a job calls must be idempotent or
 // guard itself (send-mail does, by idempotency key).
 //
-// Redis keys, all under Config.Prefix: job:<id> (hash), stream:<function>
-// (stream, group "workers"), delayed (sorted set of "<function> <id>" by
-// due time), dead (stream), functions (set of function names seen).
+// Redis keys, all under Config.Prefix + "{jobs}:": job:<id> (hash),
+// stream:<function> (stream, group "workers"), delayed (sorted set of
+// "<function> <id>" by due time), dead (stream), functions (set of
+// function names seen).
+//
+// On a Redis Cluster the whole queue lives on one shard: every key carries
+// the hash tag {jobs}, because almost every write touches several of them
+// at once (enqueue: the record, the function set and a stream; finish: the
+// record, a stream and the dead-letter stream; a retry: the record, a
+// stream and the delayed set; the mover of due retries: the delayed set
+// and any stream) and a MULTI or a script may only touch keys of one slot.
+// Tags per job or per function would split those writes into steps that a
+// crash between them leaves half done. The queue's load (a few writes per
+// job) is small beside one shard's capacity.
+//
+// An accepted job survives a failover of that shard's master: Enqueue
+// answers only once a replica has the job, or after waiting a second for
+// one (redisx.Replicated), and so do the writes that end an attempt
+// (outcome, retry, dead letter), so that a promoted replica neither loses
+// a job nor runs a finished one again. The
+// writes left unwaited are those whose loss a failover may cost nothing
+// but a repeat: marking a job working (it is marked again on its next
+// attempt), moving a due retry into its stream (the retry stays in the
+// delayed set and is moved again) and a worker's read of an entry (the
+// entry is read again, by the same promise of at-least-once delivery).
 package jobs
 
 import (
@@ -44,6 +66,7 @@ import (
 
 	"tidings/gateway-ws/invoke"
 	"tidings/lib/auth"
+	"tidings/lib/redisx"
 )
 
 // Caller calls a function; *invoke.Invoker is one (breaker, timeout,
@@ -144,11 +167,15 @@ func New(rdb redis.UniversalClient, caller Caller, tokens *auth.Tokens, cfg Conf
 	return &Queue{rdb: rdb, caller: caller, tokens: tokens, cfg: cfg, known: map[string]bool{}, kick: make(chan string, 16)}, nil
 }
 
-func (q *Queue) jobKey(id string) string          { return q.cfg.Prefix + "job:" + id }
-func (q *Queue) streamKey(function string) string { return q.cfg.Prefix + "stream:" + function }
-func (q *Queue) delayedKey() string               { return q.cfg.Prefix + "delayed" }
-func (q *Queue) deadKey() string                  { return q.cfg.Prefix + "dead" }
-func (q *Queue) functionsKey() string             { return q.cfg.Prefix + "functions" }
+// keys starts every key of the queue: the prefix, then the hash tag that
+// puts them all in one slot of a cluster (see the package comment).
+func (q *Queue) keys() string { return q.cfg.Prefix + "{jobs}:" }
+
+func (q *Queue) jobKey(id string) string          { return q.keys() + "job:" + id }
+func (q *Queue) streamKey(function string) string { return q.keys() + "stream:" + function }
+func (q *Queue) delayedKey() string               { return q.keys() + "delayed" }
+func (q *Queue) deadKey() string                  { return q.keys() + "dead" }
+func (q *Queue) functionsKey() string             { return q.keys() + "functions" }
 
 // liveTTL bounds an unfinished job's record: long enough for every attempt,
 // backoff and reclaim, so only a job lost with its stream ever expires
@@ -174,7 +201,7 @@ func (q *Queue) Enqueue(ctx context.Context, owner int64, function string, paylo
 	}
 	id := newID()
 	now := time.Now()
-	_, err := q.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
+	_, err := redisx.Replicated(ctx, q.rdb, q.jobKey(id), func(p redis.Pipeliner) error {
 		p.HSet(ctx, q.jobKey(id), map[string]any{
 			"id": id, "function": function, "owner": owner, "status": string(Accepted), "attempts": 0,
 			"payload": string(payload), "created_at": now.UnixMilli(), "updated_at": now.UnixMilli(),

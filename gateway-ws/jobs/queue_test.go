@@ -192,7 +192,7 @@ func TestFailingJobsRetryWithBackoffThenFailIntoTheDeadLetterStream(t *testing.T
 		t.Errorf("refused job %v, want failed after 1 attempt (a 4xx is final)", job)
 	}
 
-	dead, err := rd.Client.XRange(ctx, rd.Prefix+"dead", "-", "+").Result()
+	dead, err := rd.Client.XRange(ctx, q.DeadKey(), "-", "+").Result()
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -12,6 +12,8 @@ import (
 
 	"github.com/cenkalti/backoff/v5"
 	"github.com/redis/go-redis/v9"
+
+	"tidings/lib/redisx"
 )
 
 // Timing of the workers' loops.
@@ -230,7 +232,7 @@ func (w *worker) run(ctx context.Context, m redis.XMessage) {
 // MULTI; a failed job is also copied to the dead-letter stream.
 func (w *worker) finish(ctx context.Context, entry string, job *Job, status Status, result json.RawMessage, jerr *Error) {
 	q := w.q
-	err := q.write(ctx, "finish job "+job.ID, func(p redis.Pipeliner) {
+	err := q.write(ctx, "finish job "+job.ID, q.jobKey(job.ID), func(p redis.Pipeliner) {
 		fields := map[string]any{"status": string(status), "updated_at": time.Now().UnixMilli(), "attempts": job.Attempts}
 		if result != nil {
 			fields["result"] = string(result)
@@ -267,7 +269,7 @@ func (w *worker) retry(ctx context.Context, entry string, job *Job, jerr *Error)
 	q := w.q
 	due := time.Now().Add(q.cfg.backoff(max(job.Attempts, 1), jitter))
 	b, _ := json.Marshal(jerr)
-	err := q.write(ctx, "schedule retry of job "+job.ID, func(p redis.Pipeliner) {
+	err := q.write(ctx, "schedule retry of job "+job.ID, q.jobKey(job.ID), func(p redis.Pipeliner) {
 		p.HSet(ctx, q.jobKey(job.ID), map[string]any{"status": string(Pending), "updated_at": time.Now().UnixMilli(),
 			"attempts": job.Attempts, "error": string(b)})
 		p.PExpire(ctx, q.jobKey(job.ID), q.liveTTL(job.Function))
@@ -344,6 +346,8 @@ func (w *worker) reclaimed(ctx context.Context, m redis.XMessage) {
 // moveScript moves due retries back into their function's stream, each
 // atomically, so that replicas running it together move each one once.
 // KEYS[1] the delayed set; ARGV: now (ms), batch size, stream key prefix.
+// The streams it names are not in KEYS, which a cluster allows because
+// they carry the delayed set's hash tag.
 var moveScript = redis.NewScript(`
 local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[2]))
 for _, member in ipairs(due) do
@@ -368,7 +372,7 @@ func (q *Queue) moveDue(ctx context.Context) {
 		case <-tick.C:
 		}
 		rctx, cancel := context.WithTimeout(ctx, redisOpTimeout)
-		n, err := moveScript.Run(rctx, q.rdb, []string{q.delayedKey()}, time.Now().UnixMilli(), 100, q.cfg.Prefix+"stream:").Int()
+		n, err := moveScript.Run(rctx, q.rdb, []string{q.delayedKey()}, time.Now().UnixMilli(), 100, q.keys()+"stream:").Int()
 		cancel()
 		if err != nil {
 			if ctx.Err() == nil {
@@ -396,6 +400,7 @@ func (q *Queue) load(ctx context.Context, id string) (*Job, error) {
 	return job, err
 }
 
+// markWorking is not waited for by a replica (see the package comment).
 func (q *Queue) markWorking(ctx context.Context, job *Job) error {
 	rctx, cancel := context.WithTimeout(ctx, redisOpTimeout)
 	defer cancel()
@@ -409,25 +414,29 @@ func (q *Queue) markWorking(ctx context.Context, job *Job) error {
 
 // drop acknowledges and deletes an entry with nothing left to do.
 func (q *Queue) drop(ctx context.Context, function, entry string) {
-	_ = q.write(ctx, "drop entry "+entry, func(p redis.Pipeliner) {
+	_ = q.write(ctx, "drop entry "+entry, q.streamKey(function), func(p redis.Pipeliner) {
 		p.XAck(ctx, q.streamKey(function), group, entry)
 		p.XDel(ctx, q.streamKey(function), entry)
 	})
 }
 
-// write runs one MULTI, retried with the outage backoff for up to half of
-// ClaimIdle so that a short Redis outage does not turn a finished attempt
-// into a reclaimed one. The first try runs even when ctx is cancelled (the
-// attempt is over either way); a stopping worker does not wait for Redis
-// to come back.
-func (q *Queue) write(ctx context.Context, what string, cmds func(redis.Pipeliner)) error {
+// write runs one MULTI on keys of key's slot and waits for a replica to
+// have it (redisx.Replicated), retried with the outage backoff for up to
+// half of ClaimIdle so that a short Redis outage or a failover does not
+// turn a finished attempt into a reclaimed one. The first try runs even
+// when ctx is cancelled (the attempt is over either way); a stopping
+// worker does not wait for Redis to come back.
+func (q *Queue) write(ctx context.Context, what, key string, cmds func(redis.Pipeliner)) error {
 	stopping := ctx
 	ctx = context.WithoutCancel(ctx)
 	var last error
 	try := func() (struct{}, error) {
 		rctx, cancel := context.WithTimeout(ctx, redisOpTimeout)
 		defer cancel()
-		_, last = q.rdb.TxPipelined(rctx, func(p redis.Pipeliner) error { cmds(p); return nil })
+		_, last = redisx.Replicated(rctx, q.rdb, key, func(p redis.Pipeliner) error { cmds(p); return nil })
+		if last != nil {
+			q.relearn(ctx)
+		}
 		return struct{}{}, last
 	}
 	if _, err := backoff.Retry(stopping, try, backoff.WithBackOff(outageBackOff()), backoff.WithMaxElapsedTime(q.cfg.ClaimIdle/2)); err != nil {
@@ -449,6 +458,17 @@ func (q *Queue) ensureGroup(ctx context.Context, stream string) error {
 
 func isNoGroup(err error) bool { return err != nil && strings.HasPrefix(err.Error(), "NOGROUP") }
 
+// relearn makes a cluster client look up which node masters each slot,
+// after a command failed. When a master dies, go-redis keeps sending its
+// slots' commands to it until its cached layout is ten seconds old, well
+// after the replica took over; this makes the loops and writes find the
+// new master at their next try instead.
+func (q *Queue) relearn(ctx context.Context) {
+	if cluster, ok := q.rdb.(*redis.ClusterClient); ok {
+		cluster.ReloadState(ctx)
+	}
+}
+
 // outageBackOff spaces out the tries of a loop that cannot reach Redis:
 // outageFirstWait doubled per try, at most outageMaxWait.
 func outageBackOff() *backoff.ExponentialBackOff {
@@ -456,8 +476,10 @@ func outageBackOff() *backoff.ExponentialBackOff {
 }
 
 // outage tracks one loop's trouble with Redis: it logs when Redis goes
-// away and when it is back, and spaces the loop's tries out meanwhile.
+// away and when it is back, makes a cluster client relearn its masters,
+// and spaces the loop's tries out meanwhile.
 type outage struct {
+	q     *Queue
 	log   *slog.Logger
 	what  string
 	down  bool
@@ -465,11 +487,12 @@ type outage struct {
 }
 
 func (q *Queue) outage(what string) *outage {
-	return &outage{log: q.cfg.Log.With("component", "jobs"), what: what, waits: outageBackOff()}
+	return &outage{q: q, log: q.cfg.Log.With("component", "jobs"), what: what, waits: outageBackOff()}
 }
 
 // failed records a failure, logging the first of a run.
 func (o *outage) failed(err error) {
+	o.q.relearn(context.Background())
 	if !o.down {
 		o.log.Warn("redis unavailable; backing off", "loop", o.what, "err", err)
 		o.down = true

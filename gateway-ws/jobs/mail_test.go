@@ -75,9 +75,9 @@ func waitJob(t *testing.T, q *jobs.Queue, id string, want jobs.Status) *jobs.Job
 	return job
 }
 
-func pendingEntries(t *testing.T, w *mailWorld) int64 {
+func pendingEntries(t *testing.T, w *mailWorld, q *jobs.Queue) int64 {
 	t.Helper()
-	p, err := w.redis.Client.XPending(context.Background(), w.redis.Prefix+"stream:send-mail", "workers").Result()
+	p, err := w.redis.Client.XPending(context.Background(), q.StreamKey("send-mail"), "workers").Result()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -114,7 +114,7 @@ func TestMailJobWhoseWorkerIsKilledMidSendIsReclaimedAndSentOnce(t *testing.T) {
 		t.Fatal("the mail never reached the SMTP server")
 	}
 	stopA() // the fault: A dies with the SMTP transaction open
-	if n := pendingEntries(t, w); n != 1 {
+	if n := pendingEntries(t, w, a); n != 1 {
 		t.Fatalf("after A died %d entries are pending in the group, want A's one", n)
 	}
 	close(release) // the server accepts the mail A's call started

@@ -460,9 +460,9 @@ func isNoGroup(err error) bool { return err != nil && strings.HasPrefix(err.Erro
 
 // relearn makes a cluster client look up which node masters each slot,
 // after a command failed. When a master dies, go-redis keeps sending its
-// slots' commands to it until its cached layout is ten seconds old, well
-// after the replica took over; this makes the loops and writes find the
-// new master at their next try instead.
+// slots' commands to it until its cached layout is a minute old
+// (ClusterStateReloadInterval), long after the replica took over; this
+// makes the loops and writes find the new master at their next try.
 func (q *Queue) relearn(ctx context.Context) {
 	if cluster, ok := q.rdb.(*redis.ClusterClient); ok {
 		cluster.ReloadState(ctx)

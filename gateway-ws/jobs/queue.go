@@ -41,12 +41,11 @@
 // answers only once a replica has the job, or after waiting a second for
 // one (redisx.Replicated), and so do the writes that end an attempt
 // (outcome, retry, dead letter), so that a promoted replica neither loses
-// a job nor runs a finished one again. The
-// writes left unwaited are those whose loss a failover may cost nothing
-// but a repeat: marking a job working (it is marked again on its next
-// attempt), moving a due retry into its stream (the retry stays in the
-// delayed set and is moved again) and a worker's read of an entry (the
-// entry is read again, by the same promise of at-least-once delivery).
+// a job nor runs a finished one again. The writes left unwaited are those
+// whose loss costs nothing but a repeat: marking a job working (it is
+// marked again on its next attempt), moving a due retry into its stream
+// (the retry stays in the delayed set and is moved again) and a worker's
+// read of an entry (the entry is read again: delivery is at-least-once).
 package jobs
 
 import (

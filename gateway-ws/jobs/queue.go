@@ -211,7 +211,6 @@ func (q *Queue) Enqueue(ctx context.Context, owner int64, function string, paylo
 		return nil
 	})
 	if err != nil {
-		q.relearn(ctx)
 		return "", fmt.Errorf("enqueue %s job: %w", function, err)
 	}
 	q.learn(function)
@@ -227,7 +226,6 @@ func (q *Queue) Get(ctx context.Context, id string) (*Job, error) {
 	}
 	fields, err := q.rdb.HGetAll(ctx, q.jobKey(id)).Result()
 	if err != nil {
-		q.relearn(ctx)
 		return nil, fmt.Errorf("read job %s: %w", id, err)
 	}
 	if len(fields) == 0 || fields["function"] == "" {

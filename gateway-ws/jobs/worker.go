@@ -434,9 +434,6 @@ func (q *Queue) write(ctx context.Context, what, key string, cmds func(redis.Pip
 		rctx, cancel := context.WithTimeout(ctx, redisOpTimeout)
 		defer cancel()
 		_, last = redisx.Replicated(rctx, q.rdb, key, func(p redis.Pipeliner) error { cmds(p); return nil })
-		if last != nil {
-			q.relearn(ctx)
-		}
 		return struct{}{}, last
 	}
 	if _, err := backoff.Retry(stopping, try, backoff.WithBackOff(outageBackOff()), backoff.WithMaxElapsedTime(q.cfg.ClaimIdle/2)); err != nil {
@@ -458,17 +455,6 @@ func (q *Queue) ensureGroup(ctx context.Context, stream string) error {
 
 func isNoGroup(err error) bool { return err != nil && strings.HasPrefix(err.Error(), "NOGROUP") }
 
-// relearn makes a cluster client look up which node masters each slot,
-// after a command failed. When a master dies, go-redis keeps sending its
-// slots' commands to it until its cached layout is a minute old
-// (ClusterStateReloadInterval), long after the replica took over; this
-// makes the loops and writes find the new master at their next try.
-func (q *Queue) relearn(ctx context.Context) {
-	if cluster, ok := q.rdb.(*redis.ClusterClient); ok {
-		cluster.ReloadState(ctx)
-	}
-}
-
 // outageBackOff spaces out the tries of a loop that cannot reach Redis:
 // outageFirstWait doubled per try, at most outageMaxWait.
 func outageBackOff() *backoff.ExponentialBackOff {
@@ -476,8 +462,7 @@ func outageBackOff() *backoff.ExponentialBackOff {
 }
 
 // outage tracks one loop's trouble with Redis: it logs when Redis goes
-// away and when it is back, makes a cluster client relearn its masters,
-// and spaces the loop's tries out meanwhile.
+// away and when it is back, and spaces the loop's tries out meanwhile.
 type outage struct {
 	q     *Queue
 	log   *slog.Logger
@@ -492,7 +477,6 @@ func (q *Queue) outage(what string) *outage {
 
 // failed records a failure, logging the first of a run.
 func (o *outage) failed(err error) {
-	o.q.relearn(context.Background())
 	if !o.down {
 		o.log.Warn("redis unavailable; backing off", "loop", o.what, "err", err)
 		o.down = true

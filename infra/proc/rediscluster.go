@@ -117,7 +117,8 @@ func (c *RedisCluster) Stop() {
 }
 
 // WaitHealthy waits until every running node reports cluster_state:ok and
-// agrees that each slot has a master.
+// agrees that each slot has a master, and every running replica has
+// synced with its master.
 func (c *RedisCluster) WaitHealthy(ctx context.Context, limit time.Duration) error {
 	return WaitFor(ctx, limit, func(ctx context.Context) error {
 		for _, n := range c.Nodes {
@@ -130,6 +131,15 @@ func (c *RedisCluster) WaitHealthy(ctx context.Context, limit time.Duration) err
 			}
 			if !strings.Contains(info, "cluster_state:ok") || !strings.Contains(info, "cluster_slots_ok:16384") {
 				return fmt.Errorf("%s: cluster not ok yet", n.Addr)
+			}
+			// A replica that has not synced with its master yet cannot
+			// be promoted: a master killed now would stay failed.
+			repl, err := n.do(ctx, "INFO", "replication")
+			if err != nil {
+				return err
+			}
+			if strings.Contains(repl, "role:slave") && !strings.Contains(repl, "master_link_status:up") {
+				return fmt.Errorf("%s: replica not synced yet", n.Addr)
 			}
 		}
 		return nil
@@ -183,7 +193,10 @@ func (n *RedisNode) Start(ctx context.Context) error {
 	args := append([]string{"--port", port, "--bind", "127.0.0.1", "--protected-mode", "no",
 		"--save", "", "--dir", n.dir, "--loglevel", "warning",
 		"--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
-		"--cluster-node-timeout", strconv.Itoa(int(RedisClusterNodeTimeout.Milliseconds()))},
+		"--cluster-node-timeout", strconv.Itoa(int(RedisClusterNodeTimeout.Milliseconds())),
+		// A replica syncs at once, not after the default 5 s wait for
+		// more replicas to share the transfer.
+		"--repl-diskless-sync-delay", "0"},
 		RedisPersistence...)
 	p, err := Start(filepath.Join(n.dir, "server.log"), nil, nil, n.bin, args...)
 	if err != nil {

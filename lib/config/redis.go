@@ -1,6 +1,8 @@
 package config
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"net/url"
 	"strings"
@@ -125,10 +127,51 @@ func (r *Redis) IsCluster() bool { return r.cluster != nil }
 func (r *Redis) Client() redis.UniversalClient {
 	if r.cluster != nil {
 		opts := *r.cluster
-		return redis.NewClusterClient(&opts)
+		c := redis.NewClusterClient(&opts)
+		c.AddHook(relearn{c})
+		return c
 	}
 	opts := *r.single
 	return redis.NewClient(&opts)
+}
+
+// relearn makes a cluster client look its layout up again as soon as a
+// command fails without an answer from the server (a dead or unreachable
+// node): go-redis otherwise keeps sending a dead master's slots to it
+// until its cached layout is a minute old, long after the replica took
+// over. The reload is lazy: one at a time, in the background.
+type relearn struct{ c *redis.ClusterClient }
+
+func (h relearn) DialHook(next redis.DialHook) redis.DialHook { return next }
+
+func (h relearn) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		err := next(ctx, cmd)
+		h.after(err)
+		return err
+	}
+}
+
+func (h relearn) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return func(ctx context.Context, cmds []redis.Cmder) error {
+		err := next(ctx, cmds)
+		h.after(err)
+		return err
+	}
+}
+
+func (h relearn) after(err error) {
+	if NodeUnreachable(err) {
+		h.c.ReloadState(context.Background())
+	}
+}
+
+// NodeUnreachable says whether err is a command's failure to get an
+// answer from Redis at all (as opposed to an answer that is an error,
+// or redis.Nil).
+func NodeUnreachable(err error) bool {
+	var reply redis.Error
+	return err != nil && !errors.Is(err, redis.Nil) && !errors.As(err, &reply)
 }
 
 // ClientName is the name the URL gives the connections, or "".

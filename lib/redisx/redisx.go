@@ -105,11 +105,11 @@ func Replicated(ctx context.Context, rdb redis.UniversalClient, key string, fn f
 		return nil
 	})
 	if err != nil {
-		if isMoved(err) {
-			// The slot moved since the client last looked: learn the
-			// new layout, so the caller's retry goes to its new master.
-			cluster.ReloadState(ctx)
-		}
+		// The write went to a node straight (MasterForKey), past the
+		// cluster client's own relearning: a slot that moved or a master
+		// that died makes it learn the new layout here, so the caller's
+		// retry goes to the slot's master now.
+		cluster.ReloadState(ctx)
 		return cmds, err
 	}
 	cmds = cmds[:len(cmds)-1]
@@ -117,6 +117,7 @@ func Replicated(ctx context.Context, rdb redis.UniversalClient, key string, fn f
 		return cmds, nil
 	}
 	if err := conn.Do(ctx, "WAIT", 1, ReplicaWait.Milliseconds()).Err(); err != nil {
+		cluster.ReloadState(ctx)
 		return cmds, fmt.Errorf("wait for a replica: %w", err)
 	}
 	return cmds, nil
@@ -131,10 +132,4 @@ func hasReplica(role *redis.Cmd) bool {
 	}
 	replicas, _ := v[2].([]any)
 	return len(replicas) > 0
-}
-
-func isMoved(err error) bool {
-	_, moved := redis.IsMovedError(err)
-	_, ask := redis.IsAskError(err)
-	return moved || ask
 }

@@ -118,11 +118,11 @@ type run struct {
 
 	mu        sync.Mutex
 	ok        [3][]int64 // notification ids answered ok, by the phase they were sent in
-	failed    [3]int
+	failed    [3]int     // publishes not answered ok, by phase
+	lastErr   [3]error   // the last one's answer, by phase
 	accepted  []acceptedJob
-	refused   [3]int // enqueues not answered 202, by phase
-	refusal   error  // the last one's answer
-	lastErr   [3]error
+	refused   [3]int        // enqueues not answered 202, by phase
+	refusal   error         // the last one's answer
 	published chan struct{} // a publish was answered
 	publisher chan struct{} // closed when the publisher stops
 }
@@ -159,6 +159,7 @@ func newRun(ctx context.Context, t *testing.T, bin stackrun.Binaries) *run {
 		t.Fatal(err)
 	}
 	r.tx = coordinator.New(coordinator.Config{Redis: r.stack.Redis, Prefix: r.stack.Prefix})
+	t.Cleanup(func() { _ = r.tx.Close() })
 	host, err := r.stack.StartHost(ctx)
 	if err != nil {
 		t.Fatal(err)
@@ -246,7 +247,8 @@ func (r *run) startPublishing(ctx context.Context) {
 }
 
 // waitPublishes waits until publishTarget publishes sent in phase were
-// answered ok, failing the test if the publisher gives up first.
+// answered ok, and fails the test (the run goes on) once maxFailedBefore
+// failed or the publisher stopped first.
 func (r *run) waitPublishes(ctx context.Context, phase int32) {
 	for stopped := false; ; {
 		r.mu.Lock()

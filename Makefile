@@ -6,7 +6,9 @@ export GOFLAGS := -buildvcs=false
 
 .PHONY: up test services vet lint unit unit-cluster node fuzz chaos bench bench-100k secrets images lambda clean
 
-## up: run everything on this machine (Ctrl-C stops it all)
+## up: run everything on this machine (Ctrl-C stops it all); `make up
+## DEV_REDIS=cluster` runs it on a throwaway Redis Cluster (three masters,
+## one replica each) instead of one Redis server
 up:
 	@$(GO) build -o $(BIN)/devstack ./infra/devstack
 	@$(BIN)/devstack

@@ -52,6 +52,7 @@ type settings struct {
 	StateDir      string `env:"DEV_STATE_DIR"`     // where the dev secrets are kept between runs
 	PostgresPort  string `env:"DEV_POSTGRES_PORT"` // where to look for, or start, PostgreSQL
 	RedisPort     string `env:"DEV_REDIS_PORT"`    // where to look for, or start, Redis
+	Redis         string `env:"DEV_REDIS"`         // server, or cluster: a throwaway Redis Cluster instead
 	SMTPPort      string `env:"DEV_SMTP_PORT"`     // the local SMTP sink's port, if free
 
 	// Given are the servers and secrets the developer named; each one
@@ -72,6 +73,7 @@ func defaultSettings() settings {
 		StateDir:      ".dev",
 		PostgresPort:  "5432",
 		RedisPort:     "6379",
+		Redis:         "server",
 		SMTPPort:      "2525",
 	}
 }
@@ -98,7 +100,7 @@ func run() error {
 		return err
 	}
 	defer pg.Stop()
-	rd, err := ensureRedis(ctx, log, s.Given.RedisURL, s.RedisPort)
+	rd, err := ensureRedis(ctx, log, s.Given.RedisURL, s.RedisPort, s.Redis)
 	if err != nil {
 		return err
 	}

@@ -138,12 +138,19 @@ func startPostgres(ctx context.Context, log *slog.Logger, port string) (service,
 	return service{stop: stop}, nil
 }
 
-// ensureRedis returns given (the developer's $REDIS_URL), else the server
-// answering on the port, else a throwaway redis-server, else an embedded
-// one.
-func ensureRedis(ctx context.Context, log *slog.Logger, given, port string) (service, error) {
+// ensureRedis returns given (the developer's $REDIS_URL), else, when kind
+// is "cluster", a throwaway Redis Cluster of three masters with one
+// replica each; else the server answering on the port, else a throwaway
+// redis-server, else an embedded one.
+func ensureRedis(ctx context.Context, log *slog.Logger, given, port, kind string) (service, error) {
+	if kind != "server" && kind != "cluster" {
+		return service{}, fmt.Errorf("$DEV_REDIS %q: want server or cluster", kind)
+	}
 	if u := given; u != "" {
 		return service{URL: u}, nil
+	}
+	if kind == "cluster" {
+		return startRedisCluster(ctx, log)
 	}
 	url := fmt.Sprintf("redis://127.0.0.1:%s/0", port)
 	if answers("127.0.0.1:" + port) {
@@ -201,4 +208,22 @@ func warnIfVolatile(ctx context.Context, log *slog.Logger, url string) {
 	if err == nil && aof["appendonly"] == "no" {
 		log.Warn("the Redis found running keeps no append-only file; production Redis needs appendonly yes, appendfsync always, maxmemory-policy noeviction", "url", url)
 	}
+}
+
+// startRedisCluster runs a throwaway Redis Cluster on loopback ports of
+// its own (DEV_REDIS_PORT is one server's): three masters, so that keys
+// and sharded channels spread over more than one, each with a replica, so
+// that the writes that wait for one (redisx.Replicated) are answered.
+func startRedisCluster(ctx context.Context, log *slog.Logger) (service, error) {
+	dir, err := os.MkdirTemp("", "tidings-redis-cluster-")
+	if err != nil {
+		return service{}, err
+	}
+	c, err := proc.StartRedisCluster(ctx, dir, 3, 1)
+	if err != nil {
+		os.RemoveAll(dir)
+		return service{}, fmt.Errorf("start a throwaway Redis Cluster (DEV_REDIS=cluster; needs redis-server and redis-cli): %w", err)
+	}
+	log.Info("started a throwaway Redis Cluster", "masters", 3, "replicas", 1, "url", c.URL(), "dir", dir)
+	return service{URL: c.URL(), stop: func() { c.Stop(); os.RemoveAll(dir) }}, nil
 }

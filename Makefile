@@ -63,11 +63,14 @@ chaos:
 ## bench: every benchmark, each beside its peer measured in the same run;
 ## the tables also land in build/bench.md (copy them to docs/benchmarks.md)
 BENCH_CONNS ?= 10000
+# The fan-out's Redis rows (one server beside a Redis Cluster): topic
+# sizes, e.g. BENCH_REDIS_SIZES=10000,100000 (minutes); empty: none.
+BENCH_REDIS_SIZES ?= 10000
 bench:
 	@mkdir -p build
 	@{ $(GO) run ./infra/bench/ws -conns $(BENCH_CONNS) && echo && \
 	   $(GO) run ./infra/bench/publish && echo && \
-	   $(GO) run ./infra/bench/fanout && echo && \
+	   $(GO) run ./infra/bench/fanout -redis-sizes '$(BENCH_REDIS_SIZES)' && echo && \
 	   $(GO) run ./infra/bench/avatar && echo && \
 	   $(GO) run ./infra/bench/mail && echo && \
 	   $(GO) run ./infra/bench/cache; } | tee build/bench.md

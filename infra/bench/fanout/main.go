@@ -74,10 +74,10 @@ func main() {
 // parseSizes reads a comma-separated list of positive numbers; empty is
 // none.
 func parseSizes(name, list string) ([]int, error) {
-	var ns []int
 	if strings.TrimSpace(list) == "" {
 		return nil, nil
 	}
+	var ns []int
 	for _, s := range strings.Split(list, ",") {
 		n, err := strconv.Atoi(strings.TrimSpace(s))
 		if err != nil || n < 1 {

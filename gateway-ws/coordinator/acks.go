@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"time"
 
+	"tidings/lib/redisx"
 	"tidings/lib/twopc"
 )
 
@@ -69,7 +70,7 @@ func (c *Coordinator) hearAcks(ctx context.Context, wake chan<- struct{}) {
 		}
 		return
 	}
-	sub := c.cfg.Redis.Subscribe(ctx, channel)
+	sub := redisx.Subscribe(ctx, c.cfg.Redis, channel)
 	defer func() { _ = sub.Close() }()
 	messages := sub.Channel()
 	for {

@@ -2,9 +2,9 @@ package gateway
 
 import "strings"
 
-// The broker's gaps: while its pub/sub connection is failed, frames
-// published on its channels may be lost. It marks them stale when it sees
-// the failure and, once Redis confirms a stale channel's subscription
+// The broker's gaps: while a lane's pub/sub connection is failed, frames
+// published on its channels may be lost. The lane marks them stale when it
+// sees the failure and, once Redis confirms a stale channel's subscription
 // again, tells whoever keeps the frames elsewhere (the gateway's user
 // channel feeds, replay.go) to fill the gap.
 
@@ -15,22 +15,27 @@ import "strings"
 // before the first Subscribe.
 func (b *Broker) SetResumed(resumed func(topic string)) { b.resumed = resumed }
 
-// lost marks every subscribed channel stale: the connection failed.
-func (b *Broker) lost() {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	for ch := range b.channels {
-		b.stale[ch] = struct{}{}
+// lost marks every channel of the lane stale: the connection failed. The
+// UNSUBSCRIBEs sent on it will not be answered any more.
+func (l *lane) lost() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	clear(l.leaving)
+	for ch := range l.channels {
+		l.stale[ch] = struct{}{}
 	}
 }
 
-// resume reports ch resumed if it was stale; b.mu is held.
-func (b *Broker) resume(ch string) {
-	if _, ok := b.stale[ch]; !ok {
+// resume reports ch's topic resumed if ch was stale; l.mu is held. The
+// control channel and watched channels carry no topic.
+func (l *lane) resume(ch string) {
+	if _, ok := l.stale[ch]; !ok {
 		return
 	}
-	delete(b.stale, ch)
-	if topic, ok := strings.CutPrefix(ch, b.prefix); ok && topic != brokerControl && b.resumed != nil {
-		go b.resumed(topic)
+	delete(l.stale, ch)
+	topic, ok := strings.CutPrefix(ch, l.prefix)
+	if !ok || l.prefix == "" || topic == brokerControl || l.b.resumed == nil || l.b.watcher(ch) != nil {
+		return
 	}
+	go l.b.resumed(topic)
 }

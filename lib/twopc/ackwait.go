@@ -12,6 +12,7 @@ import (
 	"tidings/lib/config"
 	"tidings/lib/fn"
 	"tidings/lib/logging"
+	"tidings/lib/redisx"
 	"tidings/lib/store"
 )
 
@@ -89,7 +90,7 @@ func (w *AckWaiter) await(ctx context.Context, ackID int64) (unread int64, ok bo
 	if w.redis == nil {
 		return 0, false
 	}
-	if err := w.redis.Publish(ctx, AckWakeChannel(w.prefix), ackID).Err(); err != nil {
+	if err := redisx.Publish(ctx, w.redis, AckWakeChannel(w.prefix), ackID).Err(); err != nil {
 		w.log.Warn("cannot wake the ack relays; they find the ack on their next pass", "ack", ackID, "err", err)
 		return 0, false
 	}

@@ -1,0 +1,224 @@
+package gateway
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"tidings/infra/proc"
+	"tidings/lib/testenv"
+)
+
+// nodeOf is the server of rdb, or on a cluster the master owning channel's
+// slot: where its subscribers are counted and its connections listed.
+func nodeOf(t testing.TB, rdb redis.UniversalClient, channel string) *redis.Client {
+	t.Helper()
+	c, ok := rdb.(*redis.ClusterClient)
+	if !ok {
+		return rdb.(*redis.Client)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	master, err := c.MasterForKey(ctx, channel)
+	if err != nil {
+		t.Fatalf("master of %s: %v", channel, err)
+	}
+	return master
+}
+
+// subscribersOf counts Redis's subscribers of channel: PUBSUB NUMSUB on
+// one server, PUBSUB SHARDNUMSUB on the master of its slot on a cluster.
+func subscribersOf(t testing.TB, rdb redis.UniversalClient, channel string) int64 {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	cmd := nodeOf(t, rdb, channel).PubSubNumSub
+	if _, ok := rdb.(*redis.ClusterClient); ok {
+		cmd = nodeOf(t, rdb, channel).PubSubShardNumSub
+	}
+	n, err := cmd(ctx, channel).Result()
+	if err != nil {
+		t.Fatalf("count the subscribers of %s: %v", channel, err)
+	}
+	return n[channel]
+}
+
+// clusterBroker is a broker on a cluster of the test's own, whose frames
+// arrive on the channel returned.
+func clusterBroker(t *testing.T, masters, replicas int) (*proc.RedisCluster, *redis.ClusterClient, *Broker, <-chan string) {
+	t.Helper()
+	cluster := testenv.StartRedisCluster(t, masters, replicas)
+	rdb := testenv.ClusterClient(t, cluster)
+	got := make(chan string, 100)
+	b, err := NewBroker(context.Background(), rdb, "tidings-test:", slog.New(slog.NewTextHandler(io.Discard, nil)), func(topic string, frame []byte) { got <- topic + " " + string(frame) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = b.Close() })
+	return cluster, rdb, b, got
+}
+
+func mustSubscribe(t *testing.T, b *Broker, topic string) {
+	t.Helper()
+	ready, err := b.Subscribe(context.Background(), topic)
+	if err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-ready:
+	case <-time.After(10 * time.Second):
+		t.Fatalf("subscription of %s not confirmed", topic)
+	}
+}
+
+// arrives publishes frame on topic until it comes back, a bounded number
+// of times: after a fault, the broker needs a while to be back.
+func arrives(t *testing.T, b *Broker, got <-chan string, topic, frame string) {
+	t.Helper()
+	testenv.Eventually(t, topic+" "+frame+" to arrive", 200, func() error {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		if err := b.Publish(ctx, topic, []byte(frame)); err != nil {
+			return err
+		}
+		for {
+			select {
+			case m := <-got:
+				if m == topic+" "+frame {
+					return nil
+				}
+			case <-time.After(100 * time.Millisecond):
+				return context.DeadlineExceeded
+			}
+		}
+	})
+}
+
+// On a cluster a topic travels on its shard: the replica's subscription is
+// a shard channel's on the master owning its slot (no node counts a plain
+// subscriber), and a frame published through the broker (SPUBLISH, which
+// alone reaches shard subscribers) arrives. Two topics of one partition
+// share their lane's connection, which only one slot allows.
+func TestBrokerCarriesATopicOnItsShard(t *testing.T) {
+	cluster, rdb, b, got := clusterBroker(t, 3, 0)
+	topic, sibling := "user:1", ""
+	for i := 2; sibling == ""; i++ {
+		if other := fmt.Sprintf("user:%d", i); b.partition(other) == b.partition(topic) {
+			sibling = other
+		}
+	}
+	mustSubscribe(t, b, topic)
+	mustSubscribe(t, b, sibling)
+	ctx := context.Background()
+	ch := b.channel(topic)
+	if n := subscribersOf(t, rdb, ch); n != 1 {
+		t.Fatalf("PUBSUB SHARDNUMSUB %s on its master: %d, want 1", ch, n)
+	}
+	for _, node := range cluster.Nodes {
+		c := redis.NewClient(&redis.Options{Addr: node.Addr})
+		n, err := c.PubSubNumSub(ctx, ch).Result()
+		_ = c.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n[ch] != 0 {
+			t.Fatalf("PUBSUB NUMSUB %s on %s: %d, want 0 (a plain subscription)", ch, node.Addr, n[ch])
+		}
+	}
+	arrives(t, b, got, topic, "hello")
+	arrives(t, b, got, sibling, "hello too")
+}
+
+// When the slot of a subscribed topic's partition moves to another master,
+// Redis unsubscribes the replica there; the broker subscribes again at the
+// slot's new master, and frames published afterwards arrive.
+func TestBrokerFollowsATopicWhoseSlotMoved(t *testing.T) {
+	cluster, rdb, b, got := clusterBroker(t, 3, 0)
+	ctx := context.Background()
+	topic := "user:5"
+	mustSubscribe(t, b, topic)
+	ch := b.channel(topic)
+	slot, err := rdb.ClusterKeySlot(ctx, ch).Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	from, err := cluster.MasterOf(ctx, ch)
+	if err != nil {
+		t.Fatal(err)
+	}
+	masters, err := cluster.Masters(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var to *proc.RedisNode
+	for _, m := range masters {
+		if m != from {
+			to = m
+		}
+	}
+	target := redis.NewClient(&redis.Options{Addr: to.Addr})
+	defer target.Close()
+	id, err := target.Do(ctx, "CLUSTER", "MYID").Text()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The slot holds no key: it can be handed over at once, the new
+	// owner first.
+	for _, m := range append([]*proc.RedisNode{to, from}, masters...) {
+		c := redis.NewClient(&redis.Options{Addr: m.Addr})
+		err := c.Do(ctx, "CLUSTER", "SETSLOT", slot, "NODE", id).Err()
+		_ = c.Close()
+		if err != nil {
+			t.Fatalf("CLUSTER SETSLOT %d NODE %s on %s: %v", slot, id, m.Addr, err)
+		}
+	}
+	arrives(t, b, got, topic, "after the move")
+	n, err := target.PubSubShardNumSub(ctx, ch).Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n[ch] != 1 {
+		t.Fatalf("PUBSUB SHARDNUMSUB %s on the slot's new master: %d, want 1", ch, n[ch])
+	}
+}
+
+// When the master owning a subscribed topic's partition dies, its replica
+// takes over; the broker subscribes again there, frames published
+// afterwards arrive, and the topic is reported resumed (its gap filled).
+func TestBrokerResubscribesAfterAFailover(t *testing.T) {
+	cluster, _, b, got := clusterBroker(t, 3, 1)
+	resumed := make(chan string, 10)
+	b.SetResumed(func(topic string) { resumed <- topic })
+	ctx := context.Background()
+	topic := "user:9"
+	mustSubscribe(t, b, topic)
+	master, err := cluster.MasterOf(ctx, b.channel(topic))
+	if err != nil {
+		t.Fatal(err)
+	}
+	master.Kill() // the fault
+	// Every node still reports the cluster ok until one notices the
+	// master gone: wait for its replica to own the slot, then for the
+	// cluster to agree.
+	testenv.Eventually(t, "the replica to take the slot over", 600, func() bool {
+		now, err := cluster.MasterOf(ctx, b.channel(topic))
+		return err == nil && now != master
+	})
+	if err := cluster.WaitHealthy(ctx, 30*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	arrives(t, b, got, topic, "after the failover")
+	select {
+	case r := <-resumed:
+		if r != topic {
+			t.Fatalf("resumed %q, want %q", r, topic)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the topic was never reported resumed after its master died")
+	}
+}

@@ -214,14 +214,8 @@ func TestConcurrentJoinsAndLeavesOfATopicEndSubscribedIffItHasMembers(t *testing
 	rds := testenv.NewRedis(t)
 	g := startGateway(t, testConfig(rds, testenv.AdminURL()))
 	const topic = "user:41"
-	redisChannel := rds.Prefix + "ws:" + topic
-	numsub := func() int64 {
-		n, err := rds.Client.PubSubNumSub(context.Background(), redisChannel).Result()
-		if err != nil {
-			t.Fatalf("PUBSUB NUMSUB: %v", err)
-		}
-		return n[redisChannel]
-	}
+	redisChannel := g.srv.broker.channel(topic)
+	numsub := func() int64 { return subscribersOf(t, rds.Client, redisChannel) }
 	hub := g.srv.hub
 	for round := range 20 {
 		var wg sync.WaitGroup

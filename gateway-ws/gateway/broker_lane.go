@@ -152,9 +152,11 @@ func (l *lane) pubsub() *redis.PubSub {
 
 // run reads the lane's connection until it is closed. On one server
 // go-redis reconnects and resubscribes every channel by itself after an
-// error it sees; on a cluster it would redial the node it last knew as the
-// slot's master, which a failover may have replaced, so the lane has the
-// client learn the cluster's layout again and subscribes afresh. A
+// error it sees. On a cluster its own redial of a sharded connection goes
+// to any node, and the node it knew as the slot's master may have been
+// replaced by a failover or a moved slot: so the lane has the client learn
+// the cluster's layout again and replaces the connection by one subscribed
+// at the slot's master (trying again, spaced out, while that fails). A
 // connection that just goes silent is found by the health ping.
 func (l *lane) run() {
 	defer close(l.done)

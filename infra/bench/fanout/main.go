@@ -201,7 +201,7 @@ func run(sizes, redisSizes []int, sizesFlag, redisFlag string, settings stackrun
 	}
 	var errs []error
 	for _, f := range failed {
-		errs = append(errs, fmt.Errorf("on %s Redis: %w", f.redis, f.err))
+		errs = append(errs, fmt.Errorf("redis (%s): %w", f.redis, f.err))
 	}
 	return errors.Join(errs...)
 }

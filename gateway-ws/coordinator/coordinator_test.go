@@ -14,6 +14,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
+
 	"tidings/functions"
 	sendmail "tidings/functions/send-mail"
 	"tidings/gateway-ws/invoke"
@@ -218,9 +220,42 @@ func (h *harness) settled() {
 	if err := store.CheckInvariant(ctx, h.dbs.Persist.Pool, h.dbs.Counter.Pool); err != nil {
 		h.t.Error(err)
 	}
-	if open, err := h.rd.Client.ZCard(ctx, h.rd.Prefix+"tx:open").Result(); err != nil || open != 0 {
+	if open, err := h.unfinished(); err != nil || open != 0 {
 		h.t.Errorf("%d transaction records left unfinished (%v)", open, err)
 	}
+}
+
+// unfinished counts the unfinished records under the harness's prefix,
+// through the test's client (the coordinator's own may be closed).
+func (h *harness) unfinished() (int64, error) {
+	r := &records{rdb: h.rd.Client, prefix: h.rd.Prefix, timeout: 10 * time.Second}
+	return r.unfinished(context.Background())
+}
+
+// keys lists the keys matching pattern, on every master of a cluster
+// (KEYS is answered by one node only).
+func (h *harness) keys(pattern string) []string {
+	h.t.Helper()
+	ctx := context.Background()
+	var mu sync.Mutex
+	var keys []string
+	list := func(ctx context.Context, node *redis.Client) error {
+		k, err := node.Keys(ctx, pattern).Result()
+		mu.Lock()
+		defer mu.Unlock()
+		keys = append(keys, k...)
+		return err
+	}
+	var err error
+	if cluster, ok := h.rd.Client.(*redis.ClusterClient); ok {
+		err = cluster.ForEachMaster(ctx, list)
+	} else {
+		err = list(ctx, h.rd.Client.(*redis.Client))
+	}
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	return keys
 }
 
 // barriers counts the barrier rows matching sql at both participants.
@@ -294,7 +329,7 @@ func TestPublishByANonOwnerIsRefusedAndNothingHappens(t *testing.T) {
 	if after := h.dbs.Snapshot(t); after != before {
 		t.Error("a refused publish changed the database")
 	}
-	if n, _ := h.rd.Client.Keys(context.Background(), h.rd.Prefix+"*").Result(); len(n) != 0 {
+	if n := h.keys(h.rd.Prefix + "*"); len(n) != 0 {
 		t.Errorf("a refused publish wrote transaction records: %v", n)
 	}
 }

@@ -50,11 +50,7 @@ func publishToSubscribers(t *testing.T, n int) fanout {
 	}
 	var size fanout
 	size.largestBody = h.host.largestBody.Load()
-	keys, err := h.rd.Client.Keys(ctx, h.rd.Prefix+"tx:*").Result()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, k := range keys {
+	for _, k := range h.keys(h.rd.Prefix + "tx:*") {
 		b, err := h.rd.Client.MemoryUsage(ctx, k).Result()
 		if err != nil {
 			t.Fatal(err)

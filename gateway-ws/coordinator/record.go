@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"strconv"
 	"time"
 
@@ -13,6 +14,7 @@ import (
 
 	"tidings/lib/config"
 	"tidings/lib/notification"
+	"tidings/lib/redisx"
 )
 
 // States of a transaction record. Committing is the decision point: once
@@ -34,8 +36,16 @@ type Record struct {
 	CreatedAt      time.Time
 }
 
-// records keeps transaction records: a hash per transaction, and a sorted
-// set of the unfinished ones by start time, which recovery scans.
+// records keeps transaction records: a hash per transaction, and sorted
+// sets of the unfinished ones by start time, which recovery scans.
+//
+// The records are spread over buckets, by a hash of the transaction's
+// id, and a record's hash and its bucket's open set share a hash tag
+// ({b<n>}): creating a record and moving it to a final state each touch
+// both in one step (MULTI, a script), which a Redis Cluster allows only
+// within one slot. One tag for every record would put the whole log, and
+// every publish's writes to it, on one shard; buckets spread them over
+// up to buckets shards, and recovery and the overview read each bucket.
 type records struct {
 	// rdb answers within timeout and never retries on its own: a write
 	// whose answer is lost is settled by the coordinator (see settle),
@@ -61,8 +71,30 @@ func (r *records) bounded(ctx context.Context) (context.Context, context.CancelF
 
 func (r *records) close() error { return r.rdb.Close() }
 
-func (r *records) key(id string) string { return r.prefix + "tx:" + id }
-func (r *records) open() string         { return r.prefix + "tx:open" }
+// buckets is how many open sets (and hash tags) the records are spread
+// over. Changing it orphans the records in flight: recovery no longer
+// finds them where it looks.
+const buckets = 16
+
+// bucket is the bucket of transaction id.
+func bucket(id string) int {
+	h := fnv.New32a()
+	_, _ = h.Write([]byte(id))
+	return int(h.Sum32() % buckets)
+}
+
+// tag is the key part of bucket b's keys, hash tag included; it comes
+// after the prefix, which holds no braces.
+func (r *records) tag(b int) string { return r.prefix + "tx:{b" + strconv.Itoa(b) + "}:" }
+
+// key is the record hash of transaction id.
+func (r *records) key(id string) string { return r.tag(bucket(id)) + id }
+
+// open is bucket b's set of unfinished records.
+func (r *records) open(b int) string { return r.tag(b) + "open" }
+
+// openOf is the open set transaction id is listed in while unfinished.
+func (r *records) openOf(id string) string { return r.open(bucket(id)) }
 
 func (r *records) create(ctx context.Context, rec *Record) error {
 	payload, err := json.Marshal(rec.Payload)
@@ -75,7 +107,7 @@ func (r *records) create(ctx context.Context, rec *Record) error {
 	_, err = r.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
 		p.HSet(ctx, r.key(rec.ID), "state", rec.State, "payload", payload,
 			"created_at", now, "updated_at", now)
-		p.ZAdd(ctx, r.open(), redis.Z{Score: float64(now), Member: rec.ID})
+		p.ZAdd(ctx, r.openOf(rec.ID), redis.Z{Score: float64(now), Member: rec.ID})
 		return nil
 	})
 	if err != nil {
@@ -116,29 +148,54 @@ func (e *errMoved) Error() string {
 // transitionScript): nil, *errMoved naming the state it is in instead, or
 // another error when the outcome is unknown.
 func (r *records) transition(ctx context.Context, id, from, to string) error {
-	return r.transitionWith(ctx, id, from, to, 0)
+	ctx, cancel := r.bounded(ctx)
+	defer cancel()
+	keys, args := r.transitionArgs(id, from, to, 0)
+	res, err := transitionScript.Run(ctx, r.rdb, keys, args...).Result()
+	return transitioned(id, from, to, res, err)
 }
 
 // decide records the decision to commit, with the notification id the
-// persist participant voted.
+// persist participant voted. On a cluster it answers only once a replica
+// of the record's master has the decision too (redisx.Replicated): a
+// failover that took it back to preparing would let recovery roll back a
+// transaction its publisher goes on to commit. Waiting for the replica
+// extends the call's bound by ReplicaWait; a decision the wait could not
+// confirm is an unknown outcome, which abort settles.
 func (r *records) decide(ctx context.Context, id string, notificationID int64) error {
-	return r.transitionWith(ctx, id, Preparing, Committing, notificationID)
+	ctx, cancel := context.WithTimeout(ctx, r.timeout+redisx.ReplicaWait)
+	defer cancel()
+	keys, args := r.transitionArgs(id, Preparing, Committing, notificationID)
+	var res *redis.Cmd
+	_, err := redisx.Replicated(ctx, r.rdb, keys[0], func(p redis.Pipeliner) error {
+		// Eval, not Run: inside MULTI a NOSCRIPT answer comes with EXEC,
+		// too late to send the script itself instead.
+		res = transitionScript.Eval(ctx, p, keys, args...)
+		return nil
+	})
+	if err != nil {
+		return transitioned(id, Preparing, Committing, nil, err)
+	}
+	return transitioned(id, Preparing, Committing, res.Val(), res.Err())
 }
 
-func (r *records) transitionWith(ctx context.Context, id, from, to string, notificationID int64) error {
+// transitionArgs are transitionScript's keys and arguments.
+func (r *records) transitionArgs(id, from, to string, notificationID int64) ([]string, []any) {
 	final := "0"
 	if to == Committed || to == Aborted {
 		final = "1"
 	}
-	ctx, cancel := r.bounded(ctx)
-	defer cancel()
-	res, err := transitionScript.Run(ctx, r.rdb, []string{r.key(id), r.open()},
-		from, to, time.Now().UnixMilli(), final, id, r.ttl.Milliseconds(), notificationID).Text()
+	return []string{r.key(id), r.openOf(id)},
+		[]any{from, to, time.Now().UnixMilli(), final, id, r.ttl.Milliseconds(), notificationID}
+}
+
+// transitioned is transition's answer for the script's reply res.
+func transitioned(id, from, to string, res any, err error) error {
 	if err != nil {
 		return fmt.Errorf("record %s -> %s for %s: %w", from, to, id, err)
 	}
-	if res != "OK" {
-		return &errMoved{state: res}
+	if s, _ := res.(string); s != "OK" {
+		return &errMoved{state: s}
 	}
 	return nil
 }
@@ -170,14 +227,37 @@ func (r *records) settle(ctx context.Context, id, from, to string, tries int, wa
 	return state, err
 }
 
-// stuck returns the ids of unfinished records started before cutoff.
+// stuck returns the ids of unfinished records started before cutoff, up
+// to stuckBatch of each bucket, read in one pipeline (on a cluster, one
+// round trip per shard). A bucket that cannot be read is an error beside
+// the ids of the others, so a shard in failover holds back only its own
+// records' recovery.
 func (r *records) stuck(ctx context.Context, cutoff time.Time) ([]string, error) {
 	ctx, cancel := r.bounded(ctx)
 	defer cancel()
-	return r.rdb.ZRangeArgs(ctx, redis.ZRangeArgs{
-		Key: r.open(), ByScore: true, Start: "-inf", Stop: strconv.FormatInt(cutoff.UnixMilli(), 10), Count: 1000,
-	}).Result()
+	cmds := make([]*redis.StringSliceCmd, buckets)
+	_, _ = r.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for b := range buckets {
+			cmds[b] = p.ZRangeArgs(ctx, redis.ZRangeArgs{
+				Key: r.open(b), ByScore: true, Start: "-inf", Stop: strconv.FormatInt(cutoff.UnixMilli(), 10), Count: stuckBatch,
+			})
+		}
+		return nil
+	})
+	var ids []string
+	var errs []error
+	for b, cmd := range cmds {
+		if err := cmd.Err(); err != nil {
+			errs = append(errs, fmt.Errorf("unfinished records of bucket %d: %w", b, err))
+			continue
+		}
+		ids = append(ids, cmd.Val()...)
+	}
+	return ids, errors.Join(errs...)
 }
+
+// stuckBatch bounds the records of one bucket one recovery pass finishes.
+const stuckBatch = 100
 
 // load reads a record's hash field by field, so fields it does not read are
 // ignored: records written before the participants field was dropped (every
@@ -205,7 +285,7 @@ func (r *records) load(ctx context.Context, id string) (*Record, error) {
 func (r *records) forget(ctx context.Context, id string) error {
 	ctx, cancel := r.bounded(ctx)
 	defer cancel()
-	return r.rdb.ZRem(ctx, r.open(), id).Err()
+	return r.rdb.ZRem(ctx, r.openOf(id), id).Err()
 }
 
 var errRecordGone = errors.New("transaction record is gone")

@@ -76,11 +76,8 @@ func (c *Coordinator) sweepRecipientSets(ctx context.Context) error {
 // recoverRecorded finishes the transactions whose records are stuck.
 func (c *Coordinator) recoverRecorded(ctx context.Context) (int, error) {
 	ids, err := c.records.stuck(ctx, time.Now().Add(-c.cfg.StuckAfter))
-	if err != nil {
-		return 0, err
-	}
 	done := 0
-	var errs []error
+	errs := []error{err}
 	for _, id := range ids {
 		finished, err := c.recoverOne(ctx, id)
 		if err != nil {

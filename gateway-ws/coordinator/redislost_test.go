@@ -37,7 +37,7 @@ func (h *harness) unsettled() error {
 	if err := store.CheckInvariant(ctx, h.dbs.Persist.Pool, h.dbs.Counter.Pool); err != nil {
 		return err
 	}
-	open, err := h.rd.Client.ZCard(ctx, h.rd.Prefix+"tx:open").Result()
+	open, err := h.unfinished()
 	if err != nil {
 		return fmt.Errorf("count unfinished records: %w", err)
 	}

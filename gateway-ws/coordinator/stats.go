@@ -41,18 +41,16 @@ func (c *Coordinator) Overview(ctx context.Context) (Overview, error) {
 	return c.records.overview(ctx)
 }
 
-// overview reads the counts and the size of the open set in one round
-// trip.
+// overview reads the counts and the sizes of the open sets in one
+// pipeline (on a cluster, one round trip per shard).
 func (r *records) overview(ctx context.Context) (Overview, error) {
 	ctx, cancel := r.bounded(ctx)
 	defer cancel()
-	var (
-		counts *redis.MapStringStringCmd
-		open   *redis.IntCmd
-	)
+	var counts *redis.MapStringStringCmd
+	var open func() int64
 	if _, err := r.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
 		counts = p.HGetAll(ctx, r.statsKey())
-		open = p.ZCard(ctx, r.open())
+		open = r.countOpen(ctx, p)
 		return nil
 	}); err != nil {
 		return Overview{}, err
@@ -61,15 +59,39 @@ func (r *records) overview(ctx context.Context) (Overview, error) {
 	n := func(k string) int64 { v, _ := strconv.ParseInt(h[k], 10, 64); return v }
 	return Overview{
 		Stats: Stats{Published: n("published"), Committed: n("committed"), Aborted: n("aborted"), Recovered: n("recovered")},
-		Open:  open.Val(),
+		Open:  open(),
 	}, nil
 }
 
-// unfinished is the size of the open set.
+// unfinished is how many records the open sets hold.
 func (r *records) unfinished(ctx context.Context) (int64, error) {
 	ctx, cancel := r.bounded(ctx)
 	defer cancel()
-	return r.rdb.ZCard(ctx, r.open()).Result()
+	var open func() int64
+	_, err := r.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		open = r.countOpen(ctx, p)
+		return nil
+	})
+	if err != nil {
+		return 0, err
+	}
+	return open(), nil
+}
+
+// countOpen queues the size of every bucket's open set in p, and returns
+// their sum once p ran.
+func (r *records) countOpen(ctx context.Context, p redis.Pipeliner) func() int64 {
+	cards := make([]*redis.IntCmd, buckets)
+	for b := range buckets {
+		cards[b] = p.ZCard(ctx, r.open(b))
+	}
+	return func() int64 {
+		var n int64
+		for _, c := range cards {
+			n += c.Val()
+		}
+		return n
+	}
 }
 
 func (r *records) statsKey() string { return r.prefix + "tx:stats" }

@@ -43,8 +43,11 @@ type participantHost struct {
 	// function, so the listener stays: re-binding its port can fail
 	// while another connection of the machine happens to use it.
 	serving atomic.Pointer[http.Handler]
-	// largestBody is the largest request body the host was sent.
-	largestBody atomic.Int64
+	// largestBody is the largest request body the host was sent, and
+	// largestTx the largest but for counter-read's: the transaction's own
+	// calls, without the live delivery's reads, which may run while the
+	// publisher is being answered.
+	largestBody, largestTx atomic.Int64
 }
 
 func (h *participantHost) start() {
@@ -62,15 +65,23 @@ func (h *participantHost) start() {
 			http.Error(w, err.Error(), http.StatusBadRequest)
 			return
 		}
-		for n := int64(len(body)); ; {
-			if seen := h.largestBody.Load(); n <= seen || h.largestBody.CompareAndSwap(seen, n) {
-				break
-			}
+		atLeast(&h.largestBody, int64(len(body)))
+		if r.URL.Path != "/function/counter-read" {
+			atLeast(&h.largestTx, int64(len(body)))
 		}
 		r.Body = io.NopCloser(bytes.NewReader(body))
 		(*h.serving.Load()).ServeHTTP(w, r)
 	})}
 	go func() { _ = h.srv.Serve(ln) }()
+}
+
+// atLeast raises v to n if it is lower.
+func atLeast(v *atomic.Int64, n int64) {
+	for {
+		if seen := v.Load(); n <= seen || v.CompareAndSwap(seen, n) {
+			return
+		}
+	}
 }
 
 // load builds the host over fns as they are now.

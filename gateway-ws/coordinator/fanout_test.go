@@ -49,7 +49,7 @@ func publishToSubscribers(t *testing.T, n int) fanout {
 		t.Fatalf("publish to %d subscribers: %+v %v, want committed for all", n, res, err)
 	}
 	var size fanout
-	size.largestBody = h.host.largestBody.Load()
+	size.largestBody = h.host.largestTx.Load()
 	for _, k := range h.keys(h.rd.Prefix + "tx:*") {
 		b, err := h.rd.Client.MemoryUsage(ctx, k).Result()
 		if err != nil {

@@ -114,10 +114,11 @@ func TestStatusReportsTransactionsAndJobs(t *testing.T) {
 	rds := testenv.NewRedis(t)
 	cfg := fastNodes(testConfig(rds, testenv.AdminURL()), "gw-status")
 	ctx := context.Background()
-	// Counters as the coordinator keeps them, and one unfinished record
-	// (recovery leaves it alone: it is younger than RECOVERY_STUCK_AFTER).
+	// Counters as the coordinator keeps them, and one unfinished record in
+	// the open set of its first bucket (recovery leaves it alone: it is
+	// younger than RECOVERY_STUCK_AFTER).
 	rds.Client.HSet(ctx, rds.Prefix+"tx:stats", "published", 5, "committed", 3, "aborted", 1, "recovered", 1)
-	rds.Client.ZAdd(ctx, rds.Prefix+"tx:open", redis.Z{Score: float64(time.Now().UnixMilli()), Member: "tx-unfinished"})
+	rds.Client.ZAdd(ctx, rds.Prefix+"tx:{b0}:open", redis.Z{Score: float64(time.Now().UnixMilli()), Member: "tx-unfinished"})
 
 	g := startGateway(t, cfg)
 	var st statusAnswer

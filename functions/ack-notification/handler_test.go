@@ -15,6 +15,7 @@ import (
 	"tidings/lib/auth"
 	"tidings/lib/fn"
 	"tidings/lib/notification"
+	"tidings/lib/redisx"
 	"tidings/lib/store"
 	"tidings/lib/testenv"
 	"tidings/lib/twopc"
@@ -66,7 +67,7 @@ func outbox(t *testing.T, dbs *testenv.Databases) int {
 func TestAckWithNoRelayAnswersPendingAfterTheWait(t *testing.T) {
 	dbs, token, id := delivered(t)
 	rd := testenv.NewRedis(t)
-	wakeups := rd.Client.Subscribe(context.Background(), twopc.AckWakeChannel(rd.Prefix))
+	wakeups := redisx.Subscribe(context.Background(), rd.Client, twopc.AckWakeChannel(rd.Prefix))
 	t.Cleanup(func() { _ = wakeups.Close() })
 	if _, err := wakeups.Receive(context.Background()); err != nil { // the subscription's confirmation
 		t.Fatal(err)

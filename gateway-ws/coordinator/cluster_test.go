@@ -26,6 +26,9 @@ import (
 // prefix of the test's own.
 func startCluster(t *testing.T) (*proc.RedisCluster, *testenv.Redis) {
 	t.Helper()
+	if testing.Short() {
+		t.Skip("starts a Redis Cluster of six servers")
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	cluster, err := proc.StartRedisCluster(ctx, t.TempDir(), 3, 1)

@@ -44,8 +44,9 @@ type Record struct {
 // ({b<n>}): creating a record and moving it to a final state each touch
 // both in one step (MULTI, a script), which a Redis Cluster allows only
 // within one slot. One tag for every record would put the whole log, and
-// every publish's writes to it, on one shard; buckets spread them over
-// up to buckets shards, and recovery and the overview read each bucket.
+// every publish's writes to it, on one shard; the buckets spread them
+// over as many shards as there are buckets, and recovery and the
+// overview read every bucket.
 type records struct {
 	// rdb answers within timeout and never retries on its own: a write
 	// whose answer is lost is settled by the coordinator (see settle),

@@ -13,7 +13,6 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"tidings/infra/proc"
-	"tidings/lib/config"
 	"tidings/lib/logging"
 	"tidings/lib/notification"
 	"tidings/lib/testenv"
@@ -29,20 +28,8 @@ func startCluster(t *testing.T) (*proc.RedisCluster, *testenv.Redis) {
 	if testing.Short() {
 		t.Skip("starts a Redis Cluster of six servers")
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	cluster, err := proc.StartRedisCluster(ctx, t.TempDir(), 3, 1)
-	if err != nil {
-		t.Fatalf("start a Redis Cluster: %v", err)
-	}
-	t.Cleanup(cluster.Stop)
-	waitReplicasInSync(t, cluster)
-	rc, err := config.ParseRedis(cluster.URL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	client := rc.Client()
-	t.Cleanup(func() { _ = client.Close() })
+	cluster := testenv.StartRedisCluster(t, 3, 1)
+	client := testenv.ClusterClient(t, cluster)
 	return cluster, &testenv.Redis{Client: client, Prefix: "tidings-test:", URL: cluster.URL(), Cluster: true}
 }
 

@@ -111,7 +111,7 @@ func (r *records) create(ctx context.Context, rec *Record) error {
 		p.ZAdd(ctx, r.openOf(rec.ID), redis.Z{Score: float64(now), Member: rec.ID})
 		return nil
 	})
-	if err = r.relearn(err); err != nil {
+	if err != nil {
 		return fmt.Errorf("record transaction %s: %w", rec.ID, err)
 	}
 	return nil
@@ -153,7 +153,7 @@ func (r *records) transition(ctx context.Context, id, from, to string) error {
 	defer cancel()
 	keys, args := r.transitionArgs(id, from, to, 0)
 	res, err := transitionScript.Run(ctx, r.rdb, keys, args...).Result()
-	return transitioned(id, from, to, res, r.relearn(err))
+	return transitioned(id, from, to, res, err)
 }
 
 // decide records the decision to commit, with the notification id the
@@ -175,7 +175,7 @@ func (r *records) decide(ctx context.Context, id string, notificationID int64) e
 		return nil
 	})
 	if err != nil {
-		return transitioned(id, Preparing, Committing, nil, r.relearn(err))
+		return transitioned(id, Preparing, Committing, nil, err)
 	}
 	return transitioned(id, Preparing, Committing, res.Val(), res.Err())
 }
@@ -248,7 +248,7 @@ func (r *records) stuck(ctx context.Context, cutoff time.Time) ([]string, error)
 	var ids []string
 	var errs []error
 	for b, cmd := range cmds {
-		if err := r.relearn(cmd.Err()); err != nil {
+		if err := cmd.Err(); err != nil {
 			errs = append(errs, fmt.Errorf("unfinished records of bucket %d: %w", b, err))
 			continue
 		}
@@ -267,7 +267,7 @@ func (r *records) load(ctx context.Context, id string) (*Record, error) {
 	ctx, cancel := r.bounded(ctx)
 	defer cancel()
 	h, err := r.rdb.HGetAll(ctx, r.key(id)).Result()
-	if err = r.relearn(err); err != nil {
+	if err != nil {
 		return nil, err
 	}
 	if len(h) == 0 {
@@ -286,7 +286,7 @@ func (r *records) load(ctx context.Context, id string) (*Record, error) {
 func (r *records) forget(ctx context.Context, id string) error {
 	ctx, cancel := r.bounded(ctx)
 	defer cancel()
-	return r.relearn(r.rdb.ZRem(ctx, r.openOf(id), id).Err())
+	return r.rdb.ZRem(ctx, r.openOf(id), id).Err()
 }
 
 var errRecordGone = errors.New("transaction record is gone")
@@ -297,7 +297,7 @@ func (r *records) finishedBefore(ctx context.Context, id string, cutoff time.Tim
 	ctx, cancel := r.bounded(ctx)
 	defer cancel()
 	v, err := r.rdb.HMGet(ctx, r.key(id), "state", "updated_at").Result()
-	if err = r.relearn(err); err != nil {
+	if err != nil {
 		return false, err
 	}
 	state, _ := v[0].(string)
@@ -320,18 +320,5 @@ func (r *records) state(ctx context.Context, id string) (string, error) {
 	if errors.Is(err, redis.Nil) {
 		return "", nil
 	}
-	return s, r.relearn(err)
-}
-
-// relearn makes a cluster client look up which node masters each slot
-// after a record call failed with err, and returns err. When a master
-// dies, go-redis keeps sending its slots' commands to it until its cached
-// layout is a minute old (ClusterStateReloadInterval), long after the
-// replica took over: the publishes and recovery of that shard's records
-// would fail all the while.
-func (r *records) relearn(err error) error {
-	if cluster, ok := r.rdb.(*redis.ClusterClient); ok && err != nil && !errors.Is(err, redis.Nil) {
-		cluster.ReloadState(context.Background())
-	}
-	return err
+	return s, err
 }

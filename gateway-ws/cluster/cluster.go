@@ -6,12 +6,15 @@
 //
 // Keys, under the deployment's Redis prefix:
 //
-//	<prefix>node:<id>  the node's JSON record, with the TTL (PX)
-//	<prefix>nodes      a set of registered ids, so that listing needs no SCAN
+//	<prefix>{nodes}:node:<id>  the node's JSON record, with the TTL (PX)
+//	<prefix>{nodes}            a set of registered ids, so that listing needs no SCAN
 //
 // Listing drops ids whose record has expired, atomically (one Lua script),
 // so a node that heartbeats concurrently is never lost for longer than one
-// heartbeat.
+// heartbeat. The heartbeat's MULTI and the listing script touch the set
+// and the records together, so on a Redis Cluster they must all live in
+// one slot: every key carries the hash tag {nodes}. The registry is a few
+// small keys, so keeping them on one shard costs nothing.
 package cluster
 
 import (
@@ -118,8 +121,9 @@ func (r *Registry) ID() string { return r.self.ID }
 // Settings are the registry's effective settings (defaults applied).
 func (r *Registry) Settings() Settings { return r.cfg.Settings }
 
-func (r *Registry) nodeKey(id string) string { return r.cfg.Prefix + "node:" + id }
-func (r *Registry) setKey() string           { return r.cfg.Prefix + "nodes" }
+func (r *Registry) nodeKey(id string) string { return r.nodeKeyPrefix() + id }
+func (r *Registry) nodeKeyPrefix() string    { return r.setKey() + ":node:" }
+func (r *Registry) setKey() string           { return r.cfg.Prefix + "{nodes}" }
 
 // Self is this node's record as its next heartbeat would write it.
 func (r *Registry) Self() Node {
@@ -211,7 +215,10 @@ func (r *Registry) Deregister(ctx context.Context) error {
 
 // listScript returns the records of the registered nodes and forgets the
 // ids whose record has expired, in one step, so that a node's concurrent
-// heartbeat (SET then SADD in MULTI) cannot be undone by a stale SREM.
+// heartbeat (SET then SADD in MULTI) cannot be undone by a stale SREM. It
+// builds the records' names from ARGV[1]: a cluster lets a script reach
+// keys it did not declare only in the slot of those it did, which the
+// shared hash tag ensures.
 var listScript = redis.NewScript(`
 local ids = redis.call('SMEMBERS', KEYS[1])
 local out = {}
@@ -228,7 +235,7 @@ return out
 
 // Nodes lists the live nodes, by id.
 func (r *Registry) Nodes(ctx context.Context) ([]Node, error) {
-	raw, err := listScript.Run(ctx, r.cfg.Redis, []string{r.setKey()}, r.cfg.Prefix+"node:").StringSlice()
+	raw, err := listScript.Run(ctx, r.cfg.Redis, []string{r.setKey()}, r.nodeKeyPrefix()).StringSlice()
 	if err != nil {
 		return nil, fmt.Errorf("list nodes: %w", err)
 	}

@@ -106,7 +106,7 @@ func TestANodeThatStopsHeartbeatingDisappearsAfterItsTTL(t *testing.T) {
 	if err := dead.Heartbeat(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	pttl, err := rds.Client.PTTL(context.Background(), rds.Prefix+"node:dead").Result()
+	pttl, err := rds.Client.PTTL(context.Background(), rds.Prefix+"{nodes}:node:dead").Result()
 	if err != nil || pttl <= 0 || pttl > ttl {
 		t.Fatalf("the dead node's record has TTL %v (err %v), want one in (0, %v]", pttl, err, ttl)
 	}
@@ -117,7 +117,7 @@ func TestANodeThatStopsHeartbeatingDisappearsAfterItsTTL(t *testing.T) {
 	testenv.Eventually(t, "the dead node to drop out", 200, func() bool {
 		return slices.Equal(listed(t, live), []string{"live"})
 	})
-	if ok, err := rds.Client.SIsMember(context.Background(), rds.Prefix+"nodes", "dead").Result(); err != nil || ok {
+	if ok, err := rds.Client.SIsMember(context.Background(), rds.Prefix+"{nodes}", "dead").Result(); err != nil || ok {
 		t.Errorf("the dead node's id is still in the id set (err %v)", err)
 	}
 }
@@ -137,7 +137,7 @@ func TestGracefulStopDeregistersAtOnce(t *testing.T) {
 	if got := listed(t, stay); !slices.Equal(got, []string{"stay"}) {
 		t.Fatalf("right after a graceful stop the nodes are %v, want [stay] (the TTL is a minute)", got)
 	}
-	if n, err := rds.Client.Exists(context.Background(), rds.Prefix+"node:leave").Result(); err != nil || n != 0 {
+	if n, err := rds.Client.Exists(context.Background(), rds.Prefix+"{nodes}:node:leave").Result(); err != nil || n != 0 {
 		t.Errorf("the stopped node's record still exists (%d, err %v)", n, err)
 	}
 }
@@ -190,5 +190,26 @@ func TestSettingsRefuseATTLNotAboveTheHeartbeat(t *testing.T) {
 	}
 	if err != nil || s.Heartbeat != 2*time.Second || s.TTL != 10*time.Second || s.ID != "gw-1" {
 		t.Errorf("got %+v, %v; want heartbeat 2s, TTL 10s, id gw-1", s, err)
+	}
+}
+
+// On a Redis Cluster the heartbeat's MULTI and the listing script touch
+// the id set and every record together: all of them must hash to one slot
+// (CROSSSLOT otherwise).
+func TestRegistryKeysShareOneSlotOnACluster(t *testing.T) {
+	rds := testenv.NewRedis(t)
+	if !rds.Cluster {
+		t.Skip("slots exist only on a Redis Cluster (TIDINGS_TEST_REDIS_URL=redis+cluster://...)")
+	}
+	r := newRegistry(rds.Client, rds.Prefix, "a", time.Second, 5*time.Second, 0)
+	ctx := context.Background()
+	want, err := rds.Client.ClusterKeySlot(ctx, r.setKey()).Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range []string{"a", "b", "gateway-7f3k", "node-with-a-long-name-0123456789"} {
+		if got, err := rds.Client.ClusterKeySlot(ctx, r.nodeKey(id)).Result(); err != nil || got != want {
+			t.Errorf("record of %s is in slot %d (err %v), the id set in slot %d", id, got, err, want)
+		}
 	}
 }

@@ -24,7 +24,8 @@
 // changing what it got back.
 //
 // Every Redis key this package writes is Prefix + "cache:" + key, and the
-// invalidation channel is Prefix + "cache:invalidate".
+// invalidation channel is Prefix + "cache:invalidate" (a shard channel,
+// SPUBLISH/SSUBSCRIBE, on a Redis Cluster: see redisx).
 package cache
 
 import (
@@ -44,6 +45,8 @@ import (
 	"github.com/maypok86/otter/v2"
 	"github.com/redis/go-redis/v9"
 	"golang.org/x/sync/singleflight"
+
+	"tidings/lib/redisx"
 )
 
 // Store names where a cache keeps its entries.
@@ -224,14 +227,9 @@ func (c *Cache) Set(ctx context.Context, key string, val []byte, ttl time.Durati
 	stripe, flushes := c.epoch(key), c.flushes.Load()
 	start := c.epochs[stripe].Load()
 	err := c.redisCall(ctx, func(ctx context.Context) error {
-		_, err := c.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
+		return c.writeThenInvalidate(ctx, func(p redis.Pipeliner) {
 			p.Set(ctx, c.redisKey(key), val, ttl)
-			if c.cfg.Store == Near {
-				p.Publish(ctx, c.channel(), c.invalidation(false, key))
-			}
-			return nil
-		})
-		return err
+		}, c.invalidation(false, key))
 	})
 	if err != nil {
 		return fmt.Errorf("set %s: %w", key, err)
@@ -258,23 +256,54 @@ func (c *Cache) Delete(ctx context.Context, keys ...string) error {
 		return nil
 	}
 	err := c.redisCall(ctx, func(ctx context.Context) error {
-		rkeys := make([]string, len(keys))
-		for i, k := range keys {
-			rkeys[i] = c.redisKey(k)
-		}
-		_, err := c.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
-			p.Del(ctx, rkeys...)
-			if c.cfg.Store == Near {
-				p.Publish(ctx, c.channel(), c.invalidation(true, keys...))
+		// One DEL per key: on a Redis Cluster the keys may be in as many
+		// slots, and one command may only name keys of one.
+		return c.writeThenInvalidate(ctx, func(p redis.Pipeliner) {
+			for _, k := range keys {
+				p.Del(ctx, c.redisKey(k))
 			}
-			return nil
-		})
-		return err
+		}, c.invalidation(true, keys...))
 	})
 	if err != nil {
 		return fmt.Errorf("delete %s: %w", strings.Join(keys, ","), err)
 	}
 	return nil
+}
+
+// writeThenInvalidate runs write's commands and then, in the near store,
+// publishes msg on the invalidation channel: always in that order, since a
+// replica told before the write could drop its copy, read the old value
+// back from Redis and keep it.
+//
+// On one server both go in one MULTI, so the change is never made without
+// its invalidation. On a Redis Cluster the keys and the channel are in
+// slots of their own, which no transaction spans: the writes go first, as
+// a pipeline (go-redis sends each to its slot's master), and the publish
+// (SPUBLISH) once they are all answered. A process that dies between the
+// two leaves the other replicas' copies of the keys in their memory for at
+// most LocalTTL, the bound already set for an invalidation that is lost.
+func (c *Cache) writeThenInvalidate(ctx context.Context, write func(p redis.Pipeliner), msg string) error {
+	publish := c.cfg.Store == Near
+	if !redisx.Sharded(c.rdb) {
+		_, err := c.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
+			write(p)
+			if publish {
+				redisx.PublishIn(ctx, c.rdb, p, c.channel(), msg)
+			}
+			return nil
+		})
+		return err
+	}
+	if _, err := c.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		write(p)
+		return nil
+	}); err != nil {
+		return err
+	}
+	if !publish {
+		return nil
+	}
+	return redisx.Publish(ctx, c.rdb, c.channel(), msg).Err()
 }
 
 // GetOrLoad returns the cached value under key, or else calls load, stores

@@ -51,10 +51,7 @@ func TestRedisKeysAndChannelStartWithThePrefixAndKeysCarryTheTTL(t *testing.T) {
 	if err := c.Set(ctx, name, []byte("x"), time.Minute); err != nil {
 		t.Fatal(err)
 	}
-	keys, err := r.Client.Keys(ctx, "*"+name).Result()
-	if err != nil {
-		t.Fatal(err)
-	}
+	keys := keysMatching(t, r, "*"+name)
 	if len(keys) != 1 || keys[0] != r.Prefix+"cache:"+name {
 		t.Fatalf("keys ending in %s: %v, want only %q", name, keys, r.Prefix+"cache:"+name)
 	}
@@ -62,10 +59,7 @@ func TestRedisKeysAndChannelStartWithThePrefixAndKeysCarryTheTTL(t *testing.T) {
 	if err != nil || ttl <= 0 || ttl > time.Minute {
 		t.Fatalf("PTTL %s = %v (%v), want in (0, 1m]", keys[0], ttl, err)
 	}
-	channels, err := r.Client.PubSubChannels(ctx, r.Prefix+"*").Result()
-	if err != nil {
-		t.Fatal(err)
-	}
+	channels := channelsMatching(t, r, r.Prefix+"*")
 	if len(channels) != 1 || channels[0] != r.Prefix+"cache:invalidate" {
 		t.Fatalf("channels under the prefix: %v, want only %q", channels, r.Prefix+"cache:invalidate")
 	}

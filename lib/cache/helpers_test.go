@@ -2,6 +2,7 @@ package cache_test
 
 import (
 	"context"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -51,4 +52,54 @@ func forEachStore(t *testing.T, test func(t *testing.T, c *cache.Cache)) {
 			test(t, newCache(t, store, r.Client, r.Prefix))
 		})
 	}
+}
+
+// keysMatching lists the keys matching pattern on the test Redis: on each
+// master of a cluster, whose KEYS only knows its own.
+func keysMatching(t testing.TB, r *testenv.Redis, pattern string) []string {
+	t.Helper()
+	return onEachMaster(t, r, func(ctx context.Context, c *redis.Client) ([]string, error) {
+		return c.Keys(ctx, pattern).Result()
+	})
+}
+
+// channelsMatching lists the channels matching pattern that someone
+// subscribes to: shard channels on each master of a cluster (SSUBSCRIBE),
+// plain ones on one server.
+func channelsMatching(t testing.TB, r *testenv.Redis, pattern string) []string {
+	t.Helper()
+	return onEachMaster(t, r, func(ctx context.Context, c *redis.Client) ([]string, error) {
+		if r.Cluster {
+			return c.PubSubShardChannels(ctx, pattern).Result()
+		}
+		return c.PubSubChannels(ctx, pattern).Result()
+	})
+}
+
+// onEachMaster gathers what list returns on each master of a cluster, or
+// on the one server.
+func onEachMaster(t testing.TB, r *testenv.Redis, list func(ctx context.Context, c *redis.Client) ([]string, error)) []string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	var mu sync.Mutex
+	var out []string
+	add := func(ctx context.Context, c *redis.Client) error {
+		got, err := list(ctx, c)
+		mu.Lock()
+		out = append(out, got...)
+		mu.Unlock()
+		return err
+	}
+	var err error
+	switch c := r.Client.(type) {
+	case *redis.ClusterClient:
+		err = c.ForEachMaster(ctx, add)
+	case *redis.Client:
+		err = add(ctx, c)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
 }

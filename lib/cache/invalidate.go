@@ -9,6 +9,8 @@ import (
 
 	"github.com/cenkalti/backoff/v5"
 	"github.com/redis/go-redis/v9"
+
+	"tidings/lib/redisx"
 )
 
 // invalidationMessage is what the near store publishes after a change: the
@@ -32,7 +34,7 @@ func (c *Cache) invalidation(deleted bool, keys ...string) string {
 // lost, and then used again.
 func (c *Cache) listen(ctx context.Context, subscribed chan<- struct{}) {
 	defer close(c.done)
-	ps := c.rdb.Subscribe(ctx, c.channel())
+	ps := redisx.Subscribe(ctx, c.rdb, c.channel())
 	c.pubsub.Store(ps)
 	defer func() { _ = c.pubsub.Load().Close() }()
 	first := true
@@ -40,37 +42,47 @@ func (c *Cache) listen(ctx context.Context, subscribed chan<- struct{}) {
 	waits := listenBackOff()
 	for ctx.Err() == nil {
 		msg, err := ps.ReceiveTimeout(ctx, c.cfg.PingInterval)
+		if m, ok := msg.(*redis.Subscription); ok && m.Kind == "sunsubscribe" && m.Channel == c.channel() {
+			// Unasked: a cluster master drops its shard channels'
+			// subscribers when their slot moves to another master.
+			err = errSlotMoved
+		}
 		if err != nil {
 			if ctx.Err() != nil {
 				return
 			}
 			var nerr net.Error
-			if errors.As(err, &nerr) && nerr.Timeout() {
-				if !pinged && ps.Ping(ctx) == nil {
-					// Quiet channel: the pong proves the connection
-					// is still there.
-					pinged = true
-					continue
-				}
-				// No answer to the last ping: the connection is dead
-				// without having been closed. Start a fresh one.
-				_ = ps.Close()
-				ps = c.rdb.Subscribe(ctx, c.channel())
-				c.pubsub.Store(ps)
+			timeout := errors.As(err, &nerr) && nerr.Timeout()
+			if timeout && !pinged && ps.Ping(ctx) == nil {
+				// Quiet channel: the pong proves the connection is
+				// still there.
+				pinged = true
+				continue
 			}
 			pinged = false
 			c.setLive(false, err)
+			c.reloadSlots(ctx)
 			select {
 			case <-ctx.Done():
 				return
 			case <-time.After(waits.NextBackOff()):
+			}
+			// No answer to the last ping: the connection is dead
+			// without having been closed, so start a fresh one. On a
+			// cluster start one after any failure too: the channel's
+			// slot may have moved or failed over to another master
+			// (where go-redis's own redial, or an SSUBSCRIBE answered
+			// MOVED, would not take it). On one server go-redis
+			// redials by itself at the next receive.
+			if timeout || redisx.Sharded(c.rdb) {
+				ps = c.resubscribe(ctx, ps)
 			}
 			continue
 		}
 		pinged = false
 		switch m := msg.(type) {
 		case *redis.Subscription:
-			if m.Kind == "subscribe" && m.Channel == c.channel() {
+			if (m.Kind == "subscribe" || m.Kind == "ssubscribe") && m.Channel == c.channel() {
 				c.setLive(true, nil)
 				waits.Reset()
 				if first {
@@ -84,6 +96,28 @@ func (c *Cache) listen(ctx context.Context, subscribed chan<- struct{}) {
 		case *redis.Message:
 			c.apply(m.Payload)
 		}
+	}
+}
+
+// errSlotMoved is why the subscription was lost when its master dropped it.
+var errSlotMoved = errors.New("the invalidation channel's slot moved to another master")
+
+// resubscribe closes ps and returns a fresh subscription to the
+// invalidation channel.
+func (c *Cache) resubscribe(ctx context.Context, ps *redis.PubSub) *redis.PubSub {
+	_ = ps.Close()
+	ps = redisx.Subscribe(ctx, c.rdb, c.channel())
+	c.pubsub.Store(ps)
+	return ps
+}
+
+// reloadSlots has a cluster client look up which master serves which slot
+// again, before the next subscription (go-redis does so by itself only
+// every few seconds, or after a MOVED answer to a command, which a
+// subscription never gets). One server has nothing to look up.
+func (c *Cache) reloadSlots(ctx context.Context) {
+	if cluster, ok := c.rdb.(*redis.ClusterClient); ok {
+		cluster.ReloadState(ctx)
 	}
 }
 

@@ -184,3 +184,53 @@ func TestCacheWithRedisStoppedAnswersFromTheDatabaseAndRecovers(t *testing.T) {
 		})
 	}
 }
+
+// TestDeletingKeysOfManySlotsInvalidatesThemAllElsewhere: one Delete of
+// keys that a Redis Cluster spreads over several slots (checked, on a
+// cluster) removes them all from Redis and from the other replica's
+// memory, which then loads each again.
+func TestDeletingKeysOfManySlotsInvalidatesThemAllElsewhere(t *testing.T) {
+	shared := testenv.NewRedis(t)
+	writer := newCache(t, cache.Near, testenv.NewRedis(t).Client, shared.Prefix)
+	reader := newCache(t, cache.Near, testenv.NewRedis(t).Client, shared.Prefix)
+	ctx := context.Background()
+	keys := make([]string, 16)
+	slots := map[int64]bool{}
+	for i := range keys {
+		keys[i] = "user:" + strconv.Itoa(i)
+		if shared.Cluster {
+			slot, err := shared.Client.ClusterKeySlot(ctx, shared.Prefix+"cache:"+keys[i]).Result()
+			if err != nil {
+				t.Fatal(err)
+			}
+			slots[slot] = true
+		}
+	}
+	if shared.Cluster && len(slots) < 2 {
+		t.Fatalf("the %d keys are all in one slot; the test needs several", len(keys))
+	}
+	var loads atomic.Int64
+	for _, k := range keys {
+		if _, err := reader.GetOrLoad(ctx, k, 0, constant("old", &loads)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := writer.Delete(ctx, keys...); err != nil {
+		t.Fatalf("delete %d keys: %v", len(keys), err)
+	}
+	testenv.Eventually(t, "the reader drops every key", 100, func() bool {
+		return reader.Stats().Invalidations == uint64(len(keys))
+	})
+	if left := keysMatching(t, shared, shared.Prefix+"cache:*"); len(left) != 0 {
+		t.Errorf("keys left in Redis after the delete: %v", left)
+	}
+	loads.Store(0)
+	for _, k := range keys {
+		if v, err := reader.GetOrLoad(ctx, k, 0, constant("new", &loads)); err != nil || string(v) != "new" {
+			t.Fatalf("%s after its delete: %q (%v), want new", k, v, err)
+		}
+	}
+	if loads.Load() != int64(len(keys)) {
+		t.Errorf("%d loads after the delete, want %d", loads.Load(), len(keys))
+	}
+}

@@ -3,10 +3,13 @@ package gateway
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strings"
 
 	"github.com/redis/go-redis/v9"
+
+	"tidings/lib/redisx"
 )
 
 // presenceStore is the Redis side of presence (presence.go): who is present
@@ -14,15 +17,25 @@ import (
 //
 // Keys, under the deployment's Redis prefix:
 //
-//	presence:{<topic>}    a hash: field <node>|<phx_ref>, value <key>\n<meta JSON>
-//	presence-node:<node>  a set of the topics where <node> has entries
-//	presence-nodes        a set of the nodes that have (or had) entries
+//	presence:{<tag>}:<topic>  a hash: field <node>|<phx_ref>, value <key>\n<meta JSON>
+//	{presence-nodes}:<node>   a set of the topics where <node> has entries
+//	{presence-nodes}          a set of the nodes that have (or had) entries
 //
 // Every change of a topic's hash and the presence_diff frame telling its
-// members are one atomic step (MULTI, or one script), so a diff is never
-// lost to a crash between the two, and pub/sub delivers the diffs in the
-// order the hash changed. A join's write and its state read go in the same
-// MULTI: one round trip whatever the topic's size.
+// members are one atomic step (one script), so a diff is never lost to a
+// crash between the two, and pub/sub delivers the diffs in the order the
+// hash changed. A join's write and its state read are the same script.
+//
+// On a Redis Cluster a script may only touch keys, and publish on shard
+// channels, of one slot: a topic's hash carries the hash tag of the
+// topic's channel (<tag>, the broker's partition), and the node sets share
+// the tag {presence-nodes}, so a topic's step and a node's sets are each
+// on one slot, but not on the same one. They are then written in order:
+// a topic joins the node's set before its entry is written, and leaves it
+// after the node's last entry there is gone, so whatever a crash between
+// the steps leaves, every entry is in its node's set and a sweep finds it
+// (the set may name a topic with no entry left, which a sweep skips). On
+// one server all of a batch still goes in one MULTI.
 type presenceStore struct {
 	rdb    redis.UniversalClient
 	prefix string
@@ -31,7 +44,9 @@ type presenceStore struct {
 	// past it a join is not tracked, so a topic of many thousands of
 	// members does not send every member a diff per join.
 	max int
-	// channel is the broker's Redis channel of a topic.
+	// channel is the broker's Redis channel of a topic. On a cluster it
+	// must carry a hash tag (the broker's partition), the tag of the
+	// topic's hash.
 	channel func(topic string) string
 }
 
@@ -46,104 +61,92 @@ type presenceOp struct {
 	// last: the replica's last entry on topic went, so the topic leaves
 	// the node's set.
 	last bool
-	// state asks for the topic's whole state after the write (a join).
+	// state asks for the topic's whole state after the write (a join;
+	// track only).
 	state bool
 }
 
-func (s *presenceStore) topicKey(topic string) string { return s.prefix + "presence:{" + topic + "}" }
-func (s *presenceStore) nodeKey(node string) string   { return s.prefix + "presence-node:" + node }
-func (s *presenceStore) nodesKey() string             { return s.prefix + "presence-nodes" }
-func (s *presenceStore) field(ref string) string      { return s.node + "|" + ref }
+// topicKey is topic's hash, in the slot of its channel: with the channel's
+// hash tag, or, when the channel has none (one server, where slots do not
+// matter), the topic as the tag.
+func (s *presenceStore) topicKey(topic string) string {
+	if tag, ok := hashTag(s.channel(topic)); ok {
+		return s.prefix + "presence:{" + tag + "}:" + topic
+	}
+	return s.prefix + "presence:{" + topic + "}"
+}
+
+func (s *presenceStore) nodeKey(node string) string { return s.nodesKey() + ":" + node }
+func (s *presenceStore) nodesKey() string           { return s.prefix + "{presence-nodes}" }
+func (s *presenceStore) field(ref string) string    { return s.node + "|" + ref }
+
+// hashTag is the part of key that a Redis Cluster hashes to find its slot
+// when there is one: what is between the first { and the next }, if not
+// empty.
+func hashTag(key string) (string, bool) {
+	_, after, ok := strings.Cut(key, "{")
+	if !ok {
+		return "", false
+	}
+	tag, _, ok := strings.Cut(after, "}")
+	return tag, ok && tag != ""
+}
+
+// publishCommand is the command the scripts publish diffs with, the one
+// redisx.Publish would use: a topic's channel is a shard channel on a
+// cluster (the broker subscribes it with SSUBSCRIBE there).
+func (s *presenceStore) publishCommand() string {
+	if redisx.Sharded(s.rdb) {
+		return "SPUBLISH"
+	}
+	return "PUBLISH"
+}
 
 // presenceEntryValue is a hash value: the key, a newline, the meta.
 func presenceEntryValue(key string, meta []byte) string { return key + "\n" + string(meta) }
 
-// presenceLua is what the scripts share: leave removes fields of a topic's
-// hash and, when any was there, publishes one presence_diff frame with
-// their leaves, built from the stored metas as they are (no re-encoding).
-const presenceLua = `
-local function leave(hash, channel, topicJSON, fields)
-  local keys, metas = {}, {}
-  local n = 0
-  for _, f in ipairs(fields) do
-    local v = redis.call('HGET', hash, f)
-    if v then
-      redis.call('HDEL', hash, f)
-      local key, meta = string.match(v, '^([^\n]*)\n(.*)$')
-      if key then
-        if metas[key] == nil then
-          metas[key] = {}
-          table.insert(keys, key)
-        end
-        table.insert(metas[key], meta)
-        n = n + 1
-      end
-    end
-  end
-  if n > 0 then
-    local parts = {}
-    for _, key in ipairs(keys) do
-      table.insert(parts, cjson.encode(key) .. ':{"metas":[' .. table.concat(metas[key], ',') .. ']}')
-    end
-    redis.call('PUBLISH', channel, '[null,null,' .. topicJSON .. ',"presence_diff",{"joins":{},"leaves":{' .. table.concat(parts, ',') .. '}}]')
-  end
-  return n
-end
-`
-
-// presenceTrackScript adds an entry and publishes its join diff, unless
-// the topic's hash is full. KEYS[1] the topic's hash; ARGV[1] its channel,
-// ARGV[2] the field, ARGV[3] the value, ARGV[4] the diff frame, ARGV[5] the
-// most entries the hash may hold (0: no bound).
-var presenceTrackScript = redis.NewScript(`
-local max = tonumber(ARGV[5])
-if max > 0 and redis.call('HLEN', KEYS[1]) >= max and redis.call('HEXISTS', KEYS[1], ARGV[2]) == 0 then
-  return 0
-end
-redis.call('HSET', KEYS[1], ARGV[2], ARGV[3])
-redis.call('PUBLISH', ARGV[1], ARGV[4])
-return 1
-`)
-
-// presenceLeaveScript: KEYS[1] the topic's hash; ARGV[1] its channel,
-// ARGV[2] the topic as a JSON string, ARGV[3...] the fields to remove.
-var presenceLeaveScript = redis.NewScript(presenceLua + `
-local fields = {}
-for i = 3, #ARGV do table.insert(fields, ARGV[i]) end
-return leave(KEYS[1], ARGV[1], ARGV[2], fields)
-`)
-
-// presenceSweepScript removes every entry of a dead node, telling each
-// topic's members, and forgets the node, in one step: replicas that sweep
-// the same node at once remove (and announce) each entry once.
-// KEYS[1] the node's topic set, KEYS[2] the set of nodes; ARGV[1] the node,
-// ARGV[2] the prefix of topic hashes, ARGV[3] the prefix of channels.
-var presenceSweepScript = redis.NewScript(presenceLua + `
-local mine = ARGV[1] .. '|'
-local removed = 0
-for _, topic in ipairs(redis.call('SMEMBERS', KEYS[1])) do
-  local hash = ARGV[2] .. topic .. '}'
-  local fields = {}
-  for _, f in ipairs(redis.call('HKEYS', hash)) do
-    if string.sub(f, 1, #mine) == mine and not string.find(f, '|', #mine + 1, true) then
-      table.insert(fields, f)
-    end
-  end
-  removed = removed + leave(hash, ARGV[3] .. topic, cjson.encode(topic), fields)
-end
-redis.call('DEL', KEYS[1])
-redis.call('SREM', KEYS[2], ARGV[1])
-return removed
-`)
-
-// write runs ops in order in one MULTI (one round trip) and returns, for
-// each op that asked for it, the topic's state after the write: hash
-// field -> value.
+// write runs ops in order and returns, for each op that asked for it, the
+// topic's state after the write: hash field -> value. On one server it is
+// one MULTI (one round trip whatever the batch); on a cluster three steps
+// (see presenceStore): the node's sets gain the topics tracked, the
+// topics' scripts run (a pipeline: go-redis sends each to its slot's
+// master, in order), the node's set loses the topics whose last entry
+// went.
 func (s *presenceStore) write(ctx context.Context, ops []presenceOp) ([]map[string]string, error) {
-	states := make([]*redis.MapStringStringCmd, len(ops))
-	_, err := s.rdb.TxPipelined(ctx, func(pipe redis.Pipeliner) error {
+	var tracked []any
+	// gone are the topics whose last op in the batch is the node's last
+	// leave: a topic left and tracked again in one batch stays in the set.
+	gone := map[string]bool{}
+	for _, op := range ops {
+		if op.track {
+			tracked = append(tracked, op.topic)
+		}
+		gone[op.topic] = !op.track && op.last
+	}
+	var untracked []any
+	for topic, last := range gone {
+		if last {
+			untracked = append(untracked, topic)
+		}
+	}
+	joinSets := func(pipe redis.Pipeliner) error {
+		if len(tracked) > 0 {
+			pipe.SAdd(ctx, s.nodesKey(), s.node)
+			pipe.SAdd(ctx, s.nodeKey(s.node), tracked...)
+		}
+		return nil
+	}
+	leaveSets := func(pipe redis.Pipeliner) error {
+		if len(untracked) > 0 {
+			pipe.SRem(ctx, s.nodeKey(s.node), untracked...)
+		}
+		return nil
+	}
+	scripts := make([]*redis.Cmd, len(ops))
+	runScripts := func(pipe redis.Pipeliner) error {
 		for i, op := range ops {
 			hash, channel := s.topicKey(op.topic), s.channel(op.topic)
+			// Eval, not EvalSha: a pipeline cannot retry a NOSCRIPT.
 			if op.track {
 				frame, err := BroadcastFrame(op.topic, EventPresenceDiff, presenceDiff{
 					Joins:  map[string]presenceMetas{op.key: {Metas: []rawMeta{op.meta}}},
@@ -152,34 +155,73 @@ func (s *presenceStore) write(ctx context.Context, ops []presenceOp) ([]map[stri
 				if err != nil {
 					return err
 				}
-				pipe.SAdd(ctx, s.nodesKey(), s.node)
-				pipe.SAdd(ctx, s.nodeKey(s.node), op.topic)
-				// Eval, not EvalSha: a pipeline cannot retry a NOSCRIPT.
-				presenceTrackScript.Eval(ctx, pipe, []string{hash}, channel, s.field(op.ref), presenceEntryValue(op.key, op.meta), frame, s.max)
+				state := "0"
+				if op.state {
+					state = "1"
+				}
+				scripts[i] = presenceTrackScript.Eval(ctx, pipe, []string{hash}, channel, s.field(op.ref),
+					presenceEntryValue(op.key, op.meta), frame, s.max, s.publishCommand(), state)
 			} else {
 				topicJSON, _ := json.Marshal(op.topic) // a string always encodes
-				// Eval, not EvalSha: a pipeline cannot retry a NOSCRIPT.
-				presenceLeaveScript.Eval(ctx, pipe, []string{hash}, channel, topicJSON, s.field(op.ref))
-				if op.last {
-					pipe.SRem(ctx, s.nodeKey(s.node), op.topic)
-				}
-			}
-			if op.state {
-				states[i] = pipe.HGetAll(ctx, hash)
+				presenceLeaveScript.Eval(ctx, pipe, []string{hash}, channel, topicJSON, s.publishCommand(), s.field(op.ref))
 			}
 		}
 		return nil
-	})
+	}
+	var err error
+	if !redisx.Sharded(s.rdb) {
+		_, err = s.rdb.TxPipelined(ctx, func(pipe redis.Pipeliner) error {
+			return errors.Join(joinSets(pipe), runScripts(pipe), leaveSets(pipe))
+		})
+	} else {
+		err = s.inSteps(ctx, len(tracked) > 0, joinSets, runScripts, len(untracked) > 0, leaveSets)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("write %d presence changes: %w", len(ops), err)
 	}
 	out := make([]map[string]string, len(ops))
-	for i, cmd := range states {
-		if cmd != nil {
-			out[i] = cmd.Val()
+	for i, op := range ops {
+		if op.state && scripts[i] != nil {
+			if out[i], err = stateOf(scripts[i]); err != nil {
+				return nil, fmt.Errorf("presence state of %s: %w", op.topic, err)
+			}
 		}
 	}
 	return out, nil
+}
+
+// inSteps runs a cluster's write in its three steps, each once the one
+// before is answered: the node's sets in one MULTI (one slot) when topics
+// are joined, the topics' scripts, then the sets again when topics are
+// left.
+func (s *presenceStore) inSteps(ctx context.Context, joins bool, joinSets, runScripts func(redis.Pipeliner) error, leaves bool, leaveSets func(redis.Pipeliner) error) error {
+	if joins {
+		if _, err := s.rdb.TxPipelined(ctx, joinSets); err != nil {
+			return err
+		}
+	}
+	if _, err := s.rdb.Pipelined(ctx, runScripts); err != nil {
+		return err
+	}
+	if leaves {
+		_, err := s.rdb.TxPipelined(ctx, leaveSets)
+		return err
+	}
+	return nil
+}
+
+// stateOf reads the hash a track script returned (HGETALL's field, value
+// list).
+func stateOf(cmd *redis.Cmd) (map[string]string, error) {
+	list, err := cmd.StringSlice()
+	if err != nil {
+		return nil, err
+	}
+	state := make(map[string]string, len(list)/2)
+	for i := 0; i+1 < len(list); i += 2 {
+		state[list[i]] = list[i+1]
+	}
+	return state, nil
 }
 
 // nodes returns the nodes that have entries (or had, and were not swept).
@@ -192,12 +234,45 @@ func (s *presenceStore) nodes(ctx context.Context) ([]string, error) {
 }
 
 // sweep removes every entry of node, which is dead, and tells the members
-// of its topics; it returns how many entries it removed.
+// of its topics; it returns how many entries it removed. Each topic is
+// swept by a script of its own, in its slot, and only then are the topics
+// taken out of the node's set and the node out of the set of nodes
+// (one MULTI, their slot): a sweep cut short leaves them there for the
+// next one. A node swept while still alive (cut off from Redis past its
+// TTL) finds itself gone from the set of nodes at its next sweep and
+// writes all its entries again (sweep in presence_sweep.go).
 func (s *presenceStore) sweep(ctx context.Context, node string) (int, error) {
-	n, err := presenceSweepScript.Run(ctx, s.rdb, []string{s.nodeKey(node), s.nodesKey()},
-		node, s.prefix+"presence:{", s.channel("")).Int()
+	topics, err := s.rdb.SMembers(ctx, s.nodeKey(node)).Result()
 	if err != nil {
 		return 0, fmt.Errorf("sweep presence of node %s: %w", node, err)
+	}
+	removed := make([]*redis.Cmd, len(topics))
+	if _, err := s.rdb.Pipelined(ctx, func(pipe redis.Pipeliner) error {
+		for i, topic := range topics {
+			topicJSON, _ := json.Marshal(topic) // a string always encodes
+			removed[i] = presenceSweepScript.Eval(ctx, pipe, []string{s.topicKey(topic)}, s.channel(topic), topicJSON, s.publishCommand(), node)
+		}
+		return nil
+	}); err != nil {
+		return 0, fmt.Errorf("sweep presence of node %s: %w", node, err)
+	}
+	n := 0
+	for _, cmd := range removed {
+		k, _ := cmd.Int()
+		n += k
+	}
+	swept := make([]any, len(topics))
+	for i, topic := range topics {
+		swept[i] = topic
+	}
+	if _, err := s.rdb.TxPipelined(ctx, func(pipe redis.Pipeliner) error {
+		if len(swept) > 0 {
+			pipe.SRem(ctx, s.nodeKey(node), swept...)
+		}
+		pipe.SRem(ctx, s.nodesKey(), node)
+		return nil
+	}); err != nil {
+		return n, fmt.Errorf("forget presence node %s: %w", node, err)
 	}
 	return n, nil
 }

@@ -163,7 +163,8 @@ func TestPresenceSweepsADeadReplicasMembers(t *testing.T) {
 	view := presenceView{}
 	owner.awaitPresence(view, ownerID)
 
-	dead := newTestPresenceStore(rds, rds.Client, "dead-replica")
+	// The dead replica's store names channels as the live one's broker does.
+	dead := &presenceStore{rdb: rds.Client, prefix: rds.Prefix, node: "dead-replica", channel: a.srv.broker.channel}
 	meta := []byte(fmt.Sprintf(`{"phx_ref":"ghost","online_at":%d}`, time.Now().UnixMilli()))
 	if _, err := dead.write(context.Background(), []presenceOp{{topic: topic, key: "999999", ref: "ghost", meta: meta, track: true}}); err != nil {
 		t.Fatal(err)

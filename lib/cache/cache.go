@@ -227,8 +227,8 @@ func (c *Cache) Set(ctx context.Context, key string, val []byte, ttl time.Durati
 	stripe, flushes := c.epoch(key), c.flushes.Load()
 	start := c.epochs[stripe].Load()
 	err := c.redisCall(ctx, func(ctx context.Context) error {
-		return c.writeThenInvalidate(ctx, func(p redis.Pipeliner) {
-			p.Set(ctx, c.redisKey(key), val, ttl)
+		return c.writeThenInvalidate(ctx, []string{c.redisKey(key)}, func(p redis.Pipeliner, rkey string) {
+			p.Set(ctx, rkey, val, ttl)
 		}, c.invalidation(false, key))
 	})
 	if err != nil {
@@ -256,12 +256,12 @@ func (c *Cache) Delete(ctx context.Context, keys ...string) error {
 		return nil
 	}
 	err := c.redisCall(ctx, func(ctx context.Context) error {
-		// One DEL per key: on a Redis Cluster the keys may be in as many
-		// slots, and one command may only name keys of one.
-		return c.writeThenInvalidate(ctx, func(p redis.Pipeliner) {
-			for _, k := range keys {
-				p.Del(ctx, c.redisKey(k))
-			}
+		rkeys := make([]string, len(keys))
+		for i, k := range keys {
+			rkeys[i] = c.redisKey(k)
+		}
+		return c.writeThenInvalidate(ctx, rkeys, func(p redis.Pipeliner, rkey string) {
+			p.Del(ctx, rkey)
 		}, c.invalidation(true, keys...))
 	})
 	if err != nil {
@@ -270,23 +270,34 @@ func (c *Cache) Delete(ctx context.Context, keys ...string) error {
 	return nil
 }
 
-// writeThenInvalidate runs write's commands and then, in the near store,
-// publishes msg on the invalidation channel: always in that order, since a
-// replica told before the write could drop its copy, read the old value
-// back from Redis and keep it.
+// writeThenInvalidate runs write for each of rkeys and then, in the near
+// store, publishes msg on the invalidation channel: always in that order,
+// since a replica told before the write could drop its copy, read the old
+// value back from Redis and keep it.
 //
-// On one server both go in one MULTI, so the change is never made without
-// its invalidation. On a Redis Cluster the keys and the channel are in
-// slots of their own, which no transaction spans: the writes go first, as
-// a pipeline (go-redis sends each to its slot's master), and the publish
-// (SPUBLISH) once they are all answered. A process that dies between the
-// two leaves the other replicas' copies of the keys in their memory for at
-// most LocalTTL, the bound already set for an invalidation that is lost.
-func (c *Cache) writeThenInvalidate(ctx context.Context, write func(p redis.Pipeliner), msg string) error {
+// On one server it is all one MULTI, so a change is never made without
+// its invalidation, and the server's append-only file keeps it. On a Redis
+// Cluster the keys and the channel are in slots of their own, which no
+// transaction spans: the writes go first, a key per command (a multi-key
+// DEL would be refused), as one pipeline that go-redis splits by master,
+// and the publish (SPUBLISH) once they are all answered. A process that
+// dies between the two leaves the other replicas' copies in their memory
+// for at most LocalTTL, the bound already set for an invalidation that is
+// lost. The writes are not waited onto a replica (redisx.Replicated): WAIT
+// blocks for its whole timeout on a shard without an online replica, as
+// right after a failover, which would fail every cache write there; so a
+// master that fails just after a write may lose it, and an entry deleted
+// then may come back from its replica until its TTL ends.
+func (c *Cache) writeThenInvalidate(ctx context.Context, rkeys []string, write func(p redis.Pipeliner, rkey string), msg string) error {
 	publish := c.cfg.Store == Near
+	writeAll := func(p redis.Pipeliner) {
+		for _, k := range rkeys {
+			write(p, k)
+		}
+	}
 	if !redisx.Sharded(c.rdb) {
 		_, err := c.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
-			write(p)
+			writeAll(p)
 			if publish {
 				redisx.PublishIn(ctx, c.rdb, p, c.channel(), msg)
 			}
@@ -295,7 +306,7 @@ func (c *Cache) writeThenInvalidate(ctx context.Context, write func(p redis.Pipe
 		return err
 	}
 	if _, err := c.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
-		write(p)
+		writeAll(p)
 		return nil
 	}); err != nil {
 		return err

@@ -3,6 +3,7 @@ package cache_test
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -157,13 +158,15 @@ func moveSlot(t *testing.T, key string, source, target *proc.RedisNode, masters,
 	// move, a failover of target would not take the slot with it.
 	testenv.Eventually(t, "every node to see the slot moved", 200, func() error {
 		for _, n := range all {
-			slots, err := node(n).ClusterSlots(ctx).Result()
+			shards, err := node(n).ClusterShards(ctx).Result()
 			if err != nil {
 				return err
 			}
-			for _, r := range slots {
-				if int64(r.Start) <= slot && slot <= int64(r.End) && (len(r.Nodes) == 0 || r.Nodes[0].ID != dstID) {
-					return fmt.Errorf("%s sees slot %d at %v", n.Addr, slot, r.Nodes)
+			for _, sh := range shards {
+				for _, r := range sh.Slots {
+					if r.Start <= slot && slot <= r.End && !slices.ContainsFunc(sh.Nodes, func(n redis.Node) bool { return n.ID == dstID }) {
+						return fmt.Errorf("%s sees slot %d in shard %v", n.Addr, slot, sh.Nodes)
+					}
 				}
 			}
 		}

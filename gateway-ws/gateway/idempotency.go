@@ -20,7 +20,8 @@ import (
 // Idempotency keys: a client that sends the same publish again (a retry
 // after a lost answer) with the same Idempotency-Key header gets the first
 // answer again instead of a second notification. The state is one Redis
-// key per caller and key, so every replica sees it:
+// key per caller and key, so every replica sees it (each script below
+// touches that key alone: on a Redis Cluster it runs on the key's slot):
 //
 //   - the first request claims it (a Lua compare-and-set) as in flight,
 //     with the hash of its method, path and body, for idemLease;

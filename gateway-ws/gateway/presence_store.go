@@ -18,6 +18,7 @@ import (
 // Keys, under the deployment's Redis prefix:
 //
 //	presence:{<tag>}:<topic>  a hash: field <node>|<phx_ref>, value <key>\n<meta JSON>
+//	                          (presence:{<topic>} when the channel has no tag: one server)
 //	{presence-nodes}:<node>   a set of the topics where <node> has entries
 //	{presence-nodes}          a set of the nodes that have (or had) entries
 //

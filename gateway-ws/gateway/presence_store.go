@@ -93,16 +93,6 @@ func hashTag(key string) (string, bool) {
 	return tag, ok && tag != ""
 }
 
-// publishCommand is the command the scripts publish diffs with, the one
-// redisx.Publish would use: a topic's channel is a shard channel on a
-// cluster (the broker subscribes it with SSUBSCRIBE there).
-func (s *presenceStore) publishCommand() string {
-	if redisx.Sharded(s.rdb) {
-		return "SPUBLISH"
-	}
-	return "PUBLISH"
-}
-
 // presenceEntryValue is a hash value: the key, a newline, the meta.
 func presenceEntryValue(key string, meta []byte) string { return key + "\n" + string(meta) }
 
@@ -161,10 +151,10 @@ func (s *presenceStore) write(ctx context.Context, ops []presenceOp) ([]map[stri
 					state = "1"
 				}
 				scripts[i] = presenceTrackScript.Eval(ctx, pipe, []string{hash}, channel, s.field(op.ref),
-					presenceEntryValue(op.key, op.meta), frame, s.max, s.publishCommand(), state)
+					presenceEntryValue(op.key, op.meta), frame, s.max, redisx.PublishCommand(s.rdb), state)
 			} else {
 				topicJSON, _ := json.Marshal(op.topic) // a string always encodes
-				presenceLeaveScript.Eval(ctx, pipe, []string{hash}, channel, topicJSON, s.publishCommand(), s.field(op.ref))
+				presenceLeaveScript.Eval(ctx, pipe, []string{hash}, channel, topicJSON, redisx.PublishCommand(s.rdb), s.field(op.ref))
 			}
 		}
 		return nil
@@ -251,7 +241,7 @@ func (s *presenceStore) sweep(ctx context.Context, node string) (int, error) {
 	if _, err := s.rdb.Pipelined(ctx, func(pipe redis.Pipeliner) error {
 		for i, topic := range topics {
 			topicJSON, _ := json.Marshal(topic) // a string always encodes
-			removed[i] = presenceSweepScript.Eval(ctx, pipe, []string{s.topicKey(topic)}, s.channel(topic), topicJSON, s.publishCommand(), node)
+			removed[i] = presenceSweepScript.Eval(ctx, pipe, []string{s.topicKey(topic)}, s.channel(topic), topicJSON, redisx.PublishCommand(s.rdb), node)
 		}
 		return nil
 	}); err != nil {

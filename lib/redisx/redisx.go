@@ -33,6 +33,15 @@ func Publish(ctx context.Context, rdb redis.UniversalClient, channel string, msg
 	return rdb.Publish(ctx, channel, msg)
 }
 
+// PublishCommand is the command Publish sends, for a Lua script that
+// publishes itself (on a cluster, the channel shares the script's slot).
+func PublishCommand(rdb redis.UniversalClient) string {
+	if Sharded(rdb) {
+		return "SPUBLISH"
+	}
+	return "PUBLISH"
+}
+
 // PublishIn queues the same publish in a pipeline of rdb's.
 func PublishIn(ctx context.Context, rdb redis.UniversalClient, p redis.Pipeliner, channel string, msg any) {
 	if Sharded(rdb) {

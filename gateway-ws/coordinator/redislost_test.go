@@ -90,16 +90,7 @@ func TestGatewayAndRedisLostTogetherFinishEveryTransaction(t *testing.T) {
 			srv.Start()
 			h.recoverUntilSettled(h.newCoordinator(nil))
 
-			want := 0
-			if c.committed {
-				want = 1
-			}
-			if n := h.count(h.dbs.Persist, `SELECT count(*) FROM notifications WHERE state = 'committed'`); n != want {
-				t.Errorf("%d committed notifications, want %d", n, want)
-			}
-			if n := h.count(h.dbs.Counter, `SELECT coalesce((SELECT unread FROM counters WHERE user_id = $1), 0)`, subs[0]); n != want {
-				t.Errorf("unread of a subscriber %d, want %d", n, want)
-			}
+			h.expectOneOutcome(t, c.committed, subs[0])
 		})
 	}
 }
@@ -143,4 +134,21 @@ func TestCommittingRecordWhoseCounterRolledBackIsFinishedNotRetriedForever(t *te
 		t.Errorf("record %q, want aborted (nothing had committed)", s)
 	}
 	h.settled()
+}
+
+// expectOneOutcome checks the one publish of a fault case ended as it
+// must: committed at both participants (one notification, the
+// subscriber's unread 1), or at neither.
+func (h *harness) expectOneOutcome(t *testing.T, committed bool, subscriber int64) {
+	t.Helper()
+	want := 0
+	if committed {
+		want = 1
+	}
+	if n := h.count(h.dbs.Persist, `SELECT count(*) FROM notifications WHERE state = 'committed'`); n != want {
+		t.Errorf("%d committed notifications, want %d", n, want)
+	}
+	if n := h.count(h.dbs.Counter, `SELECT coalesce((SELECT unread FROM counters WHERE user_id = $1), 0)`, subscriber); n != want {
+		t.Errorf("unread of a subscriber %d, want %d", n, want)
+	}
 }

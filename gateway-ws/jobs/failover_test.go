@@ -10,8 +10,6 @@ import (
 
 	"tidings/gateway-ws/jobs"
 	"tidings/infra/fnhost"
-	"tidings/infra/proc"
-	"tidings/lib/config"
 	"tidings/lib/fn"
 	"tidings/lib/testenv"
 )
@@ -29,17 +27,8 @@ import (
 // function ran at least once, as the queue promises: none is lost.
 func TestAcceptedJobsSurviveAFailoverOfTheQueuesMaster(t *testing.T) {
 	ctx := context.Background()
-	cluster, err := proc.StartRedisCluster(ctx, t.TempDir(), 3, 1)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(cluster.Stop)
-	rc, err := config.ParseRedis(cluster.URL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	client := rc.Client()
-	t.Cleanup(func() { client.Close() })
+	cluster := testenv.StartRedisCluster(t, 3, 1)
+	client := testenv.ClusterClient(t, cluster)
 
 	var mu sync.Mutex
 	runs := map[int]int{} // calls per job number

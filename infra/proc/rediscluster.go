@@ -230,3 +230,95 @@ func (n *RedisNode) do(ctx context.Context, args ...any) (string, error) {
 	}
 	return fmt.Sprint(v), nil
 }
+
+// MoveSlot hands the slot of key, which must hold no key (a pub/sub
+// channel's slot, say), from its master to the master to, and waits until
+// every running node sees the move: until then a failover of to would not
+// take the slot with it.
+func (c *RedisCluster) MoveSlot(ctx context.Context, key string, to *RedisNode) error {
+	from, err := c.MasterOf(ctx, key)
+	if err != nil {
+		return err
+	}
+	slot, err := from.int(ctx, "CLUSTER", "KEYSLOT", key)
+	if err != nil {
+		return err
+	}
+	if n, err := from.int(ctx, "CLUSTER", "COUNTKEYSINSLOT", slot); err != nil || n != 0 {
+		return fmt.Errorf("slot %d holds %d keys (%v); MoveSlot moves empty slots only", slot, n, err)
+	}
+	fromID, err := from.do(ctx, "CLUSTER", "MYID")
+	if err != nil {
+		return err
+	}
+	toID, err := to.do(ctx, "CLUSTER", "MYID")
+	if err != nil {
+		return err
+	}
+	// Redis's resharding order (CLUSTER SETSLOT's documentation): the
+	// importing side first, then the owner, then every other master.
+	steps := []struct {
+		n    *RedisNode
+		args []any
+	}{
+		{to, []any{"CLUSTER", "SETSLOT", slot, "IMPORTING", fromID}},
+		{from, []any{"CLUSTER", "SETSLOT", slot, "MIGRATING", toID}},
+		{to, []any{"CLUSTER", "SETSLOT", slot, "NODE", toID}},
+		{from, []any{"CLUSTER", "SETSLOT", slot, "NODE", toID}},
+	}
+	masters, err := c.Masters(ctx)
+	if err != nil {
+		return err
+	}
+	for _, m := range masters {
+		if m != from && m != to {
+			steps = append(steps, struct {
+				n    *RedisNode
+				args []any
+			}{m, []any{"CLUSTER", "SETSLOT", slot, "NODE", toID}})
+		}
+	}
+	for _, s := range steps {
+		if _, err := s.n.do(ctx, s.args...); err != nil {
+			return fmt.Errorf("%s on %s: %w", fmt.Sprint(s.args...), s.n.Addr, err)
+		}
+	}
+	return WaitFor(ctx, 30*time.Second, func(ctx context.Context) error {
+		for _, n := range c.Nodes {
+			if !n.Running() {
+				continue
+			}
+			owner, err := n.slotOwner(ctx, slot)
+			if err != nil {
+				return err
+			}
+			if owner != to.Addr {
+				return fmt.Errorf("%s sees slot %d at %s", n.Addr, slot, owner)
+			}
+		}
+		return nil
+	})
+}
+
+// slotOwner is the address of the master that n says serves slot.
+func (n *RedisNode) slotOwner(ctx context.Context, slot int64) (string, error) {
+	c := redis.NewClient(&redis.Options{Addr: n.Addr, MaxRetries: -1})
+	defer c.Close()
+	slots, err := c.ClusterSlots(ctx).Result()
+	if err != nil {
+		return "", err
+	}
+	for _, s := range slots {
+		if int64(s.Start) <= slot && slot <= int64(s.End) && len(s.Nodes) > 0 {
+			return s.Nodes[0].Addr, nil
+		}
+	}
+	return "", fmt.Errorf("no master serves slot %d", slot)
+}
+
+// int sends one command to this node alone and returns its integer answer.
+func (n *RedisNode) int(ctx context.Context, args ...any) (int64, error) {
+	c := redis.NewClient(&redis.Options{Addr: n.Addr, MaxRetries: -1, DialTimeout: time.Second})
+	defer c.Close()
+	return c.Do(ctx, args...).Int64()
+}

@@ -3,7 +3,6 @@ package cache_test
 import (
 	"context"
 	"fmt"
-	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -13,7 +12,6 @@ import (
 
 	"tidings/infra/proc"
 	"tidings/lib/cache"
-	"tidings/lib/config"
 	"tidings/lib/testenv"
 )
 
@@ -27,19 +25,10 @@ import (
 // gap to its watchers, and hears the writer's deletes again.
 func TestNearCacheHearsInvalidationsAfterASlotMoveAndAFailover(t *testing.T) {
 	ctx := context.Background()
-	cl, err := proc.StartRedisCluster(ctx, t.TempDir(), 3, 1)
-	if err != nil {
-		t.Fatalf("start a cluster: %v", err)
-	}
-	t.Cleanup(cl.Stop)
-	rc, err := config.ParseRedis(cl.URL())
-	if err != nil {
-		t.Fatal(err)
-	}
+	cl := testenv.StartRedisCluster(t, 3, 1)
 	const prefix = "tidings-test:"
 	channel := prefix + "cache:invalidate"
-	writerRDB, readerRDB := rc.Client(), rc.Client()
-	t.Cleanup(func() { _ = writerRDB.Close(); _ = readerRDB.Close() })
+	writerRDB, readerRDB := testenv.ClusterClient(t, cl), testenv.ClusterClient(t, cl)
 	writer := newCache(t, cache.Near, writerRDB, prefix)
 	reader := newCache(t, cache.Near, readerRDB, prefix)
 	var gaps atomic.Int64 // (re)subscriptions the reader reported
@@ -78,7 +67,9 @@ func TestNearCacheHearsInvalidationsAfterASlotMoveAndAFailover(t *testing.T) {
 		}
 	}
 	gapsBefore := gaps.Load()
-	moveSlot(t, channel, source, target, masters, cl.Nodes)
+	if err := cl.MoveSlot(ctx, channel, target); err != nil {
+		t.Fatal(err)
+	}
 	heard("after the slot moved")
 
 	// A replica takes over only with data it synced from its master.
@@ -102,74 +93,4 @@ func TestNearCacheHearsInvalidationsAfterASlotMoveAndAFailover(t *testing.T) {
 	if n := gaps.Load() - gapsBefore; n < 2 {
 		t.Errorf("the reader reported %d gaps after the faults, want one at least for each of the two", n)
 	}
-}
-
-// moveSlot moves the (empty) slot of key from source to target, as
-// redis-cli --cluster reshard does: importing and migrating, then the
-// new owner told first, so that it takes a newer config epoch, then every
-// other master.
-func moveSlot(t *testing.T, key string, source, target *proc.RedisNode, masters, all []*proc.RedisNode) {
-	t.Helper()
-	ctx := context.Background()
-	node := func(n *proc.RedisNode) *redis.Client {
-		c := redis.NewClient(&redis.Options{Addr: n.Addr})
-		t.Cleanup(func() { _ = c.Close() })
-		return c
-	}
-	src, dst := node(source), node(target)
-	slot, err := src.ClusterKeySlot(ctx, key).Result()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if n, err := src.ClusterCountKeysInSlot(ctx, int(slot)).Result(); err != nil || n != 0 {
-		t.Fatalf("slot %d holds %d keys (%v); the move needs it empty", slot, n, err)
-	}
-	srcID, err := src.Do(ctx, "CLUSTER", "MYID").Text()
-	if err != nil {
-		t.Fatal(err)
-	}
-	dstID, err := dst.Do(ctx, "CLUSTER", "MYID").Text()
-	if err != nil {
-		t.Fatal(err)
-	}
-	steps := []struct {
-		c    *redis.Client
-		args []any
-	}{
-		{dst, []any{"CLUSTER", "SETSLOT", slot, "IMPORTING", srcID}},
-		{src, []any{"CLUSTER", "SETSLOT", slot, "MIGRATING", dstID}},
-		{dst, []any{"CLUSTER", "SETSLOT", slot, "NODE", dstID}},
-		{src, []any{"CLUSTER", "SETSLOT", slot, "NODE", dstID}},
-	}
-	for _, m := range masters {
-		if m != source && m != target {
-			steps = append(steps, struct {
-				c    *redis.Client
-				args []any
-			}{node(m), []any{"CLUSTER", "SETSLOT", slot, "NODE", dstID}})
-		}
-	}
-	for _, s := range steps {
-		if err := s.c.Do(ctx, s.args...).Err(); err != nil {
-			t.Fatalf("%v: %v", s.args, err)
-		}
-	}
-	// Until every node, target's replicas included, has heard of the
-	// move, a failover of target would not take the slot with it.
-	testenv.Eventually(t, "every node to see the slot moved", 200, func() error {
-		for _, n := range all {
-			shards, err := node(n).ClusterShards(ctx).Result()
-			if err != nil {
-				return err
-			}
-			for _, sh := range shards {
-				for _, r := range sh.Slots {
-					if r.Start <= slot && slot <= r.End && !slices.ContainsFunc(sh.Nodes, func(n redis.Node) bool { return n.ID == dstID }) {
-						return fmt.Errorf("%s sees slot %d in shard %v", n.Addr, slot, sh.Nodes)
-					}
-				}
-			}
-		}
-		return nil
-	})
 }

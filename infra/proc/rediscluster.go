@@ -232,14 +232,32 @@ func (n *RedisNode) do(ctx context.Context, args ...any) (string, error) {
 }
 
 // MoveSlot hands the slot of key, which must hold no key (a pub/sub
-// channel's slot, say), from its master to the master to, and waits until
-// every running node sees the move: until then a failover of to would not
-// take the slot with it.
-func (c *RedisCluster) MoveSlot(ctx context.Context, key string, to *RedisNode) error {
+// channel's slot, say), from its master to another master, and waits until
+// every running node sees the move (until then a failover of the new
+// master would not take the slot with it). It returns the new master.
+func (c *RedisCluster) MoveSlot(ctx context.Context, key string) (*RedisNode, error) {
 	from, err := c.MasterOf(ctx, key)
 	if err != nil {
-		return err
+		return nil, err
 	}
+	masters, err := c.Masters(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var to *RedisNode
+	for _, m := range masters {
+		if m != from {
+			to = m
+			break
+		}
+	}
+	if to == nil {
+		return nil, fmt.Errorf("no other master to move slot of %s to", key)
+	}
+	return to, c.moveSlot(ctx, key, from, to, masters)
+}
+
+func (c *RedisCluster) moveSlot(ctx context.Context, key string, from, to *RedisNode, masters []*RedisNode) error {
 	slot, err := from.int(ctx, "CLUSTER", "KEYSLOT", key)
 	if err != nil {
 		return err
@@ -265,10 +283,6 @@ func (c *RedisCluster) MoveSlot(ctx context.Context, key string, to *RedisNode) 
 		{from, []any{"CLUSTER", "SETSLOT", slot, "MIGRATING", toID}},
 		{to, []any{"CLUSTER", "SETSLOT", slot, "NODE", toID}},
 		{from, []any{"CLUSTER", "SETSLOT", slot, "NODE", toID}},
-	}
-	masters, err := c.Masters(ctx)
-	if err != nil {
-		return err
 	}
 	for _, m := range masters {
 		if m != from && m != to {

@@ -105,7 +105,7 @@ func Load() (Config, error) {
 // missing secret is an error because a process without one cannot do its
 // job safely.
 func (c *Config) Complete() error {
-	if err := errors.Join(c.HTTP.Validate(), c.Limits.Validate()); err != nil {
+	if err := errors.Join(c.HTTP.Validate(), c.Limits.Validate(), validRedisPrefix(c.RedisPrefix)); err != nil {
 		return err
 	}
 	jwtSecret, err := c.Secret(JWTSecret)
@@ -207,4 +207,14 @@ func Positive(ok map[string]bool) error {
 	}
 	slices.Sort(bad) // the same answer on every run, whatever the map's order
 	return fmt.Errorf("%s must be positive", strings.Join(bad, ", "))
+}
+
+// validRedisPrefix refuses a prefix holding a brace: keys take their hash
+// tags ({...}) after the prefix, and on a Redis Cluster a brace in the
+// prefix would become every key's hash tag, putting all in one slot.
+func validRedisPrefix(prefix string) error {
+	if strings.ContainsAny(prefix, "{}") {
+		return fmt.Errorf("REDIS_PREFIX %q must not contain { or }: the keys' hash tags follow it", prefix)
+	}
+	return nil
 }

@@ -41,6 +41,7 @@ func TestLoadRefusesMissingOrWeakSecretsAndBadNumbers(t *testing.T) {
 		"bad TTL":         {"JWT_SECRET": "0123456789abcdef0123456789abcdef", "TOKEN_TTL": "soon"},
 		"bad body limit":  {"JWT_SECRET": "0123456789abcdef0123456789abcdef", "MAX_BODY_BYTES": "big"},
 		"no internal key": {"JWT_SECRET": "0123456789abcdef0123456789abcdef", "INTERNAL_KEY": ""},
+		"brace in prefix": {"JWT_SECRET": "0123456789abcdef0123456789abcdef", "REDIS_PREFIX": "app{1}:"},
 	} {
 		t.Run(name, func(t *testing.T) {
 			for k, v := range env {

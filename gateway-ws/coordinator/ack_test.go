@@ -10,11 +10,10 @@ import (
 	"sync"
 	"testing"
 
-	"github.com/redis/go-redis/v9"
-
 	sendmail "tidings/functions/send-mail"
 	"tidings/lib/logging"
 	"tidings/lib/notification"
+	"tidings/lib/redisx"
 	"tidings/lib/store"
 	"tidings/lib/testenv"
 	"tidings/lib/twopc"
@@ -103,24 +102,11 @@ func (h *harness) startRelay() *ackRelay {
 
 // wakeListeners counts the subscribers of the ack wake-up channel.
 func (h *harness) wakeListeners() int64 {
-	ctx := context.Background()
-	ch := twopc.AckWakeChannel(h.rd.Prefix)
-	var n map[string]int64
-	var err error
-	if cluster, ok := h.rd.Client.(*redis.ClusterClient); ok {
-		// A sharded channel's subscribers are counted by the master of
-		// its slot, which they are connected to.
-		var master *redis.Client
-		if master, err = cluster.MasterForKey(ctx, ch); err == nil {
-			n, err = master.PubSubShardNumSub(ctx, ch).Result()
-		}
-	} else {
-		n, err = h.rd.Client.PubSubNumSub(ctx, ch).Result()
-	}
+	n, err := redisx.Subscribers(context.Background(), h.rd.Client, twopc.AckWakeChannel(h.rd.Prefix))
 	if err != nil {
 		h.t.Fatal(err)
 	}
-	return n[ch]
+	return n
 }
 
 // pushed reports whether the relay pushed unread to user's channel.

@@ -14,8 +14,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/redis/go-redis/v9"
-
 	"tidings/functions"
 	sendmail "tidings/functions/send-mail"
 	"tidings/gateway-ws/invoke"
@@ -243,26 +241,10 @@ func (h *harness) unfinished() (int64, error) {
 	return r.unfinished(context.Background())
 }
 
-// keys lists the keys matching pattern, on every master of a cluster
-// (KEYS is answered by one node only).
+// keys lists the keys matching pattern (on every master of a cluster).
 func (h *harness) keys(pattern string) []string {
 	h.t.Helper()
-	ctx := context.Background()
-	var mu sync.Mutex
-	var keys []string
-	list := func(ctx context.Context, node *redis.Client) error {
-		k, err := node.Keys(ctx, pattern).Result()
-		mu.Lock()
-		defer mu.Unlock()
-		keys = append(keys, k...)
-		return err
-	}
-	var err error
-	if cluster, ok := h.rd.Client.(*redis.ClusterClient); ok {
-		err = cluster.ForEachMaster(ctx, list)
-	} else {
-		err = list(ctx, h.rd.Client.(*redis.Client))
-	}
+	keys, err := testenv.Keys(context.Background(), h.rd.Client, pattern)
 	if err != nil {
 		h.t.Fatal(err)
 	}

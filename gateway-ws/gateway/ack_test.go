@@ -64,8 +64,7 @@ func gatewayWithFunctions(t *testing.T) (*testenv.DB, *testGateway) {
 	g := startGateway(t, cfg)
 	wake := twopc.AckWakeChannel(rd.Prefix)
 	testenv.Eventually(t, "the replica's relay hears ack wake-ups", 200, func() bool {
-		n, err := rd.Client.PubSubNumSub(context.Background(), wake).Result()
-		return err == nil && n[wake] == 1
+		return subscribersOf(t, rd.Client, wake) == 1
 	})
 	return db, g
 }

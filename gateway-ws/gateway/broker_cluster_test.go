@@ -11,6 +11,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"tidings/infra/proc"
+	"tidings/lib/redisx"
 	"tidings/lib/testenv"
 )
 
@@ -37,15 +38,11 @@ func subscribersOf(t testing.TB, rdb redis.UniversalClient, channel string) int6
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	cmd := nodeOf(t, rdb, channel).PubSubNumSub
-	if _, ok := rdb.(*redis.ClusterClient); ok {
-		cmd = nodeOf(t, rdb, channel).PubSubShardNumSub
-	}
-	n, err := cmd(ctx, channel).Result()
+	n, err := redisx.Subscribers(ctx, rdb, channel)
 	if err != nil {
 		t.Fatalf("count the subscribers of %s: %v", channel, err)
 	}
-	return n[channel]
+	return n
 }
 
 // clusterBroker is a broker on a cluster of the test's own, whose frames

@@ -9,7 +9,6 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
-	"sort"
 	"strings"
 	"testing"
 	"time"
@@ -70,11 +69,10 @@ func (e *hostileEnv) snapshot() string {
 	e.t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	keys, err := e.rd.Client.Keys(ctx, e.rd.Prefix+"*").Result()
+	keys, err := testenv.Keys(ctx, e.rd.Client, e.rd.Prefix+"*")
 	if err != nil {
 		e.t.Fatalf("redis keys: %v", err)
 	}
-	sort.Strings(keys)
 	return testenv.Snapshot(e.t, e.db.Pool) + "== redis\n" + strings.Join(keys, "\n")
 }
 

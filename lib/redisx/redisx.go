@@ -78,6 +78,22 @@ func RemoveChannels(ctx context.Context, rdb redis.UniversalClient, ps *redis.Pu
 	return ps.Unsubscribe(ctx, channels...)
 }
 
+// Subscribers counts the subscribers of channel: PUBSUB NUMSUB on one
+// server, PUBSUB SHARDNUMSUB on the master of the channel's slot (where its
+// subscribers are connected) on a cluster.
+func Subscribers(ctx context.Context, rdb redis.UniversalClient, channel string) (int64, error) {
+	numSub := rdb.PubSubNumSub
+	if cluster, ok := rdb.(*redis.ClusterClient); ok {
+		master, err := cluster.MasterForKey(ctx, channel)
+		if err != nil {
+			return 0, err
+		}
+		numSub = master.PubSubShardNumSub
+	}
+	n, err := numSub(ctx, channel).Result()
+	return n[channel], err
+}
+
 // ReplicaWait bounds how long a Replicated write waits for a replica.
 const ReplicaWait = time.Second
 

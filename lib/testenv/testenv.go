@@ -14,7 +14,9 @@ import (
 	"fmt"
 	"io/fs"
 	"net/url"
+	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -248,20 +250,35 @@ func NewRedis(t testing.TB) *Redis {
 // interface: lower case, so that PostgreSQL and ip take it as it is.
 func uniqueName() string { return strings.ToLower(rand.Text()) }
 
-// DeleteKeys deletes every key starting with prefix, on each master of a
-// Redis Cluster or on the one server.
-func DeleteKeys(ctx context.Context, rdb redis.UniversalClient, prefix string) {
-	del := func(ctx context.Context, node *redis.Client) error {
-		iter := node.Scan(ctx, 0, prefix+"*", 500).Iterator()
+// Keys are every key matching pattern, sorted: on each master of a Redis
+// Cluster (a KEYS or SCAN reaches one node only) or on the one server.
+func Keys(ctx context.Context, rdb redis.UniversalClient, pattern string) ([]string, error) {
+	var mu sync.Mutex
+	var keys []string
+	scan := func(ctx context.Context, node *redis.Client) error {
+		iter := node.Scan(ctx, 0, pattern, 500).Iterator()
 		for iter.Next(ctx) {
-			node.Del(ctx, iter.Val())
+			mu.Lock()
+			keys = append(keys, iter.Val())
+			mu.Unlock()
 		}
 		return iter.Err()
 	}
+	var err error
 	switch c := rdb.(type) {
 	case *redis.ClusterClient:
-		_ = c.ForEachMaster(ctx, del)
+		err = c.ForEachMaster(ctx, scan)
 	case *redis.Client:
-		_ = del(ctx, c)
+		err = scan(ctx, c)
+	}
+	slices.Sort(keys)
+	return keys, err
+}
+
+// DeleteKeys deletes every key starting with prefix (Keys).
+func DeleteKeys(ctx context.Context, rdb redis.UniversalClient, prefix string) {
+	keys, _ := Keys(ctx, rdb, prefix+"*")
+	for _, k := range keys {
+		rdb.Del(ctx, k)
 	}
 }

@@ -318,13 +318,20 @@ func (c *RedisCluster) moveSlot(ctx context.Context, key string, from, to *Redis
 func (n *RedisNode) slotOwner(ctx context.Context, slot int64) (string, error) {
 	c := redis.NewClient(&redis.Options{Addr: n.Addr, MaxRetries: -1})
 	defer c.Close()
-	slots, err := c.ClusterSlots(ctx).Result()
+	shards, err := c.ClusterShards(ctx).Result()
 	if err != nil {
 		return "", err
 	}
-	for _, s := range slots {
-		if int64(s.Start) <= slot && slot <= int64(s.End) && len(s.Nodes) > 0 {
-			return s.Nodes[0].Addr, nil
+	for _, sh := range shards {
+		for _, r := range sh.Slots {
+			if r.Start > slot || slot > r.End {
+				continue
+			}
+			for _, node := range sh.Nodes {
+				if node.Role == "master" {
+					return net.JoinHostPort(node.IP, strconv.FormatInt(node.Port, 10)), nil
+				}
+			}
 		}
 	}
 	return "", fmt.Errorf("no master serves slot %d", slot)

@@ -190,7 +190,7 @@ func (l *lane) run() {
 			}
 			pinged = false
 			l.lost()
-			l.relearn(ctx)
+			redisx.Relearn(ctx, l.b.rdb)
 			wait := waits.NextBackOff()
 			l.b.log.Warn("redis pub/sub receive failed; retrying", "err", err, "backoff", wait)
 			time.Sleep(wait)
@@ -222,19 +222,11 @@ func (l *lane) run() {
 					// again where the slot is now.
 					l.b.log.Warn("redis dropped a subscription (slot moved); resubscribing", "channel", m.Channel)
 					l.lost()
-					l.relearn(ctx)
+					redisx.Relearn(ctx, l.b.rdb)
 					l.reconnect(ctx)
 				}
 			}
 		}
-	}
-}
-
-// relearn has a cluster client read the cluster's layout again (in the
-// background), so that the next connection goes to the slot's master now.
-func (l *lane) relearn(ctx context.Context) {
-	if c, ok := l.b.rdb.(*redis.ClusterClient); ok {
-		c.ReloadState(ctx)
 	}
 }
 

@@ -283,11 +283,10 @@ func (c *Cache) Delete(ctx context.Context, keys ...string) error {
 // and the publish (SPUBLISH) once they are all answered. A process that
 // dies between the two leaves the other replicas' copies in their memory
 // for at most LocalTTL, the bound already set for an invalidation that is
-// lost. The writes are not waited onto a replica (redisx.Replicated): WAIT
-// blocks for its whole timeout on a shard without an online replica, as
-// right after a failover, which would fail every cache write there; so a
-// master that fails just after a write may lose it, and an entry deleted
-// then may come back from its replica until its TTL ends.
+// lost. The writes are not waited onto a replica (redisx.Replicated takes
+// one slot, and a cache entry is a copy): a master that fails within the
+// moment it takes to replicate a write may lose it, and an entry deleted
+// then may come back from its promoted replica until its TTL ends.
 func (c *Cache) writeThenInvalidate(ctx context.Context, rkeys []string, write func(p redis.Pipeliner, rkey string), msg string) error {
 	publish := c.cfg.Store == Near
 	writeAll := func(p redis.Pipeliner) {

@@ -61,7 +61,7 @@ func (c *Cache) listen(ctx context.Context, subscribed chan<- struct{}) {
 			}
 			pinged = false
 			c.setLive(false, err)
-			c.reloadSlots(ctx)
+			redisx.Relearn(ctx, c.rdb)
 			select {
 			case <-ctx.Done():
 				return
@@ -109,16 +109,6 @@ func (c *Cache) resubscribe(ctx context.Context, ps *redis.PubSub) *redis.PubSub
 	ps = redisx.Subscribe(ctx, c.rdb, c.channel())
 	c.pubsub.Store(ps)
 	return ps
-}
-
-// reloadSlots has a cluster client look up which master serves which slot
-// again, before the next subscription (go-redis does so by itself only
-// every few seconds, or after a MOVED answer to a command, which a
-// subscription never gets). One server has nothing to look up.
-func (c *Cache) reloadSlots(ctx context.Context) {
-	if cluster, ok := c.rdb.(*redis.ClusterClient); ok {
-		cluster.ReloadState(ctx)
-	}
 }
 
 // listenBackOff spaces out the invalidation listener's reconnections:

@@ -94,6 +94,18 @@ func Subscribers(ctx context.Context, rdb redis.UniversalClient, channel string)
 	return n[channel], err
 }
 
+// Relearn has a cluster client read the cluster's layout again, in the
+// background, so that its next connection to a slot goes to the slot's
+// master now: after a pub/sub connection failed or was dropped by a master
+// whose slot moved (a subscription never gets the MOVED answer that makes
+// go-redis relearn by itself; commands are covered by config's hook). One
+// server has nothing to learn.
+func Relearn(ctx context.Context, rdb redis.UniversalClient) {
+	if cluster, ok := rdb.(*redis.ClusterClient); ok {
+		cluster.ReloadState(ctx)
+	}
+}
+
 // ReplicaWait bounds how long a Replicated write waits for a replica.
 const ReplicaWait = time.Second
 

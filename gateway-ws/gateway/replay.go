@@ -200,8 +200,17 @@ func (s *Server) readAll(ch *channel) error {
 
 // fillGaps makes every local member of a user topic read what it may have
 // missed: the broker calls it once its subscription to the topic is
-// confirmed again after its connection failed.
+// confirmed again after its connection failed, or (on a cluster) once the
+// users' batch channel is.
 func (s *Server) fillGaps(topic string) {
+	if topic == s.broker.channel(usersTopic) {
+		// The users' batches of notifications were lost meanwhile: any
+		// user channel here may have missed some.
+		for _, t := range s.hub.topicNames() {
+			s.fillGaps(t)
+		}
+		return
+	}
 	if kind, id := route(topic); kind != kindUser || id == 0 {
 		return
 	}

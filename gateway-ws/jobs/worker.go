@@ -464,7 +464,6 @@ func outageBackOff() *backoff.ExponentialBackOff {
 // outage tracks one loop's trouble with Redis: it logs when Redis goes
 // away and when it is back, and spaces the loop's tries out meanwhile.
 type outage struct {
-	q     *Queue
 	log   *slog.Logger
 	what  string
 	down  bool
@@ -472,7 +471,7 @@ type outage struct {
 }
 
 func (q *Queue) outage(what string) *outage {
-	return &outage{q: q, log: q.cfg.Log.With("component", "jobs"), what: what, waits: outageBackOff()}
+	return &outage{log: q.cfg.Log.With("component", "jobs"), what: what, waits: outageBackOff()}
 }
 
 // failed records a failure, logging the first of a run.

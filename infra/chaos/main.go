@@ -209,12 +209,15 @@ func (r *run) chaos(ctx context.Context) error {
 			return err
 		}
 	}
-	if err := r.restartDead(ctx); err != nil {
-		return err
-	}
 	// Records lost with Redis are recovered from the participants once
-	// older than RECOVERY_STUCK_AFTER + PHASE_TWO_TIMEOUT.
+	// older than RECOVERY_STUCK_AFTER + PHASE_TWO_TIMEOUT. Recovery goes
+	// through the fault points too, so a gateway may still crash on
+	// purpose now, even while starting: it is restarted, as a supervisor
+	// would, until everything is settled.
 	err := proc.WaitFor(ctx, 90*time.Second, func(ctx context.Context) error {
+		if err := r.restartDead(ctx); err != nil {
+			return err
+		}
 		open, err := r.tx.OpenTransactions(ctx)
 		if err == nil && open > 0 {
 			err = fmt.Errorf("%d transaction records still unfinished", open)

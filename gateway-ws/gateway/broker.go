@@ -150,13 +150,23 @@ func (b *Broker) Watch(ctx context.Context, channel string, hear func(payload st
 	if !b.sharded {
 		return b.lanes[0].add(ctx, channel)
 	}
-	l := newLane(b, "")
-	b.mu.Lock()
-	b.watched = append(b.watched, l)
-	b.mu.Unlock()
 	// Not waited for: a lane whose Redis is unreachable keeps trying, and
 	// the watcher hears from the moment it manages.
-	return l.open(ctx, channel, false)
+	l := newLane(b, "")
+	if err := l.open(ctx, channel, false); err != nil {
+		return err
+	}
+	// Listed once open, for Close to close; a broker closed meanwhile
+	// (its replica shutting down while starting) will not, so it is
+	// closed here.
+	b.mu.Lock()
+	if b.closed.Load() {
+		b.mu.Unlock()
+		return l.close()
+	}
+	b.watched = append(b.watched, l)
+	b.mu.Unlock()
+	return nil
 }
 
 func (b *Broker) watcher(channel string) func(string) {

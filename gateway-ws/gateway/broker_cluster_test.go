@@ -205,3 +205,20 @@ func TestBrokerResubscribesAfterAFailover(t *testing.T) {
 		}
 	}
 }
+
+// A Watch that comes after the broker closed (the coordinator's ack
+// relay subscribes from a goroutine of its own, which may run on while the
+// replica shuts down) leaves no lane behind, and the Close it raced with
+// never meets a lane it has not opened yet.
+func TestBrokerWatchAfterCloseLeavesNoLane(t *testing.T) {
+	_, _, b, _ := clusterBroker(t, 3, 0)
+	if err := b.Close(); err != nil {
+		t.Fatal(err)
+	}
+	_ = b.Watch(context.Background(), "tidings-test:{late}:watched", func(string) {})
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if len(b.watched) != 0 {
+		t.Fatalf("%d watched lanes listed after Close, want none", len(b.watched))
+	}
+}

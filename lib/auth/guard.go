@@ -250,13 +250,22 @@ func (g *Guard) RevokeKey(ctx context.Context, userID, id int64) error {
 	if err != nil {
 		return err
 	}
-	k := hex.EncodeToString(hash)
-	_ = g.lastKeys.Delete(ctx, k)
-	if g.keys != nil {
-		if err := g.keys.Delete(ctx, k); err != nil {
-			g.cfg.Logger.Warn("revoked API key not dropped from the cache", "key", id, "err", err)
-			return errNotEverywhere()
-		}
+	return forget(ctx, g, g.keys, g.lastKeys, hex.EncodeToString(hash), "revoked API key", "key", id)
+}
+
+// forget drops one entry from this process's last answers and the shared
+// cache (when there is one), after the database changed under it. An
+// error leaves the change made but maybe not yet seen everywhere:
+// errNotEverywhere, and the client retries (every revocation is
+// idempotent).
+func forget[V any](ctx context.Context, g *Guard, shared, last *cache.Typed[V], k, what string, attrs ...any) error {
+	_ = last.Delete(ctx, k)
+	if shared == nil {
+		return nil
+	}
+	if err := shared.Delete(ctx, k); err != nil {
+		g.cfg.Logger.Warn(what+" not dropped from the cache", append(attrs, "err", err)...)
+		return errNotEverywhere()
 	}
 	return nil
 }
@@ -268,19 +277,9 @@ func errNotEverywhere() *fn.Error {
 }
 
 // forgetUser drops the user's revocations from every cache, after they
-// changed. An error leaves the change made but maybe not yet seen
-// everywhere: the caller answers 503 and the client retries (every
-// revocation is idempotent).
+// changed (forget).
 func (g *Guard) forgetUser(ctx context.Context, userID int64) error {
-	k := strconv.FormatInt(userID, 10)
-	_ = g.lastRevs.Delete(ctx, k)
-	if g.revocations != nil {
-		if err := g.revocations.Delete(ctx, k); err != nil {
-			g.cfg.Logger.Warn("revocations not dropped from the cache", "user", userID, "err", err)
-			return errNotEverywhere()
-		}
-	}
-	return nil
+	return forget(ctx, g, g.revocations, g.lastRevs, strconv.FormatInt(userID, 10), "revocations", "user", userID)
 }
 
 // OnRevoke registers f to hear, from any process, that a user's tokens
